@@ -1,0 +1,212 @@
+/*
+ * harness.c — timing loop, tables (text / CSV / JSON) and argument matching for benchmarks.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/common.h"
+#include "harness.h"
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+void zb_measure(void (*fn)(void *), void *arg, int warmup, int min_runs, int max_runs,
+                double min_seconds, zb_timing *t)
+{
+    for (int i = 0; i < warmup; i++) fn(arg);
+    if (max_runs < min_runs) max_runs = min_runs;
+    double *ns = malloc(sizeof(double) * (size_t)max_runs);
+    int n = 0;
+    uint64_t start = zoff__now_ns();
+    while (n < max_runs) {
+        uint64_t t0 = zoff__now_ns();
+        fn(arg);
+        ns[n++] = (double)(zoff__now_ns() - t0);
+        if (n >= min_runs && (double)(zoff__now_ns() - start) / 1e9 >= min_seconds) break;
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += ns[i];
+    qsort(ns, (size_t)n, sizeof(double), cmp_double);
+    t->runs = n;
+    t->min_ns = ns[0];
+    t->max_ns = ns[n - 1];
+    t->median_ns = (n % 2) ? ns[n / 2] : (ns[n / 2 - 1] + ns[n / 2]) / 2;
+    t->mean_ns = sum / n;
+    free(ns);
+}
+
+struct zb_table {
+    char *title;
+    int ncols, nrows, cap;
+    char **cols;
+    char **cells; /* nrows * ncols */
+};
+
+zb_table *zb_table_new(const char *title, int ncols, const char *const *cols)
+{
+    zb_table *t = calloc(1, sizeof *t);
+    t->title = strdup(title ? title : "");
+    t->ncols = ncols;
+    t->cols = calloc((size_t)ncols, sizeof(char *));
+    for (int i = 0; i < ncols; i++) t->cols[i] = strdup(cols[i]);
+    return t;
+}
+
+static void add_row(zb_table *t, char **cells)
+{
+    if (t->nrows == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 16;
+        t->cells = realloc(t->cells, sizeof(char *) * (size_t)t->cap * (size_t)t->ncols);
+    }
+    memcpy(t->cells + (size_t)t->nrows * (size_t)t->ncols, cells, sizeof(char *) * (size_t)t->ncols);
+    t->nrows++;
+}
+
+void zb_table_row(zb_table *t, ...)
+{
+    char **cells = calloc((size_t)t->ncols, sizeof(char *));
+    va_list ap;
+    va_start(ap, t);
+    for (int i = 0; i < t->ncols; i++) {
+        const char *c = va_arg(ap, const char *);
+        cells[i] = strdup(c ? c : "");
+    }
+    va_end(ap);
+    add_row(t, cells);
+    free(cells);
+}
+
+void zb_table_rowf(zb_table *t, const char *fmt, ...)
+{
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    char **cells = calloc((size_t)t->ncols, sizeof(char *));
+    char *save = NULL, *tok = strtok_r(buf, "|", &save);
+    for (int i = 0; i < t->ncols; i++) {
+        cells[i] = strdup(tok ? tok : "");
+        tok = tok ? strtok_r(NULL, "|", &save) : NULL;
+    }
+    add_row(t, cells);
+    free(cells);
+}
+
+void zb_table_print(const zb_table *t, FILE *out)
+{
+    int *w = calloc((size_t)t->ncols, sizeof(int));
+    for (int c = 0; c < t->ncols; c++) {
+        w[c] = (int)strlen(t->cols[c]);
+        for (int r = 0; r < t->nrows; r++) {
+            int l = (int)strlen(t->cells[(size_t)r * (size_t)t->ncols + (size_t)c]);
+            if (l > w[c]) w[c] = l;
+        }
+    }
+    if (t->title[0]) fprintf(out, "%s\n", t->title);
+    for (int c = 0; c < t->ncols; c++) fprintf(out, "%s%*s", c ? "  " : "", w[c], t->cols[c]);
+    fprintf(out, "\n");
+    for (int c = 0; c < t->ncols; c++) {
+        fprintf(out, "%s", c ? "  " : "");
+        for (int k = 0; k < w[c]; k++) fputc('-', out);
+    }
+    fprintf(out, "\n");
+    for (int r = 0; r < t->nrows; r++) {
+        for (int c = 0; c < t->ncols; c++)
+            fprintf(out, "%s%*s", c ? "  " : "", w[c],
+                    t->cells[(size_t)r * (size_t)t->ncols + (size_t)c]);
+        fprintf(out, "\n");
+    }
+    fflush(out);
+    free(w);
+}
+
+int zb_table_write_csv(const zb_table *t, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return -errno;
+    for (int c = 0; c < t->ncols; c++) fprintf(f, "%s%s", c ? "," : "", t->cols[c]);
+    fprintf(f, "\n");
+    for (int r = 0; r < t->nrows; r++) {
+        for (int c = 0; c < t->ncols; c++)
+            fprintf(f, "%s%s", c ? "," : "", t->cells[(size_t)r * (size_t)t->ncols + (size_t)c]);
+        fprintf(f, "\n");
+    }
+    return fclose(f) == 0 ? 0 : -errno;
+}
+
+static int is_number(const char *s)
+{
+    if (!*s) return 0;
+    char *end;
+    strtod(s, &end);
+    return *end == '\0';
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20) fprintf(f, "\\u%04x", *s);
+        else fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+int zb_table_write_json(const zb_table *t, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return -errno;
+    fprintf(f, "{\"title\": ");
+    json_str(f, t->title);
+    fprintf(f, ", \"rows\": [\n");
+    for (int r = 0; r < t->nrows; r++) {
+        fprintf(f, "  {");
+        for (int c = 0; c < t->ncols; c++) {
+            const char *cell = t->cells[(size_t)r * (size_t)t->ncols + (size_t)c];
+            fprintf(f, "%s", c ? ", " : "");
+            json_str(f, t->cols[c]);
+            fprintf(f, ": ");
+            if (is_number(cell)) fprintf(f, "%s", cell);
+            else json_str(f, cell);
+        }
+        fprintf(f, "}%s\n", r + 1 < t->nrows ? "," : "");
+    }
+    fprintf(f, "]}\n");
+    return fclose(f) == 0 ? 0 : -errno;
+}
+
+void zb_table_free(zb_table *t)
+{
+    if (!t) return;
+    for (int c = 0; c < t->ncols; c++) free(t->cols[c]);
+    for (size_t i = 0; i < (size_t)t->nrows * (size_t)t->ncols; i++) free(t->cells[i]);
+    free(t->cols);
+    free(t->cells);
+    free(t->title);
+    free(t);
+}
+
+int zb_arg_match(int *i, int argc, char **argv, const char *key, const char **value)
+{
+    const char *a = argv[*i];
+    size_t kl = strlen(key);
+    if (strncmp(a, key, kl) != 0) return 0;
+    if (a[kl] == '=') {
+        if (!value) return 0;
+        *value = a + kl + 1;
+        return 1;
+    }
+    if (a[kl] == '\0') {
+        if (!value) return 1;
+        if (*i + 1 >= argc) return 0;
+        *value = argv[++*i];
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,144 @@
+/*
+ * params.c — the environment-parameter table generated from params.def, size parsing, and a
+ * few system facts (time, memory, CPUs) every module needs.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+
+static const struct {
+    const char *env;
+    const char *def;
+    const char *doc;
+} params[] = {
+#define X(ident, env, def, doc) {env, def, doc},
+#include "params.def"
+#undef X
+};
+
+const char *zoff__param_str(zoff_param_id id)
+{
+    if ((int)id < 0 || id >= ZOFF_PARAM_COUNT_) return "";
+    const char *v = getenv(params[id].env);
+    return (v && v[0]) ? v : params[id].def;
+}
+
+int zoff__param_set(zoff_param_id id)
+{
+    if ((int)id < 0 || id >= ZOFF_PARAM_COUNT_) return 0;
+    const char *v = getenv(params[id].env);
+    return v && v[0];
+}
+
+int64_t zoff__param_int(zoff_param_id id, int64_t fallback)
+{
+    uint64_t v;
+    const char *s = zoff__param_str(id);
+    if (s[0] == '-') {
+        char *end;
+        long long x = strtoll(s, &end, 0);
+        return (*end == '\0') ? x : fallback;
+    }
+    if (zoff__parse_size(s, &v) != 0) return fallback;
+    return (int64_t)v;
+}
+
+const char *zoff__param_env_name(zoff_param_id id)
+{
+    return ((int)id >= 0 && id < ZOFF_PARAM_COUNT_) ? params[id].env : "";
+}
+
+const char *zoff__param_doc(zoff_param_id id)
+{
+    return ((int)id >= 0 && id < ZOFF_PARAM_COUNT_) ? params[id].doc : "";
+}
+
+const char *zoff__param_default(zoff_param_id id)
+{
+    return ((int)id >= 0 && id < ZOFF_PARAM_COUNT_) ? params[id].def : "";
+}
+
+zoff_status zoff__parse_size(const char *s, uint64_t *out)
+{
+    if (!s || !*s || *s == '-') return ZOFF_EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno || end == s) return ZOFF_EINVAL;
+    uint64_t mult = 1;
+    switch (*end) {
+    case '\0':
+        break;
+    case 'k': case 'K':
+        mult = 1ull << 10; end++; break;
+    case 'm': case 'M':
+        mult = 1ull << 20; end++; break;
+    case 'g': case 'G':
+        mult = 1ull << 30; end++; break;
+    case 't': case 'T':
+        mult = 1ull << 40; end++; break;
+    default:
+        return ZOFF_EINVAL;
+    }
+    if (*end == 'i' || *end == 'I') end++;
+    if (*end == 'b' || *end == 'B') end++;
+    if (*end != '\0') return ZOFF_EINVAL;
+    if (v > UINT64_MAX / mult) return ZOFF_EINVAL;
+    *out = (uint64_t)v * mult;
+    return ZOFF_OK;
+}
+
+const char *zoff__fmt_bytes(uint64_t bytes, char *buf, size_t len)
+{
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    size_t u = 0;
+    while (v >= 1024.0 && u + 1 < ZOFF_ARRAY_SIZE(units)) {
+        v /= 1024.0;
+        u++;
+    }
+    if (u == 0) snprintf(buf, len, "%llu B", (unsigned long long)bytes);
+    else snprintf(buf, len, "%.2f %s", v, units[u]);
+    return buf;
+}
+
+uint64_t zoff__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void zoff__sleep_ns(uint64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+uint64_t zoff__mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    uint64_t kb = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long v;
+        if (sscanf(line, "MemAvailable: %llu kB", &v) == 1) {
+            kb = v;
+            break;
+        }
+    }
+    fclose(f);
+    return kb * 1024ull;
+}
+
+int zoff__ncpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}

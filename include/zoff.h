@@ -1,0 +1,389 @@
+/*
+ * zoff.h — the public C API of zoff, a ZeRO-Offload heterogeneous memory runtime.
+ *
+ * This is the only header a user includes. It owns: status codes, version, dtypes, the
+ * configuration struct, the runtime handle and its calls, device-memory helpers for trainers,
+ * statistics and the planning report.
+ *
+ * Conventions (apply to every function below unless its comment says otherwise):
+ *  - Every call returns a zoff_status: 0 (ZOFF_OK) on success, a negative value on error.
+ *    Negative errno values (-ENOSPC, -EIO, ...) pass through unchanged; zoff's own codes live in
+ *    [-1099, -1000]. zoff_strerror() names both kinds; zoff_last_error() gives the detailed
+ *    message of the last failure (file, offset, call, errno where they apply).
+ *  - Outputs are written through pointer arguments only on success.
+ *  - Destroy functions accept NULL. The library never calls exit() or abort().
+ *  - Structs that may grow start with `struct_size`; fill them with the *_default() calls or the
+ *    *_INIT macros.
+ *  - Thread safety: one zoff_runtime is used by one thread at a time (the trainer's thread).
+ *    Different runtimes are independent. zoff_strerror/zoff_version are thread-safe.
+ */
+#ifndef ZOFF_H
+#define ZOFF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(ZOFF_BUILDING_LIBRARY) && defined(__GNUC__)
+#define ZOFF_API __attribute__((visibility("default")))
+#else
+#define ZOFF_API
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Version                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+#define ZOFF_VERSION_MAJOR 0
+#define ZOFF_VERSION_MINOR 1
+#define ZOFF_VERSION_PATCH 0
+#define ZOFF_VERSION_NUMBER                                                                    \
+    (ZOFF_VERSION_MAJOR * 10000 + ZOFF_VERSION_MINOR * 100 + ZOFF_VERSION_PATCH)
+
+/* Returns the version string of the loaded library, e.g. "0.1.0". Static storage. */
+ZOFF_API const char *zoff_version(void);
+/* Returns ZOFF_VERSION_NUMBER of the loaded library (compare with the header's). */
+ZOFF_API int zoff_version_number(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status codes                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+/* X(name, value, description). Values 0 and [-1099, -1000] are zoff's; any other negative
+ * value is -errno. */
+#define ZOFF_STATUS_LIST(X)                                                                    \
+    X(ZOFF_OK, 0, "success")                                                                   \
+    X(ZOFF_EINTERNAL, -1000, "internal error (a bug in zoff)")                                 \
+    X(ZOFF_EINVAL, -1001, "invalid argument")                                                  \
+    X(ZOFF_ECONFIG, -1002, "invalid configuration")                                            \
+    X(ZOFF_ESTATE, -1003, "call not allowed in the runtime's current state")                   \
+    X(ZOFF_EDEVMEM, -1004, "out of device memory")                                             \
+    X(ZOFF_EDEVICE, -1005, "device error")                                                     \
+    X(ZOFF_EUNSUPPORTED, -1006, "not supported by this build, device or system")               \
+    X(ZOFF_ECORRUPT, -1007, "data corrupted (checksum mismatch)")                              \
+    X(ZOFF_ENOFIT, -1008, "configuration does not fit in the available memory or disk")       \
+    X(ZOFF_ENOTFOUND, -1009, "not found")                                                      \
+    X(ZOFF_EFORMAT, -1010, "bad file format or version")                                       \
+    X(ZOFF_EMISMATCH, -1011, "checkpoint does not match the registered parameters")            \
+    X(ZOFF_ESHORTIO, -1012, "short read or write that could not be completed")                 \
+    X(ZOFF_EINTERRUPTED, -1013, "interrupted")
+
+typedef enum zoff_status_code {
+#define ZOFF__STATUS_ENUM(name, value, desc) name = value,
+    ZOFF_STATUS_LIST(ZOFF__STATUS_ENUM)
+#undef ZOFF__STATUS_ENUM
+} zoff_status_code;
+
+typedef int zoff_status;
+
+/* Returns a static description of `st` (zoff codes and -errno values). Thread-safe. */
+ZOFF_API const char *zoff_strerror(zoff_status st);
+/* Returns the symbolic name of `st` ("ZOFF_ECORRUPT", "ENOSPC", ...). Static storage. */
+ZOFF_API const char *zoff_status_name(zoff_status st);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Types                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+typedef enum zoff_dtype {
+    ZOFF_DTYPE_F32 = 0,  /* IEEE binary32 */
+    ZOFF_DTYPE_F16 = 1,  /* IEEE binary16 */
+    ZOFF_DTYPE_BF16 = 2, /* bfloat16 */
+} zoff_dtype;
+
+/* Returns the size of one element in bytes (4 or 2), 0 for an unknown dtype. */
+ZOFF_API size_t zoff_dtype_size(zoff_dtype dt);
+/* Returns "f32", "f16", "bf16" or "?". */
+ZOFF_API const char *zoff_dtype_name(zoff_dtype dt);
+
+typedef enum zoff_tier {
+    ZOFF_TIER_CPU = 0,  /* optimizer state resident in pinned host memory */
+    ZOFF_TIER_NVME = 1, /* optimizer state swapped to NVMe (config `ratio` keeps a part resident) */
+} zoff_tier;
+
+typedef enum zoff_overlap {
+    ZOFF_OVERLAP_SYNC = 0,    /* update after the last gradient landed: exact AdamW */
+    ZOFF_OVERLAP_EAGER = 1,   /* update a partition as soon as its gradients landed */
+    ZOFF_OVERLAP_DELAYED = 2, /* one-step delayed parameter update after a warm-up */
+} zoff_overlap;
+
+typedef enum zoff_device_kind {
+    ZOFF_DEVICE_AUTO = 0, /* CUDA when a GPU is present, otherwise sim (said once at INFO) */
+    ZOFF_DEVICE_CUDA = 1,
+    ZOFF_DEVICE_SIM = 2,
+} zoff_device_kind;
+
+typedef enum zoff_aio_engine {
+    ZOFF_AIO_AUTO = 0,    /* io_uring, falling back to threads when refused */
+    ZOFF_AIO_URING = 1,   /* io_uring only */
+    ZOFF_AIO_THREADS = 2, /* pread/pwrite thread pool */
+} zoff_aio_engine;
+
+#define ZOFF_PATH_MAX 1024
+#define ZOFF_MAX_GROUPS 64
+
+/* Hyperparameters of one parameter group. */
+typedef struct zoff_group_config {
+    size_t struct_size;
+    float lr;           /* learning rate */
+    float beta1, beta2; /* Adam betas */
+    float eps;
+    float weight_decay;
+    int adamw_mode;      /* 1: decoupled weight decay (AdamW); 0: L2 added to the gradient (Adam) */
+    int bias_correction; /* 1: Adam bias correction */
+} zoff_group_config;
+
+/* Fills `g` with defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0.01, AdamW,
+ * bias correction on. Returns ZOFF_EINVAL if g is NULL. */
+ZOFF_API zoff_status zoff_group_config_default(zoff_group_config *g);
+
+/* The runtime configuration. Fill with zoff_config_default() (or zoff_config_from_json(), which
+ * starts from the defaults), then change fields. ZOFF_* environment variables override some
+ * fields at zoff_create() time (docs/config.md lists them). */
+typedef struct zoff_config {
+    size_t struct_size;
+
+    /* optimizer (group 0; zoff_add_group() adds more) */
+    zoff_group_config optimizer;
+
+    /* mixed precision and clipping */
+    int fp16_enabled;          /* fp16 params/grads with dynamic (or static) loss scaling */
+    float loss_scale;          /* 0: dynamic; > 0: static scale */
+    int initial_scale_power;   /* dynamic: initial scale = 2^power (default 16) */
+    int loss_scale_window;     /* dynamic: clean steps before the scale is raised (1000) */
+    int hysteresis;            /* dynamic: overflows tolerated before lowering (2) */
+    float min_loss_scale;      /* dynamic: lower bound (1) */
+    int bf16_enabled;          /* bf16 params/grads (no loss scaling) */
+    float gradient_clipping;   /* max global L2 norm; 0: off */
+
+    /* offload */
+    zoff_tier tier;                 /* where the fp32 master + Adam state live */
+    char nvme_path[ZOFF_PATH_MAX];  /* nvme tier: directories, comma-separated (striped) */
+    int pin_memory;                 /* 1: pinned host memory (fall back to pageable, warned) */
+    int buffer_count;               /* nvme tier: pinned partition buffers in the pool (>= 3) */
+    float ratio;                    /* nvme tier: fraction of partitions kept resident [0, 1] */
+    size_t partition_numel;         /* elements per optimizer-state partition (swap unit) */
+    size_t tile_numel;              /* elements per Adam/H2D staging tile */
+    int numa_node;                  /* -1: nearest the GPU (hwloc) / none on sim */
+
+    /* asynchronous I/O (DeepSpeed `aio` section) */
+    size_t aio_block_size;          /* bytes per I/O request */
+    int aio_queue_depth;            /* I/Os in flight per engine */
+    zoff_aio_engine aio_engine;
+    int aio_odirect;                /* -1: probe; 0: buffered; 1: O_DIRECT required */
+    int verify_crc;                 /* crc32c per swapped extent, checked on swap-in */
+
+    /* pipeline */
+    zoff_overlap overlap;
+    int delayed_warmup_steps;       /* `delayed`: synchronous steps before delaying */
+
+    /* CPU */
+    int cpu_threads;                /* 0: all cores of the chosen NUMA node */
+    char cpu_isa[16];               /* "" (auto), "scalar", "avx2", "avx512" */
+
+    /* device */
+    zoff_device_kind device;
+    int cuda_device;                /* CUDA ordinal */
+    size_t sim_gpu_bytes;           /* sim: device memory capacity */
+    double sim_pcie_gbps;           /* sim: copy bandwidth per direction (GB/s); 0: unthrottled */
+    uint64_t sim_jitter_seed;       /* sim: 0 off; otherwise random op delays from this seed */
+
+    /* observability */
+    char trace_path[ZOFF_PATH_MAX]; /* Chrome/Perfetto trace file; "" off */
+} zoff_config;
+
+/* Fills `cfg` with defaults (cpu tier, sync overlap, fp32 unless fp16/bf16 enabled, ...).
+ * Returns ZOFF_EINVAL if cfg is NULL. */
+ZOFF_API zoff_status zoff_config_default(zoff_config *cfg);
+
+/* Reads a DeepSpeed-style JSON config file into `cfg` (which it first sets to defaults).
+ * Unknown keys, wrong types and impossible values return ZOFF_ECONFIG and zoff_last_error(NULL)
+ * names the key. Returns -errno when the file cannot be read. */
+ZOFF_API zoff_status zoff_config_from_json(zoff_config *cfg, const char *path);
+/* Same from a NUL-terminated JSON string. */
+ZOFF_API zoff_status zoff_config_from_json_string(zoff_config *cfg, const char *json);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Runtime                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct zoff_runtime zoff_runtime;
+
+/* A device stream: a cudaStream_t with the CUDA backend, a sim stream with the sim backend.
+ * NULL means "the default stream"; for zoff_grad_ready it means "the gradient is already final
+ * in device memory" and for zoff_params_ready "block the calling thread". */
+typedef void *zoff_stream;
+
+/* Creates a runtime: validates the config, opens the device. Nothing large is allocated until
+ * zoff_finalize. On failure *out is untouched and zoff_last_error(NULL) says why. */
+ZOFF_API zoff_status zoff_create(const zoff_config *cfg, zoff_runtime **out);
+/* Waits for work in flight, frees everything, removes swap files. Accepts NULL. */
+ZOFF_API void zoff_destroy(zoff_runtime *rt);
+
+/* The message of the last failed call on `rt` (or of the calling thread's last failed call
+ * when rt is NULL). Valid until the next call on the runtime / in the thread. Never NULL. */
+ZOFF_API const char *zoff_last_error(const zoff_runtime *rt);
+
+/* Adds a parameter group with its own hyperparameters; group 0 is created from cfg->optimizer.
+ * Only before zoff_finalize. */
+ZOFF_API zoff_status zoff_add_group(zoff_runtime *rt, const zoff_group_config *g, int *group_id);
+/* Changes a group's hyperparameters (e.g. the lr of a schedule); takes effect at the next step.
+ * Allowed any time between steps. */
+ZOFF_API zoff_status zoff_set_group(zoff_runtime *rt, int group_id, const zoff_group_config *g);
+ZOFF_API zoff_status zoff_get_group(const zoff_runtime *rt, int group_id, zoff_group_config *g);
+
+/* Registers a parameter. The trainer owns `dev_param` and `dev_grad` (device memory of
+ * `numel` elements of `dtype`; both must stay valid until zoff_destroy). `init_master`: numel
+ * fp32 initial values (copied), or NULL to read them from dev_param. Only before finalize.
+ * Names must be unique (they key checkpoints). */
+ZOFF_API zoff_status zoff_add_param(zoff_runtime *rt, const char *name, size_t numel,
+                                    zoff_dtype dtype, void *dev_param, void *dev_grad,
+                                    const float *init_master, int group, int *param_id);
+
+/* Plans, allocates host memory, preallocates swap and uploads nothing. After it, the runtime is
+ * ready for steps. Returns ZOFF_ENOFIT naming the knob when the config cannot fit. */
+ZOFF_API zoff_status zoff_finalize(zoff_runtime *rt);
+
+/* Declares that `param_id`'s gradient is final once the work queued so far on `producer` is
+ * done. zoff copies it to host behind that work (the trainer must not write dev_grad again
+ * until zoff_step returned). Each parameter at most once per step. */
+ZOFF_API zoff_status zoff_grad_ready(zoff_runtime *rt, int param_id, zoff_stream producer);
+
+typedef struct zoff_step_args {
+    size_t struct_size;
+    int flags; /* reserved, 0 */
+} zoff_step_args;
+
+typedef struct zoff_step_result {
+    size_t struct_size;
+    int64_t step;          /* optimizer steps taken so far (skipped steps not counted) */
+    int skipped;           /* 1: the update was skipped (fp16 overflow) */
+    int overflow;          /* 1: a gradient was inf/NaN */
+    double grad_norm;      /* global L2 norm of the unscaled gradients (NaN/inf on overflow) */
+    double clip_coef;      /* factor applied to the gradients (1 when not clipped) */
+    float loss_scale;      /* scale to apply to the next loss */
+    double step_ms;        /* wall time of zoff_step */
+    double adam_ms;        /* CPU Adam time */
+    double wait_grads_ms;  /* time zoff_step waited for gradient copies */
+    double nvme_wait_ms;   /* time the pipeline waited on NVMe */
+} zoff_step_result;
+
+#define ZOFF_STEP_ARGS_INIT {sizeof(zoff_step_args), 0}
+#define ZOFF_STEP_RESULT_INIT {sizeof(zoff_step_result)}
+
+/* Runs the optimizer step over all registered parameters (every parameter's gradient must have
+ * been declared with zoff_grad_ready since the last step; parameters that were not are treated
+ * as having a zero gradient for this step and counted in the stats). Queues the upload of the new
+ * 16-bit parameters; zoff_params_ready orders the trainer's next use after it. `a` may be NULL. */
+ZOFF_API zoff_status zoff_step(zoff_runtime *rt, const zoff_step_args *a, zoff_step_result *r);
+
+/* Makes `consumer` wait (on the device) until the parameters uploaded by the last zoff_step are
+ * in device memory; NULL: blocks the calling thread until then. */
+ZOFF_API zoff_status zoff_params_ready(zoff_runtime *rt, zoff_stream consumer);
+
+/* The loss scale the trainer multiplies its loss by (1 without fp16 dynamic scaling). */
+ZOFF_API zoff_status zoff_get_loss_scale(const zoff_runtime *rt, float *scale);
+
+/* Copies the fp32 master weights of a parameter into `out` (numel floats). For tests/export. */
+ZOFF_API zoff_status zoff_get_master(zoff_runtime *rt, int param_id, float *out);
+/* Copies the Adam state of a parameter (either pointer may be NULL). */
+ZOFF_API zoff_status zoff_get_state(zoff_runtime *rt, int param_id, float *exp_avg,
+                                    float *exp_avg_sq);
+/* Overwrites a parameter's master weights and Adam state (either state pointer may be NULL =
+ * leave unchanged) and re-uploads its 16-bit copy. For loading foreign state dicts. */
+ZOFF_API zoff_status zoff_set_state(zoff_runtime *rt, int param_id, const float *master,
+                                    const float *exp_avg, const float *exp_avg_sq);
+/* Number of registered parameters, and the step counter. */
+ZOFF_API zoff_status zoff_param_count(const zoff_runtime *rt, int *count);
+ZOFF_API zoff_status zoff_get_step(const zoff_runtime *rt, int64_t *step);
+
+/* Checkpoints: `dir` receives optimizer.safetensors + zoff_manifest.json, written to a
+ * temporary directory, fsynced and renamed into place (the previous checkpoint stays whole on
+ * any failure). zoff_load checks names, shapes and checksums; ZOFF_EMISMATCH / ZOFF_ECORRUPT
+ * name the tensor. A checkpoint loads into any tier / partition size. */
+ZOFF_API zoff_status zoff_save(zoff_runtime *rt, const char *dir);
+ZOFF_API zoff_status zoff_load(zoff_runtime *rt, const char *dir);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Statistics                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct zoff_link_stats {
+    uint64_t bytes;  /* bytes moved */
+    double busy_ms;  /* time the link was busy moving them */
+    double gbps;     /* bytes / busy time, GB/s (1e9) */
+} zoff_link_stats;
+
+typedef struct zoff_stats {
+    size_t struct_size;
+    /* last step */
+    zoff_link_stats d2h, h2d, nvme_read, nvme_write;
+    double adam_ms, adam_gbps; /* CPU Adam time and GB/s (bytes really moved) */
+    double step_ms;            /* wall time of the last zoff_step */
+    double trainer_wait_ms;    /* time the trainer's stream/thread waited in zoff_params_ready */
+    double overlap_ratio;      /* sum of component busy times / wall time of the step */
+    /* totals since zoff_finalize */
+    int64_t steps, skipped_steps;
+    uint64_t total_d2h_bytes, total_h2d_bytes, total_nvme_read_bytes, total_nvme_write_bytes;
+    /* memory (bytes) */
+    uint64_t device_bytes;      /* device memory zoff allocated */
+    uint64_t pinned_bytes;      /* pinned host memory */
+    uint64_t pageable_bytes;    /* pageable host memory (fallback or by config) */
+    uint64_t nvme_bytes;        /* preallocated swap */
+    int pinned_fallback;        /* 1: pinning was refused and pageable memory is used */
+    int aio_fallback;           /* 1: io_uring refused, thread pool used */
+    int odirect;                /* 1: swap files use O_DIRECT */
+    char device_name[64];       /* "sim", "cuda:0 NVIDIA H100 ..." */
+    char cpu_isa[16];           /* the Adam kernel in use */
+} zoff_stats;
+
+#define ZOFF_STATS_INIT {sizeof(zoff_stats)}
+
+ZOFF_API zoff_status zoff_get_stats(const zoff_runtime *rt, zoff_stats *out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Planning                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct zoff_plan_report {
+    size_t struct_size;
+    uint64_t gpu_bytes;        /* device: 16-bit params + grads (trainer-owned, counted) */
+    uint64_t pinned_bytes;     /* pinned host: resident state, staging, grad buffer, pool */
+    uint64_t pageable_bytes;   /* pageable host */
+    uint64_t nvme_bytes;       /* swap files */
+    uint64_t gpu_available;    /* what the device reports (sim: sim_gpu_bytes) */
+    uint64_t host_available;   /* MemAvailable */
+    uint64_t nvme_available;   /* free space under nvme_path(s) */
+    uint64_t no_offload_bytes; /* what training would need on the GPU without offload (16 B/p) */
+    int fits;                  /* 1: fits; 0: see `advice` */
+    char advice[512];          /* what does not fit and the knob to change */
+} zoff_plan_report;
+
+/* Predicts bytes per tier for a model of `total_params` parameters without allocating
+ * anything. Returns ZOFF_OK with out->fits = 0 and advice filled when it would not fit. */
+ZOFF_API zoff_status zoff_plan(const zoff_config *cfg, size_t total_params,
+                               zoff_plan_report *out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Device helpers for trainers (the runtime's device backend)                                 */
+/* ------------------------------------------------------------------------------------------ */
+/* Device memory owned by the trainer, allocated from the runtime's backend. With `sim` it is
+ * host-addressable memory counted against sim_gpu_bytes. Valid until freed or zoff_destroy. */
+ZOFF_API zoff_status zoff_device_alloc(zoff_runtime *rt, size_t bytes, void **dev_ptr);
+ZOFF_API void zoff_device_free(zoff_runtime *rt, void *dev_ptr);
+/* Synchronous copies between host and device memory (stream-ordered after `stream`'s work). */
+ZOFF_API zoff_status zoff_device_upload(zoff_runtime *rt, void *dev_dst, const void *host_src,
+                                        size_t bytes, zoff_stream stream);
+ZOFF_API zoff_status zoff_device_download(zoff_runtime *rt, void *host_dst, const void *dev_src,
+                                          size_t bytes, zoff_stream stream);
+/* 1 when device memory is directly addressable by the host (sim), 0 otherwise (CUDA). */
+ZOFF_API int zoff_device_host_accessible(const zoff_runtime *rt);
+/* Streams of the runtime's backend (a trainer without CUDA of its own uses these). */
+ZOFF_API zoff_status zoff_stream_create(zoff_runtime *rt, zoff_stream *out);
+ZOFF_API void zoff_stream_destroy(zoff_runtime *rt, zoff_stream s);
+ZOFF_API zoff_status zoff_stream_synchronize(zoff_runtime *rt, zoff_stream s);
+/* Queues `ns` nanoseconds of stand-in "GPU compute" on `s` (sim: a sleep in stream order;
+ * CUDA: a spin kernel). For benchmarks and tests of overlap. */
+ZOFF_API zoff_status zoff_stream_busy(zoff_runtime *rt, zoff_stream s, uint64_t ns);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ZOFF_H */
