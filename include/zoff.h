@@ -216,6 +216,9 @@ typedef void *zoff_stream;
 /* Creates a runtime: validates the config, opens the device. Nothing large is allocated until
  * zoff_finalize. On failure *out is untouched and zoff_last_error(NULL) says why. */
 ZOFF_API zoff_status zoff_create(const zoff_config *cfg, zoff_runtime **out);
+/* zoff_config_from_json_string + zoff_create in one call (for language bindings that do not
+ * mirror zoff_config). `json` may be NULL or "" for the defaults. */
+ZOFF_API zoff_status zoff_create_from_json(const char *json, zoff_runtime **out);
 /* Waits for work in flight, frees everything, removes swap files. Accepts NULL. */
 ZOFF_API void zoff_destroy(zoff_runtime *rt);
 
@@ -302,6 +305,14 @@ ZOFF_API zoff_status zoff_get_step(const zoff_runtime *rt, int64_t *step);
  * name the tensor. A checkpoint loads into any tier / partition size. */
 ZOFF_API zoff_status zoff_save(zoff_runtime *rt, const char *dir);
 ZOFF_API zoff_status zoff_load(zoff_runtime *rt, const char *dir);
+/* Like zoff_save, also storing `user_json` (a JSON object text of at most 4 KiB, or NULL) in the
+ * manifest under "extra": a trainer's own state (data position, RNG) saved atomically with the
+ * optimizer state. */
+ZOFF_API zoff_status zoff_save_with(zoff_runtime *rt, const char *dir, const char *user_json);
+/* Like zoff_load; copies the stored user JSON ("" if none) into user_json (len bytes, NUL
+ * terminated; ZOFF_EINVAL if it does not fit, nothing loaded). user_json may be NULL. */
+ZOFF_API zoff_status zoff_load_with(zoff_runtime *rt, const char *dir, char *user_json,
+                                    size_t len);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Statistics                                                                                 */
