@@ -5,7 +5,11 @@
  *
  * Handles: a zdev_stream* / zdev_event* is the backend's native handle (a cudaStream_t /
  * cudaEvent_t with cuda), so a trainer's cudaStream_t passes straight through. A NULL stream is
- * the default stream (cuda: the legacy stream; sim: an internal default stream).
+ * the default stream (cuda: the legacy stream; sim: an internal default stream). Streams made by
+ * zdev_stream_create never synchronise implicitly with the default stream (cuda: created
+ * cudaStreamNonBlocking; sim: independent workers): order work across streams with events.
+ * Copies and kernels are validated when queued (sim: device pointers must lie inside a live
+ * allocation, ZOFF_EINVAL otherwise) and cannot fail later. docs/devices.md has the details.
  * Only common/ is included. Thread safety: all calls may be made from any thread (like CUDA).
  */
 #ifndef ZOFF_GPU_DEVICE_H
@@ -25,27 +29,39 @@ typedef struct zdev_stream zdev_stream;
 typedef struct zdev_event zdev_event;
 
 typedef struct zdev_config {
-    zoff_device_kind kind;  /* AUTO / CUDA / SIM; ZOFF_DEVICE env overrides */
-    int cuda_device;        /* ordinal */
-    size_t sim_bytes;       /* sim capacity (default 1 GiB; ZOFF_SIM_GPU_BYTES overrides) */
-    double sim_pcie_gbps;   /* sim copy bandwidth per direction, GB/s; 0 unthrottled */
+    zoff_device_kind kind;    /* AUTO / CUDA / SIM; ZOFF_DEVICE env overrides */
+    int cuda_device;          /* ordinal */
+    size_t sim_bytes;         /* sim capacity (default 1 GiB; ZOFF_SIM_GPU_BYTES overrides) */
+    double sim_pcie_gbps;     /* sim copy bandwidth per direction, GB/s; 0 unthrottled */
     uint64_t sim_jitter_seed; /* 0: off; ZOFF_SIM_JITTER overrides */
 } zdev_config;
 
-/* Opens a device. AUTO: cuda when compiled in and a GPU is present, else sim (said once at INFO).
- * CUDA requested but not built/usable: ZOFF_EUNSUPPORTED with the CUDA error in the message. */
+/* Fills cfg with the defaults: AUTO, ordinal 0, sim 1 GiB, unthrottled, no jitter. */
+void zdev_config_default(zdev_config *cfg);
+
+/* Opens a device (cfg NULL: defaults; ZOFF_DEVICE, ZOFF_SIM_GPU_BYTES, ZOFF_SIM_PCIE_GBPS and
+ * ZOFF_SIM_JITTER override the fields). AUTO: cuda when compiled in and a GPU is present, else sim
+ * (said once at INFO). CUDA requested but not built/usable: ZOFF_EUNSUPPORTED with the CUDA error
+ * in the message. */
 zoff_status zdev_open(const zdev_config *cfg, zdev **out);
+/* Waits for queued work, frees what the caller left allocated or registered (logged at INFO),
+ * destroys the sim's streams. Accepts NULL. */
 void zdev_close(zdev *d);
 zoff_device_kind zdev_kind(const zdev *d);
 /* "sim" or "cuda:0 <name>". */
 const char *zdev_name(const zdev *d);
 /* PCI bus id ("0000:3b:00.0") for NUMA placement; ZOFF_EUNSUPPORTED on sim. */
 zoff_status zdev_pci_bus_id(const zdev *d, char *buf, size_t len);
+/* 1 when device pointers are host addresses (sim), 0 otherwise (cuda). */
+int zdev_host_accessible(const zdev *d);
 /* Free and total device memory in bytes. */
 zoff_status zdev_mem_info(const zdev *d, size_t *free_bytes, size_t *total_bytes);
 
-/* Device memory. ZOFF_EDEVMEM when it does not fit (message: asked, free, total). */
+/* Device memory. ZOFF_EDEVMEM when it does not fit (message: asked, free, total). 0 bytes:
+ * *out = NULL. sim: 256-byte aligned, filled with 0xff (NaN) so uninitialised reads show. */
 zoff_status zdev_malloc(zdev *d, size_t bytes, void **out);
+/* Frees after the work queued on every stream completed (like cudaFree). NULL: no-op; a pointer
+ * this device did not allocate is warned about and ignored. */
 void zdev_free(zdev *d, void *p);
 
 /* Page-locks host memory for fast async copies (cudaHostRegister; sim: accounted no-op). */
@@ -53,6 +69,7 @@ zoff_status zdev_host_register(zdev *d, void *p, size_t bytes);
 void zdev_host_unregister(zdev *d, void *p);
 
 zoff_status zdev_stream_create(zdev *d, zdev_stream **out);
+/* Queued work still completes (sim: waits for it; cuda: returns at once). NULL: no-op. */
 void zdev_stream_destroy(zdev *d, zdev_stream *s);
 zoff_status zdev_stream_sync(zdev *d, zdev_stream *s);
 
@@ -82,7 +99,24 @@ zoff_status zdev_fill(zdev *d, void *x, zoff_dtype dtype, size_t n, float value,
 /* Stand-in GPU compute of `ns` nanoseconds on s (sim: sleeps in the worker; cuda: spin kernel). */
 zoff_status zdev_busy(zdev *d, zdev_stream *s, uint64_t ns);
 
-/* Counters for stats: bytes and busy time of each copy direction since open. */
+/* ---- CUDA devices present (for `zoff info`) ---------------------------------------------- */
+typedef struct zdev_gpu_info {
+    int ordinal;
+    char name[128];
+    char pci_bus_id[32]; /* "0000:3B:00.0" */
+    size_t total_bytes;
+    int cc_major, cc_minor; /* compute capability */
+} zdev_gpu_info;
+
+/* 1 if this build contains the CUDA backend. */
+int zdev_cuda_built(void);
+/* Lists up to `max` CUDA GPUs into out and sets *count (0 when the driver reports none; the
+ * reason is then in the last-error message). ZOFF_EUNSUPPORTED when CUDA is not built in. */
+zoff_status zdev_cuda_list(zdev_gpu_info *out, int max, int *count);
+
+/* Counters for stats: bytes and busy time of each copy direction since open (busy time is
+ * measured by sim only: the time its copy engine of that direction spent on the copies; cuda
+ * reports 0), device memory allocated through zdev_malloc and host memory registered. */
 typedef struct zdev_stats {
     uint64_t h2d_bytes, d2h_bytes;
     uint64_t h2d_ns, d2h_ns;

@@ -22,27 +22,33 @@ extern "C" {
 typedef struct zarena zarena;
 
 typedef struct zarena_config {
-    size_t bytes;      /* exact capacity (rounded up to 4 KiB only) */
-    int numa_node;     /* -1: no binding */
-    int pin;           /* 1: mlock + device register; falls back to pageable with one warning */
-    int huge_pages;    /* 1: madvise(MADV_HUGEPAGE) (ZOFF_HUGE_PAGES=0 disables) */
-    zdev *dev;         /* registers the region with it when pinning; may be NULL */
-    const char *name;  /* for logs */
+    size_t bytes;     /* exact capacity (rounded up to 4 KiB only) */
+    int numa_node;    /* -1: no binding */
+    int pin;          /* 1: mlock + device register; falls back to pageable with one warning */
+    int huge_pages;   /* 1: madvise(MADV_HUGEPAGE) (ZOFF_HUGE_PAGES=0 disables) */
+    zdev *dev;        /* registers the region with it when pinning; may be NULL */
+    const char *name; /* for logs */
 } zarena_config;
 
 typedef struct zarena_stats {
     size_t capacity_bytes, used_bytes, peak_bytes;
-    size_t allocations;
-    int pinned;        /* 1: locked and registered */
-    int pin_fallback;  /* 1: pinning was asked but refused */
-    int huge_pages;    /* 1: MADV_HUGEPAGE accepted */
-    int numa_node;     /* -1: unbound */
+    size_t allocations;        /* live buffers */
+    int pinned;                /* 1: page-locked (mlock; prefaulted) */
+    int pin_fallback;          /* 1: pinning was asked but refused: pageable memory */
+    int huge_pages;            /* 1: MADV_HUGEPAGE accepted (THP not disabled) */
+    int numa_node;             /* -1: unbound */
+    int registered;            /* 1: registered with cfg->dev (zdev_host_register) */
+    size_t largest_free_bytes; /* largest block an alloc can get now */
+    void *base;                /* start of the mapping (2 MiB-aligned when huge pages were asked) */
 } zarena_stats;
 
-/* Checks RLIMIT_MEMLOCK (and CAP_IPC_LOCK) and MemAvailable before mapping: ZOFF_ENOFIT with the
- * numbers when the memory is not there. */
+/* Checks MemAvailable before mapping (ZOFF_ENOFIT with the numbers when the memory is not
+ * there) and RLIMIT_MEMLOCK / CAP_IPC_LOCK before locking (refused: pageable memory, one WARN
+ * per process, stats.pin_fallback = 1). numa_node that does not exist: ZOFF_EINVAL. Pinning
+ * faults in every page (~2 GB/s with 4 KiB pages, faster with huge pages): create arenas once.
+ * cfg->dev must outlive the arena. Thread-safe: alloc/free/stats may be called concurrently. */
 zoff_status zarena_create(const zarena_config *cfg, zarena **out);
-/* Unregisters, unmaps. Outstanding buffers become invalid. Accepts NULL. */
+/* Unregisters, unlocks, unmaps. Outstanding buffers become invalid. Accepts NULL. */
 void zarena_destroy(zarena *a);
 /* A 4 KiB-aligned buffer of `bytes` (rounded up to 4 KiB), logged under ALLOC with `tag`.
  * ZOFF_ENOFIT when the arena is full (message: asked, free, capacity). */
@@ -50,15 +56,23 @@ zoff_status zarena_alloc(zarena *a, size_t bytes, const char *tag, void **out);
 void zarena_free(zarena *a, void *p);
 void zarena_get_stats(const zarena *a, zarena_stats *out);
 
+/* What limits page-locking in this process (for the arena's check and `zoff info`). */
+typedef struct zarena_pin_limits {
+    uint64_t memlock_cur, memlock_max; /* RLIMIT_MEMLOCK soft / hard; UINT64_MAX = unlimited */
+    uint64_t locked_bytes;             /* VmLck: bytes this process has locked now */
+    int cap_ipc_lock;                  /* 1: CAP_IPC_LOCK effective (no limit applies) */
+} zarena_pin_limits;
+zoff_status zarena_pin_limits_get(zarena_pin_limits *out);
+
 /* ---- topology ---------------------------------------------------------------------------- */
 #define ZTOPO_MAX_CPUS 1024
 
 typedef struct ztopo_choice {
-    int numa_node;         /* chosen node, -1 if the machine has no NUMA information */
-    int ncpus;             /* cores (PUs) of that node */
+    int numa_node; /* chosen node, -1 if the machine has no NUMA information */
+    int ncpus;     /* cores (PUs) of that node */
     int cpus[ZTOPO_MAX_CPUS];
-    int nnodes;            /* NUMA nodes in the machine */
-    char reason[256];      /* "nearest to GPU 0000:3b:00.0", "configured", "single node" */
+    int nnodes;       /* NUMA nodes in the machine */
+    char reason[256]; /* "nearest to GPU 0000:3b:00.0", "configured", "single node" */
 } ztopo_choice;
 
 /* Chooses the NUMA node for a GPU at `pci_bus_id` (NULL: no GPU / sim) unless `forced_node` >= 0
@@ -67,6 +81,9 @@ zoff_status ztopo_choose(const char *pci_bus_id, int forced_node, ztopo_choice *
 /* Same on a topology loaded from an hwloc XML string (tests use synthetic topologies). */
 zoff_status ztopo_choose_xml(const char *xml, const char *pci_bus_id, int forced_node,
                              ztopo_choice *out);
+/* Binds the calling thread to c's CPUs (all of them; the OS schedules among them). Returns 0,
+ * -errno from sched_setaffinity, or ZOFF_EINVAL when c has no CPUs. */
+zoff_status ztopo_bind_thread(const ztopo_choice *c);
 
 #ifdef __cplusplus
 }
