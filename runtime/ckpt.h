@@ -10,6 +10,16 @@
  * Tensors are fp32 and 1-D here; each parameter contributes "<name>.master", "<name>.exp_avg",
  * "<name>.exp_avg_sq". Data is streamed in chunks (partition by partition from NVMe): the whole
  * state never needs to be in RAM.
+ *
+ * Crash recovery (docs/checkpoints.md): the swap is one renameat2(RENAME_EXCHANGE) where the
+ * filesystem has it, so `<dir>` is never missing. Without it, `<dir>` is renamed to
+ * `<dir>.old-<pid>` first; if the process dies between the two renames, zckpt_reader_open(dir)
+ * reads that `.old-<pid>` (the previous, whole checkpoint) and the next zckpt_writer_open puts
+ * it back at `<dir>`. `.tmp-*` leftovers are never read; leftovers of dead processes are removed
+ * by the next zckpt_writer_open for the same `<dir>`.
+ *
+ * Thread safety: a writer or a reader is used by one thread at a time; distinct ones are
+ * independent. One writer per `<dir>` at a time.
  */
 #ifndef ZOFF_RUNTIME_CKPT_H
 #define ZOFF_RUNTIME_CKPT_H
@@ -20,9 +30,9 @@
 #include "common/common.h"
 
 #define ZCKPT_FORMAT_VERSION 1
-#define ZCKPT_DATA_FILE "optimizer.safetensors"
-#define ZCKPT_MANIFEST_FILE "zoff_manifest.json"
-#define ZCKPT_NAME_MAX 256
+#define ZCKPT_DATA_FILE      "optimizer.safetensors"
+#define ZCKPT_MANIFEST_FILE  "zoff_manifest.json"
+#define ZCKPT_NAME_MAX       256
 
 typedef struct zckpt_tensor {
     char name[ZCKPT_NAME_MAX]; /* full tensor name, e.g. "layer0.w.exp_avg" */
@@ -37,7 +47,7 @@ typedef struct zckpt_meta {
     int scaler_hysteresis;     /* remaining hysteresis */
     int ngroups;
     zoff_group_config groups[ZOFF_MAX_GROUPS];
-    char extra_json[4096];     /* "" or a JSON object text stored under "extra" (trainer state) */
+    char extra_json[4096]; /* "" or a JSON object text stored under "extra" (trainer state) */
 } zckpt_meta;
 
 typedef struct zckpt_writer zckpt_writer;
@@ -69,7 +79,39 @@ zoff_status zckpt_reader_find(const zckpt_reader *r, const char *name, size_t *i
  * tensor is read its crc32c is checked: ZOFF_ECORRUPT naming the tensor on mismatch (callers
  * must not commit state before the whole tensor is verified; see zckpt_reader_verify). */
 zoff_status zckpt_reader_read(zckpt_reader *r, size_t idx, float *data, uint64_t numel);
-/* Verifies every tensor's crc32c by streaming through the file (no state is touched). */
+/* Verifies every tensor's crc32c by streaming through the file (no state is touched).
+ * ZOFF_ECORRUPT naming the first bad tensor (and how many are bad). */
 zoff_status zckpt_reader_verify(zckpt_reader *r);
+/* Restarts the sequential read of tensor idx at its first element (e.g. to read it again). */
+zoff_status zckpt_reader_rewind(zckpt_reader *r, size_t idx);
+/* Where tensor idx lies in optimizer.safetensors (bytes from the start of the file) and its
+ * crc32c from the manifest. Either pointer may be NULL. */
+zoff_status zckpt_reader_tensor_info(const zckpt_reader *r, size_t idx, uint64_t *file_offset,
+                                     uint32_t *crc32c);
+
+/* Facts about the checkpoint for `zoff ckpt show`. */
+typedef struct zckpt_info {
+    int format_version;
+    char zoff_version[32];         /* version of zoff that wrote it */
+    char created[32];              /* ISO 8601 UTC, e.g. "2026-11-22T10:00:00Z" */
+    uint64_t data_bytes;           /* size of optimizer.safetensors */
+    uint64_t total_numel;          /* elements over all tensors */
+    int recovered;                 /* 1: <dir> was missing and a <dir>.old-<pid> was read instead */
+    char path[ZOFF_PATH_MAX + 32]; /* the directory actually read */
+} zckpt_info;
+zoff_status zckpt_reader_info(const zckpt_reader *r, zckpt_info *out);
+
+/* ---- test hooks (crash-safety tests; not for production use) ------------------------------ */
+/* Called by the writer at named points: "open" (temporary directory and data file created),
+ * "chunk" (after each zckpt_writer_write that wrote data; count = chunks so far), "header",
+ * "synced" (data fsynced), "manifest" (manifest written and fsynced), "aside" (fallback path
+ * only: the old <dir> renamed to <dir>.old-<pid>), "swapped" (the new checkpoint is at <dir>,
+ * the old one not yet removed). A test's hook may kill the process there. Process-wide; NULL
+ * removes it. */
+typedef void (*zckpt_fault_fn)(const char *point, uint64_t count, void *arg);
+void zckpt__set_fault_hook(zckpt_fault_fn fn, void *arg);
+/* 0 forces the two-rename fallback (as on a filesystem without RENAME_EXCHANGE); 1 (default)
+ * uses the exchange where available. Process-wide. */
+void zckpt__set_rename_exchange(int enabled);
 
 #endif /* ZOFF_RUNTIME_CKPT_H */

@@ -1,0 +1,1375 @@
+/*
+ * config.c — the runtime configuration: defaults (zoff_config_default, zoff_group_config_default),
+ * the DeepSpeed-compatible JSON reader (zoff_config_from_json*, zoff__config_parse, built on
+ * cJSON and driven by one key table per JSON section), the ZOFF_* environment overrides,
+ * validation with messages that name the JSON key, and the JSON writer used for logs and
+ * checkpoints. Owns no global state: every function works on the caller's structs and is
+ * thread-safe on distinct structs. docs/config.md documents every key.
+ */
+#define _GNU_SOURCE
+#include <cJSON.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runtime/config.h"
+
+#define PATH_LEN              192                /* longest JSON key path in a message */
+#define MAX_EXACT_INT         9007199254740992.0 /* 2^53: largest exact integer in a double */
+#define CONFIG_FILE_MAX_BYTES (16u << 20)        /* a config file larger than this is refused */
+#define AIO_MAX_QUEUE_DEPTH   32768              /* IORING_MAX_ENTRIES */
+#define AIO_MAX_BLOCK_BYTES   ((double)ZOFF_GIB) /* io_uring registers at most 1 GiB per buffer */
+
+_Static_assert(sizeof(zoff_tier) == sizeof(int), "enum fields are written as int");
+_Static_assert(sizeof(zoff_overlap) == sizeof(int), "enum fields are written as int");
+_Static_assert(sizeof(zoff_device_kind) == sizeof(int), "enum fields are written as int");
+_Static_assert(sizeof(zoff_aio_engine) == sizeof(int), "enum fields are written as int");
+
+/* ------------------------------------------------------------------------------------------ */
+/* Defaults                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+ZOFF_API zoff_status zoff_group_config_default(zoff_group_config *g)
+{
+    if (!g) return zoff__err(ZOFF_EINVAL, "zoff_group_config_default: NULL group");
+    memset(g, 0, sizeof *g);
+    g->struct_size = sizeof *g;
+    g->lr = 1e-3f;
+    g->beta1 = 0.9f;
+    g->beta2 = 0.999f;
+    g->eps = 1e-8f;
+    g->weight_decay = 0.01f;
+    g->adamw_mode = 1;
+    g->bias_correction = 1;
+    return ZOFF_OK;
+}
+
+ZOFF_API zoff_status zoff_config_default(zoff_config *cfg)
+{
+    if (!cfg) return zoff__err(ZOFF_EINVAL, "zoff_config_default: NULL config");
+    memset(cfg, 0, sizeof *cfg);
+    cfg->struct_size = sizeof *cfg;
+    zoff_group_config_default(&cfg->optimizer);
+    cfg->fp16_enabled = 0;
+    cfg->loss_scale = 0.0f;
+    cfg->initial_scale_power = 16;
+    cfg->loss_scale_window = 1000;
+    cfg->hysteresis = 2;
+    cfg->min_loss_scale = 1.0f;
+    cfg->bf16_enabled = 0;
+    cfg->gradient_clipping = 0.0f;
+    cfg->tier = ZOFF_TIER_CPU;
+    cfg->pin_memory = 1;
+    cfg->buffer_count = 4;
+    cfg->ratio = 0.0f;
+    cfg->partition_numel = (size_t)16 << 20;
+    cfg->tile_numel = (size_t)1 << 20;
+    cfg->numa_node = -1;
+    cfg->aio_block_size = 8 * ZOFF_MIB; /* shared/MACHINE-FACTS.md: best write size here */
+    cfg->aio_queue_depth = 32;
+    cfg->aio_engine = ZOFF_AIO_AUTO;
+    cfg->aio_odirect = -1;
+    cfg->verify_crc = 0;
+    cfg->overlap = ZOFF_OVERLAP_SYNC;
+    cfg->delayed_warmup_steps = 10;
+    cfg->cpu_threads = 0;
+    cfg->device = ZOFF_DEVICE_AUTO;
+    cfg->cuda_device = 0;
+    cfg->sim_gpu_bytes = ZOFF_GIB;
+    cfg->sim_pcie_gbps = 25.0;
+    cfg->sim_jitter_seed = 0;
+    return ZOFF_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Names of the enum values (JSON spelling)                                                    */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct enum_name {
+    const char *name;
+    int value;
+} enum_name;
+
+static const enum_name overlap_names[] = {{"sync", ZOFF_OVERLAP_SYNC},
+                                          {"eager", ZOFF_OVERLAP_EAGER},
+                                          {"delayed", ZOFF_OVERLAP_DELAYED},
+                                          {NULL, 0}};
+static const enum_name device_names[] = {
+    {"auto", ZOFF_DEVICE_AUTO}, {"cuda", ZOFF_DEVICE_CUDA}, {"sim", ZOFF_DEVICE_SIM}, {NULL, 0}};
+static const enum_name engine_names[] = {
+    {"auto", ZOFF_AIO_AUTO}, {"uring", ZOFF_AIO_URING}, {"threads", ZOFF_AIO_THREADS}, {NULL, 0}};
+static const enum_name tier_names[] = {{"cpu", ZOFF_TIER_CPU}, {"nvme", ZOFF_TIER_NVME}, {NULL, 0}};
+/* cpu_isa values; "auto" and "" both mean "chosen from CPUID". */
+static const char *const isa_names[] = {"scalar", "avx2", "avx512", NULL};
+
+static const char *enum_to_name(const enum_name *names, int value)
+{
+    for (const enum_name *e = names; e->name; e++)
+        if (e->value == value) return e->name;
+    return "?";
+}
+
+static int enum_from_name(const enum_name *names, const char *s, int *value)
+{
+    for (const enum_name *e = names; e->name; e++) {
+        if (strcasecmp(e->name, s) == 0) {
+            *value = e->value;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* "a, b or c" into buf. */
+static const char *enum_list(const enum_name *names, char *buf, size_t len)
+{
+    size_t n = 0, used = 0;
+    while (names[n].name) n++;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        const char *sep = i == 0 ? "" : (i + 1 == n ? " or " : ", ");
+        int w = snprintf(buf + used, len - used, "%s\"%s\"", sep, names[i].name);
+        if (w < 0 || (size_t)w >= len - used) break;
+        used += (size_t)w;
+    }
+    return buf;
+}
+
+static int isa_known(const char *s)
+{
+    if (s[0] == '\0') return 1;
+    for (size_t i = 0; isa_names[i]; i++)
+        if (strcmp(isa_names[i], s) == 0) return 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Validation                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+static int finite_in(double v, double lo, double hi)
+{
+    return isfinite(v) && v >= lo && v <= hi;
+}
+
+zoff_status zoff__group_config_validate(const zoff_group_config *g, const char *path)
+{
+    if (!g) return zoff__err(ZOFF_EINVAL, "%s: NULL group", path);
+    if (g->struct_size != sizeof *g)
+        return zoff__err(ZOFF_ECONFIG,
+                         "%s: struct_size is %zu, expected %zu (initialise the group with "
+                         "zoff_group_config_default())",
+                         path, g->struct_size, sizeof *g);
+    if (!finite_in(g->lr, 0.0, HUGE_VAL))
+        return zoff__err(ZOFF_ECONFIG, "%s.lr: expected a finite number >= 0, got %g", path,
+                         (double)g->lr);
+    if (!(g->beta1 >= 0.0f && g->beta1 < 1.0f))
+        return zoff__err(ZOFF_ECONFIG, "%s.betas[0]: expected a number in [0, 1), got %g", path,
+                         (double)g->beta1);
+    if (!(g->beta2 >= 0.0f && g->beta2 < 1.0f))
+        return zoff__err(ZOFF_ECONFIG, "%s.betas[1]: expected a number in [0, 1), got %g", path,
+                         (double)g->beta2);
+    if (!finite_in(g->eps, 0.0, HUGE_VAL))
+        return zoff__err(ZOFF_ECONFIG, "%s.eps: expected a finite number >= 0, got %g", path,
+                         (double)g->eps);
+    if (!finite_in(g->weight_decay, 0.0, HUGE_VAL))
+        return zoff__err(ZOFF_ECONFIG, "%s.weight_decay: expected a finite number >= 0, got %g",
+                         path, (double)g->weight_decay);
+    if (g->adamw_mode != 0 && g->adamw_mode != 1)
+        return zoff__err(ZOFF_ECONFIG, "%s.adam_w_mode: expected 0 or 1, got %d", path,
+                         g->adamw_mode);
+    if (g->bias_correction != 0 && g->bias_correction != 1)
+        return zoff__err(ZOFF_ECONFIG, "%s.bias_correction: expected 0 or 1, got %d", path,
+                         g->bias_correction);
+    return ZOFF_OK;
+}
+
+static int str_terminated(const char *s, size_t len)
+{
+    return memchr(s, '\0', len) != NULL;
+}
+
+zoff_status zoff__config_validate(const zoff_config *cfg)
+{
+    char names[96];
+    if (!cfg) return zoff__err(ZOFF_EINVAL, "config: NULL");
+    if (cfg->struct_size != sizeof *cfg)
+        return zoff__err(ZOFF_ECONFIG,
+                         "config: struct_size is %zu, expected %zu (initialise the config with "
+                         "zoff_config_default())",
+                         cfg->struct_size, sizeof *cfg);
+    ZOFF_CHECK(zoff__group_config_validate(&cfg->optimizer, "optimizer.params"));
+
+    /* mixed precision, clipping */
+    if (cfg->fp16_enabled != 0 && cfg->fp16_enabled != 1)
+        return zoff__err(ZOFF_ECONFIG, "fp16.enabled: expected 0 or 1, got %d", cfg->fp16_enabled);
+    if (cfg->bf16_enabled != 0 && cfg->bf16_enabled != 1)
+        return zoff__err(ZOFF_ECONFIG, "bf16.enabled: expected 0 or 1, got %d", cfg->bf16_enabled);
+    if (cfg->fp16_enabled && cfg->bf16_enabled)
+        return zoff__err(ZOFF_ECONFIG,
+                         "fp16.enabled and bf16.enabled: both are true; choose one 16-bit format");
+    if (!finite_in(cfg->loss_scale, 0.0, HUGE_VAL))
+        return zoff__err(ZOFF_ECONFIG,
+                         "fp16.loss_scale: expected a finite number >= 0 (0: dynamic), got %g",
+                         (double)cfg->loss_scale);
+    if (cfg->initial_scale_power < 0 || cfg->initial_scale_power > 127)
+        return zoff__err(ZOFF_ECONFIG,
+                         "fp16.initial_scale_power: expected an integer in [0, 127] (2^power "
+                         "must be a finite float), got %d",
+                         cfg->initial_scale_power);
+    if (cfg->loss_scale_window < 1)
+        return zoff__err(ZOFF_ECONFIG, "fp16.loss_scale_window: expected an integer >= 1, got %d",
+                         cfg->loss_scale_window);
+    if (cfg->hysteresis < 1)
+        return zoff__err(ZOFF_ECONFIG, "fp16.hysteresis: expected an integer >= 1, got %d",
+                         cfg->hysteresis);
+    if (!(isfinite(cfg->min_loss_scale) && cfg->min_loss_scale > 0.0f))
+        return zoff__err(ZOFF_ECONFIG, "fp16.min_loss_scale: expected a finite number > 0, got %g",
+                         (double)cfg->min_loss_scale);
+    if (!finite_in(cfg->gradient_clipping, 0.0, HUGE_VAL))
+        return zoff__err(ZOFF_ECONFIG,
+                         "gradient_clipping: expected a finite number >= 0 (0: off), got %g",
+                         (double)cfg->gradient_clipping);
+
+    /* offload */
+    if (cfg->tier != ZOFF_TIER_CPU && cfg->tier != ZOFF_TIER_NVME)
+        return zoff__err(ZOFF_ECONFIG,
+                         "zero_optimization.offload_optimizer.device: unknown tier %d (expected "
+                         "%s)",
+                         (int)cfg->tier, enum_list(tier_names, names, sizeof names));
+    if (!str_terminated(cfg->nvme_path, sizeof cfg->nvme_path))
+        return zoff__err(ZOFF_ECONFIG,
+                         "zero_optimization.offload_optimizer.nvme_path: not NUL-terminated "
+                         "within %d bytes",
+                         ZOFF_PATH_MAX);
+    if (cfg->tier == ZOFF_TIER_NVME && cfg->nvme_path[0] == '\0')
+        return zoff__err(ZOFF_ECONFIG, "zero_optimization.offload_optimizer.nvme_path: required "
+                                       "when offload_optimizer.device is \"nvme\"");
+    if (cfg->pin_memory != 0 && cfg->pin_memory != 1)
+        return zoff__err(ZOFF_ECONFIG,
+                         "zero_optimization.offload_optimizer.pin_memory: expected 0 or 1, got %d",
+                         cfg->pin_memory);
+    if (cfg->buffer_count < 1 || (cfg->tier == ZOFF_TIER_NVME && cfg->buffer_count < 3))
+        return zoff__err(ZOFF_ECONFIG,
+                         "zero_optimization.offload_optimizer.buffer_count: expected an integer "
+                         ">= 3 (prefetch, update and write-back each hold a buffer), got %d",
+                         cfg->buffer_count);
+    if (!finite_in(cfg->ratio, 0.0, 1.0))
+        return zoff__err(ZOFF_ECONFIG,
+                         "zero_optimization.offload_optimizer.ratio: expected a number in [0, 1], "
+                         "got %g",
+                         (double)cfg->ratio);
+    if (cfg->partition_numel < 1)
+        return zoff__err(ZOFF_ECONFIG, "zoff.partition_numel: expected an integer >= 1, got 0");
+    if (cfg->tile_numel < 1)
+        return zoff__err(ZOFF_ECONFIG, "zoff.tile_numel: expected an integer >= 1, got 0");
+    if (cfg->numa_node < -1)
+        return zoff__err(ZOFF_ECONFIG,
+                         "zoff.numa_node: expected an integer >= -1 (-1: nearest the GPU), got %d",
+                         cfg->numa_node);
+
+    /* aio */
+    if (cfg->aio_block_size < 4096 || cfg->aio_block_size % 4096 != 0 ||
+        (double)cfg->aio_block_size > AIO_MAX_BLOCK_BYTES)
+        return zoff__err(ZOFF_ECONFIG,
+                         "aio.block_size: expected a multiple of 4096 in [4096, 1073741824] "
+                         "bytes, got %zu",
+                         cfg->aio_block_size);
+    if (cfg->aio_queue_depth < 1 || cfg->aio_queue_depth > AIO_MAX_QUEUE_DEPTH)
+        return zoff__err(ZOFF_ECONFIG, "aio.queue_depth: expected an integer in [1, %d], got %d",
+                         AIO_MAX_QUEUE_DEPTH, cfg->aio_queue_depth);
+    if (cfg->aio_engine != ZOFF_AIO_AUTO && cfg->aio_engine != ZOFF_AIO_URING &&
+        cfg->aio_engine != ZOFF_AIO_THREADS)
+        return zoff__err(ZOFF_ECONFIG, "zoff.aio_engine: unknown engine %d (expected %s)",
+                         (int)cfg->aio_engine, enum_list(engine_names, names, sizeof names));
+    if (cfg->aio_odirect < -1 || cfg->aio_odirect > 1)
+        return zoff__err(ZOFF_ECONFIG,
+                         "zoff.aio_odirect: expected -1 (probe), 0 (buffered) or 1 (O_DIRECT), "
+                         "got %d",
+                         cfg->aio_odirect);
+    if (cfg->verify_crc != 0 && cfg->verify_crc != 1)
+        return zoff__err(ZOFF_ECONFIG, "zoff.verify_crc: expected 0 or 1, got %d", cfg->verify_crc);
+
+    /* pipeline, CPU */
+    if (cfg->overlap != ZOFF_OVERLAP_SYNC && cfg->overlap != ZOFF_OVERLAP_EAGER &&
+        cfg->overlap != ZOFF_OVERLAP_DELAYED)
+        return zoff__err(ZOFF_ECONFIG, "zoff.overlap: unknown mode %d (expected %s)",
+                         (int)cfg->overlap, enum_list(overlap_names, names, sizeof names));
+    if (cfg->delayed_warmup_steps < 0)
+        return zoff__err(ZOFF_ECONFIG,
+                         "zoff.delayed_warmup_steps: expected an integer >= 0, got %d",
+                         cfg->delayed_warmup_steps);
+    if (cfg->cpu_threads < 0)
+        return zoff__err(ZOFF_ECONFIG,
+                         "zoff.cpu_threads: expected an integer >= 0 (0: all cores), got %d",
+                         cfg->cpu_threads);
+    if (!str_terminated(cfg->cpu_isa, sizeof cfg->cpu_isa) || !isa_known(cfg->cpu_isa))
+        return zoff__err(ZOFF_ECONFIG,
+                         "zoff.cpu_isa: expected \"\" (auto), \"scalar\", \"avx2\" or \"avx512\", "
+                         "got \"%.*s\"",
+                         (int)sizeof cfg->cpu_isa, cfg->cpu_isa);
+
+    /* device */
+    if (cfg->device != ZOFF_DEVICE_AUTO && cfg->device != ZOFF_DEVICE_CUDA &&
+        cfg->device != ZOFF_DEVICE_SIM)
+        return zoff__err(ZOFF_ECONFIG, "zoff.device: unknown device %d (expected %s)",
+                         (int)cfg->device, enum_list(device_names, names, sizeof names));
+    if (cfg->cuda_device < 0)
+        return zoff__err(ZOFF_ECONFIG, "zoff.cuda_device: expected an integer >= 0, got %d",
+                         cfg->cuda_device);
+    if (cfg->sim_gpu_bytes < 1)
+        return zoff__err(ZOFF_ECONFIG, "zoff.sim_gpu_bytes: expected a size >= 1 byte, got 0");
+    if (!finite_in(cfg->sim_pcie_gbps, 0.0, HUGE_VAL))
+        return zoff__err(ZOFF_ECONFIG,
+                         "zoff.sim_pcie_gbps: expected a finite number >= 0 (0: unthrottled), "
+                         "got %g",
+                         cfg->sim_pcie_gbps);
+    if (!str_terminated(cfg->trace_path, sizeof cfg->trace_path))
+        return zoff__err(ZOFF_ECONFIG, "zoff.trace_path: not NUL-terminated within %d bytes",
+                         ZOFF_PATH_MAX);
+    return ZOFF_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* JSON reader                                                                                */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct pctx {
+    const char *origin; /* file name or "json string" for messages */
+    zoff_config *cfg;   /* the copy being filled (committed to the caller on success) */
+    /* cross-key facts resolved after the walk */
+    int opt_type;        /* -1 not given, 0 "Adam", 1 "AdamW" */
+    int adam_w_mode;     /* -1 not given, else 0/1 */
+    int has_buffer_size; /* offload_optimizer.buffer_size was given */
+    size_t buffer_size;
+    int has_partition_numel; /* zoff.partition_numel was given */
+} pctx;
+
+typedef enum kind {
+    K_OBJECT,      /* a nested section (sub table) */
+    K_BOOL,        /* int field, JSON true/false */
+    K_INT,         /* int field, integral number in [lo, hi] */
+    K_FLOAT,       /* float field, number in [lo, hi] */
+    K_DOUBLE,      /* double field, number in [lo, hi] */
+    K_SIZE,        /* size_t field: integral number or size string ("16M"), in [lo, hi] */
+    K_STRING,      /* char[len] field */
+    K_ENUM,        /* int-sized enum field, one of `enums` (case-insensitive) */
+    K_CUSTOM,      /* handled by fn */
+    K_IGNORE_BOOL, /* accepted when a bool, ignored (INFO) */
+    K_IGNORE_NUM,  /* accepted when a number, ignored (INFO) */
+    K_IGNORE_ANY,  /* accepted whatever its value, ignored (INFO) */
+    K_SKIP,        /* a section reserved for another reader: not looked at */
+} kind;
+
+typedef struct key_desc key_desc;
+typedef zoff_status (*key_fn)(pctx *c, const cJSON *v, const char *path);
+
+struct key_desc {
+    const char *key;
+    kind kind;
+    size_t off;             /* field offset in zoff_config */
+    size_t len;             /* K_STRING: buffer bytes */
+    double lo, hi;          /* numeric range, inclusive */
+    const enum_name *enums; /* K_ENUM */
+    const key_desc *sub;    /* K_OBJECT: table ending with a NULL key */
+    key_fn fn;              /* K_CUSTOM */
+    const char *note;       /* K_IGNORE_*: why zoff has no use for it */
+};
+
+static zoff_status cerr(const pctx *c, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static zoff_status cerr(const pctx *c, const char *path, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return zoff__err(ZOFF_ECONFIG, "%s: %s: %s", c->origin, path, msg);
+}
+
+/* A short description of a JSON value for "got ..." in messages. */
+static const char *describe(const cJSON *v, char *buf, size_t len)
+{
+    if (cJSON_IsNumber(v))
+        snprintf(buf, len, "%.17g", v->valuedouble);
+    else if (cJSON_IsString(v))
+        snprintf(buf, len, "\"%.60s\"", v->valuestring);
+    else if (cJSON_IsTrue(v))
+        snprintf(buf, len, "true");
+    else if (cJSON_IsFalse(v))
+        snprintf(buf, len, "false");
+    else if (cJSON_IsNull(v))
+        snprintf(buf, len, "null");
+    else if (cJSON_IsArray(v))
+        snprintf(buf, len, "an array");
+    else if (cJSON_IsObject(v))
+        snprintf(buf, len, "an object");
+    else
+        snprintf(buf, len, "an unknown value");
+    if (cJSON_IsNumber(v)) { /* shortest form that reads back the same */
+        char shorter[64];
+        snprintf(shorter, sizeof shorter, "%.15g", v->valuedouble);
+        if (strtod(shorter, NULL) == v->valuedouble) snprintf(buf, len, "%s", shorter);
+    }
+    return buf;
+}
+
+static zoff_status bad_type(const pctx *c, const char *path, const char *want, const cJSON *v)
+{
+    char got[96];
+    return cerr(c, path, "expected %s, got %s", want, describe(v, got, sizeof got));
+}
+
+/* "a number in [0, 1]", "an integer >= 3", ... */
+static const char *range_text(const char *what, double lo, double hi, char *buf, size_t len)
+{
+    if (isinf(hi) && isinf(lo))
+        snprintf(buf, len, "%s", what);
+    else if (isinf(hi))
+        snprintf(buf, len, "%s >= %.15g", what, lo);
+    else if (isinf(lo))
+        snprintf(buf, len, "%s <= %.15g", what, hi);
+    else
+        snprintf(buf, len, "%s in [%.15g, %.15g]", what, lo, hi);
+    return buf;
+}
+
+static void *field(pctx *c, const key_desc *d)
+{
+    return (char *)c->cfg + d->off;
+}
+
+static zoff_status get_bool(const pctx *c, const cJSON *v, const char *path, int *out)
+{
+    if (!cJSON_IsBool(v)) return bad_type(c, path, "true or false", v);
+    *out = cJSON_IsTrue(v) ? 1 : 0;
+    return ZOFF_OK;
+}
+
+static zoff_status get_number(const pctx *c, const cJSON *v, const char *path, int integral,
+                              double lo, double hi, double *out)
+{
+    char want[96];
+    range_text(integral ? "an integer" : "a number", lo, hi, want, sizeof want);
+    if (!cJSON_IsNumber(v)) return bad_type(c, path, want, v);
+    double x = v->valuedouble;
+    if (!isfinite(x) || x < lo || x > hi ||
+        (integral && (x != floor(x) || fabs(x) > MAX_EXACT_INT)))
+        return bad_type(c, path, want, v);
+    *out = x;
+    return ZOFF_OK;
+}
+
+/* An integral number, or a size string such as "16M" / "2GiB" (k = 1024). */
+static zoff_status get_size(const pctx *c, const cJSON *v, const char *path, double lo, double hi,
+                            uint64_t *out)
+{
+    char want[128], got[96];
+    range_text("an integer or a size string such as \"16M\"", lo, hi, want, sizeof want);
+    if (cJSON_IsString(v)) {
+        uint64_t x;
+        if (zoff__parse_size(v->valuestring, &x) != ZOFF_OK || (double)x < lo || (double)x > hi)
+            return cerr(c, path, "expected %s, got %s", want, describe(v, got, sizeof got));
+        *out = x;
+        return ZOFF_OK;
+    }
+    double x = cJSON_IsNumber(v) ? v->valuedouble : -1.0;
+    if (!cJSON_IsNumber(v) || !(x >= lo && x <= hi) || x != floor(x) || x > MAX_EXACT_INT)
+        return bad_type(c, path, want, v);
+    *out = (uint64_t)x;
+    return ZOFF_OK;
+}
+
+static zoff_status get_string(const pctx *c, const cJSON *v, const char *path, char *buf,
+                              size_t len)
+{
+    if (!cJSON_IsString(v)) return bad_type(c, path, "a string", v);
+    if (strlen(v->valuestring) >= len)
+        return cerr(c, path, "string of %zu bytes is too long (at most %zu)",
+                    strlen(v->valuestring), len - 1);
+    snprintf(buf, len, "%s", v->valuestring);
+    return ZOFF_OK;
+}
+
+static zoff_status get_enum(const pctx *c, const cJSON *v, const char *path, const enum_name *names,
+                            int *out)
+{
+    char want[128];
+    enum_list(names, want, sizeof want);
+    if (!cJSON_IsString(v) || !enum_from_name(names, v->valuestring, out)) {
+        char got[96];
+        return cerr(c, path, "expected %s, got %s", want, describe(v, got, sizeof got));
+    }
+    return ZOFF_OK;
+}
+
+static void info_ignored(const pctx *c, const char *path, const char *note)
+{
+    ZOFF_INFO(ZOFF_SUB_CONFIG, "%s: %s is accepted and ignored (%s)", c->origin, path, note);
+}
+
+/* Levenshtein distance of two short keys, capped (for "did you mean"). */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63) return 99;
+    size_t row[64];
+    for (size_t j = 0; j <= lb; j++) row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            size_t best = ZOFF_MIN(row[j] + 1, row[j - 1] + 1);
+            row[j] = ZOFF_MIN(best, diag + cost);
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+static zoff_status unknown_key(const pctx *c, const char *path, const char *key,
+                               const key_desc *keys)
+{
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX;
+    for (const key_desc *d = keys; d->key; d++) {
+        size_t dist = edit_distance(key, d->key);
+        size_t shorter = ZOFF_MIN(strlen(key), strlen(d->key));
+        if (dist <= ZOFF_MAX((size_t)1, shorter / 3) && dist < best_d) { /* close matches only */
+            best_d = dist;
+            best = d->key;
+        }
+    }
+    if (strcmp(key, "scheduler") == 0)
+        return cerr(c, path,
+                    "unknown key: zoff runs no learning-rate schedule; the trainer changes lr "
+                    "between steps with zoff_set_group()");
+    if (best) return cerr(c, path, "unknown key (did you mean \"%s\"?)", best);
+    char list[400];
+    size_t used = 0;
+    list[0] = '\0';
+    for (const key_desc *d = keys; d->key; d++) {
+        int w = snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", d->key);
+        if (w < 0 || (size_t)w >= sizeof list - used) break;
+        used += (size_t)w;
+    }
+    return cerr(c, path, "unknown key (known here: %s)", list);
+}
+
+static zoff_status walk(pctx *c, const cJSON *obj, const char *path, const key_desc *keys);
+
+static zoff_status apply(pctx *c, const key_desc *d, const cJSON *v, const char *path)
+{
+    double x;
+    uint64_t u;
+    int i = 0;
+    switch (d->kind) {
+    case K_OBJECT:
+        return walk(c, v, path, d->sub);
+    case K_BOOL:
+        ZOFF_CHECK(get_bool(c, v, path, &i));
+        *(int *)field(c, d) = i;
+        return ZOFF_OK;
+    case K_INT:
+        ZOFF_CHECK(get_number(c, v, path, 1, d->lo, d->hi, &x));
+        *(int *)field(c, d) = (int)x;
+        return ZOFF_OK;
+    case K_FLOAT:
+        ZOFF_CHECK(get_number(c, v, path, 0, d->lo, d->hi, &x));
+        if (!isfinite((float)x)) return bad_type(c, path, "a number within float range", v);
+        *(float *)field(c, d) = (float)x;
+        return ZOFF_OK;
+    case K_DOUBLE:
+        ZOFF_CHECK(get_number(c, v, path, 0, d->lo, d->hi, &x));
+        *(double *)field(c, d) = x;
+        return ZOFF_OK;
+    case K_SIZE:
+        ZOFF_CHECK(get_size(c, v, path, d->lo, d->hi, &u));
+        *(size_t *)field(c, d) = (size_t)u;
+        return ZOFF_OK;
+    case K_STRING:
+        return get_string(c, v, path, (char *)field(c, d), d->len);
+    case K_ENUM:
+        ZOFF_CHECK(get_enum(c, v, path, d->enums, &i));
+        memcpy(field(c, d), &i, sizeof i);
+        return ZOFF_OK;
+    case K_CUSTOM:
+        return d->fn(c, v, path);
+    case K_IGNORE_BOOL:
+        if (!cJSON_IsBool(v)) return bad_type(c, path, "true or false", v);
+        info_ignored(c, path, d->note);
+        return ZOFF_OK;
+    case K_IGNORE_NUM:
+        if (!cJSON_IsNumber(v)) return bad_type(c, path, "a number", v);
+        info_ignored(c, path, d->note);
+        return ZOFF_OK;
+    case K_IGNORE_ANY:
+        info_ignored(c, path, d->note);
+        return ZOFF_OK;
+    case K_SKIP:
+        return ZOFF_OK;
+    }
+    return zoff__err(ZOFF_EINTERNAL, "config: key kind %d of %s", (int)d->kind, path);
+}
+
+static zoff_status walk(pctx *c, const cJSON *obj, const char *path, const key_desc *keys)
+{
+    if (!cJSON_IsObject(obj)) return bad_type(c, path[0] ? path : "(top level)", "an object", obj);
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        char sub[PATH_LEN];
+        snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", it->string);
+        for (const cJSON *prev = obj->child; prev != it; prev = prev->next)
+            if (strcmp(prev->string, it->string) == 0) return cerr(c, sub, "duplicate key");
+        const key_desc *d = keys;
+        while (d->key && strcmp(d->key, it->string) != 0) d++;
+        if (!d->key) return unknown_key(c, sub, it->string, keys);
+        ZOFF_CHECK(apply(c, d, it, sub));
+    }
+    return ZOFF_OK;
+}
+
+/* ---- custom keys ---------------------------------------------------------------------------- */
+static zoff_status on_optimizer_type(pctx *c, const cJSON *v, const char *path)
+{
+    if (cJSON_IsString(v) && strcasecmp(v->valuestring, "adam") == 0)
+        c->opt_type = 0;
+    else if (cJSON_IsString(v) && strcasecmp(v->valuestring, "adamw") == 0)
+        c->opt_type = 1;
+    else
+        return bad_type(c, path, "\"Adam\" or \"AdamW\" (zoff implements Adam only)", v);
+    return ZOFF_OK;
+}
+
+static zoff_status on_betas(pctx *c, const cJSON *v, const char *path)
+{
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2)
+        return bad_type(c, path, "an array of two numbers [beta1, beta2]", v);
+    float b[2];
+    for (int k = 0; k < 2; k++) {
+        char sub[PATH_LEN];
+        double x;
+        snprintf(sub, sizeof sub, "%s[%d]", path, k);
+        const cJSON *e = cJSON_GetArrayItem(v, k);
+        if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0.0 && e->valuedouble < 1.0))
+            return bad_type(c, sub, "a number in [0, 1)", e);
+        x = e->valuedouble;
+        b[k] = (float)x;
+        if (!(b[k] < 1.0f)) return cerr(c, sub, "%.17g rounds to 1 as a float", x);
+    }
+    c->cfg->optimizer.beta1 = b[0];
+    c->cfg->optimizer.beta2 = b[1];
+    return ZOFF_OK;
+}
+
+static zoff_status on_adam_w_mode(pctx *c, const cJSON *v, const char *path)
+{
+    return get_bool(c, v, path, &c->adam_w_mode);
+}
+
+static zoff_status on_amsgrad(pctx *c, const cJSON *v, const char *path)
+{
+    int on = 0;
+    ZOFF_CHECK(get_bool(c, v, path, &on));
+    if (on) return cerr(c, path, "AMSGrad is not implemented by zoff's CPU Adam; set false");
+    return ZOFF_OK;
+}
+
+static zoff_status on_offload_device(pctx *c, const cJSON *v, const char *path)
+{
+    int tier;
+    if (cJSON_IsString(v) && strcasecmp(v->valuestring, "none") == 0)
+        return cerr(c, path,
+                    "\"none\" is not supported: zoff always keeps the optimizer state off the "
+                    "GPU; use \"cpu\" or \"nvme\"");
+    ZOFF_CHECK(get_enum(c, v, path, tier_names, &tier));
+    c->cfg->tier = (zoff_tier)tier;
+    return ZOFF_OK;
+}
+
+static zoff_status on_nvme_path(pctx *c, const cJSON *v, const char *path)
+{
+    char joined[ZOFF_PATH_MAX];
+    size_t used = 0;
+    joined[0] = '\0';
+    if (cJSON_IsString(v)) {
+        if (strlen(v->valuestring) >= sizeof joined)
+            return cerr(c, path, "path list of %zu bytes is too long (at most %d)",
+                        strlen(v->valuestring), ZOFF_PATH_MAX - 1);
+        snprintf(joined, sizeof joined, "%s", v->valuestring);
+    } else if (cJSON_IsArray(v)) {
+        int n = cJSON_GetArraySize(v);
+        if (n == 0) return cerr(c, path, "expected at least one directory, got an empty array");
+        for (int k = 0; k < n; k++) {
+            char sub[PATH_LEN];
+            snprintf(sub, sizeof sub, "%s[%d]", path, k);
+            const cJSON *e = cJSON_GetArrayItem(v, k);
+            if (!cJSON_IsString(e) || e->valuestring[0] == '\0')
+                return bad_type(c, sub, "a non-empty directory string", e);
+            if (strchr(e->valuestring, ','))
+                return cerr(c, sub, "directory names cannot contain ',' (the list separator)");
+            int w =
+                snprintf(joined + used, sizeof joined - used, "%s%s", k ? "," : "", e->valuestring);
+            if (w < 0 || (size_t)w >= sizeof joined - used)
+                return cerr(c, path, "joined path list is too long (at most %d bytes)",
+                            ZOFF_PATH_MAX - 1);
+            used += (size_t)w;
+        }
+    } else {
+        return bad_type(c, path, "a directory string or an array of directory strings", v);
+    }
+    memcpy(c->cfg->nvme_path, joined, sizeof joined);
+    return ZOFF_OK;
+}
+
+static zoff_status on_buffer_size(pctx *c, const cJSON *v, const char *path)
+{
+    uint64_t x;
+    ZOFF_CHECK(get_size(c, v, path, 1, MAX_EXACT_INT, &x));
+    c->has_buffer_size = 1;
+    c->buffer_size = (size_t)x;
+    return ZOFF_OK;
+}
+
+static zoff_status on_partition_numel(pctx *c, const cJSON *v, const char *path)
+{
+    uint64_t x;
+    ZOFF_CHECK(get_size(c, v, path, 1, MAX_EXACT_INT, &x));
+    c->has_partition_numel = 1;
+    c->cfg->partition_numel = (size_t)x;
+    return ZOFF_OK;
+}
+
+static zoff_status on_offload_param_device(pctx *c, const cJSON *v, const char *path)
+{
+    if (cJSON_IsString(v) && strcasecmp(v->valuestring, "none") == 0) return ZOFF_OK;
+    return bad_type(c, path,
+                    "\"none\" (zoff keeps the 16-bit parameters on the GPU; parameter offload is "
+                    "not supported)",
+                    v);
+}
+
+static zoff_status on_use_gds(pctx *c, const cJSON *v, const char *path)
+{
+    int on = 0;
+    ZOFF_CHECK(get_bool(c, v, path, &on));
+    if (on)
+        return cerr(c, path,
+                    "GPUDirect Storage is not supported: zoff's NVMe traffic goes through pinned "
+                    "host memory; set false");
+    return ZOFF_OK;
+}
+
+static zoff_status on_aio_odirect(pctx *c, const cJSON *v, const char *path)
+{
+    if (cJSON_IsBool(v)) {
+        c->cfg->aio_odirect = cJSON_IsTrue(v) ? 1 : 0;
+        return ZOFF_OK;
+    }
+    double x;
+    if (!cJSON_IsNumber(v))
+        return bad_type(c, path, "-1 (probe), 0 (buffered), 1 (O_DIRECT), true or false", v);
+    ZOFF_CHECK(get_number(c, v, path, 1, -1, 1, &x));
+    c->cfg->aio_odirect = (int)x;
+    return ZOFF_OK;
+}
+
+static zoff_status on_cpu_isa(pctx *c, const cJSON *v, const char *path)
+{
+    if (!cJSON_IsString(v) ||
+        !(strcasecmp(v->valuestring, "auto") == 0 || isa_known(v->valuestring)))
+        return bad_type(c, path, "\"auto\", \"scalar\", \"avx2\" or \"avx512\"", v);
+    snprintf(c->cfg->cpu_isa, sizeof c->cfg->cpu_isa, "%s",
+             strcasecmp(v->valuestring, "auto") == 0 ? "" : v->valuestring);
+    return ZOFF_OK;
+}
+
+/* A seed: integral number up to 2^53, or a decimal/hex string for the full 64-bit range. */
+static zoff_status on_jitter_seed(pctx *c, const cJSON *v, const char *path)
+{
+    if (cJSON_IsString(v)) {
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(v->valuestring, &end, 0);
+        if (errno || end == v->valuestring || *end || v->valuestring[0] == '-')
+            return bad_type(c, path, "an integer >= 0 (number or decimal/hex string)", v);
+        c->cfg->sim_jitter_seed = (uint64_t)x;
+        return ZOFF_OK;
+    }
+    double x;
+    ZOFF_CHECK(get_number(c, v, path, 1, 0, MAX_EXACT_INT, &x));
+    c->cfg->sim_jitter_seed = (uint64_t)x;
+    return ZOFF_OK;
+}
+
+/* ---- key tables (docs/config.md mirrors them) ----------------------------------------------- */
+#define OFF(f) offsetof(zoff_config, f)
+#define KBOOL(k, f)                                                                                \
+    {                                                                                              \
+        .key = k, .kind = K_BOOL, .off = OFF(f)                                                    \
+    }
+#define KINT(k, f, a, b)                                                                           \
+    {                                                                                              \
+        .key = k, .kind = K_INT, .off = OFF(f), .lo = (a), .hi = (b)                               \
+    }
+#define KFLOAT(k, f, a, b)                                                                         \
+    {                                                                                              \
+        .key = k, .kind = K_FLOAT, .off = OFF(f), .lo = (a), .hi = (b)                             \
+    }
+#define KDOUBLE(k, f, a, b)                                                                        \
+    {                                                                                              \
+        .key = k, .kind = K_DOUBLE, .off = OFF(f), .lo = (a), .hi = (b)                            \
+    }
+#define KSIZE(k, f, a, b)                                                                          \
+    {                                                                                              \
+        .key = k, .kind = K_SIZE, .off = OFF(f), .lo = (a), .hi = (b)                              \
+    }
+#define KSTR(k, f)                                                                                 \
+    {                                                                                              \
+        .key = k, .kind = K_STRING, .off = OFF(f), .len = sizeof(((zoff_config *)0)->f)            \
+    }
+#define KENUM(k, f, names)                                                                         \
+    {                                                                                              \
+        .key = k, .kind = K_ENUM, .off = OFF(f), .enums = names                                    \
+    }
+#define KFN(k, f)                                                                                  \
+    {                                                                                              \
+        .key = k, .kind = K_CUSTOM, .fn = f                                                        \
+    }
+#define KOBJ(k, t)                                                                                 \
+    {                                                                                              \
+        .key = k, .kind = K_OBJECT, .sub = t                                                       \
+    }
+#define KIGN(k, kd, why)                                                                           \
+    {                                                                                              \
+        .key = k, .kind = kd, .note = why                                                          \
+    }
+#define KEND                                                                                       \
+    {                                                                                              \
+        .key = NULL                                                                                \
+    }
+#define INF HUGE_VAL
+
+static const key_desc optimizer_params_keys[] = {
+    KFLOAT("lr", optimizer.lr, 0, INF),
+    KFN("betas", on_betas),
+    KFLOAT("eps", optimizer.eps, 0, INF),
+    KFLOAT("weight_decay", optimizer.weight_decay, 0, INF),
+    KBOOL("bias_correction", optimizer.bias_correction),
+    KFN("adam_w_mode", on_adam_w_mode),
+    KFN("amsgrad", on_amsgrad),
+    KIGN("torch_adam", K_IGNORE_BOOL, "zoff always uses its own fused CPU Adam"),
+    KEND,
+};
+
+static const key_desc optimizer_keys[] = {
+    KFN("type", on_optimizer_type),
+    KOBJ("params", optimizer_params_keys),
+    KEND,
+};
+
+static const key_desc fp16_keys[] = {
+    KBOOL("enabled", fp16_enabled),
+    KFLOAT("loss_scale", loss_scale, 0, INF),
+    KINT("initial_scale_power", initial_scale_power, 0, 127),
+    KINT("loss_scale_window", loss_scale_window, 1, INT32_MAX),
+    KINT("hysteresis", hysteresis, 1, INT32_MAX),
+    KFLOAT("min_loss_scale", min_loss_scale, 0x1p-126, INF),
+    KEND,
+};
+
+static const key_desc bf16_keys[] = {
+    KBOOL("enabled", bf16_enabled),
+    KEND,
+};
+
+static const key_desc offload_optimizer_keys[] = {
+    KFN("device", on_offload_device),
+    KFN("nvme_path", on_nvme_path),
+    KBOOL("pin_memory", pin_memory),
+    KINT("buffer_count", buffer_count, 1, 1 << 20),
+    KFN("buffer_size", on_buffer_size),
+    KFLOAT("ratio", ratio, 0, 1),
+    KIGN("fast_init", K_IGNORE_BOOL, "swap files are always preallocated at zoff_finalize"),
+    KIGN("pipeline_read", K_IGNORE_BOOL, "zoff always prefetches the next partition"),
+    KIGN("pipeline_write", K_IGNORE_BOOL, "zoff always writes back behind the update"),
+    KEND,
+};
+
+static const key_desc offload_param_keys[] = {
+    KFN("device", on_offload_param_device),
+    KIGN("nvme_path", K_IGNORE_ANY, "parameter offload is not supported"),
+    KIGN("pin_memory", K_IGNORE_ANY, "parameter offload is not supported"),
+    KIGN("buffer_count", K_IGNORE_ANY, "parameter offload is not supported"),
+    KIGN("buffer_size", K_IGNORE_ANY, "parameter offload is not supported"),
+    KIGN("max_in_cpu", K_IGNORE_ANY, "parameter offload is not supported"),
+    KEND,
+};
+
+#define COMM_NOTE "DeepSpeed communication tuning; zoff's pipeline has its own buffers"
+static zoff_status on_stage(pctx *c, const cJSON *v, const char *path)
+{
+    double x;
+    ZOFF_CHECK(get_number(c, v, path, 1, 1, 3, &x));
+    ZOFF_INFO(ZOFF_SUB_CONFIG,
+              "%s: %s = %d accepted (zoff offloads the optimizer state of one node whatever the "
+              "ZeRO stage)",
+              c->origin, path, (int)x);
+    return ZOFF_OK;
+}
+
+static const key_desc zero_optimization_keys[] = {
+    KFN("stage", on_stage),
+    KOBJ("offload_optimizer", offload_optimizer_keys),
+    KOBJ("offload_param", offload_param_keys),
+    KIGN("contiguous_gradients", K_IGNORE_BOOL, COMM_NOTE),
+    KIGN("overlap_comm", K_IGNORE_BOOL, COMM_NOTE),
+    KIGN("reduce_scatter", K_IGNORE_BOOL, COMM_NOTE),
+    KIGN("reduce_bucket_size", K_IGNORE_NUM, COMM_NOTE),
+    KIGN("allgather_partitions", K_IGNORE_BOOL, COMM_NOTE),
+    KIGN("allgather_bucket_size", K_IGNORE_NUM, COMM_NOTE),
+    KIGN("round_robin_gradients", K_IGNORE_BOOL, COMM_NOTE),
+    KIGN("sub_group_size", K_IGNORE_NUM, "zoff.partition_numel sets the swap unit"),
+    KEND,
+};
+
+static const key_desc aio_keys[] = {
+    KSIZE("block_size", aio_block_size, 4096, AIO_MAX_BLOCK_BYTES),
+    KINT("queue_depth", aio_queue_depth, 1, AIO_MAX_QUEUE_DEPTH),
+    KIGN("thread_count", K_IGNORE_NUM,
+         "one io_uring per swap store; the fallback pool is sized "
+         "from queue_depth"),
+    KIGN("single_submit", K_IGNORE_BOOL, "zoff always batches submissions"),
+    KIGN("overlap_events", K_IGNORE_BOOL, "zoff always overlaps I/O with the update"),
+    KIGN("intra_op_parallelism", K_IGNORE_NUM, "one io_uring per swap store"),
+    KFN("use_gds", on_use_gds),
+    KEND,
+};
+
+static const key_desc zoff_keys[] = {
+    KFN("partition_numel", on_partition_numel),
+    KSIZE("tile_numel", tile_numel, 1, MAX_EXACT_INT),
+    KENUM("overlap", overlap, overlap_names),
+    KINT("delayed_warmup_steps", delayed_warmup_steps, 0, INT32_MAX),
+    KINT("cpu_threads", cpu_threads, 0, 65536),
+    KFN("cpu_isa", on_cpu_isa),
+    KINT("numa_node", numa_node, -1, 65535),
+    KENUM("device", device, device_names),
+    KINT("cuda_device", cuda_device, 0, 65535),
+    KSIZE("sim_gpu_bytes", sim_gpu_bytes, 1, MAX_EXACT_INT),
+    KDOUBLE("sim_pcie_gbps", sim_pcie_gbps, 0, INF),
+    KFN("sim_jitter_seed", on_jitter_seed),
+    KENUM("aio_engine", aio_engine, engine_names),
+    KFN("aio_odirect", on_aio_odirect),
+    KBOOL("verify_crc", verify_crc),
+    KSTR("trace_path", trace_path),
+    KEND,
+};
+
+#define TRAINER_NOTE "a trainer setting; zoff only runs the optimizer"
+static const key_desc top_keys[] = {
+    KOBJ("optimizer", optimizer_keys),
+    KOBJ("fp16", fp16_keys),
+    KOBJ("bf16", bf16_keys),
+    KOBJ("bfloat16", bf16_keys),
+    KFLOAT("gradient_clipping", gradient_clipping, 0, INF),
+    KOBJ("zero_optimization", zero_optimization_keys),
+    KOBJ("aio", aio_keys),
+    KOBJ("zoff", zoff_keys),
+    KIGN("train_batch_size", K_IGNORE_NUM, TRAINER_NOTE),
+    KIGN("train_micro_batch_size_per_gpu", K_IGNORE_NUM, TRAINER_NOTE),
+    KIGN("gradient_accumulation_steps", K_IGNORE_NUM, TRAINER_NOTE),
+    KIGN("steps_per_print", K_IGNORE_NUM, TRAINER_NOTE),
+    KIGN("wall_clock_breakdown", K_IGNORE_BOOL, TRAINER_NOTE),
+    {.key = "model", .kind = K_SKIP},
+    {.key = "train", .kind = K_SKIP},
+    KEND,
+};
+
+/* Line and column of byte `at` in text, for syntax errors. */
+static void line_col(const char *text, const char *at, int *line, int *col)
+{
+    *line = 1;
+    *col = 1;
+    for (const char *p = text; p < at && *p; p++) {
+        if (*p == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
+zoff_status zoff__config_parse(zoff_config *cfg, const char *json, const char *origin)
+{
+    zoff_status st = ZOFF_OK;
+    cJSON *root = NULL;
+    if (!origin) origin = "json";
+    if (!cfg || !json) return zoff__err(ZOFF_EINVAL, "%s: NULL config or text", origin);
+    zoff_config work = *cfg;
+    pctx c = {.origin = origin, .cfg = &work, .opt_type = -1, .adam_w_mode = -1};
+
+    const char *p = json;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    if (*p == '\0') goto validate; /* an empty text: the starting values */
+
+    const char *end = NULL;
+    root = cJSON_ParseWithOpts(json, &end, 1);
+    if (!root) {
+        int line, col;
+        const char *at = end ? end : cJSON_GetErrorPtr();
+        if (!at) at = json;
+        line_col(json, at, &line, &col);
+        char near[24];
+        size_t k = 0;
+        for (; k + 1 < sizeof near && at[k]; k++)
+            near[k] = (at[k] == '\n' || at[k] == '\r' || at[k] == '\t') ? ' ' : at[k];
+        near[k] = '\0';
+        st = zoff__err(ZOFF_ECONFIG, "%s:%d:%d: JSON syntax error near \"%s\"", origin, line, col,
+                       near);
+        goto out;
+    }
+    ZOFF_CHECK_GOTO(walk(&c, root, "", top_keys), st, out);
+
+    /* Cross-key rules. */
+    if (c.opt_type == 1 && c.adam_w_mode == 0) {
+        st = cerr(&c, "optimizer.params.adam_w_mode",
+                  "false contradicts optimizer.type \"AdamW\" (use type \"Adam\" for L2 mode)");
+        goto out;
+    }
+    if (c.opt_type == 0)
+        work.optimizer.adamw_mode = c.adam_w_mode == 1 ? 1 : 0;
+    else if (c.opt_type == 1)
+        work.optimizer.adamw_mode = 1;
+    else if (c.adam_w_mode >= 0)
+        work.optimizer.adamw_mode = c.adam_w_mode;
+    if (c.has_buffer_size) {
+        if (c.has_partition_numel && work.partition_numel != c.buffer_size) {
+            st = cerr(&c, "zero_optimization.offload_optimizer.buffer_size",
+                      "%zu contradicts zoff.partition_numel %zu (both set the elements per "
+                      "partition; give one)",
+                      c.buffer_size, work.partition_numel);
+            goto out;
+        }
+        work.partition_numel = c.buffer_size;
+    }
+
+validate:
+    st = zoff__config_validate(&work);
+    if (st < 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", zoff__last_error_tls());
+        st = zoff__err(st, "%s: %s", origin, msg);
+        goto out;
+    }
+    *cfg = work;
+out:
+    cJSON_Delete(root);
+    return st;
+}
+
+ZOFF_API zoff_status zoff_config_from_json_string(zoff_config *cfg, const char *json)
+{
+    zoff_config tmp;
+    if (!cfg || !json)
+        return zoff__err(ZOFF_EINVAL, "zoff_config_from_json_string: NULL config or text");
+    zoff_config_default(&tmp);
+    ZOFF_CHECK(zoff__config_parse(&tmp, json, "json string"));
+    *cfg = tmp;
+    return ZOFF_OK;
+}
+
+ZOFF_API zoff_status zoff_config_from_json(zoff_config *cfg, const char *path)
+{
+    zoff_status st = ZOFF_OK;
+    char *text = NULL;
+    int fd = -1;
+    if (!cfg || !path) return zoff__err(ZOFF_EINVAL, "zoff_config_from_json: NULL config or path");
+
+    fd = (int)ZOFF_SYS(open(path, O_RDONLY | O_CLOEXEC));
+    if (fd < 0) {
+        st = zoff__err(fd, "open %s: %s", path, strerror(-fd));
+        fd = -1;
+        goto out;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        st = zoff__err(-errno, "fstat %s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        st = zoff__err(-EINVAL, "%s: not a regular file", path);
+        goto out;
+    }
+    if ((uint64_t)sb.st_size > CONFIG_FILE_MAX_BYTES) {
+        st = zoff__err(ZOFF_ECONFIG, "%s: %lld bytes is too large for a config file (at most %u)",
+                       path, (long long)sb.st_size, CONFIG_FILE_MAX_BYTES);
+        goto out;
+    }
+    text = malloc((size_t)sb.st_size + 1);
+    if (!text) {
+        st = zoff__err(-ENOMEM, "%s: cannot allocate %lld bytes", path, (long long)sb.st_size);
+        goto out;
+    }
+    size_t got = 0;
+    while (got < (size_t)sb.st_size) {
+        long r = ZOFF_SYS(read(fd, text + got, (size_t)sb.st_size - got));
+        if (r < 0) {
+            st = zoff__err((zoff_status)r, "read %s at offset %zu: %s", path, got,
+                           strerror((int)-r));
+            goto out;
+        }
+        if (r == 0) break; /* the file shrank: parse what is there */
+        got += (size_t)r;
+    }
+    text[got] = '\0';
+    if (strlen(text) != got) {
+        st = zoff__err(ZOFF_ECONFIG, "%s: contains a NUL byte at offset %zu (not a JSON text)",
+                       path, strlen(text));
+        goto out;
+    }
+
+    zoff_config tmp;
+    zoff_config_default(&tmp);
+    ZOFF_CHECK_GOTO(zoff__config_parse(&tmp, text, path), st, out);
+    *cfg = tmp;
+out:
+    if (fd >= 0) close(fd);
+    free(text);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Environment overrides                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+static zoff_status env_err(zoff_param_id id, const char *want)
+{
+    return zoff__err(ZOFF_ECONFIG, "%s: expected %s, got \"%s\"", zoff__param_env_name(id), want,
+                     zoff__param_str(id));
+}
+
+/* Integer in [lo, hi] (decimal or 0x hex, optional sign). */
+static int env_int(zoff_param_id id, long long lo, long long hi, long long *out)
+{
+    const char *s = zoff__param_str(id);
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 0);
+    if (errno || end == s || *end || v < lo || v > hi) return 0;
+    *out = v;
+    return 1;
+}
+
+zoff_status zoff__config_apply_env(zoff_config *cfg)
+{
+    char want[128];
+    long long v;
+    if (!cfg) return zoff__err(ZOFF_EINVAL, "zoff__config_apply_env: NULL config");
+    zoff_config work = *cfg;
+
+    if (zoff__param_set(ZOFF_PARAM_DEVICE)) {
+        int d;
+        if (!enum_from_name(device_names, zoff__param_str(ZOFF_PARAM_DEVICE), &d))
+            return env_err(ZOFF_PARAM_DEVICE, enum_list(device_names, want, sizeof want));
+        work.device = (zoff_device_kind)d;
+    }
+    if (zoff__param_set(ZOFF_PARAM_SIM_JITTER)) {
+        const char *s = zoff__param_str(ZOFF_PARAM_SIM_JITTER);
+        char *end;
+        errno = 0;
+        unsigned long long seed = strtoull(s, &end, 0);
+        if (errno || end == s || *end || s[0] == '-')
+            return env_err(ZOFF_PARAM_SIM_JITTER, "a seed: an integer >= 0 (0 off)");
+        work.sim_jitter_seed = (uint64_t)seed;
+    }
+    if (zoff__param_set(ZOFF_PARAM_SIM_GPU_BYTES)) {
+        uint64_t bytes;
+        if (zoff__parse_size(zoff__param_str(ZOFF_PARAM_SIM_GPU_BYTES), &bytes) != ZOFF_OK)
+            return env_err(ZOFF_PARAM_SIM_GPU_BYTES, "a size such as 2G or 1073741824 (0: config)");
+        if (bytes > 0) work.sim_gpu_bytes = (size_t)bytes;
+    }
+    if (zoff__param_set(ZOFF_PARAM_SIM_PCIE_GBPS)) {
+        const char *s = zoff__param_str(ZOFF_PARAM_SIM_PCIE_GBPS);
+        char *end;
+        double g = strtod(s, &end);
+        if (end == s || *end || !finite_in(g, 0.0, HUGE_VAL))
+            return env_err(ZOFF_PARAM_SIM_PCIE_GBPS, "a number of GB/s >= 0 (0: unthrottled)");
+        work.sim_pcie_gbps = g;
+    }
+    if (zoff__param_set(ZOFF_PARAM_AIO)) {
+        int e;
+        if (!enum_from_name(engine_names, zoff__param_str(ZOFF_PARAM_AIO), &e))
+            return env_err(ZOFF_PARAM_AIO, enum_list(engine_names, want, sizeof want));
+        work.aio_engine = (zoff_aio_engine)e;
+    }
+    if (zoff__param_set(ZOFF_PARAM_AIO_ODIRECT)) {
+        const char *s = zoff__param_str(ZOFF_PARAM_AIO_ODIRECT);
+        if (strcasecmp(s, "probe") == 0 || strcasecmp(s, "auto") == 0)
+            work.aio_odirect = -1;
+        else if (env_int(ZOFF_PARAM_AIO_ODIRECT, -1, 1, &v))
+            work.aio_odirect = (int)v;
+        else
+            return env_err(ZOFF_PARAM_AIO_ODIRECT, "1 (O_DIRECT), 0 (buffered) or -1/probe");
+    }
+    if (zoff__param_set(ZOFF_PARAM_CPU_ISA)) {
+        const char *s = zoff__param_str(ZOFF_PARAM_CPU_ISA);
+        if (strcasecmp(s, "auto") == 0)
+            work.cpu_isa[0] = '\0';
+        else if (isa_known(s))
+            snprintf(work.cpu_isa, sizeof work.cpu_isa, "%s", s);
+        else
+            return env_err(ZOFF_PARAM_CPU_ISA, "scalar, avx2, avx512 or auto");
+    }
+    if (zoff__param_set(ZOFF_PARAM_CPU_THREADS)) {
+        if (!env_int(ZOFF_PARAM_CPU_THREADS, 0, 65536, &v))
+            return env_err(ZOFF_PARAM_CPU_THREADS, "an integer in [0, 65536] (0: config/auto)");
+        if (v > 0) work.cpu_threads = (int)v;
+    }
+    if (zoff__param_set(ZOFF_PARAM_NUMA_NODE)) {
+        if (!env_int(ZOFF_PARAM_NUMA_NODE, -1, 65535, &v))
+            return env_err(ZOFF_PARAM_NUMA_NODE, "an integer >= -1 (-1: nearest the GPU)");
+        work.numa_node = (int)v;
+    }
+    if (zoff__param_set(ZOFF_PARAM_TRACE)) {
+        const char *s = zoff__param_str(ZOFF_PARAM_TRACE);
+        if (strlen(s) >= sizeof work.trace_path)
+            return zoff__err(ZOFF_ECONFIG, "ZOFF_TRACE: path of %zu bytes is too long (at most %d)",
+                             strlen(s), ZOFF_PATH_MAX - 1);
+        snprintf(work.trace_path, sizeof work.trace_path, "%s", s);
+    }
+    *cfg = work;
+    return ZOFF_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* JSON writer                                                                                */
+/* ------------------------------------------------------------------------------------------ */
+/* The double of the shortest decimal that reads back as `f` (so 1e-3f is written "0.001", not
+ * "0.0010000000474974513"); (float) of the result is f again. */
+static double float_json(float f)
+{
+    char buf[32];
+    for (int prec = 6; prec < 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+        double d = strtod(buf, NULL);
+        if ((float)d == f) return d;
+    }
+    return (double)f;
+}
+
+static cJSON *config_tree(const zoff_config *cfg)
+{
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return NULL;
+    int ok = 1;
+#define ADD(obj, call) ok = ok && (call) != NULL
+    cJSON *opt = cJSON_AddObjectToObject(root, "optimizer");
+    ADD(opt, opt);
+    if (ok) {
+        const zoff_group_config *g = &cfg->optimizer;
+        ADD(opt, cJSON_AddStringToObject(opt, "type", g->adamw_mode ? "AdamW" : "Adam"));
+        cJSON *p = cJSON_AddObjectToObject(opt, "params");
+        ADD(p, p);
+        if (ok) {
+            ADD(p, cJSON_AddNumberToObject(p, "lr", float_json(g->lr)));
+            cJSON *b = cJSON_AddArrayToObject(p, "betas");
+            ADD(b, b);
+            if (ok) {
+                cJSON_AddItemToArray(b, cJSON_CreateNumber(float_json(g->beta1)));
+                cJSON_AddItemToArray(b, cJSON_CreateNumber(float_json(g->beta2)));
+                ok = cJSON_GetArraySize(b) == 2;
+            }
+            ADD(p, cJSON_AddNumberToObject(p, "eps", float_json(g->eps)));
+            ADD(p, cJSON_AddNumberToObject(p, "weight_decay", float_json(g->weight_decay)));
+            ADD(p, cJSON_AddBoolToObject(p, "bias_correction", g->bias_correction));
+            ADD(p, cJSON_AddBoolToObject(p, "adam_w_mode", g->adamw_mode));
+        }
+    }
+    cJSON *fp16 = cJSON_AddObjectToObject(root, "fp16");
+    ADD(fp16, fp16);
+    if (ok) {
+        ADD(fp16, cJSON_AddBoolToObject(fp16, "enabled", cfg->fp16_enabled));
+        ADD(fp16, cJSON_AddNumberToObject(fp16, "loss_scale", float_json(cfg->loss_scale)));
+        ADD(fp16, cJSON_AddNumberToObject(fp16, "initial_scale_power", cfg->initial_scale_power));
+        ADD(fp16, cJSON_AddNumberToObject(fp16, "loss_scale_window", cfg->loss_scale_window));
+        ADD(fp16, cJSON_AddNumberToObject(fp16, "hysteresis", cfg->hysteresis));
+        ADD(fp16, cJSON_AddNumberToObject(fp16, "min_loss_scale", float_json(cfg->min_loss_scale)));
+    }
+    cJSON *bf16 = cJSON_AddObjectToObject(root, "bf16");
+    ADD(bf16, bf16);
+    if (ok) ADD(bf16, cJSON_AddBoolToObject(bf16, "enabled", cfg->bf16_enabled));
+    ADD(root,
+        cJSON_AddNumberToObject(root, "gradient_clipping", float_json(cfg->gradient_clipping)));
+
+    cJSON *zo = cJSON_AddObjectToObject(root, "zero_optimization");
+    ADD(zo, zo);
+    cJSON *oo = ok ? cJSON_AddObjectToObject(zo, "offload_optimizer") : NULL;
+    ADD(oo, oo);
+    if (ok) {
+        ADD(oo, cJSON_AddStringToObject(oo, "device", enum_to_name(tier_names, (int)cfg->tier)));
+        if (cfg->nvme_path[0]) ADD(oo, cJSON_AddStringToObject(oo, "nvme_path", cfg->nvme_path));
+        ADD(oo, cJSON_AddBoolToObject(oo, "pin_memory", cfg->pin_memory));
+        ADD(oo, cJSON_AddNumberToObject(oo, "buffer_count", cfg->buffer_count));
+        ADD(oo, cJSON_AddNumberToObject(oo, "ratio", float_json(cfg->ratio)));
+    }
+    cJSON *aio = cJSON_AddObjectToObject(root, "aio");
+    ADD(aio, aio);
+    if (ok) {
+        ADD(aio, cJSON_AddNumberToObject(aio, "block_size", (double)cfg->aio_block_size));
+        ADD(aio, cJSON_AddNumberToObject(aio, "queue_depth", cfg->aio_queue_depth));
+    }
+    cJSON *z = cJSON_AddObjectToObject(root, "zoff");
+    ADD(z, z);
+    if (ok) {
+        ADD(z, cJSON_AddNumberToObject(z, "partition_numel", (double)cfg->partition_numel));
+        ADD(z, cJSON_AddNumberToObject(z, "tile_numel", (double)cfg->tile_numel));
+        ADD(z,
+            cJSON_AddStringToObject(z, "overlap", enum_to_name(overlap_names, (int)cfg->overlap)));
+        ADD(z, cJSON_AddNumberToObject(z, "delayed_warmup_steps", cfg->delayed_warmup_steps));
+        ADD(z, cJSON_AddNumberToObject(z, "cpu_threads", cfg->cpu_threads));
+        ADD(z, cJSON_AddStringToObject(z, "cpu_isa", cfg->cpu_isa[0] ? cfg->cpu_isa : "auto"));
+        ADD(z, cJSON_AddNumberToObject(z, "numa_node", cfg->numa_node));
+        ADD(z, cJSON_AddStringToObject(z, "device", enum_to_name(device_names, (int)cfg->device)));
+        ADD(z, cJSON_AddNumberToObject(z, "cuda_device", cfg->cuda_device));
+        ADD(z, cJSON_AddNumberToObject(z, "sim_gpu_bytes", (double)cfg->sim_gpu_bytes));
+        ADD(z, cJSON_AddNumberToObject(z, "sim_pcie_gbps", cfg->sim_pcie_gbps));
+        if ((double)cfg->sim_jitter_seed <= MAX_EXACT_INT) {
+            ADD(z, cJSON_AddNumberToObject(z, "sim_jitter_seed", (double)cfg->sim_jitter_seed));
+        } else {
+            char seed[32];
+            snprintf(seed, sizeof seed, "%llu", (unsigned long long)cfg->sim_jitter_seed);
+            ADD(z, cJSON_AddStringToObject(z, "sim_jitter_seed", seed));
+        }
+        ADD(z, cJSON_AddStringToObject(z, "aio_engine",
+                                       enum_to_name(engine_names, (int)cfg->aio_engine)));
+        ADD(z, cJSON_AddNumberToObject(z, "aio_odirect", cfg->aio_odirect));
+        ADD(z, cJSON_AddBoolToObject(z, "verify_crc", cfg->verify_crc));
+        ADD(z, cJSON_AddStringToObject(z, "trace_path", cfg->trace_path));
+    }
+#undef ADD
+    if (!ok) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+size_t zoff__config_to_json(const zoff_config *cfg, char *buf, size_t len)
+{
+    if (!cfg) return 0;
+    cJSON *root = config_tree(cfg);
+    if (!root) return 0;
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return 0;
+    size_t n = strlen(text);
+    if (buf && len > 0) snprintf(buf, len, "%s", text);
+    cJSON_free(text);
+    return n;
+}
