@@ -298,6 +298,10 @@ ZOFF_API zoff_status zoff_set_state(zoff_runtime *rt, int param_id, const float 
 /* Number of registered parameters, and the step counter. */
 ZOFF_API zoff_status zoff_param_count(const zoff_runtime *rt, int *count);
 ZOFF_API zoff_status zoff_get_step(const zoff_runtime *rt, int64_t *step);
+/* Sets the step counter (>= 0; the next zoff_step updates with step + 1 in its bias correction).
+ * With zoff_set_state, loads a foreign optimizer state (e.g. a torch AdamW state dict) whose
+ * per-parameter "step" is known. Only after zoff_finalize and between steps. */
+ZOFF_API zoff_status zoff_set_step(zoff_runtime *rt, int64_t step);
 
 /* Checkpoints: `dir` receives optimizer.safetensors + zoff_manifest.json, written to a
  * temporary directory, fsynced and renamed into place (the previous checkpoint stays whole on

@@ -1,0 +1,590 @@
+"""zoff.torch: AdamW and Adam as torch.optim.Optimizer subclasses backed by a zoff runtime.
+
+This module owns the drop-in optimizers: the mapping of torch parameter groups to zoff groups,
+the registration of each parameter with zoff, the per-step copies between torch tensors and
+zoff's device buffers, the optional backward hooks, and the torch-form state_dict.
+
+Where the data lives and what is copied (per parameter, numel elements of the param's dtype):
+  - CPU tensors (zoff's sim device, host-addressable): zoff owns a device parameter buffer and a
+    device gradient buffer (zoff_device_alloc). Each step: p.grad is copied into the gradient
+    buffer (same dtype, one memcpy-like copy), then grad_ready; after zoff_step and
+    params_ready(NULL) the updated parameter (fp32, fp16 or bf16, rounded from the fp32 master
+    by zoff) is copied from the parameter buffer back into p. Two copies of numel * elem_size
+    bytes per step, the same bytes a GPU trainer moves over PCIe. The fp32 master weights and
+    Adam moments live in zoff (pinned host memory or NVMe), never in torch.
+  - CUDA tensors (zoff's CUDA backend; this path has never run on a real GPU in this project's
+    tests): p's own storage is the device parameter (zoff's H2D copies write straight into it),
+    and a gradient buffer of the same dtype is allocated with torch. Each step p.grad is copied
+    into that buffer on the current CUDA stream and zoff_grad_ready is given that stream;
+    params_ready makes the current stream wait for the new parameters.
+  - CPU tensors with a CUDA backend (config zoff.device "cuda" / "auto" on a GPU machine, or
+    ZOFF_DEVICE=cuda): gradients and parameters move with zoff_device_upload/download
+    (synchronous; never run here either).
+
+Thread safety: like torch optimizers, one optimizer is driven by one training loop; backward
+hooks may run on autograd threads and are serialised by the runtime's lock.
+"""
+
+import contextlib
+import copy
+import json
+import os
+import weakref
+
+import numpy as np
+import torch
+
+from . import _lib
+from ._lib import ZoffError
+from .runtime import Runtime
+
+_ZDTYPE = {
+    torch.float32: _lib.DTYPE_F32,
+    torch.float16: _lib.DTYPE_F16,
+    torch.bfloat16: _lib.DTYPE_BF16,
+}
+_UNSUPPORTED_FLAGS = ("amsgrad", "maximize", "capturable", "differentiable")
+
+
+def _as_float(x):
+    return float(x.item()) if isinstance(x, torch.Tensor) else float(x)
+
+
+def _load_config(config):
+    """A dict copy of config (None, dict, or a path to a JSON file)."""
+    if config is None:
+        return {}
+    if isinstance(config, dict):
+        return copy.deepcopy(config)
+    if isinstance(config, (str, os.PathLike)):
+        with open(os.fspath(config), encoding="utf-8") as f:
+            try:
+                loaded = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ZoffError(_lib.ZOFF_ECONFIG, "ZOFF_ECONFIG",
+                                f"{os.fspath(config)}: not valid JSON: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ZoffError(_lib.ZOFF_ECONFIG, "ZOFF_ECONFIG",
+                            f"{os.fspath(config)}: the top level must be a JSON object")
+        return loaded
+    raise TypeError(f"zoff: config must be a dict, a JSON file path or None, "
+                    f"not {type(config).__name__}")
+
+
+class _Slot:
+    """One registered parameter: the torch tensor and its zoff buffers."""
+
+    __slots__ = ("param", "pid", "name", "numel", "nbytes", "mode", "dev_param", "dev_grad",
+                 "param_view", "grad_view", "grad_buf", "handed", "version")
+
+
+def _host_view(address, nbytes, dtype):
+    """A 1-D torch tensor over host-addressable memory at `address` (zoff sim device memory).
+    The tensor does not own the memory: it is valid while the runtime lives."""
+    import ctypes
+
+    raw = (ctypes.c_char * nbytes).from_address(address)
+    return torch.frombuffer(raw, dtype=dtype)
+
+
+class _ZoffOptimizer(torch.optim.Optimizer):
+    """Common implementation of AdamW (decoupled weight decay) and Adam (L2 weight decay)."""
+
+    _adamw = True
+
+    def __init__(self, params, lr, betas, eps, weight_decay, amsgrad=False, maximize=False,
+                 foreach=None, capturable=False, differentiable=False, fused=None,
+                 offload="cpu", nvme_path=None, config=None, grad_hooks=False):
+        if not 0.0 <= _as_float(lr):
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= betas[0] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+        if not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if offload not in ("cpu", "nvme"):
+            raise ValueError(f"zoff: offload must be 'cpu' or 'nvme', not {offload!r}")
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        amsgrad=amsgrad, maximize=maximize, foreach=foreach,
+                        capturable=capturable, differentiable=differentiable, fused=fused)
+        self._rt = None
+        self._slots = []
+        self._group_ids = []
+        self._pushed = []
+        self._hooks = []
+        self._defer_hooks = 0
+        self._building = True
+        self.last_step_result = None
+        super().__init__(params, defaults)
+        self._building = False
+        try:
+            self._setup(offload, nvme_path, config, grad_hooks)
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- construction ---------------------------------------------------------------------
+    def add_param_group(self, param_group):
+        if not self._building:
+            raise ZoffError(_lib.ZOFF_ESTATE, "ZOFF_ESTATE",
+                            "zoff.torch: parameter groups cannot be added after the optimizer "
+                            "was created (zoff registers every parameter at construction)")
+        for flag in _UNSUPPORTED_FLAGS:
+            if param_group.get(flag, self.defaults.get(flag, False)):
+                raise ValueError(f"zoff.torch: {flag}=True is not supported")
+        super().add_param_group(param_group)
+
+    def _setup(self, offload, nvme_path, config, grad_hooks):
+        params = [p for g in self.param_groups for p in g["params"]]
+        kinds = {p.device.type for p in params if p.requires_grad}
+        dtypes = {p.dtype for p in params if p.requires_grad}
+        for dt in dtypes:
+            if dt not in _ZDTYPE:
+                raise TypeError(f"zoff.torch: parameters of dtype {dt} are not supported "
+                                "(float32, float16, bfloat16)")
+        if torch.float16 in dtypes and torch.bfloat16 in dtypes:
+            raise TypeError("zoff.torch: float16 and bfloat16 parameters cannot be mixed in "
+                            "one optimizer (zoff runs either fp16 or bf16 mixed precision)")
+        if len(kinds) > 1:
+            raise TypeError(f"zoff.torch: all parameters must be on one kind of device, got "
+                            f"{sorted(kinds)}")
+        cuda_devices = {p.device.index for p in params if p.device.type == "cuda"}
+        if len(cuda_devices) > 1:
+            raise TypeError("zoff.torch: parameters on several CUDA devices; use one "
+                            "optimizer per device")
+        on_cuda = kinds == {"cuda"}
+
+        cfg = _load_config(config)
+        zero = cfg.setdefault("zero_optimization", {})
+        if not isinstance(zero, dict):
+            raise ZoffError(_lib.ZOFF_ECONFIG, "ZOFF_ECONFIG",
+                            "zero_optimization: expected a JSON object")
+        off = zero.setdefault("offload_optimizer", {})
+        if not isinstance(off, dict):
+            raise ZoffError(_lib.ZOFF_ECONFIG, "ZOFF_ECONFIG",
+                            "zero_optimization.offload_optimizer: expected a JSON object")
+        off["device"] = offload
+        if nvme_path is not None:
+            off["nvme_path"] = os.fspath(nvme_path)
+        if torch.float16 in dtypes and "fp16" not in cfg:
+            # No loss scaling unless asked for: a drop-in optimizer's user does not scale the
+            # loss. With dynamic scaling in the config, multiply the loss by self.loss_scale.
+            cfg["fp16"] = {"enabled": True, "loss_scale": 1.0}
+        if torch.bfloat16 in dtypes and "bf16" not in cfg:
+            cfg["bf16"] = {"enabled": True}
+        dev_bytes = sum(2 * p.numel() * p.element_size() for p in params if p.requires_grad)
+        _device_config(cfg, "cuda" if on_cuda else "sim",
+                       next(iter(cuda_devices)) if on_cuda else 0, dev_bytes)
+        if on_cuda and str(cfg["zoff"]["device"]).lower() == "sim":
+            raise ZoffError(_lib.ZOFF_ECONFIG, "ZOFF_ECONFIG",
+                            "zoff.device is \"sim\" but the parameters are CUDA tensors: they "
+                            "need the \"cuda\" backend (leave the key out to choose "
+                            "automatically)")
+        self.zoff_config = cfg
+        self._rt = Runtime(cfg)
+        if on_cuda and self._rt.device_host_accessible:
+            raise ZoffError(_lib.ZOFF_ECONFIG, "ZOFF_ECONFIG",
+                            "the parameters are CUDA tensors but zoff opened the sim device "
+                            "(ZOFF_DEVICE=sim in the environment?)")
+
+        for gi, group in enumerate(self.param_groups):
+            hp = self._group_hparams(group)
+            if gi == 0:
+                self._rt.set_group(0, **hp)
+                gid = 0
+            else:
+                gid = self._rt.add_group(**hp)
+            self._group_ids.append(gid)
+            self._pushed.append(hp)
+
+        host_ok = self._rt.device_host_accessible
+        index = 0
+        for gi, group in enumerate(self.param_groups):
+            names = group.get("param_names")
+            for pi, p in enumerate(group["params"]):
+                name = names[pi] if names else f"param.{index}"
+                index += 1
+                if not p.requires_grad or p.numel() == 0:
+                    self._slots.append(None)
+                    continue
+                self._slots.append(self._register(p, name, self._group_ids[gi], on_cuda,
+                                                  host_ok))
+        self._rt.finalize()
+        if grad_hooks:
+            self._install_hooks()
+
+    def _group_hparams(self, group):
+        for flag in _UNSUPPORTED_FLAGS:
+            if group.get(flag, False):
+                raise ValueError(f"zoff.torch: {flag}=True is not supported")
+        b1, b2 = group["betas"]
+        return {"lr": _as_float(group["lr"]), "betas": (_as_float(b1), _as_float(b2)),
+                "eps": float(group["eps"]), "weight_decay": float(group["weight_decay"]),
+                "adamw": self._adamw, "bias_correction": True}
+
+    def _register(self, p, name, gid, on_cuda, host_ok):
+        s = _Slot()
+        s.param, s.name, s.numel = p, name, p.numel()
+        s.nbytes = p.numel() * p.element_size()
+        s.param_view = s.grad_view = s.grad_buf = None
+        s.handed = False
+        zdt = _ZDTYPE[p.dtype]
+        init = p.detach().reshape(-1).float().cpu().numpy()
+        if on_cuda:
+            if not p.is_contiguous():
+                raise ValueError(f"zoff.torch: CUDA parameter {name} is not contiguous")
+            s.mode = "cuda"
+            s.grad_buf = torch.zeros(p.numel(), dtype=p.dtype, device=p.device)
+            s.dev_param, s.dev_grad = p.data_ptr(), s.grad_buf.data_ptr()
+        else:
+            s.dev_param = self._rt.device_alloc(s.nbytes)
+            s.dev_grad = self._rt.device_alloc(s.nbytes)
+            if host_ok:
+                s.mode = "view"
+                s.param_view = _host_view(s.dev_param, s.nbytes, p.dtype)
+                s.grad_view = _host_view(s.dev_grad, s.nbytes, p.dtype)
+                s.param_view.view(p.shape).copy_(p.detach())
+                s.grad_view.zero_()
+            else:
+                s.mode = "copy"
+                src = p.detach().contiguous()
+                self._rt.upload_raw(s.dev_param, src.data_ptr(), s.nbytes)
+        s.pid = self._rt.add_param_ptr(name, s.numel, zdt, s.dev_param, s.dev_grad,
+                                       init_master=init, group=gid)
+        s.version = p._version
+        return s
+
+    # ---- hooks ------------------------------------------------------------------------------
+    def _install_hooks(self):
+        if not hasattr(torch.Tensor, "register_post_accumulate_grad_hook"):
+            raise ZoffError(_lib.ZOFF_EUNSUPPORTED, "ZOFF_EUNSUPPORTED",
+                            f"grad_hooks=True needs torch >= 2.1 "
+                            f"(register_post_accumulate_grad_hook); this is {torch.__version__}")
+        me = weakref.ref(self)
+        for s in self._slots:
+            if s is None:
+                continue
+
+            def hook(_p, slot=s):
+                opt = me()
+                if opt is not None and opt._defer_hooks == 0:
+                    opt._hand_grad(slot)
+
+            self._hooks.append(s.param.register_post_accumulate_grad_hook(hook))
+
+    @contextlib.contextmanager
+    def no_grad_hooks(self):
+        """Within this block the backward hooks do not hand gradients to zoff: use it for the
+        micro-batches of gradient accumulation before the last one (the gradients are handed at
+        the last backward, or by step())."""
+        self._defer_hooks += 1
+        try:
+            yield
+        finally:
+            self._defer_hooks -= 1
+
+    # ---- the step ---------------------------------------------------------------------------
+    def _stream_of(self, slot):
+        if slot.mode == "cuda":
+            return torch.cuda.current_stream(slot.param.device).cuda_stream
+        return None
+
+    def _hand_grad(self, slot):
+        p = slot.param
+        g = p.grad
+        if g is None:
+            return
+        if slot.handed:
+            raise ZoffError(_lib.ZOFF_ESTATE, "ZOFF_ESTATE",
+                            f"zoff.torch: the gradient of {slot.name} was already handed to "
+                            "zoff this step (a second backward before step()?); wrap the "
+                            "earlier backward passes of gradient accumulation in "
+                            "optimizer.no_grad_hooks()")
+        if g.is_sparse:
+            raise TypeError(f"zoff.torch: sparse gradient of {slot.name} is not supported")
+        if slot.mode == "view":
+            slot.grad_view.view(p.shape).copy_(g)
+        elif slot.mode == "cuda":
+            slot.grad_buf.view(p.shape).copy_(g)
+        else:
+            src = g.detach().to(p.dtype).contiguous()
+            self._rt.upload_raw(slot.dev_grad, src.data_ptr(), slot.nbytes)
+        self._rt.grad_ready(slot.pid, self._stream_of(slot))
+        slot.handed = True
+
+    def _sync_groups(self):
+        for gi, group in enumerate(self.param_groups):
+            hp = self._group_hparams(group)
+            if hp != self._pushed[gi]:
+                self._rt.set_group(self._group_ids[gi], **hp)
+                self._pushed[gi] = hp
+
+    def _sync_changed_params(self):
+        """Parameters modified in place by the user since the last step (e.g. a model
+        load_state_dict after the optimizer was built) become the new master weights."""
+        for s in self._slots:
+            if s is not None and s.param._version != s.version:
+                self._rt.set_state(s.pid, master=s.param.detach().reshape(-1).float().cpu()
+                                   .numpy())
+                s.version = s.param._version
+
+    def _pull_params(self):
+        """Waits for zoff's parameter uploads and brings them into the torch tensors."""
+        cuda_devs = {s.param.device for s in self._slots if s is not None and s.mode == "cuda"}
+        if cuda_devs:
+            for dev in cuda_devs:
+                self._rt.params_ready(torch.cuda.current_stream(dev).cuda_stream)
+        else:
+            self._rt.params_ready(None)
+        for s in self._slots:
+            if s is None:
+                continue
+            p = s.param
+            if s.mode == "view":
+                p.data.copy_(s.param_view.view(p.shape))
+            elif s.mode == "copy":
+                dst = p.data if p.is_contiguous() else torch.empty_like(p.data).contiguous()
+                self._rt.download_raw(dst.data_ptr(), s.dev_param, s.nbytes)
+                if dst is not p.data:
+                    p.data.copy_(dst)
+            s.version = p._version
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Hands every gradient not yet handed (by a hook) to zoff, runs zoff_step, and copies
+        the updated parameters into the tensors (CUDA: the current stream waits for them).
+        Returns the closure's loss (or None). The zoff step result is in last_step_result."""
+        self._alive()
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self._sync_changed_params()
+        self._sync_groups()
+        for s in self._slots:
+            if s is not None and not s.handed:
+                self._hand_grad(s)
+        try:
+            self.last_step_result = self._rt.step()
+        finally:
+            for s in self._slots:
+                if s is not None:
+                    s.handed = False
+        self._pull_params()
+        return loss
+
+    # ---- information ------------------------------------------------------------------------
+    @property
+    def runtime(self):
+        """The zoff.Runtime behind this optimizer (stats(), plan(), ...)."""
+        self._alive()
+        return self._rt
+
+    @property
+    def loss_scale(self):
+        """The loss scale to multiply the loss by (1 unless fp16 dynamic scaling is on)."""
+        return self.runtime.loss_scale
+
+    def stats(self):
+        """zoff's statistics of the last step and totals (a dict)."""
+        return self.runtime.stats()
+
+    def _alive(self):
+        if self._rt is None:
+            raise ZoffError(_lib.ZOFF_ESTATE, "ZOFF_ESTATE", "zoff.torch: optimizer was closed")
+
+    def close(self):
+        """Removes the hooks and destroys the zoff runtime (frees its memory and swap files).
+        The parameters keep their last values. Idempotent."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+        for s in self._slots:
+            if s is not None:
+                s.param_view = s.grad_view = None
+        if self._rt is not None:
+            self._rt.close()
+            self._rt = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # ---- state in torch's form --------------------------------------------------------------
+    def state_dict(self):
+        """{'state': {index: {'step', 'exp_avg', 'exp_avg_sq'[, 'master']}}, 'param_groups':
+        [...]} like torch.optim.AdamW. Tensors are new CPU tensors shaped like their parameter;
+        exp_avg / exp_avg_sq are fp32 (zoff keeps them in fp32); 'master' (fp32 master weights)
+        is present for fp16/bf16 parameters. Empty state before the first step, as in torch."""
+        self._alive()
+        step = self._rt.step_count
+        groups, state, index = [], {}, 0
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = list(range(index, index + len(group["params"])))
+            groups.append(packed)
+            index += len(group["params"])
+        if step > 0:
+            for i, s in enumerate(self._slots):
+                if s is None:
+                    continue
+                m, v = self._rt.get_state(s.pid)
+                entry = {"step": torch.tensor(float(step)),
+                         "exp_avg": torch.from_numpy(m).view(s.param.shape),
+                         "exp_avg_sq": torch.from_numpy(v).view(s.param.shape)}
+                if s.param.dtype != torch.float32:
+                    entry["master"] = torch.from_numpy(self._rt.get_master(s.pid)).view(
+                        s.param.shape)
+                state[i] = entry
+        return {"state": state, "param_groups": groups}
+
+    @torch.no_grad()
+    def load_state_dict(self, state_dict):
+        """Loads a state dict of this class or of torch.optim.AdamW/Adam (same parameter
+        order). Hyperparameters of the groups are taken from it. The master weights become the
+        saved 'master' when present, else the current parameter values (so load the model's
+        weights first, as with any torch optimizer). zoff keeps one step counter: every saved
+        per-parameter 'step' must be equal."""
+        self._alive()
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        for g, sg in zip(self.param_groups, saved_groups):
+            if len(g["params"]) != len(sg["params"]):
+                raise ValueError("loaded state dict contains a parameter group that doesn't "
+                                 "match the size of optimizer's group")
+        id_map = {}
+        index = 0
+        for g, sg in zip(self.param_groups, saved_groups):
+            for saved_id in sg["params"]:
+                id_map[saved_id] = index
+                index += 1
+            for k, v in sg.items():
+                if k not in ("params", "param_names"):
+                    g[k] = v
+            self._group_hparams(g)  # validates the loaded flags
+        saved_state = state_dict["state"]
+        steps = set()
+        for st in saved_state.values():
+            if "step" in st:
+                steps.add(int(_as_float(st["step"])))
+        if len(steps) > 1:
+            raise ValueError(f"zoff.torch: the state dict's parameters have different step "
+                             f"counts {sorted(steps)}; zoff keeps one step counter")
+        step = steps.pop() if steps else 0
+
+        def flat(t, s, key):
+            a = t.detach().reshape(-1).float().cpu().numpy()
+            if a.size != s.numel:
+                raise ValueError(f"zoff.torch: state '{key}' of {s.name} has {a.size} values, "
+                                 f"expected {s.numel}")
+            return a
+
+        by_index = {id_map[k]: v for k, v in saved_state.items() if k in id_map}
+        for i, s in enumerate(self._slots):
+            if s is None:
+                continue
+            st = by_index.get(i)
+            cur = s.param.detach().reshape(-1).float().cpu().numpy()
+            if st is None:
+                zeros = np.zeros(s.numel, dtype=np.float32)
+                self._rt.set_state(s.pid, master=cur, exp_avg=zeros, exp_avg_sq=zeros)
+                continue
+            master = flat(st["master"], s, "master") if "master" in st else cur
+            self._rt.set_state(s.pid, master=master, exp_avg=flat(st["exp_avg"], s, "exp_avg"),
+                               exp_avg_sq=flat(st["exp_avg_sq"], s, "exp_avg_sq"))
+        if self._rt.step_count != step:
+            self._rt.set_step(step)
+        self._sync_groups()
+        self._pull_params()
+
+    # ---- zoff's own checkpoints -------------------------------------------------------------
+    def save(self, directory, extra=None):
+        """zoff's fast checkpoint (optimizer.safetensors + manifest, atomically replaced):
+        master weights, Adam state, step, loss scaler and group hyperparameters. `extra`: a small
+        JSON-able dict stored with it."""
+        self._alive()
+        self._sync_changed_params()
+        self._sync_groups()
+        self._rt.save(directory, extra)
+
+    @torch.no_grad()
+    def load(self, directory):
+        """Loads a checkpoint written by save() into zoff and the parameter tensors; the
+        groups' lr/betas/eps/weight_decay become the checkpoint's. Returns the stored extra
+        dict (or None)."""
+        self._alive()
+        extra = self._rt.load(directory)
+        for gi, group in enumerate(self.param_groups):
+            zg = self._rt.get_group(self._group_ids[gi])
+            group["lr"], group["betas"] = zg["lr"], tuple(zg["betas"])
+            group["eps"], group["weight_decay"] = zg["eps"], zg["weight_decay"]
+            self._pushed[gi] = self._group_hparams(group)
+        self._pull_params()
+        return extra
+
+
+# Device memory zoff may allocate for itself beyond the parameters' buffers (sim capacity).
+_SIM_MARGIN_BYTES = 256 << 20
+_SIM_MIN_BYTES = 1 << 30
+
+
+def _device_config(cfg, kind, cuda_index, dev_bytes):
+    """Fills zoff's own section of cfg ("zoff": {...}) with the device backend ("sim" for CPU
+    tensors, "cuda" with the tensors' ordinal for CUDA tensors) and, for sim, a capacity that
+    holds every parameter and gradient buffer; keys the user's config already sets are kept."""
+    z = cfg.setdefault("zoff", {})
+    if not isinstance(z, dict):
+        raise ZoffError(_lib.ZOFF_ECONFIG, "ZOFF_ECONFIG", "zoff: expected a JSON object")
+    z.setdefault("device", kind)
+    if z["device"] == "cuda":
+        z.setdefault("cuda_device", int(cuda_index or 0))
+    if z["device"] == "sim" and "sim_gpu_bytes" not in z:
+        z["sim_gpu_bytes"] = max(_SIM_MIN_BYTES, dev_bytes + dev_bytes // 4 + _SIM_MARGIN_BYTES)
+
+
+class AdamW(_ZoffOptimizer):
+    """torch.optim.AdamW with the optimizer state offloaded by zoff (decoupled weight decay).
+
+    AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, *,
+          offload="cpu" | "nvme", nvme_path=None, config=None, grad_hooks=False)
+
+    config: a dict or a DeepSpeed-style JSON file path passed to zoff (e.g. gradient_clipping,
+    fp16 loss scaling, aio settings); offload / nvme_path override its offload_optimizer keys,
+    and the groups' hyperparameters override its optimizer.params. grad_hooks: hand each
+    gradient to zoff as soon as backward has accumulated it. amsgrad, maximize, capturable and
+    differentiable must stay False; foreach / fused are accepted and ignored (zoff always runs
+    its fused CPU kernel).
+    """
+
+    _adamw = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, *, maximize=False, foreach=None, capturable=False,
+                 differentiable=False, fused=None, offload="cpu", nvme_path=None, config=None,
+                 grad_hooks=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad=amsgrad,
+                         maximize=maximize, foreach=foreach, capturable=capturable,
+                         differentiable=differentiable, fused=fused, offload=offload,
+                         nvme_path=nvme_path, config=config, grad_hooks=grad_hooks)
+
+
+class Adam(_ZoffOptimizer):
+    """torch.optim.Adam with the optimizer state offloaded by zoff (L2 weight decay added to
+    the gradient, default 0). Same options as zoff.torch.AdamW."""
+
+    _adamw = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 amsgrad=False, *, maximize=False, foreach=None, capturable=False,
+                 differentiable=False, fused=None, offload="cpu", nvme_path=None, config=None,
+                 grad_hooks=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad=amsgrad,
+                         maximize=maximize, foreach=foreach, capturable=capturable,
+                         differentiable=differentiable, fused=fused, offload=offload,
+                         nvme_path=nvme_path, config=config, grad_hooks=grad_hooks)
