@@ -270,8 +270,8 @@ typedef struct zoff_step_result {
     double nvme_wait_ms;   /* time the pipeline waited on NVMe */
 } zoff_step_result;
 
-#define ZOFF_STEP_ARGS_INIT {sizeof(zoff_step_args), 0}
-#define ZOFF_STEP_RESULT_INIT {sizeof(zoff_step_result)}
+#define ZOFF_STEP_ARGS_INIT {.struct_size = sizeof(zoff_step_args), .flags = 0}
+#define ZOFF_STEP_RESULT_INIT {.struct_size = sizeof(zoff_step_result)}
 
 /* Runs the optimizer step over all registered parameters (every parameter's gradient must have
  * been declared with zoff_grad_ready since the last step; parameters that were not are treated
@@ -350,7 +350,7 @@ typedef struct zoff_stats {
     char cpu_isa[16];           /* the Adam kernel in use */
 } zoff_stats;
 
-#define ZOFF_STATS_INIT {sizeof(zoff_stats)}
+#define ZOFF_STATS_INIT {.struct_size = sizeof(zoff_stats)}
 
 ZOFF_API zoff_status zoff_get_stats(const zoff_runtime *rt, zoff_stats *out);
 

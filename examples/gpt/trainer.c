@@ -1,0 +1,582 @@
+/*
+ * trainer.c — the training loop of the example trainer (trainer.h), written against the public
+ * API only, in the order a GPU trainer makes its calls:
+ *
+ *   forward (fp32 compute copy of the 16-bit device parameters)
+ *   backward, last block first: each stage's fp32 gradients are scaled by zoff_get_loss_scale,
+ *     rounded to 16 bits into the device gradient buffers and handed over with zoff_grad_ready
+ *   zoff_step                      (unscale, overflow check, clipping, CPU Adam, NVMe swap,
+ *                                   upload of the new 16-bit parameters)
+ *   zoff_params_ready(NULL)        then the fp32 compute copy is refreshed from device memory
+ *
+ * Design: parameters live in device memory (zoff_device_alloc) as fp16/bf16; the CPU model
+ * cannot compute on 16-bit data efficiently, so it keeps an fp32 copy that is re-read from the
+ * device after every step (exactly the values a GPU kernel would read). This needs
+ * host-addressable device memory: the sim backend. Activations and the fp32 copies are host
+ * memory; only the 16-bit parameters and gradients count against the sim GPU.
+ *
+ * It owns: the run (runtime, buffers, model, data), the lr schedule (linear warm-up + cosine,
+ * set with zoff_set_group before every step), evaluation, checkpoints with the trainer state in
+ * the manifest's user JSON (zoff_save_with / zoff_load_with), and the SIGINT/SIGTERM flag.
+ */
+#define _GNU_SOURCE
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "train_internal.h"
+
+#define CKPT_FORMAT "zoff-gpt-trainer/1"
+
+static volatile sig_atomic_t g_stop_signal;
+
+static void on_signal(int sig)
+{
+    g_stop_signal = sig;
+}
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+static int zfail(const gpt_trainer *t, zoff_status st, const char *what)
+{
+    const char *msg = zoff_last_error(t ? t->rt : NULL);
+    fprintf(stderr, "zoff train: %s: %s (%s)\n", what, msg && msg[0] ? msg : zoff_strerror(st),
+            zoff_status_name(st));
+    return GPT_EXIT_FAIL;
+}
+
+/* mkdir -p of `path` (or of its parent when parent_only). Returns 0 or -errno. */
+static int mkdirs(const char *path, int parent_only)
+{
+    char buf[GPT_PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return -ENAMETOOLONG;
+    if (parent_only) {
+        char *slash = strrchr(buf, '/');
+        if (!slash) return 0;
+        *slash = '\0';
+        if (buf[0] == '\0') return 0;
+    }
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char keep = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -errno;
+            *p = keep;
+            if (keep == '\0') break;
+        }
+    }
+    return 0;
+}
+
+static void to_16(uint16_t *dst, const float *src, size_t n, zoff_dtype dt)
+{
+    if (dt == ZOFF_DTYPE_F16) {
+#pragma omp parallel for schedule(static) if (n >= ((size_t)1 << 16))
+        for (size_t i = 0; i < n; i++) dst[i] = gpt_f32_to_f16(src[i]);
+    } else {
+#pragma omp parallel for schedule(static) if (n >= ((size_t)1 << 16))
+        for (size_t i = 0; i < n; i++) dst[i] = gpt_f32_to_bf16(src[i]);
+    }
+}
+
+static void from_16(float *dst, const uint16_t *src, size_t n, zoff_dtype dt)
+{
+    if (dt == ZOFF_DTYPE_F16) {
+#pragma omp parallel for schedule(static) if (n >= ((size_t)1 << 16))
+        for (size_t i = 0; i < n; i++) dst[i] = gpt_f16_to_f32(src[i]);
+    } else {
+#pragma omp parallel for schedule(static) if (n >= ((size_t)1 << 16))
+        for (size_t i = 0; i < n; i++) dst[i] = gpt_bf16_to_f32(src[i]);
+    }
+}
+
+/* The fp32 compute copy := the 16-bit device parameters (padding stays 0). */
+static void refresh_params(gpt_trainer *t)
+{
+    for (int i = 0; i < t->lay.ntensors; i++) {
+        const gpt_tensor *tn = &t->lay.tensors[i];
+        from_16(t->params + tn->offset, t->dev_params + tn->offset, tn->numel, t->o->dtype);
+    }
+}
+
+/* Linear warm-up to the peak, then cosine decay to min_lr at the last step. it is 0-based. */
+static double lr_at(const gpt_trainer *t, int64_t it)
+{
+    const gpt_train_opts *o = t->o;
+    if (it < o->warmup_steps) return t->peak_lr * (double)(it + 1) / (double)o->warmup_steps;
+    int64_t span = o->steps - o->warmup_steps;
+    double frac = span > 1 ? (double)(it - o->warmup_steps) / (double)(span - 1) : 1.0;
+    if (frac > 1) frac = 1;
+    return o->min_lr + 0.5 * (t->peak_lr - o->min_lr) * (1.0 + cos(M_PI * frac));
+}
+
+static zoff_status set_lr(gpt_trainer *t, double lr)
+{
+    int groups[2] = {t->group_decay, t->group_nodecay};
+    for (int i = 0; i < 2; i++) {
+        zoff_group_config g;
+        g.struct_size = sizeof g;
+        zoff_status st = zoff_get_group(t->rt, groups[i], &g);
+        if (st != ZOFF_OK) return st;
+        g.lr = (float)lr;
+        if ((st = zoff_set_group(t->rt, groups[i], &g)) != ZOFF_OK) return st;
+    }
+    return ZOFF_OK;
+}
+
+/* Backward stage callback: the stage's gradients are final in t->grads. */
+static int on_stage(int stage, void *user)
+{
+    gpt_trainer *t = user;
+    for (int i = 0; i < t->lay.ntensors; i++) {
+        const gpt_tensor *tn = &t->lay.tensors[i];
+        if (tn->stage != stage) continue;
+        to_16(t->dev_grads + tn->offset, t->grads + tn->offset, tn->numel, t->o->dtype);
+        zoff_status st = zoff_grad_ready(t->rt, t->ids[i], NULL);
+        if (st != ZOFF_OK) {
+            t->cb_status = st;
+            return st;
+        }
+    }
+    return 0;
+}
+
+/* Mean validation loss over the fixed validation batches. */
+static float evaluate(gpt_trainer *t)
+{
+    const gpt_train_opts *o = t->o;
+    int B = o->batch, T = o->model.max_seq;
+    double sum = 0;
+    for (int i = 0; i < o->eval_batches; i++) {
+        float loss = 0;
+        gpt_data_val_batch(&t->data, i, o->eval_batches, B, T, t->x, t->y);
+        if (gpt_forward(t->model, t->params, t->x, t->y, B, T, &loss) != 0) return NAN;
+        sum += loss;
+    }
+    return (float)(sum / o->eval_batches);
+}
+
+static int add_eval(gpt_trainer *t, float v)
+{
+    if (t->nevals == t->cap_evals) {
+        size_t cap = t->cap_evals ? 2 * t->cap_evals : 64;
+        gpt_eval_point *n = realloc(t->evals, cap * sizeof *n);
+        if (!n) return -ENOMEM;
+        t->evals = n;
+        t->cap_evals = cap;
+    }
+    t->evals[t->nevals++] = (gpt_eval_point){t->iter, v};
+    return 0;
+}
+
+static int add_step(gpt_trainer *t, const gpt_step_metrics *m)
+{
+    if (t->nsteps == t->cap_steps) {
+        size_t cap = t->cap_steps ? 2 * t->cap_steps : 256;
+        gpt_step_metrics *n = realloc(t->steps, cap * sizeof *n);
+        if (!n) return -ENOMEM;
+        t->steps = n;
+        t->cap_steps = cap;
+    }
+    t->steps[t->nsteps++] = *m;
+    return 0;
+}
+
+/* ---- checkpoints ---------------------------------------------------------------------------- */
+static int save_checkpoint(gpt_trainer *t)
+{
+    const gpt_train_opts *o = t->o;
+    char user[2048];
+    snprintf(user, sizeof user,
+             "{\"format\": \"" CKPT_FORMAT "\", \"iter\": %" PRId64 ", "
+             "\"rng\": [\"%016" PRIx64 "\", \"%016" PRIx64 "\", \"%016" PRIx64 "\", \"%016" PRIx64
+             "\"], "
+             "\"model\": {\"layers\": %d, \"width\": %d, \"heads\": %d, \"seq_len\": %d, "
+             "\"tied\": %s, \"vocab\": %d}, \"dtype\": \"%s\", \"batch\": %d, "
+             "\"steps\": %" PRId64 ", \"seed\": %" PRIu64 ", \"data_hash\": \"%016" PRIx64 "\", "
+             "\"last_loss\": %.9g}",
+             t->iter, t->rng.s[0], t->rng.s[1], t->rng.s[2], t->rng.s[3], o->model.layers,
+             o->model.width, o->model.heads, o->model.max_seq, o->model.tied ? "true" : "false",
+             o->model.vocab, o->dtype == ZOFF_DTYPE_F16 ? "fp16" : "bf16", o->batch, o->steps,
+             o->seed, t->data.hash, t->nsteps ? (double)t->steps[t->nsteps - 1].loss : 0.0);
+    int rc = mkdirs(t->ckpt_dir, 1);
+    if (rc != 0) {
+        fprintf(stderr, "zoff train: checkpoint %s: cannot create its parent directory: %s\n",
+                t->ckpt_dir, strerror(-rc));
+        return GPT_EXIT_FAIL;
+    }
+    uint64_t t0 = gpt_now_ns();
+    zoff_status st = zoff_save_with(t->rt, t->ckpt_dir, user);
+    if (st != ZOFF_OK) return zfail(t, st, "checkpoint");
+    snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", t->ckpt_dir);
+    gpt_report_line(t, "checkpoint: step %" PRId64 " saved to %s (%.0f ms)", t->iter, t->ckpt_dir,
+                    (double)(gpt_now_ns() - t0) / 1e6);
+    return 0;
+}
+
+static int parse_hex64(const cJSON *v, uint64_t *out)
+{
+    if (!cJSON_IsString(v)) return -EINVAL;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long x = strtoull(v->valuestring, &end, 16);
+    if (errno || !end || *end || end == v->valuestring) return -EINVAL;
+    *out = (uint64_t)x;
+    return 0;
+}
+
+static int json_int(const cJSON *obj, const char *key, int64_t *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(v)) return -EINVAL;
+    *out = (int64_t)v->valuedouble;
+    return 0;
+}
+
+static int resume(gpt_trainer *t)
+{
+    const gpt_train_opts *o = t->o;
+    char user[4097];
+    zoff_status st = zoff_load_with(t->rt, o->resume_dir, user, sizeof user);
+    if (st != ZOFF_OK) return zfail(t, st, "resume");
+    cJSON *j = cJSON_Parse(user);
+    int rc = GPT_EXIT_USAGE;
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(j, "format");
+    if (!j || !cJSON_IsString(fmt) || strcmp(fmt->valuestring, CKPT_FORMAT) != 0) {
+        fprintf(stderr,
+                "zoff train: resume %s: the checkpoint has no trainer state of `zoff train` "
+                "(format \"" CKPT_FORMAT "\"): was it saved by another program?\n",
+                o->resume_dir);
+        goto out;
+    }
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "model");
+    int64_t L, C, NH, T, V, iter, B;
+    const cJSON *tied = cJSON_GetObjectItemCaseSensitive(m, "tied");
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(j, "dtype");
+    const cJSON *rng = cJSON_GetObjectItemCaseSensitive(j, "rng");
+    if (json_int(m, "layers", &L) || json_int(m, "width", &C) || json_int(m, "heads", &NH) ||
+        json_int(m, "seq_len", &T) || json_int(m, "vocab", &V) || !cJSON_IsBool(tied) ||
+        json_int(j, "iter", &iter) || json_int(j, "batch", &B) || !cJSON_IsString(dt) ||
+        !cJSON_IsArray(rng) || cJSON_GetArraySize(rng) != 4) {
+        fprintf(stderr, "zoff train: resume %s: the trainer state in the manifest is incomplete\n",
+                o->resume_dir);
+        goto out;
+    }
+    if (L != o->model.layers || C != o->model.width || NH != o->model.heads ||
+        T != o->model.max_seq || V != o->model.vocab ||
+        cJSON_IsTrue(tied) != (o->model.tied != 0)) {
+        fprintf(stderr,
+                "zoff train: resume %s: the checkpoint's model (layers %lld, width %lld, heads "
+                "%lld, seq_len %lld, tied %s) differs from the configured one (layers %d, width "
+                "%d, heads %d, seq_len %d, tied %s)\n",
+                o->resume_dir, (long long)L, (long long)C, (long long)NH, (long long)T,
+                cJSON_IsTrue(tied) ? "true" : "false", o->model.layers, o->model.width,
+                o->model.heads, o->model.max_seq, o->model.tied ? "true" : "false");
+        goto out;
+    }
+    const char *want = o->dtype == ZOFF_DTYPE_F16 ? "fp16" : "bf16";
+    if (strcmp(dt->valuestring, want) != 0) {
+        fprintf(stderr,
+                "zoff train: resume %s: the checkpoint was trained in %s, not %s (--dtype)\n",
+                o->resume_dir, dt->valuestring, want);
+        goto out;
+    }
+    for (int i = 0; i < 4; i++) {
+        if (parse_hex64(cJSON_GetArrayItem(rng, i), &t->rng.s[i]) != 0) {
+            fprintf(stderr, "zoff train: resume %s: bad rng state in the manifest\n",
+                    o->resume_dir);
+            goto out;
+        }
+    }
+    uint64_t h = 0;
+    if (parse_hex64(cJSON_GetObjectItemCaseSensitive(j, "data_hash"), &h) == 0 && h != t->data.hash)
+        gpt_report_line(t, "warning: the corpus differs from the one the checkpoint was trained "
+                           "on: training continues on the new one");
+    if (B != o->batch)
+        gpt_report_line(t,
+                        "warning: batch %d differs from the checkpoint's %lld: the run is not "
+                        "a bit-identical continuation",
+                        o->batch, (long long)B);
+    t->iter = t->start_iter = iter;
+    /* zoff_load_with restored the masters, moments, step and loss scaler, and re-uploaded the
+     * 16-bit parameters: order the compute copy after that upload. */
+    if ((st = zoff_params_ready(t->rt, NULL)) != ZOFF_OK) {
+        rc = zfail(t, st, "resume: params_ready");
+        goto out;
+    }
+    refresh_params(t);
+    gpt_report_line(t, "resumed from %s at step %" PRId64, o->resume_dir, t->iter);
+    rc = 0;
+out:
+    cJSON_Delete(j);
+    return rc;
+}
+
+/* ---- setup ---------------------------------------------------------------------------------- */
+static int setup(gpt_trainer *t)
+{
+    const gpt_train_opts *o = t->o;
+    char err[512];
+    zoff_status st;
+    t->data_path = o->data_path[0] ? o->data_path : gpt_default_data_path();
+    if (gpt_data_load(&t->data, t->data_path, o->model.max_seq, err, sizeof err) != 0) {
+        fprintf(stderr, "zoff train: %s%s\n", err,
+                o->data_path[0] ? "" : " (choose a text file with --data FILE)");
+        return GPT_EXIT_FAIL;
+    }
+    if (gpt_layout_init(&t->lay, &o->model) != 0 ||
+        gpt_model_create(&o->model, o->batch, &t->model) != 0) {
+        fprintf(stderr, "zoff train: out of memory for the model\n");
+        return GPT_EXIT_FAIL;
+    }
+    size_t n = t->lay.total_numel, bt = (size_t)o->batch * (size_t)o->model.max_seq;
+    t->params = calloc(n, sizeof(float));
+    t->grads = calloc(n, sizeof(float));
+    t->ids = calloc((size_t)t->lay.ntensors, sizeof(int));
+    t->x = calloc(bt, sizeof(int32_t));
+    t->y = calloc(bt, sizeof(int32_t));
+    if (!t->params || !t->grads || !t->ids || !t->x || !t->y) {
+        fprintf(stderr, "zoff train: out of memory\n");
+        return GPT_EXIT_FAIL;
+    }
+
+    /* the nvme tier's directories and the checkpoint's parent must exist */
+    if (o->zcfg.tier == ZOFF_TIER_NVME) {
+        char paths[ZOFF_PATH_MAX];
+        snprintf(paths, sizeof paths, "%s", o->zcfg.nvme_path);
+        for (char *save = NULL, *p = strtok_r(paths, ",", &save); p;
+             p = strtok_r(NULL, ",", &save)) {
+            int rc = mkdirs(p, 0);
+            if (rc != 0) {
+                fprintf(stderr, "zoff train: nvme_path %s: cannot create it: %s\n", p,
+                        strerror(-rc));
+                return GPT_EXIT_FAIL;
+            }
+        }
+    }
+
+    zoff_config cfg = o->zcfg;
+    if (cfg.device == ZOFF_DEVICE_AUTO) cfg.device = ZOFF_DEVICE_SIM; /* see trainer.h */
+    if ((st = zoff_create(&cfg, &t->rt)) != ZOFF_OK) return zfail(NULL, st, "zoff_create");
+    if (!zoff_device_host_accessible(t->rt)) {
+        fprintf(stderr,
+                "zoff train: the runtime opened a CUDA device (ZOFF_DEVICE?): the example model "
+                "computes on the CPU and needs host-addressable device memory, so `zoff train` "
+                "runs on the sim device only. Use ZOFF_DEVICE=sim (a trainer that computes on "
+                "the GPU uses the library's CUDA path).\n");
+        return GPT_EXIT_USAGE;
+    }
+    t->dev_bytes = 2 * n * sizeof(uint16_t);
+    if ((st = zoff_device_alloc(t->rt, n * sizeof(uint16_t), (void **)&t->dev_params)) != ZOFF_OK)
+        return zfail(t, st, "device memory for the 16-bit parameters");
+    if ((st = zoff_device_alloc(t->rt, n * sizeof(uint16_t), (void **)&t->dev_grads)) != ZOFF_OK)
+        return zfail(t, st, "device memory for the 16-bit gradients");
+    memset(t->dev_grads, 0, n * sizeof(uint16_t));
+
+    /* groups: 0 (from the config) with weight decay, 1 without (biases, layernorm) */
+    zoff_group_config g = o->zcfg.optimizer;
+    t->peak_lr = o->lr > 0 ? o->lr : (double)o->zcfg.optimizer.lr;
+    t->group_decay = 0;
+    g.weight_decay = 0;
+    if ((st = zoff_add_group(t->rt, &g, &t->group_nodecay)) != ZOFF_OK)
+        return zfail(t, st, "zoff_add_group");
+
+    /* initial parameters: exact fp32 masters, their 16-bit rounding on the device */
+    gpt_init_params(&t->lay, &o->model, t->params, o->seed);
+    to_16(t->dev_params, t->params, n, o->dtype);
+    for (int i = 0; i < t->lay.ntensors; i++) {
+        const gpt_tensor *tn = &t->lay.tensors[i];
+        st = zoff_add_param(t->rt, tn->name, tn->numel, o->dtype, t->dev_params + tn->offset,
+                            t->dev_grads + tn->offset, t->params + tn->offset,
+                            tn->decay ? t->group_decay : t->group_nodecay, &t->ids[i]);
+        if (st != ZOFF_OK) return zfail(t, st, "zoff_add_param");
+    }
+    if ((st = zoff_finalize(t->rt)) != ZOFF_OK) return zfail(t, st, "zoff_finalize");
+    refresh_params(t);
+    gpt_rng_seed(&t->rng, o->seed ^ 0x5eed0fda7aull);
+
+    snprintf(t->ckpt_dir, sizeof t->ckpt_dir, "%s",
+             o->ckpt_dir[0] ? o->ckpt_dir : (o->resume_dir[0] ? o->resume_dir : "./zoff-run/ckpt"));
+    if (o->resume_dir[0]) {
+        int rc = resume(t);
+        if (rc) return rc;
+    }
+    zoff_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    if ((st = zoff_get_stats(t->rt, &s)) != ZOFF_OK) return zfail(t, st, "zoff_get_stats");
+    t->d2h_bytes0 = s.total_d2h_bytes;
+    t->h2d_bytes0 = s.total_h2d_bytes;
+    t->nvme_r_bytes0 = s.total_nvme_read_bytes;
+    t->nvme_w_bytes0 = s.total_nvme_write_bytes;
+    return 0;
+}
+
+static void teardown(gpt_trainer *t)
+{
+    if (t->rt) {
+        zoff_device_free(t->rt, t->dev_params);
+        zoff_device_free(t->rt, t->dev_grads);
+        zoff_destroy(t->rt);
+    }
+    gpt_model_destroy(t->model);
+    gpt_layout_free(&t->lay);
+    gpt_data_free(&t->data);
+    free(t->params);
+    free(t->grads);
+    free(t->ids);
+    free(t->x);
+    free(t->y);
+    free(t->steps);
+    free(t->evals);
+}
+
+/* ---- one step ------------------------------------------------------------------------------ */
+static int train_step(gpt_trainer *t)
+{
+    const gpt_train_opts *o = t->o;
+    int B = o->batch, T = o->model.max_seq;
+    gpt_step_metrics m = {0};
+    zoff_status st;
+    uint64_t t0 = gpt_now_ns();
+
+    m.step = t->iter + 1;
+    m.lr = lr_at(t, t->iter);
+    if ((st = set_lr(t, m.lr)) != ZOFF_OK) return zfail(t, st, "zoff_set_group");
+    if ((st = zoff_get_loss_scale(t->rt, &m.loss_scale)) != ZOFF_OK)
+        return zfail(t, st, "zoff_get_loss_scale");
+
+    gpt_data_train_batch(&t->data, &t->rng, B, T, t->x, t->y);
+    memset(t->grads, 0, t->lay.total_numel * sizeof(float));
+    if (gpt_forward(t->model, t->params, t->x, t->y, B, T, &m.loss) != 0) {
+        fprintf(stderr, "zoff train: forward failed\n");
+        return GPT_EXIT_FAIL;
+    }
+    t->cb_status = ZOFF_OK;
+    int rc = gpt_backward(t->model, t->params, t->grads, m.loss_scale, on_stage, t);
+    if (rc != 0) return zfail(t, t->cb_status ? t->cb_status : rc, "zoff_grad_ready");
+    uint64_t t1 = gpt_now_ns();
+
+    zoff_step_result r;
+    memset(&r, 0, sizeof r);
+    r.struct_size = sizeof r;
+    if ((st = zoff_step(t->rt, NULL, &r)) != ZOFF_OK) return zfail(t, st, "zoff_step");
+    uint64_t t2 = gpt_now_ns();
+    if ((st = zoff_params_ready(t->rt, NULL)) != ZOFF_OK) return zfail(t, st, "zoff_params_ready");
+    refresh_params(t);
+    uint64_t t3 = gpt_now_ns();
+
+    zoff_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    if ((st = zoff_get_stats(t->rt, &s)) != ZOFF_OK) return zfail(t, st, "zoff_get_stats");
+    t->iter++;
+    m.grad_norm = r.grad_norm;
+    m.skipped = r.skipped;
+    m.compute_ms = (double)(t1 - t0) / 1e6;
+    m.zstep_ms = (double)(t2 - t1) / 1e6;
+    m.ready_ms = (double)(t3 - t2) / 1e6;
+    m.iter_ms = (double)(t3 - t0) / 1e6;
+    m.adam_ms = r.adam_ms;
+    m.nvme_wait_ms = r.nvme_wait_ms;
+    m.grad_wait_ms = r.wait_grads_ms;
+    m.d2h_ms = s.d2h.busy_ms;
+    m.h2d_ms = s.h2d.busy_ms;
+    m.nvme_ms = s.nvme_read.busy_ms + s.nvme_write.busy_ms;
+    m.trainer_wait_ms = s.trainer_wait_ms;
+    m.overlap = s.overlap_ratio;
+    m.tokens_per_s = (double)B * T / (m.iter_ms / 1e3);
+    t->sum_d2h_ms += m.d2h_ms;
+    t->sum_h2d_ms += m.h2d_ms;
+    t->sum_nvme_ms += m.nvme_ms;
+    t->sum_overlap += m.overlap;
+    if (add_step(t, &m) != 0) {
+        fprintf(stderr, "zoff train: out of memory for metrics\n");
+        return GPT_EXIT_FAIL;
+    }
+    gpt_report_step(t, &m);
+    return 0;
+}
+
+static int do_eval(gpt_trainer *t)
+{
+    float v = evaluate(t);
+    if (add_eval(t, v) != 0) return GPT_EXIT_FAIL;
+    gpt_report_line(t, "step %" PRId64 ": validation loss %.4f", t->iter, (double)v);
+    return 0;
+}
+
+int gpt_train_run(const gpt_train_opts *o)
+{
+    char err[512];
+    int rc = gpt_train_check(o, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "zoff train: %s\n", err);
+        return rc;
+    }
+    gpt_trainer t = {.o = o};
+    t.t_start_ns = gpt_now_ns();
+    t.tty = o->quiet ? 0 : (o->progress >= 0 ? o->progress : isatty(STDOUT_FILENO));
+
+    struct sigaction sa = {0}, old_int, old_term;
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND | SA_RESTART; /* a second Ctrl-C kills at once */
+    sigemptyset(&sa.sa_mask);
+    g_stop_signal = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+
+    if ((rc = setup(&t)) != 0) goto out;
+    gpt_report_header(&t);
+    int64_t stop = o->until > 0 ? o->until : o->steps;
+    if (t.iter >= stop)
+        gpt_report_line(&t,
+                        "nothing to do: the checkpoint is at step %" PRId64
+                        " and the run stops at step %" PRId64,
+                        t.iter, stop);
+    int64_t evaluated_at = -1;
+    while (t.iter < stop && !g_stop_signal) {
+        if ((rc = train_step(&t)) != 0) goto out;
+        if (o->eval_interval > 0 && t.iter % o->eval_interval == 0) {
+            if ((rc = do_eval(&t)) != 0) goto out;
+            evaluated_at = t.iter;
+        }
+        if (o->ckpt_interval > 0 && t.iter % o->ckpt_interval == 0 && t.iter < stop &&
+            !g_stop_signal) {
+            if ((rc = save_checkpoint(&t)) != 0) goto out;
+        }
+    }
+    if (g_stop_signal) {
+        t.interrupted = 1;
+        gpt_report_line(&t, "%s: step %" PRId64 " finished; saving a checkpoint",
+                        g_stop_signal == SIGINT ? "interrupted (Ctrl-C)" : "terminated", t.iter);
+    } else if (evaluated_at != t.iter && t.nsteps > 0) {
+        if ((rc = do_eval(&t)) != 0) goto out;
+    }
+    if (t.nsteps > 0 || t.interrupted) {
+        if ((rc = save_checkpoint(&t)) != 0) goto out;
+    }
+    if (!t.interrupted && t.nsteps > 0) {
+        gpt_report_summary(&t);
+        if (!o->quiet) gpt_report_samples(&t);
+    }
+    if (o->json_path[0] && gpt_write_json(&t, o->json_path) != 0) rc = GPT_EXIT_FAIL;
+    if (o->plot_path[0] && !t.interrupted) gpt_write_plot(&t, o->plot_path);
+    if (t.interrupted) {
+        printf("stopped at step %" PRId64 "; to continue, run the same command with --resume %s\n",
+               t.iter, t.ckpt_dir);
+        if (rc == 0) rc = GPT_EXIT_INTERRUPTED;
+    }
+out:
+    fflush(stdout);
+    teardown(&t);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    return rc;
+}

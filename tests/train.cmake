@@ -1,0 +1,33 @@
+# train.cmake — tests of the example GPT model and of `zoff train` (issue #6).
+#   test_gpt_grad: the model alone (compiled from examples/gpt/model.c, no runtime): gradient
+#                  check against finite differences, stage order, loss scale, determinism.
+zoff_add_test(NAME test_gpt_grad
+              SOURCES test_gpt_grad.c ${CMAKE_SOURCE_DIR}/examples/gpt/model.c
+                      ${CMAKE_SOURCE_DIR}/examples/gpt/data.c
+              MODULES common LIBS OpenMP::OpenMP_C m LABELS quick TIMEOUT 120)
+target_include_directories(test_gpt_grad PRIVATE ${CMAKE_SOURCE_DIR}/examples/gpt)
+#   test_train:    runs the `zoff` binary on a tiny model (test_train.c, mode in argv[2]):
+#                  cli (quick): errors, --help, demo config, --until; loss_<tier>_<dtype> (slow):
+#                  the loss falls; resume (slow): 2N vs N + resume + N bit-identical; sigint:
+#                  Ctrl-C gives a loadable checkpoint and exit 130.
+if(TARGET zoff_gpt AND TARGET zoff)
+  zoff_add_test(NAME test_train SOURCES test_train.c LIBS zoff_gpt ${CJSON_LINK_LIBRARIES}
+                LABELS quick ARGS $<TARGET_FILE:zoff> cli TIMEOUT 300)
+  target_compile_definitions(test_train PRIVATE ZOFF_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+  add_dependencies(test_train zoff)
+  foreach(tier cpu nvme)
+    foreach(dtype fp16 bf16)
+      set(labels slow)
+      if(tier STREQUAL "nvme")
+        list(APPEND labels nvme)
+      endif()
+      zoff_add_test_variant(NAME test_train_loss_${tier}_${dtype} EXE test_train
+                            ARGS $<TARGET_FILE:zoff> loss ${tier} ${dtype} LABELS ${labels}
+                            TIMEOUT 600)
+    endforeach()
+  endforeach()
+  zoff_add_test_variant(NAME test_train_resume EXE test_train ARGS $<TARGET_FILE:zoff> resume
+                        LABELS slow nvme TIMEOUT 600)
+  zoff_add_test_variant(NAME test_train_sigint EXE test_train ARGS $<TARGET_FILE:zoff> sigint
+                        LABELS nvme TIMEOUT 300)
+endif()
