@@ -1,0 +1,648 @@
+/*
+ * bench_step.c — `zoff bench step`: whole offloaded training steps of a synthetic trainer on the
+ * sim device, against the critical-path lower bound measured in the same run.
+ *
+ * The trainer: L layers of N/L parameters; each step queues, per layer in reverse order, a busy
+ * op of --busy-ms on its stream (stand-in backward compute) and hands the layer's gradient over
+ * with zoff_grad_ready; then zoff_step and zoff_params_ready on its stream. Real CPU Adam, real
+ * NVMe for the nvme tier, sim copies throttled to --pcie-gbps per direction.
+ *
+ * Components measured alone, in this run, once before and once after the steps (this machine is
+ * noisy: the two are averaged and a difference above 30% is flagged): GPU busy (L busy ops), D2H
+ * (all gradients), H2D (all parameters), Adam (zadam_step over a pinned huge-page slice of up to
+ * 16 Mi elements, scaled to N: the kernel streams, its time is linear in N), the gradient sum of
+ * squares (same slice, scaled), NVMe (the store's own read/write-back pass over up to 4
+ * partitions with no compute, scaled to the swapped partitions). Lower bound = the largest;
+ * overlap efficiency = lower bound / measured step time. Each component's process CPU time is
+ * taken too: with the sim device the copies are memcpy calls on the same cores as Adam, so the
+ * sum of CPU work / cores is a second bound, reported next to the first.
+ *
+ * These figures speak of zoff's scheduler, this CPU and this disk. The "GPU" is a sleeping
+ * thread and its copies are memcpy calls throttled to a bandwidth: nothing here measures a GPU.
+ * Owns: the synthetic trainer, the alone measurements, the report.
+ */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/common.h"
+#include "cpu_adam/adam.h"
+#include "harness.h"
+#include "offload/arena.h"
+#include "offload/store.h"
+
+typedef struct bs_opts {
+    uint64_t params;
+    int layers;
+    zoff_tier tier;
+    double busy_ms; /* per layer; < 0: auto (the GPU as busy as the slowest other component) */
+    int steps;
+    const char *nvme_path;
+    const char *json;
+    zoff_overlap overlap;
+    zoff_dtype dtype;
+    double pcie_gbps;
+    int threads;
+    size_t partition_numel;
+    float ratio;
+} bs_opts;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: zoff bench step [--params N (256M)] [--layers L (24)] [--tier cpu|nvme]\n"
+            "                       [--busy-ms MS per layer | auto] [--steps S (5)]\n"
+            "                       [--nvme-path DIR (/var/tmp)] [--overlap sync|eager|delayed]\n"
+            "                       [--dtype fp16|bf16] [--pcie-gbps G (25)] [--threads T]\n"
+            "                       [--partition-numel N] [--ratio R] [--json FILE]\n"
+            "  --busy-ms auto (default) makes the stand-in GPU as busy as the slowest other\n"
+            "  component: a balanced pipeline, the hardest case for overlap.\n");
+}
+
+static double now_ms(void)
+{
+    return zoff__ns_to_ms(zoff__now_ns());
+}
+
+/* CPU time of all threads of the process (the sim device's copy threads included). */
+static double cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* One component measured alone: wall and process CPU time (ms, scaled to the whole model). */
+typedef struct bs_comp {
+    double ms, cpu;
+} bs_comp;
+
+typedef struct bs_alone {
+    bs_comp busy, d2h, h2d, adam, sumsq, nvme;
+} bs_alone;
+
+/* 2^-7 in fp16 or bf16: weights and gradients of a plausible size (no subnormal moments). */
+static uint16_t small16(zoff_dtype dt)
+{
+    return dt == ZOFF_DTYPE_BF16 ? 0x3c00 : 0x2000;
+}
+
+/* ---- Adam and sum-of-squares slice --------------------------------------------------------- */
+typedef struct bs_slice {
+    size_t n;
+    zadam_ctx *ctx;
+    zarena *arena;
+    uint16_t *g, *out;
+    float *p, *m, *v;
+    int64_t step;
+} bs_slice;
+
+static void slice_close(bs_slice *s)
+{
+    zarena_destroy(s->arena);
+    zadam_destroy(s->ctx);
+    memset(s, 0, sizeof *s);
+}
+
+/* The same kind of memory as the runtime's state: a pinned arena with huge pages. */
+static zoff_status slice_open(bs_slice *s, const bs_opts *o)
+{
+    zoff_status st = ZOFF_OK;
+    memset(s, 0, sizeof *s);
+    s->n = (size_t)ZOFF_MIN(o->params, (uint64_t)16 << 20);
+    zadam_config zc = {.threads = o->threads};
+    ZOFF_CHECK(zadam_create(&zc, &s->ctx));
+    zarena_config ac = {.bytes = s->n * 16 + 5 * 4096,
+                        .numa_node = -1,
+                        .pin = 1,
+                        .huge_pages = 1,
+                        .name = "bench-adam"};
+    void *b[5] = {NULL};
+    const size_t sizes[5] = {s->n * 2, s->n * 2, s->n * 4, s->n * 4, s->n * 4};
+    ZOFF_CHECK_GOTO(zarena_create(&ac, &s->arena), st, fail);
+    for (int i = 0; i < 5; i++)
+        ZOFF_CHECK_GOTO(zarena_alloc(s->arena, sizes[i], "bench", &b[i]), st, fail);
+    s->g = b[0];
+    s->out = b[1];
+    s->p = b[2];
+    s->m = b[3];
+    s->v = b[4];
+    memset(s->m, 0, s->n * 4);
+    memset(s->v, 0, s->n * 4);
+    memset(s->out, 0, s->n * 2);
+    for (size_t i = 0; i < s->n; i++) {
+        s->g[i] = small16(o->dtype);
+        s->p[i] = 0.01f * (float)(i % 100);
+    }
+    s->step = 1;
+    return ZOFF_OK;
+fail:
+    slice_close(s);
+    return st;
+}
+
+/* Best of 3 timed runs (after one untimed), scaled from the slice to N elements. */
+static zoff_status adam_alone(bs_slice *s, const bs_opts *o, bs_comp *out)
+{
+    zadam_hparams hp = {.lr = 1e-3f,
+                        .beta1 = 0.9f,
+                        .beta2 = 0.999f,
+                        .eps = 1e-8f,
+                        .weight_decay = 0.01f,
+                        .adamw = 1,
+                        .bias_correction = 1,
+                        .grad_scale = 1.0f};
+    zadam_tensor t = {.n = s->n,
+                      .grad = s->g,
+                      .grad_dtype = o->dtype,
+                      .param = s->p,
+                      .exp_avg = s->m,
+                      .exp_avg_sq = s->v,
+                      .param_out = s->out,
+                      .out_dtype = o->dtype};
+    bs_comp best = {INFINITY, INFINITY};
+    for (int r = 0; r < 4; r++) {
+        hp.step = s->step++;
+        double t0 = now_ms(), c0 = cpu_ms();
+        ZOFF_CHECK(zadam_step(s->ctx, &hp, &t, NULL));
+        double dt = now_ms() - t0, dc = cpu_ms() - c0;
+        if (r > 0 && dt < best.ms) best = (bs_comp){dt, dc};
+    }
+    double k = (double)o->params / (double)s->n;
+    *out = (bs_comp){best.ms * k, best.cpu * k};
+    return ZOFF_OK;
+}
+
+/* The runtime's grad worker runs the single-threaded sum of squares of the context's ISA. */
+static void sumsq_alone(bs_slice *s, const bs_opts *o, bs_comp *out)
+{
+    bs_comp best = {INFINITY, INFINITY};
+    for (int r = 0; r < 3; r++) {
+        size_t nf = 0;
+        double t0 = now_ms(), c0 = cpu_ms();
+        volatile double x;
+        switch (zadam_ctx_isa(s->ctx)) {
+        case ZADAM_ISA_AVX512:
+            x = sumsq_avx512(s->g, o->dtype, s->n, &nf);
+            break;
+        case ZADAM_ISA_AVX2:
+            x = sumsq_avx2(s->g, o->dtype, s->n, &nf);
+            break;
+        default:
+            x = sumsq_scalar(s->g, o->dtype, s->n, &nf);
+            break;
+        }
+        (void)x;
+        double dt = now_ms() - t0, dc = cpu_ms() - c0;
+        if (dt < best.ms) best = (bs_comp){dt, dc};
+    }
+    double k = (double)o->params / (double)s->n;
+    *out = (bs_comp){best.ms * k, best.cpu * k};
+}
+
+/* ---- NVMe: the store's read / write-back pass with no compute ------------------------------ */
+typedef struct bs_nvme {
+    zarena *arena;
+    zstore *store;
+    size_t nmeas, swapped;
+} bs_nvme;
+
+static void nvme_close(bs_nvme *n)
+{
+    zstore_destroy(n->store);
+    zarena_destroy(n->arena);
+    memset(n, 0, sizeof *n);
+}
+
+static zoff_status nvme_pass(bs_nvme *n, unsigned flags, bs_comp *out)
+{
+    zoff_status st = ZOFF_OK;
+    double t0 = now_ms(), c0 = cpu_ms();
+    ZOFF_CHECK(zstore_pass_begin(n->store, NULL, n->nmeas, flags));
+    for (size_t k = 0; k < n->nmeas && st == ZOFF_OK; k++) {
+        zstore_part part;
+        st = zstore_pass_next(n->store, &part);
+        if (st == ZOFF_OK && !(flags & ZSTORE_READ))
+            memset(part.master, 0, part.numel * ZSTORE_ELEM_BYTES);
+        if (st == ZOFF_OK) st = zstore_pass_release(n->store);
+    }
+    zoff_status e = zstore_pass_end(n->store);
+    if (st == ZOFF_OK) st = e;
+    double k = (double)n->swapped / (double)n->nmeas;
+    if (out) *out = (bs_comp){(now_ms() - t0) * k, (cpu_ms() - c0) * k};
+    return st;
+}
+
+/* A store of up to 4 partitions of the run's size under the same path, written once. */
+static zoff_status nvme_open(bs_nvme *n, const bs_opts *o, size_t swapped)
+{
+    zoff_status st = ZOFF_OK;
+    memset(n, 0, sizeof *n);
+    n->swapped = swapped;
+    n->nmeas = ZOFF_MIN(swapped, (size_t)4);
+    uint64_t numel = (uint64_t)n->nmeas * o->partition_numel;
+    zstore_sizes sz;
+    ZOFF_CHECK(zstore_compute_sizes(numel, o->partition_numel, ZOFF_TIER_NVME, 0.0f, 3, &sz));
+    zarena_config ac = {
+        .bytes = sz.pool_bytes, .numa_node = -1, .pin = 1, .huge_pages = 1, .name = "bench-nvme"};
+    ZOFF_CHECK_GOTO(zarena_create(&ac, &n->arena), st, fail);
+    zswap_config sc = {.paths = o->nvme_path, .odirect = -1, .aio = {.engine = ZOFF_AIO_AUTO}};
+    zstore_config cfg = {.numel = numel,
+                         .partition_numel = o->partition_numel,
+                         .tier = ZOFF_TIER_NVME,
+                         .ratio = 0.0f,
+                         .buffer_count = 3,
+                         .arena = n->arena,
+                         .swap = &sc};
+    ZOFF_CHECK_GOTO(zstore_create(&cfg, &n->store), st, fail);
+    ZOFF_CHECK_GOTO(nvme_pass(n, ZSTORE_WRITE, NULL), st, fail);
+    return ZOFF_OK;
+fail:
+    nvme_close(n);
+    return st;
+}
+
+/* ---- the synthetic trainer ---------------------------------------------------------------- */
+typedef struct bs_model {
+    zoff_runtime *rt;
+    zoff_stream s;
+    int layers;
+    size_t *numel;
+    void **dp, **dg;
+    int *id;
+    void *host; /* one layer of host memory for the copies measured alone */
+} bs_model;
+
+static zoff_status model_open(bs_model *m, const bs_opts *o, const zoff_config *c)
+{
+    zoff_status st = ZOFF_OK;
+    ZOFF_CHECK(zoff_create(c, &m->rt));
+    ZOFF_CHECK(zoff_stream_create(m->rt, &m->s));
+    int L = o->layers;
+    m->layers = L;
+    m->numel = calloc((size_t)L, sizeof *m->numel);
+    m->dp = calloc((size_t)L, sizeof *m->dp);
+    m->dg = calloc((size_t)L, sizeof *m->dg);
+    m->id = calloc((size_t)L, sizeof *m->id);
+    size_t per = (size_t)(o->params / (uint64_t)L);
+    size_t last = (size_t)(o->params - per * (uint64_t)(L - 1));
+    m->host = malloc(ZOFF_MAX(per, last) * 2);
+    if (!m->numel || !m->dp || !m->dg || !m->id || !m->host)
+        return zoff__err(-ENOMEM, "bench: out of memory");
+    uint16_t *h = m->host;
+    for (size_t i = 0; i < ZOFF_MAX(per, last); i++) h[i] = small16(o->dtype);
+    for (int l = 0; l < L && st == ZOFF_OK; l++) {
+        m->numel[l] = l == L - 1 ? last : per;
+        size_t bytes = m->numel[l] * 2;
+        char name[32];
+        snprintf(name, sizeof name, "layer%d.w", l);
+        st = zoff_device_alloc(m->rt, bytes, &m->dp[l]);
+        if (!st) st = zoff_device_alloc(m->rt, bytes, &m->dg[l]);
+        if (!st) st = zoff_device_upload(m->rt, m->dp[l], h, bytes, m->s);
+        if (!st) st = zoff_device_upload(m->rt, m->dg[l], h, bytes, m->s);
+        if (!st)
+            st = zoff_add_param(m->rt, name, m->numel[l], o->dtype, m->dp[l], m->dg[l], NULL, 0,
+                                &m->id[l]);
+    }
+    if (!st) st = zoff_finalize(m->rt);
+    return st;
+}
+
+static void model_close(bs_model *m)
+{
+    if (m->rt) {
+        for (int l = 0; l < m->layers; l++) {
+            if (m->dp && m->dp[l]) zoff_device_free(m->rt, m->dp[l]);
+            if (m->dg && m->dg[l]) zoff_device_free(m->rt, m->dg[l]);
+        }
+        if (m->s) zoff_stream_destroy(m->rt, m->s);
+    }
+    zoff_destroy(m->rt);
+    free(m->numel);
+    free(m->dp);
+    free(m->dg);
+    free(m->id);
+    free(m->host);
+    memset(m, 0, sizeof *m);
+}
+
+/* Copies alone through the runtime's device, every layer once: D2H of the gradients, or H2D of
+ * the parameters (each layer's params are read back first, untimed, so they stay valid). */
+static zoff_status copies_alone(bs_model *m, int h2d, bs_comp *out)
+{
+    zoff_status st = ZOFF_OK;
+    bs_comp total = {0, 0};
+    for (int l = 0; l < m->layers && st == ZOFF_OK; l++) {
+        size_t bytes = m->numel[l] * 2;
+        if (h2d) st = zoff_device_download(m->rt, m->host, m->dp[l], bytes, m->s);
+        if (st) break;
+        double t0 = now_ms(), c0 = cpu_ms();
+        if (h2d)
+            st = zoff_device_upload(m->rt, m->dp[l], m->host, bytes, m->s);
+        else
+            st = zoff_device_download(m->rt, m->host, m->dg[l], bytes, m->s);
+        total.ms += now_ms() - t0;
+        total.cpu += cpu_ms() - c0;
+    }
+    *out = total;
+    return st;
+}
+
+static zoff_status busy_alone(bs_model *m, uint64_t busy_ns, bs_comp *out)
+{
+    double t0 = now_ms(), c0 = cpu_ms();
+    for (int l = 0; l < m->layers; l++) ZOFF_CHECK(zoff_stream_busy(m->rt, m->s, busy_ns));
+    ZOFF_CHECK(zoff_stream_synchronize(m->rt, m->s));
+    *out = (bs_comp){now_ms() - t0, cpu_ms() - c0};
+    return ZOFF_OK;
+}
+
+static zoff_status one_step(bs_model *m, uint64_t busy_ns, zoff_step_result *r)
+{
+    for (int l = m->layers - 1; l >= 0; l--) {
+        ZOFF_CHECK(zoff_stream_busy(m->rt, m->s, busy_ns));
+        ZOFF_CHECK(zoff_grad_ready(m->rt, m->id[l], m->s));
+    }
+    ZOFF_CHECK(zoff_step(m->rt, NULL, r));
+    return zoff_params_ready(m->rt, m->s);
+}
+
+/* Everything but GPU busy, measured alone. */
+static zoff_status measure_alone(bs_model *m, bs_slice *sl, bs_nvme *nv, const bs_opts *o,
+                                 bs_alone *a)
+{
+    ZOFF_CHECK(adam_alone(sl, o, &a->adam));
+    sumsq_alone(sl, o, &a->sumsq);
+    ZOFF_CHECK(copies_alone(m, 0, &a->d2h));
+    ZOFF_CHECK(copies_alone(m, 1, &a->h2d));
+    if (nv->store) ZOFF_CHECK(nvme_pass(nv, ZSTORE_READ | ZSTORE_WRITE, &a->nvme));
+    return ZOFF_OK;
+}
+
+static int parse_args(int argc, char **argv, bs_opts *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        uint64_t n = 0;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 1;
+        } else if (zb_arg_match(&i, argc, argv, "--params", &v)) {
+            if (zoff__parse_size(v, &n) || n == 0) return -1;
+            o->params = n;
+        } else if (zb_arg_match(&i, argc, argv, "--layers", &v)) {
+            o->layers = atoi(v);
+        } else if (zb_arg_match(&i, argc, argv, "--tier", &v)) {
+            if (!strcasecmp(v, "cpu"))
+                o->tier = ZOFF_TIER_CPU;
+            else if (!strcasecmp(v, "nvme"))
+                o->tier = ZOFF_TIER_NVME;
+            else
+                return -1;
+        } else if (zb_arg_match(&i, argc, argv, "--busy-ms", &v)) {
+            o->busy_ms = !strcasecmp(v, "auto") ? -1.0 : atof(v);
+        } else if (zb_arg_match(&i, argc, argv, "--steps", &v)) {
+            o->steps = atoi(v);
+        } else if (zb_arg_match(&i, argc, argv, "--nvme-path", &v)) {
+            o->nvme_path = v;
+        } else if (zb_arg_match(&i, argc, argv, "--json", &v)) {
+            o->json = v;
+        } else if (zb_arg_match(&i, argc, argv, "--overlap", &v)) {
+            if (!strcasecmp(v, "sync"))
+                o->overlap = ZOFF_OVERLAP_SYNC;
+            else if (!strcasecmp(v, "eager"))
+                o->overlap = ZOFF_OVERLAP_EAGER;
+            else if (!strcasecmp(v, "delayed"))
+                o->overlap = ZOFF_OVERLAP_DELAYED;
+            else
+                return -1;
+        } else if (zb_arg_match(&i, argc, argv, "--dtype", &v)) {
+            if (!strcasecmp(v, "fp16"))
+                o->dtype = ZOFF_DTYPE_F16;
+            else if (!strcasecmp(v, "bf16"))
+                o->dtype = ZOFF_DTYPE_BF16;
+            else
+                return -1;
+        } else if (zb_arg_match(&i, argc, argv, "--pcie-gbps", &v)) {
+            o->pcie_gbps = atof(v);
+        } else if (zb_arg_match(&i, argc, argv, "--threads", &v)) {
+            o->threads = atoi(v);
+        } else if (zb_arg_match(&i, argc, argv, "--partition-numel", &v)) {
+            if (zoff__parse_size(v, &n) || n == 0) return -1;
+            o->partition_numel = (size_t)n;
+        } else if (zb_arg_match(&i, argc, argv, "--ratio", &v)) {
+            o->ratio = (float)atof(v);
+        } else {
+            fprintf(stderr, "zoff bench step: unknown argument '%s'\n", argv[i]);
+            return -1;
+        }
+    }
+    if (o->layers < 1 || o->steps < 1 || o->params < (uint64_t)o->layers) return -1;
+    return 0;
+}
+
+static const char *overlap_name(zoff_overlap ov)
+{
+    return ov == ZOFF_OVERLAP_SYNC ? "sync" : ov == ZOFF_OVERLAP_EAGER ? "eager" : "delayed";
+}
+
+static bs_comp comp_mean(bs_comp a, bs_comp b)
+{
+    return (bs_comp){(a.ms + b.ms) / 2, (a.cpu + b.cpu) / 2};
+}
+
+/* "" or " (before/after differ by N%)" when a component's two measurements disagree. */
+static const char *disturbed(bs_comp a, bs_comp b, char *buf, size_t len)
+{
+    double lo = ZOFF_MIN(a.ms, b.ms), hi = ZOFF_MAX(a.ms, b.ms);
+    buf[0] = '\0';
+    if (lo > 0 && hi > 1.3 * lo)
+        snprintf(buf, len, " (disturbed: %.0f / %.0f before/after)", a.ms, b.ms);
+    return buf;
+}
+
+int zoff_bench_step_main(int argc, char **argv)
+{
+    bs_opts o = {.params = (uint64_t)256 << 20,
+                 .layers = 24,
+                 .tier = ZOFF_TIER_CPU,
+                 .busy_ms = -1.0,
+                 .steps = 5,
+                 .nvme_path = "/var/tmp",
+                 .json = NULL,
+                 .overlap = ZOFF_OVERLAP_DELAYED,
+                 .dtype = ZOFF_DTYPE_F16,
+                 .pcie_gbps = 25.0,
+                 .threads = 0,
+                 .partition_numel = 0,
+                 .ratio = 0.0f};
+    int pa = parse_args(argc, argv, &o);
+    if (pa != 0) {
+        if (pa < 0) usage(stderr);
+        return pa < 0 ? 2 : 0;
+    }
+    zoff_config c;
+    zoff_config_default(&c);
+    c.device = ZOFF_DEVICE_SIM;
+    c.fp16_enabled = o.dtype == ZOFF_DTYPE_F16;
+    c.bf16_enabled = o.dtype == ZOFF_DTYPE_BF16;
+    c.tier = o.tier;
+    c.ratio = o.ratio;
+    c.overlap = o.overlap;
+    c.delayed_warmup_steps = 1;
+    c.cpu_threads = o.threads;
+    c.sim_pcie_gbps = o.pcie_gbps;
+    c.sim_gpu_bytes = (size_t)(o.params * 4 + 64 * ZOFF_MIB);
+    if (o.partition_numel) c.partition_numel = o.partition_numel;
+    o.partition_numel = c.partition_numel;
+    if (o.tier == ZOFF_TIER_NVME) snprintf(c.nvme_path, sizeof c.nvme_path, "%s", o.nvme_path);
+
+    zoff_plan_report plan;
+    memset(&plan, 0, sizeof plan);
+    if (zoff_plan(&c, (size_t)o.params, &plan) < 0) {
+        fprintf(stderr, "zoff bench step: %s\n", zoff_last_error(NULL));
+        return 1;
+    }
+    if (!plan.fits) {
+        fprintf(stderr, "zoff bench step: this configuration does not fit: %s\n", plan.advice);
+        return 1;
+    }
+    char b1[32], b2[32];
+    printf("zoff bench step: %llu params (%s of state), %d layers, tier %s, overlap %s, %s, "
+           "sim PCIe %.1f GB/s per direction, OMP_WAIT_POLICY=%s\n",
+           (unsigned long long)o.params, zoff__fmt_bytes(o.params * 12, b1, sizeof b1), o.layers,
+           o.tier == ZOFF_TIER_CPU ? "cpu" : "nvme", overlap_name(o.overlap),
+           zoff_dtype_name(o.dtype), o.pcie_gbps,
+           getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(unset)");
+
+    bs_slice sl;
+    bs_nvme nv;
+    bs_model m;
+    memset(&nv, 0, sizeof nv);
+    memset(&m, 0, sizeof m);
+    bs_alone a0, a1;
+    memset(&a0, 0, sizeof a0);
+    memset(&a1, 0, sizeof a1);
+    int rc = 1;
+    zoff_status st = slice_open(&sl, &o);
+    if (st == ZOFF_OK && o.tier == ZOFF_TIER_NVME) {
+        zstore_sizes sz;
+        st =
+            zstore_compute_sizes(o.params, o.partition_numel, o.tier, o.ratio, c.buffer_count, &sz);
+        if (st == ZOFF_OK && sz.swapped_parts) st = nvme_open(&nv, &o, sz.swapped_parts);
+    }
+    if (st) {
+        fprintf(stderr, "zoff bench step: %s\n", zoff__last_error_tls());
+        goto out;
+    }
+    st = model_open(&m, &o, &c);
+    if (st == ZOFF_OK) st = measure_alone(&m, &sl, &nv, &o, &a0);
+    double others = ZOFF_MAX(ZOFF_MAX(a0.adam.ms, a0.nvme.ms), ZOFF_MAX(a0.d2h.ms, a0.h2d.ms));
+    double busy_layer_ms = o.busy_ms >= 0 ? o.busy_ms : others / o.layers;
+    uint64_t busy_ns = (uint64_t)(busy_layer_ms * 1e6);
+    if (st == ZOFF_OK) st = busy_alone(&m, busy_ns, &a0.busy);
+
+    /* steps: warm-up (the delayed warm-up step and two more), then the timed ones */
+    zoff_step_result r;
+    memset(&r, 0, sizeof r);
+    r.struct_size = sizeof r;
+    for (int i = 0; i < 3 && st == ZOFF_OK; i++) st = one_step(&m, busy_ns, &r);
+    if (st == ZOFF_OK) st = zoff_stream_synchronize(m.rt, m.s);
+    double sum_adam = 0, sum_nvme_wait = 0, sum_wait_grads = 0;
+    double t0 = now_ms(), c0 = cpu_ms();
+    for (int i = 0; i < o.steps && st == ZOFF_OK; i++) {
+        st = one_step(&m, busy_ns, &r);
+        sum_adam += r.adam_ms;
+        sum_nvme_wait += r.nvme_wait_ms;
+        sum_wait_grads += r.wait_grads_ms;
+    }
+    if (st == ZOFF_OK) st = zoff_stream_synchronize(m.rt, m.s);
+    double step_ms = (now_ms() - t0) / o.steps;
+    double step_cpu = (cpu_ms() - c0) / o.steps;
+    zoff_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    if (st == ZOFF_OK) st = zoff_get_stats(m.rt, &s);
+    /* delayed: the last update still runs; wait for it (get_state drains) before measuring */
+    if (st == ZOFF_OK) st = zoff_get_state(m.rt, m.id[0], NULL, NULL);
+    if (st == ZOFF_OK) st = measure_alone(&m, &sl, &nv, &o, &a1);
+    if (st == ZOFF_OK) st = busy_alone(&m, busy_ns, &a1.busy);
+    if (st) {
+        fprintf(stderr, "zoff bench step: %s\n", zoff_last_error(m.rt));
+        goto out;
+    }
+
+    bs_alone a = {comp_mean(a0.busy, a1.busy),   comp_mean(a0.d2h, a1.d2h),
+                  comp_mean(a0.h2d, a1.h2d),     comp_mean(a0.adam, a1.adam),
+                  comp_mean(a0.sumsq, a1.sumsq), comp_mean(a0.nvme, a1.nvme)};
+    const struct {
+        const char *name;
+        double ms;
+    } cand[] = {{"gpu busy", a.busy.ms},
+                {"d2h", a.d2h.ms},
+                {"h2d", a.h2d.ms},
+                {"adam", a.adam.ms},
+                {"nvme", a.nvme.ms}};
+    size_t imax = 0;
+    for (size_t i = 1; i < ZOFF_ARRAY_SIZE(cand); i++)
+        if (cand[i].ms > cand[imax].ms) imax = i;
+    double lb = cand[imax].ms;
+    int ncpu = zoff__ncpus();
+    double cpu_work = a.d2h.cpu + a.h2d.cpu + a.adam.cpu + a.sumsq.cpu + a.nvme.cpu;
+    double cpu_lb = cpu_work / ncpu;
+    double eff = lb / step_ms;
+
+    const char *cols[] = {"what", "ms", "cpu_ms", "note"};
+    zb_table *t = zb_table_new("bench step", 4, cols);
+    char d[96];
+    zb_table_rowf(t, "gpu busy alone|%.1f|%.1f|%d layers x %.2f ms%s", a.busy.ms, a.busy.cpu,
+                  o.layers, busy_layer_ms, disturbed(a0.busy, a1.busy, d, sizeof d));
+    zb_table_rowf(t, "d2h alone|%.1f|%.1f|%s of grads%s", a.d2h.ms, a.d2h.cpu,
+                  zoff__fmt_bytes(o.params * 2, b1, sizeof b1),
+                  disturbed(a0.d2h, a1.d2h, d, sizeof d));
+    zb_table_rowf(t, "h2d alone|%.1f|%.1f|%s of params%s", a.h2d.ms, a.h2d.cpu,
+                  zoff__fmt_bytes(o.params * 2, b1, sizeof b1),
+                  disturbed(a0.h2d, a1.h2d, d, sizeof d));
+    zb_table_rowf(t, "adam alone|%.1f|%.1f|%s, %d thread(s), %.1f GB/s%s", a.adam.ms, a.adam.cpu,
+                  zadam_isa_name(zadam_ctx_isa(sl.ctx)), zadam_ctx_threads(sl.ctx),
+                  a.adam.ms > 0 ? (double)o.params * 28.0 / (a.adam.ms * 1e6) : 0.0,
+                  disturbed(a0.adam, a1.adam, d, sizeof d));
+    zb_table_rowf(t, "sumsq alone|%.1f|%.1f|gradient norm, 1 thread (overlaps backward)%s",
+                  a.sumsq.ms, a.sumsq.cpu, disturbed(a0.sumsq, a1.sumsq, d, sizeof d));
+    zb_table_rowf(t, "nvme alone|%.1f|%.1f|%s read + written%s", a.nvme.ms, a.nvme.cpu,
+                  zoff__fmt_bytes(plan.nvme_bytes, b1, sizeof b1),
+                  disturbed(a0.nvme, a1.nvme, d, sizeof d));
+    zb_table_rowf(t, "lower bound|%.1f|-|largest alone: %s", lb, cand[imax].name);
+    zb_table_rowf(t, "cpu-work bound|%.1f|%.1f|cpu ms of the components / %d cores", cpu_lb,
+                  cpu_work, ncpu);
+    zb_table_rowf(t, "step|%.1f|%.1f|mean of %d steps after 3 warm-up (cpu %.0f%% of %d cores)",
+                  step_ms, step_cpu, o.steps, 100.0 * step_cpu / (step_ms * ncpu), ncpu);
+    zb_table_rowf(t, "overlap efficiency|%.3f|-|lower bound / step", eff);
+    zb_table_rowf(t, "vs cpu-work bound|%.3f|-|max(lower bound, cpu-work bound) / step",
+                  ZOFF_MAX(lb, cpu_lb) / step_ms);
+    zb_table_rowf(t, "adam in pipeline|%.1f|-|per step, %.1f GB/s", sum_adam / o.steps,
+                  s.adam_gbps);
+    zb_table_rowf(t, "nvme wait|%.1f|-|per step, update blocked on swap", sum_nvme_wait / o.steps);
+    zb_table_rowf(t, "grads wait|%.1f|-|per step, zoff_step waiting for backward + D2H",
+                  sum_wait_grads / o.steps);
+    zb_table_print(t, stdout);
+    rc = 0;
+    if (o.json && zb_table_write_json(t, o.json) != 0) {
+        fprintf(stderr, "zoff bench step: cannot write %s\n", o.json);
+        rc = 1;
+    }
+    zb_table_free(t);
+    printf("sim device figures: the scheduler, this CPU and this disk; no GPU was measured "
+           "(%s pinned host, %s swap).\n",
+           zoff__fmt_bytes(s.pinned_bytes + s.pageable_bytes, b1, sizeof b1),
+           zoff__fmt_bytes(s.nvme_bytes, b2, sizeof b2));
+out:
+    model_close(&m);
+    nvme_close(&nv);
+    slice_close(&sl);
+    return rc;
+}

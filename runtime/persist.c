@@ -1,0 +1,319 @@
+/*
+ * persist.c — moving optimizer state in and out of the store: one parameter's master/moments
+ * (zoff_get_master, zoff_get_state, zoff_set_state) and whole checkpoints (zoff_save*,
+ * zoff_load*) through runtime/ckpt.h. Everything streams partition by partition through the
+ * store (with the nvme tier one slot at a time is in memory, never the whole state).
+ *
+ * Load verifies before it modifies: names and shapes against the registered parameters, group
+ * count, then every tensor's crc32c; only then is the state overwritten and the 16-bit params
+ * re-uploaded. A failure after that point (an I/O error half way) leaves the runtime unusable.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/ckpt.h"
+#include "runtime/rt.h"
+
+/* Visits the segments of `part`: param index, element range in the param, offset in the part. */
+typedef zoff_status (*seg_fn)(zoff_runtime *rt, void *ctx, const zstore_part *part, int q,
+                              size_t e0, size_t se, size_t n);
+
+static zoff_status for_segments(zoff_runtime *rt, const zstore_part *part, int only, seg_fn fn,
+                                void *ctx)
+{
+    uint64_t pb = rt->own_begin + part->begin, pe = pb + part->numel;
+    for (int q = rt->part_first_param[part->index]; q >= 0 && q < rt->nparams; q++) {
+        const zrt_param *p = &rt->params[q];
+        if (p->flat_off >= pe) break;
+        if (only >= 0 && q != only) continue;
+        uint64_t lo = ZOFF_MAX(p->flat_off, pb), hi = ZOFF_MIN(p->flat_off + p->numel, pe);
+        ZOFF_CHECK(
+            fn(rt, ctx, part, q, (size_t)(lo - p->flat_off), (size_t)(lo - pb), (size_t)(hi - lo)));
+    }
+    return ZOFF_OK;
+}
+
+/* Runs fn over every segment of the partitions in [first, last] in one store pass. */
+static zoff_status pass_range(zoff_runtime *rt, size_t first, size_t last, unsigned flags, int only,
+                              seg_fn fn, void *ctx)
+{
+    zoff_status st = ZOFF_OK;
+    size_t n = last - first + 1;
+    size_t *order = calloc(n, sizeof *order);
+    if (!order) return zoff__err(-ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) order[i] = first + i;
+    st = zstore_pass_begin(rt->store, order, n, flags);
+    free(order);
+    if (st < 0) return st;
+    for (size_t i = 0; i < n; i++) {
+        zstore_part part;
+        ZOFF_CHECK_GOTO(zstore_pass_next(rt->store, &part), st, out);
+        ZOFF_CHECK_GOTO(for_segments(rt, &part, only, fn, ctx), st, out);
+        ZOFF_CHECK_GOTO(zstore_pass_release(rt->store), st, out);
+    }
+out:;
+    zoff_status e = zstore_pass_end(rt->store);
+    return st ? st : e;
+}
+
+/* ---- one parameter --------------------------------------------------------------------------- */
+typedef struct io_ctx {
+    float *master, *exp_avg, *exp_avg_sq;
+    int write;
+} io_ctx;
+
+static zoff_status io_seg(zoff_runtime *rt, void *vctx, const zstore_part *part, int q, size_t e0,
+                          size_t se, size_t n)
+{
+    io_ctx *c = vctx;
+    size_t b = n * sizeof(float);
+    if (!c->write) {
+        if (c->master) memcpy(c->master + e0, part->master + se, b);
+        if (c->exp_avg) memcpy(c->exp_avg + e0, part->exp_avg + se, b);
+        if (c->exp_avg_sq) memcpy(c->exp_avg_sq + e0, part->exp_avg_sq + se, b);
+        return ZOFF_OK;
+    }
+    memcpy(part->master + se, c->master + e0, b);
+    if (c->exp_avg) memcpy(part->exp_avg + se, c->exp_avg + e0, b);
+    if (c->exp_avg_sq) memcpy(part->exp_avg_sq + se, c->exp_avg_sq + e0, b);
+    return zrt_upload_master(rt, &rt->params[q], e0, part->master + se, n);
+}
+
+zoff_status zrt_state_io(zoff_runtime *rt, int id, float *master, float *exp_avg, float *exp_avg_sq,
+                         int write)
+{
+    const zrt_param *p = &rt->params[id];
+    io_ctx c = {master, exp_avg, exp_avg_sq, write};
+    unsigned flags = ZSTORE_READ | (write ? ZSTORE_WRITE : 0);
+    zoff_status st = pass_range(rt, p->part_first, p->part_last, flags, id, io_seg, &c);
+    if (st < 0 && write) return zrt_break(rt, st);
+    return st;
+}
+
+/* ---- save ------------------------------------------------------------------------------------ */
+static zoff_status save_seg(zoff_runtime *rt, void *vctx, const zstore_part *part, int q, size_t e0,
+                            size_t se, size_t n)
+{
+    zckpt_writer *w = vctx;
+    (void)e0;
+    ZOFF_CHECK(zckpt_writer_write(w, (size_t)q * 3 + 0, part->master + se, n));
+    ZOFF_CHECK(zckpt_writer_write(w, (size_t)q * 3 + 1, part->exp_avg + se, n));
+    ZOFF_CHECK(zckpt_writer_write(w, (size_t)q * 3 + 2, part->exp_avg_sq + se, n));
+    (void)rt;
+    return ZOFF_OK;
+}
+
+static const char *const suffix[3] = {".master", ".exp_avg", ".exp_avg_sq"};
+
+static zoff_status tensor_list(const zoff_runtime *rt, zckpt_tensor **out)
+{
+    zckpt_tensor *t = calloc((size_t)rt->nparams * 3, sizeof *t);
+    if (!t) return zoff__err(-ENOMEM, "checkpoint: out of memory");
+    for (int q = 0; q < rt->nparams; q++)
+        for (int j = 0; j < 3; j++) {
+            snprintf(t[q * 3 + j].name, sizeof t[q * 3 + j].name, "%s%s", rt->params[q].name,
+                     suffix[j]);
+            t[q * 3 + j].numel = rt->params[q].numel;
+        }
+    *out = t;
+    return ZOFF_OK;
+}
+
+static zoff_status save_impl(zoff_runtime *rt, const char *dir, const char *user_json)
+{
+    zoff_status st = ZOFF_OK;
+    zckpt_writer *w = NULL;
+    zckpt_tensor *tensors = NULL;
+    zckpt_meta *meta = NULL;
+    if (!dir || !dir[0]) return zoff__err(ZOFF_EINVAL, "zoff_save: empty directory name");
+    if (user_json && user_json[0]) {
+        if (strlen(user_json) >= sizeof meta->extra_json)
+            return zoff__err(ZOFF_EINVAL, "zoff_save_with: user_json is %zu bytes (at most %zu)",
+                             strlen(user_json), sizeof meta->extra_json - 1);
+        cJSON *j = cJSON_Parse(user_json);
+        int ok = j && cJSON_IsObject(j);
+        cJSON_Delete(j);
+        if (!ok) return zoff__err(ZOFF_EINVAL, "zoff_save_with: user_json is not a JSON object");
+    }
+    ZOFF_CHECK(zrt_drain(rt));
+    meta = calloc(1, sizeof *meta);
+    if (!meta) return zoff__err(-ENOMEM, "zoff_save: out of memory");
+    ZOFF_CHECK_GOTO(tensor_list(rt, &tensors), st, out);
+    ZOFF_CHECK_GOTO(zckpt_writer_open(dir, tensors, (size_t)rt->nparams * 3, &w), st, out);
+    ZOFF_CHECK_GOTO(pass_range(rt, 0, rt->layout.store.nparts - 1, ZSTORE_READ, -1, save_seg, w),
+                    st, out);
+    meta->step = rt->step;
+    meta->loss_scale = rt->scaler.scale;
+    meta->scaler_good_steps = rt->scaler.good_steps;
+    meta->scaler_hysteresis = rt->scaler.hysteresis;
+    meta->ngroups = rt->ngroups;
+    for (int g = 0; g < rt->ngroups; g++) meta->groups[g] = rt->groups[g].cfg;
+    if (user_json) snprintf(meta->extra_json, sizeof meta->extra_json, "%s", user_json);
+    st = zckpt_writer_commit(w, meta); /* frees w whatever the outcome */
+    w = NULL;
+    if (st == ZOFF_OK) ZOFF_INFO(ZOFF_SUB_CKPT, "saved step %lld to %s", (long long)rt->step, dir);
+out:
+    if (w) zckpt_writer_abort(w);
+    free(tensors);
+    free(meta);
+    return st;
+}
+
+ZOFF_API zoff_status zoff_save_with(zoff_runtime *rt, const char *dir, const char *user_json)
+{
+    zoff__clear_error();
+    if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_save: rt is NULL");
+    if (rt->state == ZRT_CREATED)
+        return zrt_ret(rt, zoff__err(ZOFF_ESTATE, "zoff_save before zoff_finalize"));
+    if (rt->state == ZRT_BROKEN)
+        return zrt_ret(
+            rt, zoff__err(ZOFF_ESTATE, "zoff_save: the runtime is unusable: %s", rt->broken));
+    if (rt->overlap == ZOFF_OVERLAP_EAGER && rt->declared_count > 0)
+        return zrt_ret(rt, zoff__err(ZOFF_ESTATE,
+                                     "zoff_save in the middle of an eager step (%d "
+                                     "gradients declared, partitions may be half "
+                                     "updated): save between steps",
+                                     rt->declared_count));
+    return zrt_ret(rt, save_impl(rt, dir, user_json));
+}
+
+ZOFF_API zoff_status zoff_save(zoff_runtime *rt, const char *dir)
+{
+    return zoff_save_with(rt, dir, NULL);
+}
+
+/* ---- load ------------------------------------------------------------------------------------ */
+typedef struct load_ctx {
+    zckpt_reader *r;
+    size_t *idx; /* checkpoint tensor index of param q's tensor j: idx[q*3+j] */
+} load_ctx;
+
+static zoff_status load_seg(zoff_runtime *rt, void *vctx, const zstore_part *part, int q, size_t e0,
+                            size_t se, size_t n)
+{
+    load_ctx *c = vctx;
+    ZOFF_CHECK(zckpt_reader_read(c->r, c->idx[q * 3 + 0], part->master + se, n));
+    ZOFF_CHECK(zckpt_reader_read(c->r, c->idx[q * 3 + 1], part->exp_avg + se, n));
+    ZOFF_CHECK(zckpt_reader_read(c->r, c->idx[q * 3 + 2], part->exp_avg_sq + se, n));
+    return zrt_upload_master(rt, &rt->params[q], e0, part->master + se, n);
+}
+
+static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json, size_t len)
+{
+    zoff_status st = ZOFF_OK;
+    zckpt_reader *r = NULL;
+    zckpt_meta *meta = NULL;
+    size_t *idx = NULL;
+    if (!dir || !dir[0]) return zoff__err(ZOFF_EINVAL, "zoff_load: empty directory name");
+    ZOFF_CHECK(zrt_drain(rt));
+    meta = calloc(1, sizeof *meta);
+    idx = calloc((size_t)rt->nparams * 3, sizeof *idx);
+    if (!meta || !idx) {
+        st = zoff__err(-ENOMEM, "zoff_load: out of memory");
+        goto out;
+    }
+    ZOFF_CHECK_GOTO(zckpt_reader_open(dir, &r), st, out);
+    ZOFF_CHECK_GOTO(zckpt_reader_meta(r, meta), st, out);
+
+    /* 1. names and shapes */
+    for (int q = 0; q < rt->nparams; q++)
+        for (int j = 0; j < 3; j++) {
+            char name[ZCKPT_NAME_MAX];
+            snprintf(name, sizeof name, "%s%s", rt->params[q].name, suffix[j]);
+            size_t k = 0;
+            if (zckpt_reader_find(r, name, &k) < 0) {
+                st = zoff__err(ZOFF_EMISMATCH, "checkpoint %s has no tensor '%s' (parameter %d)",
+                               dir, name, q);
+                goto out;
+            }
+            const zckpt_tensor *t = zckpt_reader_tensor(r, k);
+            if (t->numel != rt->params[q].numel) {
+                st = zoff__err(ZOFF_EMISMATCH,
+                               "checkpoint %s: tensor '%s' has %llu elements, the registered "
+                               "parameter has %zu",
+                               dir, name, (unsigned long long)t->numel, rt->params[q].numel);
+                goto out;
+            }
+            idx[q * 3 + j] = k;
+        }
+    if (zckpt_reader_count(r) != (size_t)rt->nparams * 3) {
+        /* name the first tensor no registered parameter claims */
+        for (size_t k = 0; k < zckpt_reader_count(r); k++) {
+            int used = 0;
+            for (size_t i = 0; i < (size_t)rt->nparams * 3 && !used; i++) used = idx[i] == k;
+            if (!used) {
+                st = zoff__err(ZOFF_EMISMATCH,
+                               "checkpoint %s: tensor '%s' belongs to no registered parameter", dir,
+                               zckpt_reader_tensor(r, k)->name);
+                goto out;
+            }
+        }
+        st = zoff__err(ZOFF_EMISMATCH, "checkpoint %s holds %zu tensors, expected %d", dir,
+                       zckpt_reader_count(r), rt->nparams * 3);
+        goto out;
+    }
+    if (meta->ngroups != rt->ngroups) {
+        st = zoff__err(ZOFF_EMISMATCH, "checkpoint %s has %d parameter groups, the runtime %d", dir,
+                       meta->ngroups, rt->ngroups);
+        goto out;
+    }
+    if (user_json && strlen(meta->extra_json) + 1 > len) {
+        st = zoff__err(ZOFF_EINVAL,
+                       "zoff_load_with: the stored user JSON is %zu bytes, the buffer %zu",
+                       strlen(meta->extra_json) + 1, len);
+        goto out;
+    }
+    /* 2. checksums of every tensor, before anything is touched */
+    ZOFF_CHECK_GOTO(zckpt_reader_verify(r), st, out);
+
+    /* 3. the state, partition by partition, re-uploading the 16-bit params */
+    zrt_drop_hold(rt);
+    load_ctx c = {r, idx};
+    st = pass_range(rt, 0, rt->layout.store.nparts - 1, ZSTORE_WRITE, -1, load_seg, &c);
+    if (st < 0) {
+        st = zrt_break(rt, st);
+        goto out;
+    }
+    rt->step = meta->step;
+    rt->scaler.scale = meta->loss_scale;
+    rt->scaler.good_steps = meta->scaler_good_steps;
+    rt->scaler.hysteresis = meta->scaler_hysteresis;
+    for (int g = 0; g < rt->ngroups; g++) {
+        rt->groups[g].cfg = meta->groups[g];
+        rt->groups[g].cfg.struct_size = sizeof(zoff_group_config);
+    }
+    rt->sync_steps_done = 0;
+    rt->delayed_unreported = 0;
+    if (user_json) snprintf(user_json, len, "%s", meta->extra_json);
+    ZOFF_INFO(ZOFF_SUB_CKPT, "loaded step %lld from %s", (long long)rt->step, dir);
+out:
+    zckpt_reader_close(r);
+    free(meta);
+    free(idx);
+    return st;
+}
+
+ZOFF_API zoff_status zoff_load_with(zoff_runtime *rt, const char *dir, char *user_json, size_t len)
+{
+    zoff__clear_error();
+    if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_load: rt is NULL");
+    if (rt->state == ZRT_CREATED)
+        return zrt_ret(rt, zoff__err(ZOFF_ESTATE, "zoff_load before zoff_finalize: register the "
+                                                  "parameters and finalize, then load"));
+    if (rt->state == ZRT_BROKEN)
+        return zrt_ret(
+            rt, zoff__err(ZOFF_ESTATE, "zoff_load: the runtime is unusable: %s", rt->broken));
+    if (rt->declared_count > 0)
+        return zrt_ret(rt, zoff__err(ZOFF_ESTATE,
+                                     "zoff_load in the middle of a step (%d "
+                                     "gradients declared): load between steps",
+                                     rt->declared_count));
+    return zrt_ret(rt, load_impl(rt, dir, user_json, len));
+}
+
+ZOFF_API zoff_status zoff_load(zoff_runtime *rt, const char *dir)
+{
+    return zoff_load_with(rt, dir, NULL, 0);
+}

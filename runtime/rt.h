@@ -1,0 +1,277 @@
+/*
+ * rt.h — runtime-internal: the zoff_runtime struct and the functions the runtime's files share
+ * (runtime.c: API and lifecycle; pipeline.c: gradients, step, updates; scaler.c: loss scaler;
+ * plan.c: memory layout and plan; stats.c: statistics and trace; persist.c: checkpoints).
+ *
+ * The flat index space: parameters concatenated in registration order; element e of parameter p
+ * is flat element p->flat_off + e. This rank owns the flat range [own_begin, own_end) (the whole
+ * space on one rank) and keeps the optimizer state of that range in a zstore whose element 0 is
+ * flat element own_begin.
+ */
+#ifndef ZOFF_RUNTIME_RT_H
+#define ZOFF_RUNTIME_RT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+#include "cpu_adam/adam.h"
+#include "gpu/device.h"
+#include "nvme/swap.h"
+#include "offload/arena.h"
+#include "offload/store.h"
+#include "runtime/trace.h"
+
+#define ZRT_NSTAGE  4 /* pinned staging tiles for 16-bit uploads (>= 2: double buffering) */
+#define ZRT_ERR_MAX 1024
+
+/* ---- loss scaler (scaler.c) -------------------------------------------------------------- */
+typedef struct zrt_scaler {
+    int dynamic; /* 1: fp16 dynamic loss scaling */
+    float scale; /* current loss scale (1 without fp16) */
+    float min_scale;
+    int window;         /* clean steps before the scale is doubled */
+    int hysteresis_cfg; /* configured hysteresis (delayed shift) */
+    int hysteresis;     /* remaining overflows tolerated before the scale is halved */
+    int64_t good_steps; /* clean steps since the last overflow or raise */
+} zrt_scaler;
+
+/* Sets up the scaler from the config: fp16 dynamic (scale 2^initial_scale_power), fp16 static
+ * (loss_scale > 0) or none (scale 1). */
+void zrt_scaler_init(zrt_scaler *s, const zoff_config *cfg);
+/* Feeds one step's overflow flag; returns 1 when the step must be skipped (any overflow).
+ * DeepSpeed DynamicLossScaler semantics (consecutive_hysteresis off). */
+int zrt_scaler_update(zrt_scaler *s, int overflow);
+
+/* ---- worker thread (pipeline.c) ----------------------------------------------------------- */
+typedef struct zrt_job {
+    void (*fn)(void *);
+    void *arg;
+} zrt_job;
+
+/* A thread running jobs in FIFO order. push may be called from any thread (also a device
+ * stream's host function); the ring never fills because callers bound what they queue. */
+typedef struct zrt_worker {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv, idle_cv;
+    zrt_job *ring;
+    size_t cap, head, count;
+    int busy, stop, started;
+} zrt_worker;
+
+zoff_status zrt_worker_start(zrt_worker *w, size_t cap);
+zoff_status zrt_worker_push(zrt_worker *w, void (*fn)(void *), void *arg);
+void zrt_worker_wait_idle(zrt_worker *w);
+void zrt_worker_stop(zrt_worker *w);
+
+/* ---- parameters and groups ----------------------------------------------------------------- */
+typedef struct zrt_param {
+    char *name;
+    size_t numel;
+    zoff_dtype dtype; /* of dev_param and dev_grad */
+    size_t esize;     /* bytes per element */
+    void *dev_param, *dev_grad;
+    float *init_master; /* copy of the initial values until finalize, or NULL */
+    int group;
+    uint64_t flat_off;            /* first flat element */
+    size_t buf_off;               /* byte offset in the gradient buffer(s) and the hold buffer */
+    size_t part_first, part_last; /* store partitions it overlaps */
+    zdev_event *ev;               /* captures the producer's work at grad_ready (this step) */
+    /* delayed mode: the hold buffer's copy of this param (tiles [tile_first, +hold_tiles)) */
+    size_t tile_first, hold_tiles;
+    size_t hold_left;  /* tiles the running update has still to write (update thread) */
+    int hold_ready;    /* the update wrote all of them (under hold_mu) */
+    int hold_declared; /* its gradient of the next step was declared (under hold_mu) */
+    int hold_uploaded; /* its upload is queued (under hold_mu) */
+    /* per step */
+    int declared;      /* grad_ready called this step (trainer thread) */
+    uint64_t issue_ns; /* when its D2H was queued (trace) */
+    void *grad_dst;    /* where this step's copy lands */
+    double sumsq;      /* sum of squares of the landed 16-bit (or fp32) gradient */
+    size_t nonfinite;  /* non-finite elements in it */
+    struct zoff_runtime *rt;
+} zrt_param;
+
+typedef enum zrt_state {
+    ZRT_CREATED = 0, /* add_group / add_param allowed */
+    ZRT_READY = 1,   /* finalized */
+    ZRT_BROKEN = 2,  /* a step failed half way: only destroy, stats, last_error */
+} zrt_state;
+
+/* One optimizer update over a list of partitions. */
+typedef struct zrt_update {
+    int64_t step;         /* step number for bias correction (>= 1) */
+    float grad_scale;     /* clip_coef / loss_scale */
+    const uint8_t *grads; /* gradient buffer of this step */
+    int to_hold;          /* 1: write 16-bit params into the hold buffer (delayed) */
+    int skip_nonfinite;   /* 1: leave partitions with non-finite grads untouched (eager) */
+    zadam_hparams hp[ZOFF_MAX_GROUPS];
+    /* results, accumulated */
+    uint64_t adam_ns, adam_bytes, h2d_bytes;
+    uint64_t nvme_wait_ns;
+    size_t parts_skipped;
+    zoff_status st;
+    char err[ZRT_ERR_MAX];
+} zrt_update;
+
+/* Memory layout of a finalized runtime (plan.c), computed before anything is allocated. */
+typedef struct zrt_layout {
+    uint64_t numel;       /* elements this rank owns */
+    uint64_t param_bytes; /* 16-bit (or fp32) params of the owned range = one grad buffer */
+    int ngrad_bufs;       /* 2 with overlap delayed */
+    uint64_t grad_buf_bytes;
+    uint64_t hold_bytes;  /* delayed: the 16-bit params of step t waiting to be uploaded */
+    uint64_t stage_bytes; /* one staging tile */
+    int nstage;
+    zstore_sizes store;
+    uint64_t arena_bytes; /* everything above, each 4 KiB-rounded: the pinned arena size */
+    uint64_t gpu_bytes;   /* 16-bit params + grads on the device (trainer-owned) */
+    uint64_t no_offload_bytes;
+} zrt_layout;
+
+/* Computes the layout for a model of `numel` elements whose params take `param_bytes` bytes
+ * (sum of numel * dtype size), `any_f32`: some params are fp32. cfg must be validated. */
+zoff_status zrt_layout_compute(const zoff_config *cfg, uint64_t numel, uint64_t param_bytes,
+                               int any_f32, zrt_layout *out);
+/* Fills the plan report (bytes vs available, fits, advice) for a layout. `dev` may be NULL
+ * (then the GPU side is checked against cfg->sim_gpu_bytes for sim, skipped otherwise);
+ * check_gpu = 0 skips the GPU comparison (finalize: the trainer already allocated it). */
+zoff_status zrt_plan_report(const zoff_config *cfg, const zrt_layout *l, zdev *dev, int check_gpu,
+                            zoff_plan_report *out);
+
+/* ---- the runtime --------------------------------------------------------------------------- */
+typedef struct zrt_group {
+    zoff_group_config cfg;
+} zrt_group;
+
+/* One tile of a full update pass, in flat order (delayed mode: the hold buffer is uploaded tile
+ * by tile and the next update overwrites a tile only after its upload completed). */
+typedef struct zrt_tile {
+    int param;
+    size_t e0, numel; /* elements [e0, e0 + numel) of the param */
+    zdev_event *ev;   /* upload of this tile of the hold buffer */
+} zrt_tile;
+
+struct zoff_runtime {
+    zoff_config cfg; /* validated, environment applied */
+    zrt_state state;
+    char err[ZRT_ERR_MAX];    /* message of the last failed call on this runtime */
+    char broken[ZRT_ERR_MAX]; /* why the runtime became unusable (state BROKEN) */
+    zoff_overlap overlap;     /* effective mode (eager may fall back to sync) */
+
+    zrt_group groups[ZOFF_MAX_GROUPS];
+    int ngroups;
+    zrt_param *params;
+    int nparams, cap_params;
+    uint64_t total_numel;        /* flat space */
+    uint64_t own_begin, own_end; /* the range this rank owns */
+    int any_f32;
+    uint64_t param_bytes; /* bytes of all params (= one grad buffer) */
+
+    /* device */
+    zdev *dev;
+    zdev_stream *d2h, *h2d;
+    zdev_event *params_ev; /* after the last upload of the last update */
+    zdev_event *stage_ev[ZRT_NSTAGE];
+    zrt_tile *tiles; /* delayed: every tile of a full pass, in flat order */
+    size_t ntiles;
+    size_t *part_tile_base; /* delayed: index of partition k's first tile */
+
+    /* host memory */
+    zrt_layout layout;
+    zarena *arena;
+    uint8_t *grad_buf[2];
+    int grad_cur;
+    uint8_t *hold; /* delayed */
+    uint8_t *stage[ZRT_NSTAGE];
+    unsigned stage_next;
+    zstore *store;
+    zadam_ctx *adam;
+    ztopo_choice topo;
+
+    /* optimizer progress */
+    zrt_scaler scaler;
+    int64_t step;            /* optimizer steps taken (skipped ones not counted) */
+    int64_t sync_steps_done; /* steps since finalize/load (delayed warm-up) */
+
+    /* this step's gradients */
+    int declared_count;
+    pthread_mutex_t land_mu;
+    pthread_cond_t land_cv;
+    int landed_count; /* grads whose sumsq is done (grad worker) */
+    zrt_worker gradw; /* sums of squares as gradients land */
+    zrt_worker updw;  /* eager partitions, delayed updates */
+
+    /* eager */
+    int *part_pending;     /* params of partition k whose grads have not landed */
+    int *part_nparams;     /* params overlapping partition k */
+    int *part_first_param; /* first param overlapping partition k */
+    size_t *ready;         /* eager: partitions ready, not yet taken */
+    size_t nready;
+    size_t *eager_batch; /* eager: the partitions one update-worker job takes */
+    pthread_mutex_t eager_mu;
+    zrt_update eager_upd;
+    int eager_armed; /* eager_upd prepared for this step */
+
+    /* delayed */
+    zrt_update delayed_upd;
+    int delayed_running;     /* a job is queued on updw */
+    int delayed_unreported;  /* a finished job whose numbers the next step result reports */
+    int hold_active;         /* a delayed update was launched whose params are not all queued
+                                for upload yet */
+    pthread_mutex_t hold_mu; /* hold_* flags of the params; serialises hold uploads */
+
+    /* stats and trace */
+    zoff_stats stats;
+    uint64_t step_begin_ns; /* first grad_ready of the step (or end of the previous step) */
+    zdev_stats dev_snap;
+    zstore_stats store_snap;
+    _Atomic uint64_t wait_begin_ns, wait_end_ns;   /* params_ready on a stream (host functions) */
+    _Atomic uint64_t own_d2h_bytes, own_h2d_bytes; /* copies zoff queued (not the trainer's) */
+    uint64_t own_d2h_snap, own_h2d_snap;
+    double wait_block_ms;  /* params_ready(NULL) */
+    uint64_t last_land_ns; /* trace: end of the previous D2H */
+    zztrace *trace;
+    int tr_d2h, tr_h2d, tr_grads, tr_adam, tr_nvr, tr_nvw, tr_step;
+};
+
+/* Records rt's message for zoff_last_error(rt) from the thread's last error when st < 0, clears
+ * it otherwise; returns st. Every public entry returns through it. */
+zoff_status zrt_ret(zoff_runtime *rt, zoff_status st);
+
+/* pipeline.c */
+zoff_status zrt_pipeline_init(zoff_runtime *rt); /* finalize: workers, events, counters */
+void zrt_pipeline_fini(zoff_runtime *rt);        /* destroy: stop workers */
+/* Waits for background work (eager/delayed job) and returns its error, if any. */
+zoff_status zrt_drain(zoff_runtime *rt);
+/* Forgets the pending delayed uploads (load re-uploads the params itself). */
+void zrt_drop_hold(zoff_runtime *rt);
+/* Marks the runtime unusable after a failure half way through changing its state. */
+zoff_status zrt_break(zoff_runtime *rt, zoff_status st);
+zoff_status zrt_grad_ready(zoff_runtime *rt, int id, zoff_stream producer);
+zoff_status zrt_step(zoff_runtime *rt, zoff_step_result *r);
+zoff_status zrt_params_ready(zoff_runtime *rt, zoff_stream consumer);
+/* Runs an update over `n` partitions (order NULL: all) in the calling thread. */
+zoff_status zrt_run_update(zoff_runtime *rt, zrt_update *u, const size_t *order, size_t n);
+/* Casts master[0..n) of param p starting at element e0 to its dtype and uploads it (sync). */
+zoff_status zrt_upload_master(zoff_runtime *rt, const zrt_param *p, size_t e0, const float *master,
+                              size_t n);
+/* Fills a zadam_hparams for group g at `step`. */
+void zrt_hparams(const zoff_runtime *rt, int g, int64_t step, float grad_scale, zadam_hparams *hp);
+
+/* stats.c */
+void zrt_stats_step_begin(zoff_runtime *rt);
+void zrt_stats_step_end(zoff_runtime *rt, const zrt_update *u, uint64_t step_ns);
+zoff_status zrt_trace_open(zoff_runtime *rt);
+void zrt_trace_close(zoff_runtime *rt);
+void zrt_store_io_hook(void *user, int is_write, size_t part, size_t bytes, uint64_t issue_ns,
+                       uint64_t done_ns);
+
+/* persist.c: the state of one parameter range, through the store (swapping as needed). */
+zoff_status zrt_state_io(zoff_runtime *rt, int id, float *master, float *exp_avg, float *exp_avg_sq,
+                         int write);
+
+#endif /* ZOFF_RUNTIME_RT_H */

@@ -1,0 +1,718 @@
+/*
+ * runtime.c — the public API's lifecycle and accessors: create/destroy, error messages, groups,
+ * parameter registration, finalize (plan, arena, store, Adam context, streams, initial state),
+ * master/state access, loss scale and step queries, and the device/stream helpers for trainers.
+ * The step pipeline lives in pipeline.c, checkpoints in persist.c, stats in stats.c.
+ *
+ * Every public entry clears the thread's error message first and returns through zrt_ret(), which
+ * keeps the message of a failure on the runtime for zoff_last_error(rt).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/half.h"
+#include "runtime/config.h"
+#include "runtime/rt.h"
+
+zoff_status zrt_ret(zoff_runtime *rt, zoff_status st)
+{
+    if (!rt) return st;
+    if (st < 0) {
+        const char *m = zoff__last_error_tls();
+        snprintf(rt->err, sizeof rt->err, "%s", m[0] ? m : zoff_strerror(st));
+    } else {
+        rt->err[0] = '\0';
+    }
+    return st;
+}
+
+/* For accessors that take a const runtime: the error text is not part of its logical state. */
+static zoff_status ret_c(const zoff_runtime *rt, zoff_status st)
+{
+    return zrt_ret((zoff_runtime *)(uintptr_t)rt, st);
+}
+
+ZOFF_API const char *zoff_last_error(const zoff_runtime *rt)
+{
+    return rt ? rt->err : zoff__last_error_tls();
+}
+
+static zoff_status check_group(const zoff_group_config *g, int id)
+{
+    char path[32];
+    if (id == 0)
+        snprintf(path, sizeof path, "optimizer.params");
+    else
+        snprintf(path, sizeof path, "group %d", id);
+    return zoff__group_config_validate(g, path);
+}
+
+static zoff_status create_impl(const zoff_config *cfg_in, zoff_runtime **out)
+{
+    zoff_status st = ZOFF_OK;
+    if (!cfg_in || !out) return zoff__err(ZOFF_EINVAL, "zoff_create: cfg and out must not be NULL");
+    if (cfg_in->struct_size == 0 || cfg_in->struct_size > sizeof(zoff_config))
+        return zoff__err(ZOFF_EINVAL,
+                         "zoff_create: cfg->struct_size is %zu (expected %zu): initialise the "
+                         "config with zoff_config_default()",
+                         cfg_in->struct_size, sizeof(zoff_config));
+    zoff_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt) return zoff__err(-ENOMEM, "zoff_create: out of memory");
+    pthread_mutex_init(&rt->land_mu, NULL);
+    pthread_cond_init(&rt->land_cv, NULL);
+    pthread_mutex_init(&rt->eager_mu, NULL);
+    pthread_mutex_init(&rt->hold_mu, NULL);
+    ZOFF_CHECK_GOTO(zoff_config_default(&rt->cfg), st, fail);
+    memcpy(&rt->cfg, cfg_in, cfg_in->struct_size);
+    rt->cfg.struct_size = sizeof rt->cfg;
+    ZOFF_CHECK_GOTO(zoff__config_apply_env(&rt->cfg), st, fail);
+    ZOFF_CHECK_GOTO(zoff__config_validate(&rt->cfg), st, fail);
+    rt->groups[0].cfg = rt->cfg.optimizer;
+    rt->groups[0].cfg.struct_size = sizeof(zoff_group_config);
+    rt->ngroups = 1;
+
+    rt->overlap = rt->cfg.overlap;
+    if (rt->overlap == ZOFF_OVERLAP_EAGER &&
+        (rt->cfg.fp16_enabled || rt->cfg.gradient_clipping > 0.0f)) {
+        ZOFF_WARN(ZOFF_SUB_STEP,
+                  "overlap eager needs no global gradient norm, but %s is on: using sync",
+                  rt->cfg.fp16_enabled ? "fp16 loss scaling" : "gradient_clipping");
+        rt->overlap = ZOFF_OVERLAP_SYNC;
+    }
+
+    zdev_config dc;
+    zdev_config_default(&dc);
+    dc.kind = rt->cfg.device;
+    dc.cuda_device = rt->cfg.cuda_device;
+    dc.sim_bytes = rt->cfg.sim_gpu_bytes;
+    dc.sim_pcie_gbps = rt->cfg.sim_pcie_gbps;
+    dc.sim_jitter_seed = rt->cfg.sim_jitter_seed;
+    ZOFF_CHECK_GOTO(zdev_open(&dc, &rt->dev), st, fail);
+    snprintf(rt->stats.device_name, sizeof rt->stats.device_name, "%s", zdev_name(rt->dev));
+    ZOFF_CHECK_GOTO(zrt_trace_open(rt), st, fail);
+    zrt_scaler_init(&rt->scaler, &rt->cfg);
+    rt->state = ZRT_CREATED;
+    *out = rt;
+    return ZOFF_OK;
+fail:
+    zoff_destroy(rt);
+    return st;
+}
+
+ZOFF_API zoff_status zoff_create(const zoff_config *cfg, zoff_runtime **out)
+{
+    zoff__clear_error();
+    return create_impl(cfg, out);
+}
+
+ZOFF_API zoff_status zoff_create_from_json(const char *json, zoff_runtime **out)
+{
+    zoff__clear_error();
+    zoff_config cfg;
+    if (!out) return zoff__err(ZOFF_EINVAL, "zoff_create_from_json: out is NULL");
+    if (!json || !json[0])
+        ZOFF_CHECK(zoff_config_default(&cfg));
+    else
+        ZOFF_CHECK(zoff_config_from_json_string(&cfg, json));
+    return create_impl(&cfg, out);
+}
+
+/* Frees what finalize built (also after a failed finalize); the runtime returns to CREATED. */
+static void release_finalized(zoff_runtime *rt)
+{
+    zrt_pipeline_fini(rt);
+    if (rt->dev) {
+        if (rt->h2d) (void)zdev_stream_sync(rt->dev, rt->h2d);
+        if (rt->d2h) (void)zdev_stream_sync(rt->dev, rt->d2h);
+        for (int i = 0; i < ZRT_NSTAGE; i++)
+            if (rt->stage_ev[i]) zdev_event_destroy(rt->dev, rt->stage_ev[i]);
+        for (int i = 0; i < rt->nparams; i++)
+            if (rt->params[i].ev) zdev_event_destroy(rt->dev, rt->params[i].ev);
+        if (rt->params_ev) zdev_event_destroy(rt->dev, rt->params_ev);
+        if (rt->d2h) zdev_stream_destroy(rt->dev, rt->d2h);
+        if (rt->h2d) zdev_stream_destroy(rt->dev, rt->h2d);
+    }
+    memset(rt->stage_ev, 0, sizeof rt->stage_ev);
+    for (int i = 0; i < rt->nparams; i++) rt->params[i].ev = NULL;
+    rt->params_ev = NULL;
+    rt->d2h = rt->h2d = NULL;
+    zstore_destroy(rt->store);
+    rt->store = NULL;
+    zarena_destroy(rt->arena); /* frees grad buffers, hold, staging with it */
+    rt->arena = NULL;
+    memset(rt->grad_buf, 0, sizeof rt->grad_buf);
+    memset(rt->stage, 0, sizeof rt->stage);
+    rt->hold = NULL;
+    zadam_destroy(rt->adam);
+    rt->adam = NULL;
+    free(rt->part_pending);
+    free(rt->part_nparams);
+    free(rt->part_first_param);
+    free(rt->ready);
+    rt->part_pending = rt->part_nparams = rt->part_first_param = NULL;
+    rt->ready = NULL;
+    rt->state = ZRT_CREATED;
+}
+
+ZOFF_API void zoff_destroy(zoff_runtime *rt)
+{
+    if (!rt) return;
+    if (rt->state != ZRT_CREATED) (void)zrt_drain(rt);
+    release_finalized(rt);
+    zrt_trace_close(rt);
+    for (int i = 0; i < rt->nparams; i++) {
+        free(rt->params[i].name);
+        free(rt->params[i].init_master);
+    }
+    free(rt->params);
+    if (rt->dev) zdev_close(rt->dev);
+    pthread_mutex_destroy(&rt->land_mu);
+    pthread_cond_destroy(&rt->land_cv);
+    pthread_mutex_destroy(&rt->eager_mu);
+    pthread_mutex_destroy(&rt->hold_mu);
+    free(rt);
+}
+
+/* ---- groups -------------------------------------------------------------------------------- */
+ZOFF_API zoff_status zoff_add_group(zoff_runtime *rt, const zoff_group_config *g, int *group_id)
+{
+    zoff__clear_error();
+    if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_add_group: rt is NULL");
+    if (rt->state != ZRT_CREATED)
+        return zrt_ret(rt, zoff__err(ZOFF_ESTATE, "zoff_add_group after zoff_finalize: groups "
+                                                  "are fixed once the runtime is finalized"));
+    zoff_status st = check_group(g, rt->ngroups);
+    if (st < 0) return zrt_ret(rt, st);
+    if (rt->ngroups >= ZOFF_MAX_GROUPS)
+        return zrt_ret(
+            rt, zoff__err(ZOFF_EINVAL, "zoff_add_group: at most %d groups", ZOFF_MAX_GROUPS));
+    rt->groups[rt->ngroups].cfg = *g;
+    rt->groups[rt->ngroups].cfg.struct_size = sizeof(zoff_group_config);
+    if (group_id) *group_id = rt->ngroups;
+    rt->ngroups++;
+    return zrt_ret(rt, ZOFF_OK);
+}
+
+ZOFF_API zoff_status zoff_set_group(zoff_runtime *rt, int group_id, const zoff_group_config *g)
+{
+    zoff__clear_error();
+    if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_set_group: rt is NULL");
+    if (group_id < 0 || group_id >= rt->ngroups)
+        return zrt_ret(rt, zoff__err(ZOFF_EINVAL, "zoff_set_group: unknown group %d (have %d)",
+                                     group_id, rt->ngroups));
+    zoff_status st = check_group(g, group_id);
+    if (st < 0) return zrt_ret(rt, st);
+    rt->groups[group_id].cfg = *g;
+    rt->groups[group_id].cfg.struct_size = sizeof(zoff_group_config);
+    return zrt_ret(rt, ZOFF_OK);
+}
+
+ZOFF_API zoff_status zoff_get_group(const zoff_runtime *rt, int group_id, zoff_group_config *g)
+{
+    zoff__clear_error();
+    if (!rt || !g) return zoff__err(ZOFF_EINVAL, "zoff_get_group: rt and g must not be NULL");
+    if (group_id < 0 || group_id >= rt->ngroups)
+        return ret_c(rt, zoff__err(ZOFF_EINVAL, "zoff_get_group: unknown group %d (have %d)",
+                                   group_id, rt->ngroups));
+    *g = rt->groups[group_id].cfg;
+    return ret_c(rt, ZOFF_OK);
+}
+
+/* ---- parameters ---------------------------------------------------------------------------- */
+static zoff_status add_param_impl(zoff_runtime *rt, const char *name, size_t numel,
+                                  zoff_dtype dtype, void *dev_param, void *dev_grad,
+                                  const float *init_master, int group, int *param_id)
+{
+    if (rt->state != ZRT_CREATED)
+        return zoff__err(ZOFF_ESTATE,
+                         "zoff_add_param('%s') after zoff_finalize: register every "
+                         "parameter before finalizing",
+                         name ? name : "(null)");
+    if (!name || !name[0]) return zoff__err(ZOFF_EINVAL, "zoff_add_param: empty name");
+    if (strlen(name) + sizeof(".exp_avg_sq") > 256)
+        return zoff__err(ZOFF_EINVAL, "zoff_add_param: name '%.40s...' is longer than %zu bytes",
+                         name, 256 - sizeof(".exp_avg_sq"));
+    if (numel == 0) return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): numel is 0", name);
+    if (zoff_dtype_size(dtype) == 0)
+        return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): unknown dtype %d", name, (int)dtype);
+    if (!dev_param || !dev_grad)
+        return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): dev_param and dev_grad are required",
+                         name);
+    if (group < 0 || group >= rt->ngroups)
+        return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): unknown group %d (have %d)", name,
+                         group, rt->ngroups);
+    for (int i = 0; i < rt->nparams; i++)
+        if (strcmp(rt->params[i].name, name) == 0)
+            return zoff__err(ZOFF_EINVAL, "zoff_add_param: name '%s' is already registered (id %d)",
+                             name, i);
+    if (rt->nparams == rt->cap_params) {
+        int cap = rt->cap_params ? rt->cap_params * 2 : 64;
+        zrt_param *np = realloc(rt->params, (size_t)cap * sizeof *np);
+        if (!np) return zoff__err(-ENOMEM, "zoff_add_param: out of memory");
+        rt->params = np;
+        rt->cap_params = cap;
+    }
+    zrt_param p;
+    memset(&p, 0, sizeof p);
+    p.name = strdup(name);
+    if (!p.name) return zoff__err(-ENOMEM, "zoff_add_param: out of memory");
+    if (init_master) {
+        p.init_master = malloc(numel * sizeof(float));
+        if (!p.init_master) {
+            free(p.name);
+            return zoff__err(-ENOMEM,
+                             "zoff_add_param('%s'): out of memory copying %zu initial "
+                             "values",
+                             name, numel);
+        }
+        memcpy(p.init_master, init_master, numel * sizeof(float));
+    }
+    p.numel = numel;
+    p.dtype = dtype;
+    p.esize = zoff_dtype_size(dtype);
+    p.dev_param = dev_param;
+    p.dev_grad = dev_grad;
+    p.group = group;
+    p.flat_off = rt->total_numel;
+    p.buf_off = (size_t)ZOFF_ALIGN_UP(rt->param_bytes, 64u);
+    p.rt = rt;
+    rt->total_numel += numel;
+    rt->param_bytes = p.buf_off + numel * p.esize;
+    if (dtype == ZOFF_DTYPE_F32) rt->any_f32 = 1;
+    rt->params[rt->nparams] = p;
+    if (param_id) *param_id = rt->nparams;
+    rt->nparams++;
+    return ZOFF_OK;
+}
+
+ZOFF_API zoff_status zoff_add_param(zoff_runtime *rt, const char *name, size_t numel,
+                                    zoff_dtype dtype, void *dev_param, void *dev_grad,
+                                    const float *init_master, int group, int *param_id)
+{
+    zoff__clear_error();
+    if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_add_param: rt is NULL");
+    return zrt_ret(rt, add_param_impl(rt, name, numel, dtype, dev_param, dev_grad, init_master,
+                                      group, param_id));
+}
+
+/* ---- finalize ------------------------------------------------------------------------------ */
+/* Partition <-> parameter maps (eager counters, segment iteration). */
+static zoff_status build_maps(zoff_runtime *rt)
+{
+    zstore_sizes sz;
+    zstore_get_sizes(rt->store, &sz);
+    size_t np = sz.nparts;
+    rt->part_pending = calloc(np, sizeof(int));
+    rt->part_nparams = calloc(np, sizeof(int));
+    rt->part_first_param = malloc(np * sizeof(int));
+    rt->ready = calloc(np, sizeof(size_t));
+    if (!rt->part_pending || !rt->part_nparams || !rt->part_first_param || !rt->ready)
+        return zoff__err(-ENOMEM, "finalize: out of memory for %zu partitions", np);
+    for (size_t k = 0; k < np; k++) rt->part_first_param[k] = -1;
+    size_t pn = rt->cfg.partition_numel;
+    for (int i = 0; i < rt->nparams; i++) {
+        zrt_param *p = &rt->params[i];
+        uint64_t lo = p->flat_off - rt->own_begin;
+        uint64_t hi = lo + p->numel - 1;
+        p->part_first = (size_t)(lo / pn);
+        p->part_last = (size_t)(hi / pn);
+        for (size_t k = p->part_first; k <= p->part_last; k++) {
+            if (rt->part_first_param[k] < 0) rt->part_first_param[k] = i;
+            rt->part_nparams[k]++;
+        }
+    }
+    return ZOFF_OK;
+}
+
+/* Fills partition `part` with the initial state: master from init_master or dev_param, zero
+ * moments. */
+static zoff_status init_partition(zoff_runtime *rt, const zstore_part *part)
+{
+    memset(part->exp_avg, 0, part->numel * sizeof(float));
+    memset(part->exp_avg_sq, 0, part->numel * sizeof(float));
+    uint64_t pb = rt->own_begin + part->begin, pe = pb + part->numel;
+    for (int q = rt->part_first_param[part->index]; q >= 0 && q < rt->nparams; q++) {
+        zrt_param *p = &rt->params[q];
+        if (p->flat_off >= pe) break;
+        uint64_t lo = ZOFF_MAX(p->flat_off, pb), hi = ZOFF_MIN(p->flat_off + p->numel, pe);
+        float *dst = part->master + (lo - pb);
+        size_t e0 = (size_t)(lo - p->flat_off), n = (size_t)(hi - lo);
+        if (p->init_master) {
+            memcpy(dst, p->init_master + e0, n * sizeof(float));
+            continue;
+        }
+        /* read the trainer's values from dev_param through a staging tile */
+        size_t chunk = rt->layout.stage_bytes / p->esize;
+        for (size_t done = 0; done < n; done += chunk) {
+            size_t m = ZOFF_MIN(chunk, n - done);
+            const uint8_t *src = (const uint8_t *)p->dev_param + (e0 + done) * p->esize;
+            ZOFF_CHECK(zdev_memcpy_d2h(rt->dev, rt->stage[0], src, m * p->esize, rt->d2h));
+            ZOFF_CHECK(zdev_stream_sync(rt->dev, rt->d2h));
+            const uint16_t *h = (const uint16_t *)rt->stage[0];
+            float *d = dst + done;
+            if (p->dtype == ZOFF_DTYPE_F32)
+                memcpy(d, rt->stage[0], m * sizeof(float));
+            else if (p->dtype == ZOFF_DTYPE_F16)
+                for (size_t i = 0; i < m; i++) d[i] = zoff_f16_to_f32(h[i]);
+            else
+                for (size_t i = 0; i < m; i++) d[i] = zoff_bf16_to_f32(h[i]);
+        }
+    }
+    return ZOFF_OK;
+}
+
+static zoff_status init_state(zoff_runtime *rt)
+{
+    zoff_status st = ZOFF_OK;
+    zstore_sizes sz;
+    zstore_get_sizes(rt->store, &sz);
+    ZOFF_CHECK(zstore_pass_begin(rt->store, NULL, sz.nparts, ZSTORE_WRITE));
+    for (size_t k = 0; k < sz.nparts; k++) {
+        zstore_part part;
+        ZOFF_CHECK_GOTO(zstore_pass_next(rt->store, &part), st, out);
+        ZOFF_CHECK_GOTO(init_partition(rt, &part), st, out);
+        ZOFF_CHECK_GOTO(zstore_pass_release(rt->store), st, out);
+    }
+out:;
+    zoff_status e = zstore_pass_end(rt->store);
+    return st ? st : e;
+}
+
+static zoff_status finalize_impl(zoff_runtime *rt)
+{
+    zoff_status st = ZOFF_OK;
+    if (rt->state == ZRT_READY) return zoff__err(ZOFF_ESTATE, "zoff_finalize called twice");
+    if (rt->state != ZRT_CREATED)
+        return zoff__err(ZOFF_ESTATE, "zoff_finalize: runtime is unusable: %s", rt->broken);
+    if (rt->nparams == 0)
+        return zoff__err(ZOFF_EINVAL, "zoff_finalize: no parameters registered (zoff_add_param)");
+    zoff_config *c = &rt->cfg;
+    rt->own_begin = 0;
+    rt->own_end = rt->total_numel;
+
+    /* plan first: refuse what cannot fit before allocating anything */
+    ZOFF_CHECK(zrt_layout_compute(c, rt->own_end - rt->own_begin, rt->param_bytes, rt->any_f32,
+                                  &rt->layout));
+    zoff_plan_report rep;
+    ZOFF_CHECK(zrt_plan_report(c, &rt->layout, rt->dev, 0, &rep));
+    if (!rep.fits) return zoff__err(ZOFF_ENOFIT, "zoff_finalize: %s", rep.advice);
+
+    /* NUMA node nearest the device; Adam threads on its cores */
+    char bus[64] = "";
+    const char *busp = zdev_pci_bus_id(rt->dev, bus, sizeof bus) == ZOFF_OK ? bus : NULL;
+    if (ztopo_choose(busp, c->numa_node, &rt->topo) < 0) {
+        ZOFF_WARN(ZOFF_SUB_INIT, "NUMA placement unavailable (%s): memory and threads unbound",
+                  zoff__last_error_tls());
+        memset(&rt->topo, 0, sizeof rt->topo);
+        rt->topo.numa_node = -1;
+    }
+    zoff__clear_error();
+    ZOFF_INFO(ZOFF_SUB_INIT, "NUMA node %d (%s), %d cpus", rt->topo.numa_node, rt->topo.reason,
+              rt->topo.ncpus);
+
+    zarena_config ac = {
+        rt->layout.arena_bytes, rt->topo.numa_node, c->pin_memory, 1, rt->dev, "zoff"};
+    ZOFF_CHECK_GOTO(zarena_create(&ac, &rt->arena), st, fail);
+    for (int i = 0; i < rt->layout.ngrad_bufs; i++) {
+        void *p = NULL;
+        ZOFF_CHECK_GOTO(zarena_alloc(rt->arena, rt->layout.grad_buf_bytes, "grads", &p), st, fail);
+        rt->grad_buf[i] = p;
+    }
+    if (rt->layout.hold_bytes) {
+        void *p = NULL;
+        ZOFF_CHECK_GOTO(zarena_alloc(rt->arena, rt->layout.hold_bytes, "hold", &p), st, fail);
+        rt->hold = p;
+    }
+    for (int i = 0; i < ZRT_NSTAGE; i++) {
+        void *p = NULL;
+        ZOFF_CHECK_GOTO(zarena_alloc(rt->arena, rt->layout.stage_bytes, "staging", &p), st, fail);
+        rt->stage[i] = p;
+    }
+
+    zswap_config sc;
+    memset(&sc, 0, sizeof sc);
+    sc.paths = c->nvme_path;
+    sc.odirect = c->aio_odirect;
+    sc.verify_crc = c->verify_crc;
+    sc.aio.engine = c->aio_engine;
+    sc.aio.block_bytes = c->aio_block_size;
+    sc.aio.queue_depth = c->aio_queue_depth;
+    zstore_config stc = {.numel = rt->own_end - rt->own_begin,
+                         .partition_numel = c->partition_numel,
+                         .tier = c->tier,
+                         .ratio = c->ratio,
+                         .buffer_count = c->buffer_count,
+                         .arena = rt->arena,
+                         .swap = &sc,
+                         .io_hook = rt->trace ? zrt_store_io_hook : NULL,
+                         .io_user = rt};
+    ZOFF_CHECK_GOTO(zstore_create(&stc, &rt->store), st, fail);
+
+    int threads = c->cpu_threads;
+    if (threads <= 0 && !zoff__param_set(ZOFF_PARAM_CPU_THREADS) && rt->topo.ncpus > 0)
+        threads = rt->topo.ncpus;
+    zadam_config zc = {.isa = c->cpu_isa,
+                       .threads = threads,
+                       .cpus = rt->topo.ncpus > 0 ? rt->topo.cpus : NULL,
+                       .ncpus = rt->topo.ncpus};
+    ZOFF_CHECK_GOTO(zadam_create(&zc, &rt->adam), st, fail);
+    snprintf(rt->stats.cpu_isa, sizeof rt->stats.cpu_isa, "%s",
+             zadam_isa_name(zadam_ctx_isa(rt->adam)));
+
+    ZOFF_CHECK_GOTO(zdev_stream_create(rt->dev, &rt->d2h), st, fail);
+    ZOFF_CHECK_GOTO(zdev_stream_create(rt->dev, &rt->h2d), st, fail);
+    for (int i = 0; i < rt->nparams; i++)
+        ZOFF_CHECK_GOTO(zdev_event_create(rt->dev, &rt->params[i].ev), st, fail);
+    ZOFF_CHECK_GOTO(zdev_event_create(rt->dev, &rt->params_ev), st, fail);
+    for (int i = 0; i < ZRT_NSTAGE; i++)
+        ZOFF_CHECK_GOTO(zdev_event_create(rt->dev, &rt->stage_ev[i]), st, fail);
+
+    ZOFF_CHECK_GOTO(build_maps(rt), st, fail);
+    ZOFF_CHECK_GOTO(init_state(rt), st, fail);
+    ZOFF_CHECK_GOTO(zrt_pipeline_init(rt), st, fail);
+    for (int i = 0; i < rt->nparams; i++) {
+        free(rt->params[i].init_master);
+        rt->params[i].init_master = NULL;
+    }
+    zrt_scaler_init(&rt->scaler, c);
+    rt->step = 0;
+    rt->sync_steps_done = 0;
+    rt->grad_cur = 0;
+    rt->state = ZRT_READY;
+    zrt_stats_step_begin(rt); /* baseline of the counters */
+    ZOFF_INFO(ZOFF_SUB_INIT,
+              "finalized: %d params, %llu elements, %zu partitions (%zu resident), arena %llu "
+              "bytes, overlap %d",
+              rt->nparams, (unsigned long long)rt->total_numel, rt->layout.store.nparts,
+              rt->layout.store.resident_parts, (unsigned long long)rt->layout.arena_bytes,
+              (int)rt->overlap);
+    return ZOFF_OK;
+fail:;
+    char msg[ZRT_ERR_MAX];
+    snprintf(msg, sizeof msg, "%s", zoff__last_error_tls());
+    release_finalized(rt);
+    return zoff__err(st, "%s", msg);
+}
+
+ZOFF_API zoff_status zoff_finalize(zoff_runtime *rt)
+{
+    zoff__clear_error();
+    if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_finalize: rt is NULL");
+    return zrt_ret(rt, finalize_impl(rt));
+}
+
+/* ---- state access -------------------------------------------------------------------------- */
+static zoff_status check_ready(const zoff_runtime *rt, const char *call)
+{
+    if (rt->state == ZRT_CREATED) return zoff__err(ZOFF_ESTATE, "%s before zoff_finalize", call);
+    if (rt->state == ZRT_BROKEN)
+        return zoff__err(ZOFF_ESTATE, "%s: the runtime is unusable after an earlier failure: %s",
+                         call, rt->broken);
+    return ZOFF_OK;
+}
+
+static zoff_status check_param(const zoff_runtime *rt, int id, const char *call)
+{
+    if (id < 0 || id >= rt->nparams)
+        return zoff__err(ZOFF_EINVAL, "%s: unknown param id %d (%d registered)", call, id,
+                         rt->nparams);
+    return ZOFF_OK;
+}
+
+ZOFF_API zoff_status zoff_get_master(zoff_runtime *rt, int param_id, float *out)
+{
+    zoff__clear_error();
+    if (!rt || !out) return zoff__err(ZOFF_EINVAL, "zoff_get_master: rt and out are required");
+    zoff_status st = check_ready(rt, "zoff_get_master");
+    if (!st) st = check_param(rt, param_id, "zoff_get_master");
+    if (!st) st = zrt_drain(rt);
+    if (!st) st = zrt_state_io(rt, param_id, out, NULL, NULL, 0);
+    return zrt_ret(rt, st);
+}
+
+ZOFF_API zoff_status zoff_get_state(zoff_runtime *rt, int param_id, float *exp_avg,
+                                    float *exp_avg_sq)
+{
+    zoff__clear_error();
+    if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_get_state: rt is NULL");
+    zoff_status st = check_ready(rt, "zoff_get_state");
+    if (!st) st = check_param(rt, param_id, "zoff_get_state");
+    if (!st) st = zrt_drain(rt);
+    if (!st && (exp_avg || exp_avg_sq))
+        st = zrt_state_io(rt, param_id, NULL, exp_avg, exp_avg_sq, 0);
+    return zrt_ret(rt, st);
+}
+
+ZOFF_API zoff_status zoff_set_state(zoff_runtime *rt, int param_id, const float *master,
+                                    const float *exp_avg, const float *exp_avg_sq)
+{
+    zoff__clear_error();
+    if (!rt || !master) return zoff__err(ZOFF_EINVAL, "zoff_set_state: rt and master are required");
+    zoff_status st = check_ready(rt, "zoff_set_state");
+    if (!st) st = check_param(rt, param_id, "zoff_set_state");
+    if (!st) st = zrt_drain(rt);
+    if (!st)
+        st = zrt_state_io(rt, param_id, (float *)(uintptr_t)master, (float *)(uintptr_t)exp_avg,
+                          (float *)(uintptr_t)exp_avg_sq, 1);
+    return zrt_ret(rt, st);
+}
+
+ZOFF_API zoff_status zoff_param_count(const zoff_runtime *rt, int *count)
+{
+    zoff__clear_error();
+    if (!rt || !count) return zoff__err(ZOFF_EINVAL, "zoff_param_count: rt and count required");
+    *count = rt->nparams;
+    return ret_c(rt, ZOFF_OK);
+}
+
+ZOFF_API zoff_status zoff_get_step(const zoff_runtime *rt, int64_t *step)
+{
+    zoff__clear_error();
+    if (!rt || !step) return zoff__err(ZOFF_EINVAL, "zoff_get_step: rt and step required");
+    *step = rt->step;
+    return ret_c(rt, ZOFF_OK);
+}
+
+ZOFF_API zoff_status zoff_set_step(zoff_runtime *rt, int64_t step)
+{
+    zoff__clear_error();
+    if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_set_step: rt is NULL");
+    zoff_status st = check_ready(rt, "zoff_set_step");
+    if (!st && step < 0)
+        st = zoff__err(ZOFF_EINVAL, "zoff_set_step: step %lld < 0", (long long)step);
+    if (!st && rt->declared_count > 0)
+        st = zoff__err(ZOFF_ESTATE,
+                       "zoff_set_step in the middle of a step (%d gradients "
+                       "declared): call it between steps",
+                       rt->declared_count);
+    if (!st) st = zrt_drain(rt);
+    if (!st) rt->step = step;
+    return zrt_ret(rt, st);
+}
+
+ZOFF_API zoff_status zoff_get_loss_scale(const zoff_runtime *rt, float *scale)
+{
+    zoff__clear_error();
+    if (!rt || !scale) return zoff__err(ZOFF_EINVAL, "zoff_get_loss_scale: rt and scale required");
+    *scale = rt->scaler.scale;
+    return ret_c(rt, ZOFF_OK);
+}
+
+/* ---- step entry points (pipeline.c does the work) ------------------------------------------ */
+ZOFF_API zoff_status zoff_grad_ready(zoff_runtime *rt, int param_id, zoff_stream producer)
+{
+    zoff__clear_error();
+    if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_grad_ready: rt is NULL");
+    zoff_status st = check_ready(rt, "zoff_grad_ready");
+    if (!st) st = check_param(rt, param_id, "zoff_grad_ready");
+    if (!st) st = zrt_grad_ready(rt, param_id, producer);
+    return zrt_ret(rt, st);
+}
+
+ZOFF_API zoff_status zoff_step(zoff_runtime *rt, const zoff_step_args *a, zoff_step_result *r)
+{
+    zoff__clear_error();
+    if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_step: rt is NULL");
+    zoff_status st = check_ready(rt, "zoff_step");
+    if (!st && a && a->flags != 0)
+        st = zoff__err(ZOFF_EINVAL, "zoff_step: args->flags must be 0 (got %d)", a->flags);
+    if (!st && r && r->struct_size != 0 && r->struct_size < sizeof(size_t))
+        st = zoff__err(ZOFF_EINVAL, "zoff_step: result struct_size %zu", r->struct_size);
+    zoff_step_result res;
+    memset(&res, 0, sizeof res);
+    res.struct_size = sizeof res;
+    if (!st) st = zrt_step(rt, &res);
+    if (!st && r) {
+        size_t n = r->struct_size ? ZOFF_MIN(r->struct_size, sizeof res) : sizeof res;
+        size_t keep = r->struct_size ? r->struct_size : sizeof res;
+        memcpy(r, &res, n);
+        r->struct_size = keep;
+    }
+    return zrt_ret(rt, st);
+}
+
+ZOFF_API zoff_status zoff_params_ready(zoff_runtime *rt, zoff_stream consumer)
+{
+    zoff__clear_error();
+    if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_params_ready: rt is NULL");
+    zoff_status st = check_ready(rt, "zoff_params_ready");
+    if (!st) st = zrt_params_ready(rt, consumer);
+    return zrt_ret(rt, st);
+}
+
+/* ---- device helpers ------------------------------------------------------------------------ */
+ZOFF_API zoff_status zoff_device_alloc(zoff_runtime *rt, size_t bytes, void **dev_ptr)
+{
+    zoff__clear_error();
+    if (!rt || !dev_ptr || bytes == 0)
+        return zoff__err(ZOFF_EINVAL, "zoff_device_alloc: rt, dev_ptr and bytes > 0 required");
+    void *p = NULL;
+    zoff_status st = zdev_malloc(rt->dev, bytes, &p);
+    if (!st) *dev_ptr = p;
+    return zrt_ret(rt, st);
+}
+
+ZOFF_API void zoff_device_free(zoff_runtime *rt, void *dev_ptr)
+{
+    if (rt && dev_ptr) zdev_free(rt->dev, dev_ptr);
+}
+
+ZOFF_API zoff_status zoff_device_upload(zoff_runtime *rt, void *dev_dst, const void *host_src,
+                                        size_t bytes, zoff_stream stream)
+{
+    zoff__clear_error();
+    if (!rt || (bytes && (!dev_dst || !host_src)))
+        return zoff__err(ZOFF_EINVAL, "zoff_device_upload: bad arguments");
+    if (bytes == 0) return zrt_ret(rt, ZOFF_OK);
+    zoff_status st = zdev_memcpy_h2d(rt->dev, dev_dst, host_src, bytes, (zdev_stream *)stream);
+    if (!st) st = zdev_stream_sync(rt->dev, (zdev_stream *)stream);
+    return zrt_ret(rt, st);
+}
+
+ZOFF_API zoff_status zoff_device_download(zoff_runtime *rt, void *host_dst, const void *dev_src,
+                                          size_t bytes, zoff_stream stream)
+{
+    zoff__clear_error();
+    if (!rt || (bytes && (!host_dst || !dev_src)))
+        return zoff__err(ZOFF_EINVAL, "zoff_device_download: bad arguments");
+    if (bytes == 0) return zrt_ret(rt, ZOFF_OK);
+    zoff_status st = zdev_memcpy_d2h(rt->dev, host_dst, dev_src, bytes, (zdev_stream *)stream);
+    if (!st) st = zdev_stream_sync(rt->dev, (zdev_stream *)stream);
+    return zrt_ret(rt, st);
+}
+
+ZOFF_API int zoff_device_host_accessible(const zoff_runtime *rt)
+{
+    return rt && rt->dev && zdev_kind(rt->dev) == ZOFF_DEVICE_SIM;
+}
+
+ZOFF_API zoff_status zoff_stream_create(zoff_runtime *rt, zoff_stream *out)
+{
+    zoff__clear_error();
+    if (!rt || !out) return zoff__err(ZOFF_EINVAL, "zoff_stream_create: rt and out required");
+    zdev_stream *s = NULL;
+    zoff_status st = zdev_stream_create(rt->dev, &s);
+    if (!st) *out = s;
+    return zrt_ret(rt, st);
+}
+
+ZOFF_API void zoff_stream_destroy(zoff_runtime *rt, zoff_stream s)
+{
+    if (rt && s) zdev_stream_destroy(rt->dev, (zdev_stream *)s);
+}
+
+ZOFF_API zoff_status zoff_stream_synchronize(zoff_runtime *rt, zoff_stream s)
+{
+    zoff__clear_error();
+    if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_stream_synchronize: rt is NULL");
+    return zrt_ret(rt, zdev_stream_sync(rt->dev, (zdev_stream *)s));
+}
+
+ZOFF_API zoff_status zoff_stream_busy(zoff_runtime *rt, zoff_stream s, uint64_t ns)
+{
+    zoff__clear_error();
+    if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_stream_busy: rt is NULL");
+    return zrt_ret(rt, zdev_busy(rt->dev, (zdev_stream *)s, ns));
+}

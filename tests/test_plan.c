@@ -1,0 +1,148 @@
+/*
+ * test_plan.c — the memory plan: the layout arithmetic (grad buffer(s), hold buffer for delayed,
+ * staging tiles, resident state, swap pool, swap bytes) for the cpu, nvme and ratio tiers;
+ * zoff_plan's report (fits for a small model; for a model too big for host memory fits = 0 with
+ * advice naming offload_optimizer.device; too big for the disk: advice naming nvme_path; too big
+ * for the sim GPU: advice about the device); and zoff_finalize refusing (ZOFF_ENOFIT, message
+ * naming the knob) a model that cannot fit, before allocating anything.
+ */
+#include "test_runtime_util.h"
+
+static void test_layout(void **state)
+{
+    (void)state;
+    zoff_config c;
+    zoff_config_default(&c);
+    c.fp16_enabled = 1;
+    c.partition_numel = 1 << 20;
+    c.tile_numel = 1 << 16;
+    zrt_layout l;
+    uint64_t n = 10u << 20; /* 10 Mi elements */
+    assert_int_equal(zrt_layout_compute(&c, n, n * 2, 0, &l), 0);
+    assert_int_equal(l.ngrad_bufs, 1);
+    assert_int_equal(l.grad_buf_bytes, n * 2);
+    assert_int_equal(l.hold_bytes, 0);
+    assert_int_equal(l.stage_bytes, (1u << 16) * 2);
+    assert_int_equal(l.store.nparts, 10);
+    assert_int_equal(l.store.resident_parts, 10);
+    assert_int_equal(l.store.resident_bytes, n * 12);
+    assert_int_equal(l.store.pool_bytes, 0);
+    assert_int_equal(l.arena_bytes, n * 2 + 4 * (1u << 17) + n * 12);
+    assert_int_equal(l.gpu_bytes, n * 4);
+    assert_int_equal(l.no_offload_bytes, n * 16);
+
+    c.tier = ZOFF_TIER_NVME;
+    snprintf(c.nvme_path, sizeof c.nvme_path, "/tmp");
+    c.buffer_count = 4;
+    c.ratio = 0.0f;
+    assert_int_equal(zrt_layout_compute(&c, n + 5, (n + 5) * 2, 0, &l), 0);
+    assert_int_equal(l.store.nparts, 11);
+    assert_int_equal(l.store.resident_parts, 0);
+    assert_int_equal(l.store.slots, 4);
+    assert_int_equal(l.store.pool_bytes, 4ull * 12 * (1 << 20));
+    assert_int_equal(l.store.swap_bytes, (n + 5) * 12);
+    /* host memory does not grow with the model on the nvme tier beyond the 16-bit buffers */
+    zrt_layout big;
+    assert_int_equal(zrt_layout_compute(&c, 100 * n, 100 * n * 2, 0, &big), 0);
+    assert_int_equal(big.arena_bytes - big.grad_buf_bytes, l.arena_bytes - l.grad_buf_bytes);
+
+    c.ratio = 0.5f;
+    assert_int_equal(zrt_layout_compute(&c, n, n * 2, 0, &l), 0);
+    assert_int_equal(l.store.resident_parts, 5);
+    assert_int_equal(l.store.swapped_parts, 5);
+    assert_int_equal(l.store.resident_bytes, 5ull * 12 * (1 << 20));
+    assert_int_equal(l.store.swap_bytes, 5ull * 12 * (1 << 20));
+
+    c.overlap = ZOFF_OVERLAP_DELAYED;
+    assert_int_equal(zrt_layout_compute(&c, n, n * 2, 0, &l), 0);
+    assert_int_equal(l.ngrad_bufs, 2);
+    assert_int_equal(l.hold_bytes, n * 2);
+    c.partition_numel = 0;
+    assert_int_equal(zrt_layout_compute(&c, n, n * 2, 0, &l), ZOFF_EINVAL);
+}
+
+static void test_plan_report(void **state)
+{
+    (void)state;
+    zoff_config c;
+    zoff_config_default(&c);
+    c.device = ZOFF_DEVICE_SIM;
+    c.fp16_enabled = 1;
+    c.sim_gpu_bytes = ZOFF_GIB;
+    zoff_plan_report r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(zoff_plan(&c, 1000000, &r), 0);
+    assert_int_equal(r.fits, 1);
+    assert_string_equal(r.advice, "");
+    assert_int_equal(r.gpu_bytes, 4000000);
+    assert_int_equal(r.no_offload_bytes, 16000000);
+    assert_true(r.pinned_bytes >= 14000000);
+    assert_true(r.host_available > 0);
+
+    /* host memory: 20 Ti params of state on the cpu tier */
+    size_t huge = (size_t)20 << 40;
+    c.sim_gpu_bytes = (size_t)1 << 50; /* only the host side fails */
+    assert_int_equal(zoff_plan(&c, huge, &r), 0);
+    assert_int_equal(r.fits, 0);
+    assert_non_null(strstr(r.advice, "offload_optimizer.device to nvme"));
+
+    /* the GPU side */
+    c.sim_gpu_bytes = 1000;
+    assert_int_equal(zoff_plan(&c, 1000000, &r), 0);
+    assert_int_equal(r.fits, 0);
+    assert_non_null(strstr(r.advice, "device"));
+
+    /* the disk: nvme tier with all state swapped to a path that cannot hold it */
+    char *dir = zt_mkdtemp("plan");
+    c.sim_gpu_bytes = (size_t)1 << 50;
+    c.tier = ZOFF_TIER_NVME;
+    snprintf(c.nvme_path, sizeof c.nvme_path, "%s", dir);
+    assert_int_equal(zoff_plan(&c, (size_t)1 << 40, &r), 0);
+    assert_int_equal(r.fits, 0);
+    assert_true(r.nvme_bytes == ((uint64_t)12 << 40));
+    assert_non_null(strstr(r.advice, "nvme_path"));
+    assert_true(r.nvme_available > 0);
+    /* a missing directory is named */
+    snprintf(c.nvme_path, sizeof c.nvme_path, "%s/missing", dir);
+    assert_int_equal(zoff_plan(&c, 1000, &r), 0);
+    assert_int_equal(r.fits, 0);
+    assert_non_null(strstr(r.advice, "missing"));
+    zt_rmtree(dir);
+    free(dir);
+
+    assert_int_equal(zoff_plan(NULL, 10, &r), ZOFF_EINVAL);
+    assert_int_equal(zoff_plan(&c, 0, &r), ZOFF_EINVAL);
+}
+
+static void test_finalize_refuses(void **state)
+{
+    (void)state;
+    zoff_config c;
+    tr_config(&c, ZOFF_DTYPE_F16);
+    zoff_runtime *rt = NULL;
+    assert_int_equal(zoff_create(&c, &rt), 0);
+    void *p = NULL, *g = NULL;
+    assert_int_equal(zoff_device_alloc(rt, 4096, &p), 0);
+    assert_int_equal(zoff_device_alloc(rt, 4096, &g), 0);
+    /* claims 2^40 elements: 12 TiB of optimizer state; finalize must refuse before touching it */
+    assert_int_equal(
+        zoff_add_param(rt, "huge", (size_t)1 << 40, ZOFF_DTYPE_F16, p, g, NULL, 0, NULL), 0);
+    assert_int_equal(zoff_finalize(rt), ZOFF_ENOFIT);
+    const char *m = zoff_last_error(rt);
+    fprintf(stderr, "finalize said: %s\n", m);
+    assert_non_null(strstr(m, "offload_optimizer.device"));
+    zoff_stats s = {.struct_size = sizeof(zoff_stats)};
+    assert_int_equal(zoff_get_stats(rt, &s), 0);
+    assert_int_equal(s.pinned_bytes + s.pageable_bytes, 0);
+    zoff_destroy(rt);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_layout),
+        cmocka_unit_test(test_plan_report),
+        cmocka_unit_test(test_finalize_refuses),
+    };
+    return cmocka_run_group_tests_name("plan", tests, NULL, NULL);
+}
