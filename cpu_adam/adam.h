@@ -4,6 +4,11 @@
  * parallelised with OpenMP over cache-sized tiles.
  *
  * Only common/ is included. Callers: runtime/ (the step pipeline), bench/, tests/.
+ *
+ * Results do not depend on the ISA or the thread count: every variant performs the same fp32
+ * operations per element as the scalar reference (bit-identical parameters, state and 16-bit
+ * copies), and the sum of squares follows one canonical summation order (docs/cpu_adam.md).
+ * The kernels assume the default MXCSR (no flush-to-zero / denormals-are-zero).
  */
 #ifndef ZOFF_CPU_ADAM_H
 #define ZOFF_CPU_ADAM_H
@@ -20,7 +25,8 @@ extern "C" {
 typedef enum zadam_isa {
     ZADAM_ISA_SCALAR = 0,
     ZADAM_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
-    ZADAM_ISA_AVX512 = 2, /* AVX-512F/BW/VL (+ AVX512-BF16 used when present) */
+    ZADAM_ISA_AVX512 = 2, /* AVX-512F/BW/VL (+ AVX2/FMA/F16C); bf16 rounding is done with
+                             integer ops: vcvtneps2bf16 flushes fp32 subnormals */
     ZADAM_ISA_COUNT_
 } zadam_isa;
 
@@ -40,16 +46,17 @@ typedef struct zadam_hparams {
  * Pointers need no particular alignment. param_out may be NULL (no 16-bit copy). */
 typedef struct zadam_tensor {
     size_t n;
-    const void *grad;       /* n elements of grad_dtype */
-    zoff_dtype grad_dtype;  /* F32, F16 or BF16 */
-    float *param;           /* n fp32 master weights, updated in place */
-    float *exp_avg;         /* n, updated in place */
-    float *exp_avg_sq;      /* n, updated in place */
-    void *param_out;        /* n elements of out_dtype, or NULL */
-    zoff_dtype out_dtype;   /* F16, BF16 (or F32: plain copy) */
+    const void *grad;      /* n elements of grad_dtype */
+    zoff_dtype grad_dtype; /* F32, F16 or BF16 */
+    float *param;          /* n fp32 master weights, updated in place */
+    float *exp_avg;        /* n, updated in place */
+    float *exp_avg_sq;     /* n, updated in place */
+    void *param_out;       /* n elements of out_dtype, or NULL */
+    zoff_dtype out_dtype;  /* F16, BF16 (or F32: plain copy) */
 } zadam_tensor;
 
-/* Single-threaded kernels over the whole tensor t (the context below adds threads).
+/* Single-threaded kernels over the whole tensor t (the context below adds threads). Call a
+ * variant only where zadam_isa_supported() says it can run (else: illegal instruction).
  * Each returns the number of non-finite (inf/NaN) gradient elements seen (after scaling is not
  * considered: the raw gradient is checked). They update the state regardless; callers that need
  * skip-on-overflow check first (zadam_sumsq). Identical argument order in every variant. */
@@ -58,7 +65,9 @@ size_t adam_step_avx2(const zadam_hparams *hp, const zadam_tensor *t);
 size_t adam_step_avx512(const zadam_hparams *hp, const zadam_tensor *t);
 
 /* Sum of squares of n gradient elements (as fp32 values, accumulated in double), and the count
- * of non-finite elements. Deterministic: the result depends only on the data and the ISA. */
+ * of non-finite elements. Deterministic: the result depends only on the data and the ISA.
+ * (In fact all three variants follow one canonical order and return the same bits.)
+ * nonfinite may be NULL. Single-threaded; thread-safe on distinct or read-only data. */
 double sumsq_scalar(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite);
 double sumsq_avx2(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite);
 double sumsq_avx512(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite);
@@ -71,6 +80,19 @@ zoff_status zadam_isa_parse(const char *s, zadam_isa *out);
 /* The best ISA this CPU supports. */
 zadam_isa zadam_isa_best(void);
 
+/* Tile and chunk sizes. The tile decomposition is a fixed function of n (tile boundaries at
+ * multiples of tile_numel, itself a multiple of 64), so threads only choose which tiles they run.
+ */
+#define ZADAM_DEFAULT_TILE_NUMEL ((size_t)16384)
+#define ZADAM_SUMSQ_CHUNK_NUMEL  ((size_t)16384)
+/* nt_out auto: non-temporal stores for the output copy from this many elements on. */
+#define ZADAM_NT_MIN_NUMEL ((size_t)1 << 22)
+
+/* Checks hyperparameters the way torch.optim.Adam/AdamW do (lr >= 0, eps >= 0, 0 <= beta < 1,
+ * weight_decay >= 0, step >= 1 when bias_correction, all finite). Returns 0 or ZOFF_EINVAL with
+ * a message naming the field. The adam_step_* kernels assume checked hyperparameters. */
+zoff_status zadam_hparams_check(const zadam_hparams *hp);
+
 /* A context: the chosen ISA and thread count. Create once per runtime. */
 typedef struct zadam_ctx zadam_ctx;
 
@@ -80,21 +102,37 @@ typedef struct zadam_config {
     size_t tile_numel; /* elements per OpenMP work item (0: default, cache-sized) */
     const int *cpus;   /* optional CPU list the threads are bound to (NUMA node cores) */
     int ncpus;
+    int nt_out; /* 16-bit copy written with non-temporal stores (when its address is
+                   aligned): 0 auto (tensors of >= ZADAM_NT_MIN_NUMEL elements),
+                   1 always, -1 never. Results are the same bits either way. */
 } zadam_config;
 
 /* Returns ZOFF_EUNSUPPORTED (with a message naming the ISA and the CPU flags missing) when the
- * requested ISA cannot run here; ZOFF_EINVAL for an unknown name. */
+ * requested ISA cannot run here; ZOFF_EINVAL for an unknown name, a tile_numel that is not a
+ * multiple of 64, or a bad CPU list; -ENOMEM. cfg may be NULL (all defaults). isa also accepts
+ * "auto". On success *out owns a context the caller frees with zadam_destroy (NULL is fine).
+ * With cpus, each OpenMP worker thread t >= 1 binds itself to cpus[t % ncpus] the first time it
+ * runs for this context (pthread_setaffinity_np); the calling thread (thread 0) is left alone:
+ * bind it with zadam_bind_caller if wanted.
+ * Thread-safety: a context is used by one thread at a time. */
 zoff_status zadam_create(const zadam_config *cfg, zadam_ctx **out);
 void zadam_destroy(zadam_ctx *ctx);
 zadam_isa zadam_ctx_isa(const zadam_ctx *ctx);
 int zadam_ctx_threads(const zadam_ctx *ctx);
+size_t zadam_ctx_tile_numel(const zadam_ctx *ctx);
+/* Binds the calling thread to cpus[0] of the context's CPU list (no-op without one).
+ * Returns 0 or -errno from pthread_setaffinity_np. */
+zoff_status zadam_bind_caller(const zadam_ctx *ctx);
 
 /* Fused update of t with ctx's ISA and threads. Bit-identical results for any thread count.
- * *nonfinite (may be NULL) receives the number of non-finite gradient elements. */
+ * *nonfinite (may be NULL) receives the number of non-finite gradient elements.
+ * Returns 0, or ZOFF_EINVAL (bad hyperparameters, NULL pointers with n > 0, bad dtypes). */
 zoff_status zadam_step(zadam_ctx *ctx, const zadam_hparams *hp, const zadam_tensor *t,
                        size_t *nonfinite);
 
-/* Deterministic (any thread count) sum of squares: fixed-size chunks, partials added in order. */
+/* Deterministic (any thread count) sum of squares: fixed-size chunks, partials added in order;
+ * the same bits as sumsq_<isa>. *sumsq must not be NULL; nonfinite may be. Returns 0 or
+ * ZOFF_EINVAL. */
 zoff_status zadam_sumsq(zadam_ctx *ctx, const void *grad, zoff_dtype dt, size_t n, double *sumsq,
                         size_t *nonfinite);
 

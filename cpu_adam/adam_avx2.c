@@ -1,0 +1,193 @@
+/*
+ * adam_avx2.c — the AVX2 (+FMA, F16C) variant of the fused Adam/AdamW step and of the gradient
+ * sum of squares: 8 fp32 lanes per vector, the same operations in the same order as the scalar
+ * reference (adam_internal.h), so results are bit-identical to it. fp16 conversions use F16C
+ * (round to nearest even, exact like common/half.h); bf16 rounding is integer round to nearest
+ * even. Compiled with target attributes only; dispatch.c calls it when CPUID and XCR0 allow.
+ */
+#include <immintrin.h>
+
+#include "cpu_adam/adam_internal.h"
+
+#define ZADAM_AVX2        __attribute__((target("avx2,fma,f16c,popcnt")))
+#define ZADAM_AVX2_INLINE static inline __attribute__((always_inline)) ZADAM_AVX2
+
+enum { OUT_NONE = 0, OUT_F16, OUT_BF16, OUT_F32 };
+
+/* 8 gradient elements from index i as fp32 (exact). */
+ZADAM_AVX2_INLINE __m256 load_grad8(const void *grad, zoff_dtype dt, size_t i)
+{
+    if (dt == ZOFF_DTYPE_F16)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)grad + i)));
+    if (dt == ZOFF_DTYPE_BF16) {
+        __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)grad + i));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    return _mm256_loadu_ps((const float *)grad + i);
+}
+
+/* fp32 -> 8 bf16 values, round to nearest even, NaN quieted (as zoff_f32_to_bf16). */
+ZADAM_AVX2_INLINE __m128i bf16_round8(__m256 p)
+{
+    const __m256i x = _mm256_castps_si256(p);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+    const __m256i rounded = _mm256_srli_epi32(
+        _mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7fff)), lsb), 16);
+    const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(0x40));
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x7fffffff)),
+                                           _mm256_set1_epi32(0x7f800000));
+    const __m256i r = _mm256_blendv_epi8(rounded, quiet, nan);
+    /* every lane is <= 0xffff, so the unsigned saturating pack is a plain narrowing */
+    return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+}
+
+/* Stores the output copy of 8 params at index i; nt: non-temporal (out + i is aligned). */
+ZADAM_AVX2_INLINE void store_out8(void *out, int kind, size_t i, __m256 p, int nt)
+{
+    if (kind == OUT_F16 || kind == OUT_BF16) {
+        const __m128i h = kind == OUT_F16
+                              ? _mm256_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+                              : bf16_round8(p);
+        __m128i *dst = (__m128i *)((uint16_t *)out + i);
+        if (nt)
+            _mm_stream_si128(dst, h);
+        else
+            _mm_storeu_si128(dst, h);
+    } else if (kind == OUT_F32) {
+        if (nt)
+            _mm256_stream_ps((float *)out + i, p);
+        else
+            _mm256_storeu_ps((float *)out + i, p);
+    }
+}
+
+ZADAM_AVX2_INLINE unsigned nonfinite8(__m256 x)
+{
+    const __m256i e = _mm256_set1_epi32(0x7f800000);
+    __m256i eq = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(x), e), e);
+    return (unsigned)__builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(eq)));
+}
+
+ZADAM_AVX2_INLINE size_t step_body(const zadam__scalars *s, const zadam_tensor *t, zoff_dtype gdt,
+                                   int out_kind, int nt)
+{
+    const __m256 gs = _mm256_set1_ps(s->grad_scale);
+    const __m256 b1 = _mm256_set1_ps(s->beta1), omb1 = _mm256_set1_ps(s->one_minus_beta1);
+    const __m256 b2 = _mm256_set1_ps(s->beta2), omb2 = _mm256_set1_ps(s->one_minus_beta2);
+    const __m256 l2 = _mm256_set1_ps(s->l2_wd), decay = _mm256_set1_ps(s->decay);
+    const __m256 ibc2 = _mm256_set1_ps(s->inv_sqrt_bc2), eps = _mm256_set1_ps(s->eps);
+    const __m256 step = _mm256_set1_ps(s->step_size);
+    const int apply_l2 = s->apply_l2, apply_decay = s->apply_decay;
+    float *restrict param = t->param, *restrict exp_avg = t->exp_avg,
+                    *restrict exp_avg_sq = t->exp_avg_sq;
+    const size_t n = t->n;
+    size_t nonfinite = 0, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 graw = load_grad8(t->grad, gdt, i);
+        nonfinite += nonfinite8(graw);
+        __m256 g = _mm256_mul_ps(graw, gs);
+        __m256 p = _mm256_loadu_ps(param + i);
+        if (apply_l2) g = _mm256_add_ps(g, _mm256_mul_ps(l2, p));
+        const __m256 m =
+            _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(exp_avg + i)), _mm256_mul_ps(omb1, g));
+        const __m256 v = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(exp_avg_sq + i)),
+                                       _mm256_mul_ps(_mm256_mul_ps(omb2, g), g));
+        if (apply_decay) p = _mm256_mul_ps(p, decay);
+        const __m256 denom = _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(v), ibc2), eps);
+        p = _mm256_sub_ps(p, _mm256_mul_ps(step, _mm256_div_ps(m, denom)));
+        _mm256_storeu_ps(param + i, p);
+        _mm256_storeu_ps(exp_avg + i, m);
+        _mm256_storeu_ps(exp_avg_sq + i, v);
+        store_out8(t->param_out, out_kind, i, p, nt);
+    }
+    if (nt) _mm_sfence(); /* order the streaming stores before whoever reads the copy */
+    return nonfinite + zadam__step_tail(s, t, i);
+}
+
+/* One specialised body per (grad dtype, output kind) pair; non-temporal output stores only when
+ * asked for and the output is aligned to the vector store (16 bytes, 32 for fp32). */
+#define ZADAM_OUTS(gdt)                                                                            \
+    switch (out_kind) {                                                                            \
+    case OUT_F16:                                                                                  \
+        return nt ? step_body(s, t, gdt, OUT_F16, 1) : step_body(s, t, gdt, OUT_F16, 0);           \
+    case OUT_BF16:                                                                                 \
+        return nt ? step_body(s, t, gdt, OUT_BF16, 1) : step_body(s, t, gdt, OUT_BF16, 0);         \
+    case OUT_F32:                                                                                  \
+        return nt ? step_body(s, t, gdt, OUT_F32, 1) : step_body(s, t, gdt, OUT_F32, 0);           \
+    default:                                                                                       \
+        return step_body(s, t, gdt, OUT_NONE, 0);                                                  \
+    }
+
+ZADAM_AVX2 size_t zadam__step_avx2(const zadam__scalars *s, const zadam_tensor *t)
+{
+    int out_kind = OUT_NONE, nt = 0;
+    if (t->param_out) {
+        out_kind = t->out_dtype == ZOFF_DTYPE_F16    ? OUT_F16
+                   : t->out_dtype == ZOFF_DTYPE_BF16 ? OUT_BF16
+                                                     : OUT_F32;
+        nt = s->nt_out && ZOFF_IS_ALIGNED(t->param_out, out_kind == OUT_F32 ? 32 : 16);
+    }
+    switch (t->grad_dtype) {
+    case ZOFF_DTYPE_F16:
+        ZADAM_OUTS(ZOFF_DTYPE_F16)
+    case ZOFF_DTYPE_BF16:
+        ZADAM_OUTS(ZOFF_DTYPE_BF16)
+    default:
+        ZADAM_OUTS(ZOFF_DTYPE_F32)
+    }
+}
+
+size_t adam_step_avx2(const zadam_hparams *hp, const zadam_tensor *t)
+{
+    zadam__scalars s;
+    zadam__scalars_init(hp, &s);
+    return zadam__step_avx2(&s, t);
+}
+
+/* ---- sum of squares -------------------------------------------------------------------------- */
+
+/* Lanes 0-3, 4-7, 8-11, 12-15 in acc[0..3]: element k of the chunk goes to lane k % 16. */
+ZADAM_AVX2_INLINE double sumsq_body(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite)
+{
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    __m256d acc2 = _mm256_setzero_pd(), acc3 = _mm256_setzero_pd();
+    size_t bad = 0, k = 0;
+    for (; k + 16 <= n; k += 16) {
+        const __m256 x0 = load_grad8(grad, dt, k), x1 = load_grad8(grad, dt, k + 8);
+        bad += nonfinite8(x0) + nonfinite8(x1);
+        const __m256d a = _mm256_cvtps_pd(_mm256_castps256_ps128(x0));
+        const __m256d b = _mm256_cvtps_pd(_mm256_extractf128_ps(x0, 1));
+        const __m256d c = _mm256_cvtps_pd(_mm256_castps256_ps128(x1));
+        const __m256d d = _mm256_cvtps_pd(_mm256_extractf128_ps(x1, 1));
+        acc0 = _mm256_fmadd_pd(a, a, acc0);
+        acc1 = _mm256_fmadd_pd(b, b, acc1);
+        acc2 = _mm256_fmadd_pd(c, c, acc2);
+        acc3 = _mm256_fmadd_pd(d, d, acc3);
+    }
+    double lanes[ZADAM__SUMSQ_LANES];
+    _mm256_storeu_pd(lanes, acc0);
+    _mm256_storeu_pd(lanes + 4, acc1);
+    _mm256_storeu_pd(lanes + 8, acc2);
+    _mm256_storeu_pd(lanes + 12, acc3);
+    bad += zadam__sumsq_tail(grad, dt, k, n, lanes);
+    *nonfinite = bad;
+    return zadam__sumsq_lanes(lanes);
+}
+
+ZADAM_AVX2 double zadam__sumsq_chunk_avx2(const void *grad, zoff_dtype dt, size_t n,
+                                          size_t *nonfinite)
+{
+    switch (dt) {
+    case ZOFF_DTYPE_F16:
+        return sumsq_body(grad, ZOFF_DTYPE_F16, n, nonfinite);
+    case ZOFF_DTYPE_BF16:
+        return sumsq_body(grad, ZOFF_DTYPE_BF16, n, nonfinite);
+    default:
+        return sumsq_body(grad, ZOFF_DTYPE_F32, n, nonfinite);
+    }
+}
+
+double sumsq_avx2(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite)
+{
+    return zadam__sumsq_serial(zadam__sumsq_chunk_avx2, grad, dt, n, nonfinite);
+}

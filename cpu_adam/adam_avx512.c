@@ -1,0 +1,190 @@
+/*
+ * adam_avx512.c — the AVX-512 variant of the fused Adam/AdamW step and of the gradient sum of
+ * squares: 16 fp32 lanes per vector, the same operations in the same order as the scalar
+ * reference (adam_internal.h), so results are bit-identical to it. fp16 conversions use F16C
+ * (vcvtph2ps / vcvtps2ph, round to nearest even, exact like common/half.h incl. NaN payloads);
+ * bf16 rounding is integer round-to-nearest-even (vcvtneps2bf16 would flush fp32 subnormals).
+ * Compiled with target attributes only; dispatch.c calls it when CPUID and XCR0 allow.
+ */
+#include <immintrin.h>
+
+#include "cpu_adam/adam_internal.h"
+
+#define ZADAM_AVX512        __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c,popcnt")))
+#define ZADAM_AVX512_INLINE static inline __attribute__((always_inline)) ZADAM_AVX512
+
+/* Output kinds, compile-time constants of the specialised bodies. */
+enum { OUT_NONE = 0, OUT_F16, OUT_BF16, OUT_F32 };
+
+/* 16 gradient elements from index i as fp32 (exact). */
+ZADAM_AVX512_INLINE __m512 load_grad16(const void *grad, zoff_dtype dt, size_t i)
+{
+    if (dt == ZOFF_DTYPE_F16)
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)grad + i)));
+    if (dt == ZOFF_DTYPE_BF16) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)grad + i));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    return _mm512_loadu_ps((const float *)grad + i);
+}
+
+/* fp32 -> bf16 bits in the low half of each 32-bit lane: round to nearest even, NaN quieted
+ * (the same integer recipe as zoff_f32_to_bf16). */
+ZADAM_AVX512_INLINE __m512i bf16_round16(__m512 p)
+{
+    const __m512i x = _mm512_castps_si512(p);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+    const __m512i rounded = _mm512_srli_epi32(
+        _mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7fff)), lsb), 16);
+    const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(0x40));
+    const __mmask16 nan = _mm512_cmpgt_epi32_mask(
+        _mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+    return _mm512_mask_mov_epi32(rounded, nan, quiet);
+}
+
+/* Stores the output copy of 16 params at index i; nt: non-temporal (out + i is aligned). */
+ZADAM_AVX512_INLINE void store_out16(void *out, int kind, size_t i, __m512 p, int nt)
+{
+    if (kind == OUT_F16 || kind == OUT_BF16) {
+        const __m256i h = kind == OUT_F16
+                              ? _mm512_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+                              : _mm512_cvtepi32_epi16(bf16_round16(p));
+        __m256i *dst = (__m256i *)((uint16_t *)out + i);
+        if (nt)
+            _mm256_stream_si256(dst, h);
+        else
+            _mm256_storeu_si256(dst, h);
+    } else if (kind == OUT_F32) {
+        if (nt)
+            _mm512_stream_ps((float *)out + i, p);
+        else
+            _mm512_storeu_ps((float *)out + i, p);
+    }
+}
+
+/* Count of lanes whose fp32 value is inf or NaN. */
+ZADAM_AVX512_INLINE unsigned nonfinite16(__m512 x)
+{
+    const __m512i e = _mm512_set1_epi32(0x7f800000);
+    __mmask16 k = _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(x), e), e);
+    return (unsigned)__builtin_popcount((unsigned)k);
+}
+
+ZADAM_AVX512_INLINE size_t step_body(const zadam__scalars *s, const zadam_tensor *t, zoff_dtype gdt,
+                                     int out_kind, int nt)
+{
+    const __m512 gs = _mm512_set1_ps(s->grad_scale);
+    const __m512 b1 = _mm512_set1_ps(s->beta1), omb1 = _mm512_set1_ps(s->one_minus_beta1);
+    const __m512 b2 = _mm512_set1_ps(s->beta2), omb2 = _mm512_set1_ps(s->one_minus_beta2);
+    const __m512 l2 = _mm512_set1_ps(s->l2_wd), decay = _mm512_set1_ps(s->decay);
+    const __m512 ibc2 = _mm512_set1_ps(s->inv_sqrt_bc2), eps = _mm512_set1_ps(s->eps);
+    const __m512 step = _mm512_set1_ps(s->step_size);
+    const int apply_l2 = s->apply_l2, apply_decay = s->apply_decay;
+    float *restrict param = t->param, *restrict exp_avg = t->exp_avg,
+                    *restrict exp_avg_sq = t->exp_avg_sq;
+    const size_t n = t->n;
+    size_t nonfinite = 0, i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 graw = load_grad16(t->grad, gdt, i);
+        nonfinite += nonfinite16(graw);
+        __m512 g = _mm512_mul_ps(graw, gs);
+        __m512 p = _mm512_loadu_ps(param + i);
+        if (apply_l2) g = _mm512_add_ps(g, _mm512_mul_ps(l2, p));
+        const __m512 m =
+            _mm512_add_ps(_mm512_mul_ps(b1, _mm512_loadu_ps(exp_avg + i)), _mm512_mul_ps(omb1, g));
+        const __m512 v = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_loadu_ps(exp_avg_sq + i)),
+                                       _mm512_mul_ps(_mm512_mul_ps(omb2, g), g));
+        if (apply_decay) p = _mm512_mul_ps(p, decay);
+        const __m512 denom = _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(v), ibc2), eps);
+        p = _mm512_sub_ps(p, _mm512_mul_ps(step, _mm512_div_ps(m, denom)));
+        _mm512_storeu_ps(param + i, p);
+        _mm512_storeu_ps(exp_avg + i, m);
+        _mm512_storeu_ps(exp_avg_sq + i, v);
+        store_out16(t->param_out, out_kind, i, p, nt);
+    }
+    if (nt) _mm_sfence(); /* order the streaming stores before whoever reads the copy */
+    return nonfinite + zadam__step_tail(s, t, i);
+}
+
+/* One specialised body per (grad dtype, output kind) pair; non-temporal output stores only when
+ * asked for and the output is aligned to the vector store (32 bytes, 64 for fp32). */
+#define ZADAM_OUTS(gdt)                                                                            \
+    switch (out_kind) {                                                                            \
+    case OUT_F16:                                                                                  \
+        return nt ? step_body(s, t, gdt, OUT_F16, 1) : step_body(s, t, gdt, OUT_F16, 0);           \
+    case OUT_BF16:                                                                                 \
+        return nt ? step_body(s, t, gdt, OUT_BF16, 1) : step_body(s, t, gdt, OUT_BF16, 0);         \
+    case OUT_F32:                                                                                  \
+        return nt ? step_body(s, t, gdt, OUT_F32, 1) : step_body(s, t, gdt, OUT_F32, 0);           \
+    default:                                                                                       \
+        return step_body(s, t, gdt, OUT_NONE, 0);                                                  \
+    }
+
+ZADAM_AVX512 size_t zadam__step_avx512(const zadam__scalars *s, const zadam_tensor *t)
+{
+    int out_kind = OUT_NONE, nt = 0;
+    if (t->param_out) {
+        out_kind = t->out_dtype == ZOFF_DTYPE_F16    ? OUT_F16
+                   : t->out_dtype == ZOFF_DTYPE_BF16 ? OUT_BF16
+                                                     : OUT_F32;
+        nt = s->nt_out && ZOFF_IS_ALIGNED(t->param_out, out_kind == OUT_F32 ? 64 : 32);
+    }
+    switch (t->grad_dtype) {
+    case ZOFF_DTYPE_F16:
+        ZADAM_OUTS(ZOFF_DTYPE_F16)
+    case ZOFF_DTYPE_BF16:
+        ZADAM_OUTS(ZOFF_DTYPE_BF16)
+    default:
+        ZADAM_OUTS(ZOFF_DTYPE_F32)
+    }
+}
+
+size_t adam_step_avx512(const zadam_hparams *hp, const zadam_tensor *t)
+{
+    zadam__scalars s;
+    zadam__scalars_init(hp, &s);
+    return zadam__step_avx512(&s, t);
+}
+
+/* ---- sum of squares -------------------------------------------------------------------------- */
+
+/* Lanes 0-7 in acc[0], 8-15 in acc[1]: element k of the chunk goes to lane k % 16. The squares
+ * are exact in double, so the fused multiply-add rounds once, exactly like the scalar `+=`. */
+ZADAM_AVX512_INLINE double sumsq_body(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite)
+{
+    __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+    size_t bad = 0, k = 0;
+    for (; k + 16 <= n; k += 16) {
+        const __m512 x = load_grad16(grad, dt, k);
+        bad += nonfinite16(x);
+        const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(x));
+        const __m512d hi =
+            _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+        acc0 = _mm512_fmadd_pd(lo, lo, acc0);
+        acc1 = _mm512_fmadd_pd(hi, hi, acc1);
+    }
+    double lanes[ZADAM__SUMSQ_LANES];
+    _mm512_storeu_pd(lanes, acc0);
+    _mm512_storeu_pd(lanes + 8, acc1);
+    bad += zadam__sumsq_tail(grad, dt, k, n, lanes);
+    *nonfinite = bad;
+    return zadam__sumsq_lanes(lanes);
+}
+
+ZADAM_AVX512 double zadam__sumsq_chunk_avx512(const void *grad, zoff_dtype dt, size_t n,
+                                              size_t *nonfinite)
+{
+    switch (dt) {
+    case ZOFF_DTYPE_F16:
+        return sumsq_body(grad, ZOFF_DTYPE_F16, n, nonfinite);
+    case ZOFF_DTYPE_BF16:
+        return sumsq_body(grad, ZOFF_DTYPE_BF16, n, nonfinite);
+    default:
+        return sumsq_body(grad, ZOFF_DTYPE_F32, n, nonfinite);
+    }
+}
+
+double sumsq_avx512(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite)
+{
+    return zadam__sumsq_serial(zadam__sumsq_chunk_avx512, grad, dt, n, nonfinite);
+}

@@ -1,0 +1,20 @@
+# cpu_adam/: the fused CPU Adam kernel and the sum of squares. One executable, run once per ISA
+# (ZOFF_CPU_ISA); an ISA this CPU lacks is reported as skipped (exit 77). The plain test_adam
+# runs whatever ZOFF_CPU_ISA / CPUID select. OMP_WAIT_POLICY=passive: idle OpenMP workers sleep
+# instead of spinning between the many small parallel regions (the cores are shared).
+zoff_add_test(NAME test_adam SOURCES test_adam.c MODULES cpu_adam common LABELS quick
+              ENV OMP_WAIT_POLICY=passive TIMEOUT 120)
+foreach(isa scalar avx2 avx512)
+  zoff_add_test_variant(NAME test_adam_${isa} EXE test_adam LABELS quick
+                        ENV ZOFF_CPU_ISA=${isa} OMP_WAIT_POLICY=passive TIMEOUT 120)
+endforeach()
+
+# `zoff bench adam` at a small size: it checks every kernel against the scalar reference (bit
+# for bit) before timing and exits 1 when a check fails.
+if(TARGET zoff AND TARGET zoff_bench)
+  add_test(NAME bench_adam_smoke
+           COMMAND zoff bench adam --numel 100003 --reps 3
+                   --json ${CMAKE_BINARY_DIR}/test-tmp/bench_adam_smoke.json)
+  set_tests_properties(bench_adam_smoke PROPERTIES LABELS quick TIMEOUT 120
+                       ENVIRONMENT "OMP_WAIT_POLICY=passive")
+endif()
