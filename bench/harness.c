@@ -62,7 +62,8 @@ static void add_row(zb_table *t, char **cells)
         t->cap = t->cap ? t->cap * 2 : 16;
         t->cells = realloc(t->cells, sizeof(char *) * (size_t)t->cap * (size_t)t->ncols);
     }
-    memcpy(t->cells + (size_t)t->nrows * (size_t)t->ncols, cells, sizeof(char *) * (size_t)t->ncols);
+    memcpy(t->cells + (size_t)t->nrows * (size_t)t->ncols, cells,
+           sizeof(char *) * (size_t)t->ncols);
     t->nrows++;
 }
 
@@ -151,9 +152,12 @@ static void json_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20) fprintf(f, "\\u%04x", *s);
-        else fputc(*s, f);
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", *s);
+        else
+            fputc(*s, f);
     }
     fputc('"', f);
 }
@@ -172,8 +176,10 @@ int zb_table_write_json(const zb_table *t, const char *path)
             fprintf(f, "%s", c ? ", " : "");
             json_str(f, t->cols[c]);
             fprintf(f, ": ");
-            if (is_number(cell)) fprintf(f, "%s", cell);
-            else json_str(f, cell);
+            if (is_number(cell))
+                fprintf(f, "%s", cell);
+            else
+                json_str(f, cell);
         }
         fprintf(f, "}%s\n", r + 1 < t->nrows ? "," : "");
     }

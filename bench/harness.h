@@ -31,7 +31,7 @@ static inline double zb_gbps(double bytes, double ns)
  * cells are written as numbers). */
 typedef struct zb_table zb_table;
 zb_table *zb_table_new(const char *title, int ncols, const char *const *cols);
-void zb_table_row(zb_table *t, ...); /* ncols const char* cells */
+void zb_table_row(zb_table *t, ...);                   /* ncols const char* cells */
 void zb_table_rowf(zb_table *t, const char *fmt, ...); /* cells separated by '|' */
 void zb_table_print(const zb_table *t, FILE *out);
 int zb_table_write_csv(const zb_table *t, const char *path);

@@ -27,37 +27,37 @@ const char *zoff__last_error_tls(void);
 void zoff__clear_error(void);
 
 /* Pass an error up, keeping a breadcrumb in the log. */
-#define ZOFF_CHECK(call)                                                                       \
-    do {                                                                                       \
-        zoff_status zoff__st = (call);                                                         \
-        if (zoff__st < 0) {                                                                    \
-            ZOFF_TRACE_LOG(ZOFF_SUB_ALL, "%s:%d %s -> %s", __FILE__, __LINE__, #call,         \
-                           zoff_status_name(zoff__st));                                        \
-            return zoff__st;                                                                   \
-        }                                                                                      \
+#define ZOFF_CHECK(call)                                                                           \
+    do {                                                                                           \
+        zoff_status zoff__st = (call);                                                             \
+        if (zoff__st < 0) {                                                                        \
+            ZOFF_TRACE_LOG(ZOFF_SUB_ALL, "%s:%d %s -> %s", __FILE__, __LINE__, #call,              \
+                           zoff_status_name(zoff__st));                                            \
+            return zoff__st;                                                                       \
+        }                                                                                          \
     } while (0)
 
 /* Store the first error in `st` and jump to `label`. */
-#define ZOFF_CHECK_GOTO(call, st, label)                                                       \
-    do {                                                                                       \
-        zoff_status zoff__st = (call);                                                         \
-        if (zoff__st < 0) {                                                                    \
-            ZOFF_TRACE_LOG(ZOFF_SUB_ALL, "%s:%d %s -> %s", __FILE__, __LINE__, #call,         \
-                           zoff_status_name(zoff__st));                                        \
-            if ((st) == 0) (st) = zoff__st;                                                    \
-            goto label;                                                                        \
-        }                                                                                      \
+#define ZOFF_CHECK_GOTO(call, st, label)                                                           \
+    do {                                                                                           \
+        zoff_status zoff__st = (call);                                                             \
+        if (zoff__st < 0) {                                                                        \
+            ZOFF_TRACE_LOG(ZOFF_SUB_ALL, "%s:%d %s -> %s", __FILE__, __LINE__, #call,              \
+                           zoff_status_name(zoff__st));                                            \
+            if ((st) == 0) (st) = zoff__st;                                                        \
+            goto label;                                                                            \
+        }                                                                                          \
     } while (0)
 
 /* Run a syscall-like expression that returns -1 and sets errno, retrying on EINTR;
  * on failure evaluates to -errno, otherwise to the (non-negative) result. */
-#define ZOFF_SYS(expr)                                                                         \
-    ({                                                                                         \
-        long zoff__r;                                                                          \
-        do {                                                                                   \
-            zoff__r = (long)(expr);                                                            \
-        } while (zoff__r == -1 && errno == EINTR);                                             \
-        zoff__r == -1 ? (long)-errno : zoff__r;                                                \
+#define ZOFF_SYS(expr)                                                                             \
+    ({                                                                                             \
+        long zoff__r;                                                                              \
+        do {                                                                                       \
+            zoff__r = (long)(expr);                                                                \
+        } while (zoff__r == -1 && errno == EINTR);                                                 \
+        zoff__r == -1 ? (long)-errno : zoff__r;                                                    \
     })
 
 /* ---- logging ----------------------------------------------------------------------------- */
@@ -90,18 +90,20 @@ void zoff__log(zoff_log_level lvl, unsigned subsys, const char *file, int line, 
 /* Re-read the environment (tests change ZOFF_DEBUG at run time). */
 void zoff__log_reinit(void);
 
-#define ZOFF_LOG(lvl, sub, ...)                                                                \
-    do {                                                                                       \
-        if (zoff__log_enabled((lvl), (sub))) zoff__log((lvl), (sub), __FILE__, __LINE__, __VA_ARGS__); \
+#define ZOFF_LOG(lvl, sub, ...)                                                                    \
+    do {                                                                                           \
+        if (zoff__log_enabled((lvl), (sub)))                                                       \
+            zoff__log((lvl), (sub), __FILE__, __LINE__, __VA_ARGS__);                              \
     } while (0)
-#define ZOFF_WARN(sub, ...) ZOFF_LOG(ZOFF_LOG_WARN, (sub), __VA_ARGS__)
-#define ZOFF_INFO(sub, ...) ZOFF_LOG(ZOFF_LOG_INFO, (sub), __VA_ARGS__)
+#define ZOFF_WARN(sub, ...)      ZOFF_LOG(ZOFF_LOG_WARN, (sub), __VA_ARGS__)
+#define ZOFF_INFO(sub, ...)      ZOFF_LOG(ZOFF_LOG_INFO, (sub), __VA_ARGS__)
 #define ZOFF_TRACE_LOG(sub, ...) ZOFF_LOG(ZOFF_LOG_TRACE, (sub), __VA_ARGS__)
 /* Log once per process (a fallback announced once). */
-#define ZOFF_LOG_ONCE(lvl, sub, ...)                                                           \
-    do {                                                                                       \
-        static int zoff__once;                                                                 \
-        if (!__atomic_exchange_n(&zoff__once, 1, __ATOMIC_RELAXED)) ZOFF_LOG(lvl, sub, __VA_ARGS__); \
+#define ZOFF_LOG_ONCE(lvl, sub, ...)                                                               \
+    do {                                                                                           \
+        static int zoff__once;                                                                     \
+        if (!__atomic_exchange_n(&zoff__once, 1, __ATOMIC_RELAXED))                                \
+            ZOFF_LOG(lvl, sub, __VA_ARGS__);                                                       \
     } while (0)
 
 /* ---- environment parameters (common/params.def) ------------------------------------------ */
@@ -127,15 +129,15 @@ const char *zoff__param_default(zoff_param_id id);
 zoff_status zoff__parse_size(const char *s, uint64_t *out);
 
 /* ---- alignment, sizes -------------------------------------------------------------------- */
-#define ZOFF_ALIGN_UP(x, a) ((((x) + (a) - 1) / (a)) * (a))
+#define ZOFF_ALIGN_UP(x, a)   ((((x) + (a)-1) / (a)) * (a))
 #define ZOFF_ALIGN_DOWN(x, a) (((x) / (a)) * (a))
 #define ZOFF_IS_ALIGNED(x, a) (((uintptr_t)(x) % (a)) == 0)
-#define ZOFF_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define ZOFF_MAX(a, b) ((a) > (b) ? (a) : (b))
-#define ZOFF_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define ZOFF_KIB ((size_t)1024)
-#define ZOFF_MIB ((size_t)1024 * 1024)
-#define ZOFF_GIB ((size_t)1024 * 1024 * 1024)
+#define ZOFF_MIN(a, b)        ((a) < (b) ? (a) : (b))
+#define ZOFF_MAX(a, b)        ((a) > (b) ? (a) : (b))
+#define ZOFF_ARRAY_SIZE(a)    (sizeof(a) / sizeof((a)[0]))
+#define ZOFF_KIB              ((size_t)1024)
+#define ZOFF_MIB              ((size_t)1024 * 1024)
+#define ZOFF_GIB              ((size_t)1024 * 1024 * 1024)
 
 /* Formats `bytes` as "1.50 GiB" into buf; returns buf. */
 const char *zoff__fmt_bytes(uint64_t bytes, char *buf, size_t len);

@@ -40,8 +40,7 @@ uint32_t zoff__crc32c_sw(uint32_t crc, const void *data, size_t len)
 }
 
 #if defined(__x86_64__)
-__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const void *data,
-                                                         size_t len)
+__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const void *data, size_t len)
 {
     const uint8_t *p = data;
     uint64_t c = ~crc;

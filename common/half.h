@@ -58,7 +58,7 @@ ZOFF_HD float zoff_f16_to_f32(uint16_t h)
         bits = sign | ((exp + 112u) << 23) | (man << 13);
     } else if (man == 0) { /* zero */
         bits = sign;
-    } else { /* subnormal: value = man * 2^-24, normalise */
+    } else {               /* subnormal: value = man * 2^-24, normalise */
         uint32_t e = 113u; /* exponent field for 2^-14 in fp32 (127 - 14) */
         while ((man & 0x400u) == 0) {
             man <<= 1;
@@ -82,12 +82,12 @@ ZOFF_HD uint16_t zoff_f32_to_f16(float f)
         uint16_t payload = (uint16_t)(man >> 13);
         return (uint16_t)(sign | 0x7c00u | 0x200u | payload); /* quiet NaN */
     }
-    int32_t e = (int32_t)exp - 127 + 15; /* fp16 biased exponent */
+    int32_t e = (int32_t)exp - 127 + 15;              /* fp16 biased exponent */
     if (e >= 0x1f) return (uint16_t)(sign | 0x7c00u); /* overflow -> inf */
     if (e <= 0) {
         /* subnormal or zero in fp16: value = m * 2^-24 with m = full_man >> (14 - e) */
-        if (e < -10) return sign; /* below half of the smallest subnormal: +-0 */
-        uint32_t full = man | 0x800000u; /* implicit bit */
+        if (e < -10) return sign;            /* below half of the smallest subnormal: +-0 */
+        uint32_t full = man | 0x800000u;     /* implicit bit */
         uint32_t shift = (uint32_t)(14 - e); /* 14..24 */
         uint32_t m = full >> shift;
         uint32_t rem = full & ((1u << shift) - 1u);

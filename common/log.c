@@ -38,12 +38,14 @@ static unsigned parse_mask(const char *s)
     char buf[256];
     snprintf(buf, sizeof buf, "%s", s);
     int any_incl = 0;
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
         int neg = tok[0] == '^';
         if (neg) tok++;
         for (size_t i = 0; i < ZOFF_ARRAY_SIZE(subsys_names); i++) {
             if (strcasecmp(tok, subsys_names[i].name) == 0) {
-                if (neg) excl |= subsys_names[i].bit;
+                if (neg)
+                    excl |= subsys_names[i].bit;
                 else {
                     mask |= subsys_names[i].bit;
                     any_incl = 1;
@@ -58,10 +60,14 @@ static unsigned parse_mask(const char *s)
 static void log_init(void)
 {
     const char *lv = zoff__param_str(ZOFF_PARAM_DEBUG);
-    if (strcasecmp(lv, "NONE") == 0) g_log.level = ZOFF_LOG_NONE;
-    else if (strcasecmp(lv, "INFO") == 0) g_log.level = ZOFF_LOG_INFO;
-    else if (strcasecmp(lv, "TRACE") == 0) g_log.level = ZOFF_LOG_TRACE;
-    else g_log.level = ZOFF_LOG_WARN;
+    if (strcasecmp(lv, "NONE") == 0)
+        g_log.level = ZOFF_LOG_NONE;
+    else if (strcasecmp(lv, "INFO") == 0)
+        g_log.level = ZOFF_LOG_INFO;
+    else if (strcasecmp(lv, "TRACE") == 0)
+        g_log.level = ZOFF_LOG_TRACE;
+    else
+        g_log.level = ZOFF_LOG_WARN;
     g_log.mask = parse_mask(zoff__param_str(ZOFF_PARAM_DEBUG_SUBSYS));
     const char *file = zoff__param_str(ZOFF_PARAM_DEBUG_FILE);
     if (g_log.out && g_log.out != stderr) fclose(g_log.out);

@@ -73,14 +73,26 @@ zoff_status zoff__parse_size(const char *s, uint64_t *out)
     switch (*end) {
     case '\0':
         break;
-    case 'k': case 'K':
-        mult = 1ull << 10; end++; break;
-    case 'm': case 'M':
-        mult = 1ull << 20; end++; break;
-    case 'g': case 'G':
-        mult = 1ull << 30; end++; break;
-    case 't': case 'T':
-        mult = 1ull << 40; end++; break;
+    case 'k':
+    case 'K':
+        mult = 1ull << 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mult = 1ull << 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mult = 1ull << 30;
+        end++;
+        break;
+    case 't':
+    case 'T':
+        mult = 1ull << 40;
+        end++;
+        break;
     default:
         return ZOFF_EINVAL;
     }
@@ -101,8 +113,10 @@ const char *zoff__fmt_bytes(uint64_t bytes, char *buf, size_t len)
         v /= 1024.0;
         u++;
     }
-    if (u == 0) snprintf(buf, len, "%llu B", (unsigned long long)bytes);
-    else snprintf(buf, len, "%.2f %s", v, units[u]);
+    if (u == 0)
+        snprintf(buf, len, "%llu B", (unsigned long long)bytes);
+    else
+        snprintf(buf, len, "%.2f %s", v, units[u]);
     return buf;
 }
 

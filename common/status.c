@@ -20,8 +20,8 @@ ZOFF_API int zoff_version_number(void)
 ZOFF_API const char *zoff_strerror(zoff_status st)
 {
     switch (st) {
-#define ZOFF__STATUS_DESC(name, value, desc)                                                   \
-    case value:                                                                                \
+#define ZOFF__STATUS_DESC(name, value, desc)                                                       \
+    case value:                                                                                    \
         return desc;
         ZOFF_STATUS_LIST(ZOFF__STATUS_DESC)
 #undef ZOFF__STATUS_DESC
@@ -36,24 +36,24 @@ ZOFF_API const char *zoff_strerror(zoff_status st)
 static const char *errno_name(int e)
 {
     switch (e) {
-#define E(x)                                                                                   \
-    case x:                                                                                    \
+#define E(x)                                                                                       \
+    case x:                                                                                        \
         return #x;
-        E(EPERM) E(ENOENT) E(EINTR) E(EIO) E(EBADF) E(EAGAIN) E(ENOMEM) E(EACCES) E(EFAULT)
-        E(EBUSY) E(EEXIST) E(ENOTDIR) E(EISDIR) E(EINVAL) E(ENFILE) E(EMFILE) E(EFBIG) E(ENOSPC)
-        E(ESPIPE) E(EROFS) E(ERANGE) E(ENOSYS) E(EOPNOTSUPP) E(ETIMEDOUT) E(ECANCELED)
-        E(EOVERFLOW) E(ENAMETOOLONG) E(EDQUOT) E(ENOTEMPTY)
+        E(EPERM)
+        E(ENOENT) E(EINTR) E(EIO) E(EBADF) E(EAGAIN) E(ENOMEM) E(EACCES) E(EFAULT) E(EBUSY)
+            E(EEXIST) E(ENOTDIR) E(EISDIR) E(EINVAL) E(ENFILE) E(EMFILE) E(EFBIG) E(ENOSPC)
+                E(ESPIPE) E(EROFS) E(ERANGE) E(ENOSYS) E(EOPNOTSUPP) E(ETIMEDOUT) E(ECANCELED)
+                    E(EOVERFLOW) E(ENAMETOOLONG) E(EDQUOT) E(ENOTEMPTY)
 #undef E
-    default:
-        return NULL;
+                        default : return NULL;
     }
 }
 
 ZOFF_API const char *zoff_status_name(zoff_status st)
 {
     switch (st) {
-#define ZOFF__STATUS_NAME(name, value, desc)                                                   \
-    case value:                                                                                \
+#define ZOFF__STATUS_NAME(name, value, desc)                                                       \
+    case value:                                                                                    \
         return #name;
         ZOFF_STATUS_LIST(ZOFF__STATUS_NAME)
 #undef ZOFF__STATUS_NAME

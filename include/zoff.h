@@ -39,7 +39,7 @@ extern "C" {
 #define ZOFF_VERSION_MAJOR 0
 #define ZOFF_VERSION_MINOR 1
 #define ZOFF_VERSION_PATCH 0
-#define ZOFF_VERSION_NUMBER                                                                    \
+#define ZOFF_VERSION_NUMBER                                                                        \
     (ZOFF_VERSION_MAJOR * 10000 + ZOFF_VERSION_MINOR * 100 + ZOFF_VERSION_PATCH)
 
 /* Returns the version string of the loaded library, e.g. "0.1.0". Static storage. */
@@ -52,21 +52,21 @@ ZOFF_API int zoff_version_number(void);
 /* ------------------------------------------------------------------------------------------ */
 /* X(name, value, description). Values 0 and [-1099, -1000] are zoff's; any other negative
  * value is -errno. */
-#define ZOFF_STATUS_LIST(X)                                                                    \
-    X(ZOFF_OK, 0, "success")                                                                   \
-    X(ZOFF_EINTERNAL, -1000, "internal error (a bug in zoff)")                                 \
-    X(ZOFF_EINVAL, -1001, "invalid argument")                                                  \
-    X(ZOFF_ECONFIG, -1002, "invalid configuration")                                            \
-    X(ZOFF_ESTATE, -1003, "call not allowed in the runtime's current state")                   \
-    X(ZOFF_EDEVMEM, -1004, "out of device memory")                                             \
-    X(ZOFF_EDEVICE, -1005, "device error")                                                     \
-    X(ZOFF_EUNSUPPORTED, -1006, "not supported by this build, device or system")               \
-    X(ZOFF_ECORRUPT, -1007, "data corrupted (checksum mismatch)")                              \
-    X(ZOFF_ENOFIT, -1008, "configuration does not fit in the available memory or disk")       \
-    X(ZOFF_ENOTFOUND, -1009, "not found")                                                      \
-    X(ZOFF_EFORMAT, -1010, "bad file format or version")                                       \
-    X(ZOFF_EMISMATCH, -1011, "checkpoint does not match the registered parameters")            \
-    X(ZOFF_ESHORTIO, -1012, "short read or write that could not be completed")                 \
+#define ZOFF_STATUS_LIST(X)                                                                        \
+    X(ZOFF_OK, 0, "success")                                                                       \
+    X(ZOFF_EINTERNAL, -1000, "internal error (a bug in zoff)")                                     \
+    X(ZOFF_EINVAL, -1001, "invalid argument")                                                      \
+    X(ZOFF_ECONFIG, -1002, "invalid configuration")                                                \
+    X(ZOFF_ESTATE, -1003, "call not allowed in the runtime's current state")                       \
+    X(ZOFF_EDEVMEM, -1004, "out of device memory")                                                 \
+    X(ZOFF_EDEVICE, -1005, "device error")                                                         \
+    X(ZOFF_EUNSUPPORTED, -1006, "not supported by this build, device or system")                   \
+    X(ZOFF_ECORRUPT, -1007, "data corrupted (checksum mismatch)")                                  \
+    X(ZOFF_ENOFIT, -1008, "configuration does not fit in the available memory or disk")            \
+    X(ZOFF_ENOTFOUND, -1009, "not found")                                                          \
+    X(ZOFF_EFORMAT, -1010, "bad file format or version")                                           \
+    X(ZOFF_EMISMATCH, -1011, "checkpoint does not match the registered parameters")                \
+    X(ZOFF_ESHORTIO, -1012, "short read or write that could not be completed")                     \
     X(ZOFF_EINTERRUPTED, -1013, "interrupted")
 
 typedef enum zoff_status_code {
@@ -119,7 +119,7 @@ typedef enum zoff_aio_engine {
     ZOFF_AIO_THREADS = 2, /* pread/pwrite thread pool */
 } zoff_aio_engine;
 
-#define ZOFF_PATH_MAX 1024
+#define ZOFF_PATH_MAX   1024
 #define ZOFF_MAX_GROUPS 64
 
 /* Hyperparameters of one parameter group. */
@@ -147,46 +147,46 @@ typedef struct zoff_config {
     zoff_group_config optimizer;
 
     /* mixed precision and clipping */
-    int fp16_enabled;          /* fp16 params/grads with dynamic (or static) loss scaling */
-    float loss_scale;          /* 0: dynamic; > 0: static scale */
-    int initial_scale_power;   /* dynamic: initial scale = 2^power (default 16) */
-    int loss_scale_window;     /* dynamic: clean steps before the scale is raised (1000) */
-    int hysteresis;            /* dynamic: overflows tolerated before lowering (2) */
-    float min_loss_scale;      /* dynamic: lower bound (1) */
-    int bf16_enabled;          /* bf16 params/grads (no loss scaling) */
-    float gradient_clipping;   /* max global L2 norm; 0: off */
+    int fp16_enabled;        /* fp16 params/grads with dynamic (or static) loss scaling */
+    float loss_scale;        /* 0: dynamic; > 0: static scale */
+    int initial_scale_power; /* dynamic: initial scale = 2^power (default 16) */
+    int loss_scale_window;   /* dynamic: clean steps before the scale is raised (1000) */
+    int hysteresis;          /* dynamic: overflows tolerated before lowering (2) */
+    float min_loss_scale;    /* dynamic: lower bound (1) */
+    int bf16_enabled;        /* bf16 params/grads (no loss scaling) */
+    float gradient_clipping; /* max global L2 norm; 0: off */
 
     /* offload */
-    zoff_tier tier;                 /* where the fp32 master + Adam state live */
-    char nvme_path[ZOFF_PATH_MAX];  /* nvme tier: directories, comma-separated (striped) */
-    int pin_memory;                 /* 1: pinned host memory (fall back to pageable, warned) */
-    int buffer_count;               /* nvme tier: pinned partition buffers in the pool (>= 3) */
-    float ratio;                    /* nvme tier: fraction of partitions kept resident [0, 1] */
-    size_t partition_numel;         /* elements per optimizer-state partition (swap unit) */
-    size_t tile_numel;              /* elements per Adam/H2D staging tile */
-    int numa_node;                  /* -1: nearest the GPU (hwloc) / none on sim */
+    zoff_tier tier;                /* where the fp32 master + Adam state live */
+    char nvme_path[ZOFF_PATH_MAX]; /* nvme tier: directories, comma-separated (striped) */
+    int pin_memory;                /* 1: pinned host memory (fall back to pageable, warned) */
+    int buffer_count;              /* nvme tier: pinned partition buffers in the pool (>= 3) */
+    float ratio;                   /* nvme tier: fraction of partitions kept resident [0, 1] */
+    size_t partition_numel;        /* elements per optimizer-state partition (swap unit) */
+    size_t tile_numel;             /* elements per Adam/H2D staging tile */
+    int numa_node;                 /* -1: nearest the GPU (hwloc) / none on sim */
 
     /* asynchronous I/O (DeepSpeed `aio` section) */
-    size_t aio_block_size;          /* bytes per I/O request */
-    int aio_queue_depth;            /* I/Os in flight per engine */
+    size_t aio_block_size; /* bytes per I/O request */
+    int aio_queue_depth;   /* I/Os in flight per engine */
     zoff_aio_engine aio_engine;
-    int aio_odirect;                /* -1: probe; 0: buffered; 1: O_DIRECT required */
-    int verify_crc;                 /* crc32c per swapped extent, checked on swap-in */
+    int aio_odirect; /* -1: probe; 0: buffered; 1: O_DIRECT required */
+    int verify_crc;  /* crc32c per swapped extent, checked on swap-in */
 
     /* pipeline */
     zoff_overlap overlap;
-    int delayed_warmup_steps;       /* `delayed`: synchronous steps before delaying */
+    int delayed_warmup_steps; /* `delayed`: synchronous steps before delaying */
 
     /* CPU */
-    int cpu_threads;                /* 0: all cores of the chosen NUMA node */
-    char cpu_isa[16];               /* "" (auto), "scalar", "avx2", "avx512" */
+    int cpu_threads;  /* 0: all cores of the chosen NUMA node */
+    char cpu_isa[16]; /* "" (auto), "scalar", "avx2", "avx512" */
 
     /* device */
     zoff_device_kind device;
-    int cuda_device;                /* CUDA ordinal */
-    size_t sim_gpu_bytes;           /* sim: device memory capacity */
-    double sim_pcie_gbps;           /* sim: copy bandwidth per direction (GB/s); 0: unthrottled */
-    uint64_t sim_jitter_seed;       /* sim: 0 off; otherwise random op delays from this seed */
+    int cuda_device;          /* CUDA ordinal */
+    size_t sim_gpu_bytes;     /* sim: device memory capacity */
+    double sim_pcie_gbps;     /* sim: copy bandwidth per direction (GB/s); 0: unthrottled */
+    uint64_t sim_jitter_seed; /* sim: 0 off; otherwise random op delays from this seed */
 
     /* observability */
     char trace_path[ZOFF_PATH_MAX]; /* Chrome/Perfetto trace file; "" off */
@@ -258,20 +258,26 @@ typedef struct zoff_step_args {
 
 typedef struct zoff_step_result {
     size_t struct_size;
-    int64_t step;          /* optimizer steps taken so far (skipped steps not counted) */
-    int skipped;           /* 1: the update was skipped (fp16 overflow) */
-    int overflow;          /* 1: a gradient was inf/NaN */
-    double grad_norm;      /* global L2 norm of the unscaled gradients (NaN/inf on overflow) */
-    double clip_coef;      /* factor applied to the gradients (1 when not clipped) */
-    float loss_scale;      /* scale to apply to the next loss */
-    double step_ms;        /* wall time of zoff_step */
-    double adam_ms;        /* CPU Adam time */
-    double wait_grads_ms;  /* time zoff_step waited for gradient copies */
-    double nvme_wait_ms;   /* time the pipeline waited on NVMe */
+    int64_t step;         /* optimizer steps taken so far (skipped steps not counted) */
+    int skipped;          /* 1: the update was skipped (fp16 overflow) */
+    int overflow;         /* 1: a gradient was inf/NaN */
+    double grad_norm;     /* global L2 norm of the unscaled gradients (NaN/inf on overflow) */
+    double clip_coef;     /* factor applied to the gradients (1 when not clipped) */
+    float loss_scale;     /* scale to apply to the next loss */
+    double step_ms;       /* wall time of zoff_step */
+    double adam_ms;       /* CPU Adam time */
+    double wait_grads_ms; /* time zoff_step waited for gradient copies */
+    double nvme_wait_ms;  /* time the pipeline waited on NVMe */
 } zoff_step_result;
 
-#define ZOFF_STEP_ARGS_INIT {.struct_size = sizeof(zoff_step_args), .flags = 0}
-#define ZOFF_STEP_RESULT_INIT {.struct_size = sizeof(zoff_step_result)}
+#define ZOFF_STEP_ARGS_INIT                                                                        \
+    {                                                                                              \
+        .struct_size = sizeof(zoff_step_args), .flags = 0                                          \
+    }
+#define ZOFF_STEP_RESULT_INIT                                                                      \
+    {                                                                                              \
+        .struct_size = sizeof(zoff_step_result)                                                    \
+    }
 
 /* Runs the optimizer step over all registered parameters (every parameter's gradient must have
  * been declared with zoff_grad_ready since the last step; parameters that were not are treated
@@ -315,16 +321,15 @@ ZOFF_API zoff_status zoff_load(zoff_runtime *rt, const char *dir);
 ZOFF_API zoff_status zoff_save_with(zoff_runtime *rt, const char *dir, const char *user_json);
 /* Like zoff_load; copies the stored user JSON ("" if none) into user_json (len bytes, NUL
  * terminated; ZOFF_EINVAL if it does not fit, nothing loaded). user_json may be NULL. */
-ZOFF_API zoff_status zoff_load_with(zoff_runtime *rt, const char *dir, char *user_json,
-                                    size_t len);
+ZOFF_API zoff_status zoff_load_with(zoff_runtime *rt, const char *dir, char *user_json, size_t len);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Statistics                                                                                 */
 /* ------------------------------------------------------------------------------------------ */
 typedef struct zoff_link_stats {
-    uint64_t bytes;  /* bytes moved */
-    double busy_ms;  /* time the link was busy moving them */
-    double gbps;     /* bytes / busy time, GB/s (1e9) */
+    uint64_t bytes; /* bytes moved */
+    double busy_ms; /* time the link was busy moving them */
+    double gbps;    /* bytes / busy time, GB/s (1e9) */
 } zoff_link_stats;
 
 typedef struct zoff_stats {
@@ -339,18 +344,21 @@ typedef struct zoff_stats {
     int64_t steps, skipped_steps;
     uint64_t total_d2h_bytes, total_h2d_bytes, total_nvme_read_bytes, total_nvme_write_bytes;
     /* memory (bytes) */
-    uint64_t device_bytes;      /* device memory zoff allocated */
-    uint64_t pinned_bytes;      /* pinned host memory */
-    uint64_t pageable_bytes;    /* pageable host memory (fallback or by config) */
-    uint64_t nvme_bytes;        /* preallocated swap */
-    int pinned_fallback;        /* 1: pinning was refused and pageable memory is used */
-    int aio_fallback;           /* 1: io_uring refused, thread pool used */
-    int odirect;                /* 1: swap files use O_DIRECT */
-    char device_name[64];       /* "sim", "cuda:0 NVIDIA H100 ..." */
-    char cpu_isa[16];           /* the Adam kernel in use */
+    uint64_t device_bytes;   /* device memory zoff allocated */
+    uint64_t pinned_bytes;   /* pinned host memory */
+    uint64_t pageable_bytes; /* pageable host memory (fallback or by config) */
+    uint64_t nvme_bytes;     /* preallocated swap */
+    int pinned_fallback;     /* 1: pinning was refused and pageable memory is used */
+    int aio_fallback;        /* 1: io_uring refused, thread pool used */
+    int odirect;             /* 1: swap files use O_DIRECT */
+    char device_name[64];    /* "sim", "cuda:0 NVIDIA H100 ..." */
+    char cpu_isa[16];        /* the Adam kernel in use */
 } zoff_stats;
 
-#define ZOFF_STATS_INIT {.struct_size = sizeof(zoff_stats)}
+#define ZOFF_STATS_INIT                                                                            \
+    {                                                                                              \
+        .struct_size = sizeof(zoff_stats)                                                          \
+    }
 
 ZOFF_API zoff_status zoff_get_stats(const zoff_runtime *rt, zoff_stats *out);
 
@@ -373,8 +381,7 @@ typedef struct zoff_plan_report {
 
 /* Predicts bytes per tier for a model of `total_params` parameters without allocating
  * anything. Returns ZOFF_OK with out->fits = 0 and advice filled when it would not fit. */
-ZOFF_API zoff_status zoff_plan(const zoff_config *cfg, size_t total_params,
-                               zoff_plan_report *out);
+ZOFF_API zoff_status zoff_plan(const zoff_config *cfg, size_t total_params, zoff_plan_report *out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Device helpers for trainers (the runtime's device backend)                                 */

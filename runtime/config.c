@@ -676,7 +676,7 @@ static zoff_status on_amsgrad(pctx *c, const cJSON *v, const char *path)
 {
     int on = 0;
     ZOFF_CHECK(get_bool(c, v, path, &on));
-    if (on) return cerr(c, path, "AMSGrad is not implemented by zoff's CPU Adam; set false");
+    if (on) return cerr(c, path, "AMSGrad is not supported by zoff's CPU Adam; set false");
     return ZOFF_OK;
 }
 

@@ -100,14 +100,18 @@ static uint16_t ref_f16(float f)
     uint16_t lo = 0, hi = 0x7bff;
     while (lo < hi) { /* largest code with value <= x */
         uint16_t mid = (uint16_t)((lo + hi + 1) / 2);
-        if ((double)zoff_f16_to_f32(mid) <= x) lo = mid;
-        else hi = (uint16_t)(mid - 1);
+        if ((double)zoff_f16_to_f32(mid) <= x)
+            lo = mid;
+        else
+            hi = (uint16_t)(mid - 1);
     }
     double a = zoff_f16_to_f32(lo);
     if (a == x) return sign | lo;
     double b = zoff_f16_to_f32((uint16_t)(lo + 1));
     double da = x - a, db = b - x;
-    uint16_t pick = (da < db) ? lo : (db < da) ? (uint16_t)(lo + 1) : ((lo & 1) ? (uint16_t)(lo + 1) : lo);
+    uint16_t pick = (da < db)   ? lo
+                    : (db < da) ? (uint16_t)(lo + 1)
+                                : ((lo & 1) ? (uint16_t)(lo + 1) : lo);
     return sign | pick;
 }
 
@@ -139,7 +143,8 @@ static void test_half_f16(void **state)
     }
     /* exact ties between neighbours */
     for (uint32_t h = 0; h < 0x7bff; h += 13) {
-        double mid = ((double)zoff_f16_to_f32((uint16_t)h) + zoff_f16_to_f32((uint16_t)(h + 1))) / 2;
+        double mid =
+            ((double)zoff_f16_to_f32((uint16_t)h) + zoff_f16_to_f32((uint16_t)(h + 1))) / 2;
         float f = (float)mid;
         if ((double)f == mid) assert_int_equal(zoff_f32_to_f16(f), ref_f16(f));
     }
@@ -147,7 +152,7 @@ static void test_half_f16(void **state)
     assert_int_equal(zoff_f32_to_f16(65519.0f), 0x7bff);
     assert_int_equal(zoff_f32_to_f16(65520.0f), 0x7c00);
     assert_int_equal(zoff_f32_to_f16(-INFINITY), 0xfc00);
-    assert_int_equal(zoff_f32_to_f16(5.960464477539063e-08f), 0x0001); /* smallest subnormal */
+    assert_int_equal(zoff_f32_to_f16(5.960464477539063e-08f), 0x0001);   /* smallest subnormal */
     assert_int_equal(zoff_f32_to_f16(2.98023223876953125e-08f), 0x0000); /* tie -> even 0 */
     assert_int_equal(zoff_f32_to_f16(-1e-10f), 0x8000);
     assert_true(isnan(zoff_f16_to_f32(zoff_f32_to_f16(NAN))));
@@ -159,8 +164,10 @@ static void test_half_bf16(void **state)
     for (uint32_t b = 0; b < 65536; b++) {
         float f = zoff_bf16_to_f32((uint16_t)b);
         uint16_t back = zoff_f32_to_bf16(f);
-        if (isnan(f)) assert_true(isnan(zoff_bf16_to_f32(back)));
-        else assert_int_equal(back, b);
+        if (isnan(f))
+            assert_true(isnan(zoff_bf16_to_f32(back)));
+        else
+            assert_int_equal(back, b);
     }
     /* ties to even, carry into the exponent, overflow to inf */
     assert_int_equal(zoff_f32_to_bf16(zoff_bits_f32(0x3f808000u)), 0x3f80); /* tie, even down */
@@ -176,9 +183,9 @@ static void test_half_bf16(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_status),    cmocka_unit_test(test_last_error),
+        cmocka_unit_test(test_status),     cmocka_unit_test(test_last_error),
         cmocka_unit_test(test_parse_size), cmocka_unit_test(test_params),
-        cmocka_unit_test(test_crc32c),    cmocka_unit_test(test_half_f16),
+        cmocka_unit_test(test_crc32c),     cmocka_unit_test(test_half_f16),
         cmocka_unit_test(test_half_bf16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -95,15 +95,16 @@ static int close_enough(double got, double ref, double atol, double rtol)
     return fabs(got - ref) <= atol + rtol * fabs(ref);
 }
 
-size_t zt_compare_f64(const char *what, const float *got, const double *ref, size_t n,
-                      double atol, double rtol)
+size_t zt_compare_f64(const char *what, const float *got, const double *ref, size_t n, double atol,
+                      double rtol)
 {
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
         if (!close_enough(got[i], ref[i], atol, rtol)) {
             if (bad < 5)
-                fprintf(stderr, "  %s mismatch at [%zu]: got %.9g ref %.17g |diff| %.3g bound %.3g\n",
-                        what, i, (double)got[i], ref[i], fabs(got[i] - ref[i]),
+                fprintf(stderr,
+                        "  %s mismatch at [%zu]: got %.9g ref %.17g |diff| %.3g bound %.3g\n", what,
+                        i, (double)got[i], ref[i], fabs(got[i] - ref[i]),
                         atol + rtol * fabs(ref[i]));
             bad++;
         }
@@ -119,8 +120,9 @@ size_t zt_compare_f32(const char *what, const float *got, const float *ref, size
     for (size_t i = 0; i < n; i++) {
         if (!close_enough(got[i], ref[i], atol, rtol)) {
             if (bad < 5)
-                fprintf(stderr, "  %s mismatch at [%zu]: got %.9g ref %.9g |diff| %.3g bound %.3g\n",
-                        what, i, (double)got[i], (double)ref[i], fabs((double)got[i] - ref[i]),
+                fprintf(stderr,
+                        "  %s mismatch at [%zu]: got %.9g ref %.9g |diff| %.3g bound %.3g\n", what,
+                        i, (double)got[i], (double)ref[i], fabs((double)got[i] - ref[i]),
                         atol + rtol * fabs((double)ref[i]));
             bad++;
         }

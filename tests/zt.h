@@ -29,8 +29,8 @@ typedef struct zt_rng {
 } zt_rng;
 void zt_rng_seed(zt_rng *r, uint64_t seed);
 uint64_t zt_rng_u64(zt_rng *r);
-double zt_rng_uniform(zt_rng *r);             /* [0, 1) */
-double zt_rng_normal(zt_rng *r);              /* N(0, 1) */
+double zt_rng_uniform(zt_rng *r); /* [0, 1) */
+double zt_rng_normal(zt_rng *r);  /* N(0, 1) */
 void zt_fill_normal(zt_rng *r, float *x, size_t n, float stddev);
 void zt_fill_bytes(zt_rng *r, void *p, size_t n);
 
@@ -38,8 +38,8 @@ void zt_fill_bytes(zt_rng *r, void *p, size_t n);
  * Prints up to 5 mismatches with index, values and the bound; returns the mismatch count. */
 size_t zt_compare_f32(const char *what, const float *got, const float *ref, size_t n, double atol,
                       double rtol);
-size_t zt_compare_f64(const char *what, const float *got, const double *ref, size_t n,
-                      double atol, double rtol);
+size_t zt_compare_f64(const char *what, const float *got, const double *ref, size_t n, double atol,
+                      double rtol);
 
 /* A fresh empty directory under $ZOFF_TEST_TMP (or /tmp) named <prefix>-<pid>-<counter>;
  * the caller frees the string and may remove the tree with zt_rmtree. */

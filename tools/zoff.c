@@ -37,7 +37,8 @@ static int cmd_env(int argc, char **argv)
         zoff_param_id id = (zoff_param_id)i;
         printf("%-22s %-10s %s%s%s\n", zoff__param_env_name(id),
                zoff__param_default(id)[0] ? zoff__param_default(id) : "\"\"", zoff__param_doc(id),
-               zoff__param_set(id) ? "  [set: " : "", zoff__param_set(id) ? zoff__param_str(id) : "");
+               zoff__param_set(id) ? "  [set: " : "",
+               zoff__param_set(id) ? zoff__param_str(id) : "");
         if (zoff__param_set(id)) printf("]\n");
     }
     return 0;
