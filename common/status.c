@@ -33,20 +33,32 @@ ZOFF_API const char *zoff_strerror(zoff_status st)
 }
 
 /* errno names for the codes zoff passes through most often. */
+#define ZOFF__ERRNO(x)                                                                             \
+    {                                                                                              \
+        x, #x                                                                                      \
+    }
+static const struct {
+    int code;
+    const char *name;
+} errno_names[] = {
+    ZOFF__ERRNO(EPERM),     ZOFF__ERRNO(ENOENT),     ZOFF__ERRNO(EINTR),
+    ZOFF__ERRNO(EIO),       ZOFF__ERRNO(EBADF),      ZOFF__ERRNO(EAGAIN),
+    ZOFF__ERRNO(ENOMEM),    ZOFF__ERRNO(EACCES),     ZOFF__ERRNO(EFAULT),
+    ZOFF__ERRNO(EBUSY),     ZOFF__ERRNO(EEXIST),     ZOFF__ERRNO(ENOTDIR),
+    ZOFF__ERRNO(EISDIR),    ZOFF__ERRNO(EINVAL),     ZOFF__ERRNO(ENFILE),
+    ZOFF__ERRNO(EMFILE),    ZOFF__ERRNO(EFBIG),      ZOFF__ERRNO(ENOSPC),
+    ZOFF__ERRNO(ESPIPE),    ZOFF__ERRNO(EROFS),      ZOFF__ERRNO(ERANGE),
+    ZOFF__ERRNO(ENOSYS),    ZOFF__ERRNO(EOPNOTSUPP), ZOFF__ERRNO(ETIMEDOUT),
+    ZOFF__ERRNO(ECANCELED), ZOFF__ERRNO(EOVERFLOW),  ZOFF__ERRNO(ENAMETOOLONG),
+    ZOFF__ERRNO(EDQUOT),    ZOFF__ERRNO(ENOTEMPTY),
+};
+#undef ZOFF__ERRNO
+
 static const char *errno_name(int e)
 {
-    switch (e) {
-#define E(x)                                                                                       \
-    case x:                                                                                        \
-        return #x;
-        E(EPERM)
-        E(ENOENT) E(EINTR) E(EIO) E(EBADF) E(EAGAIN) E(ENOMEM) E(EACCES) E(EFAULT) E(EBUSY)
-            E(EEXIST) E(ENOTDIR) E(EISDIR) E(EINVAL) E(ENFILE) E(EMFILE) E(EFBIG) E(ENOSPC)
-                E(ESPIPE) E(EROFS) E(ERANGE) E(ENOSYS) E(EOPNOTSUPP) E(ETIMEDOUT) E(ECANCELED)
-                    E(EOVERFLOW) E(ENAMETOOLONG) E(EDQUOT) E(ENOTEMPTY)
-#undef E
-                        default : return NULL;
-    }
+    for (size_t i = 0; i < ZOFF_ARRAY_SIZE(errno_names); i++)
+        if (errno_names[i].code == e) return errno_names[i].name;
+    return NULL;
 }
 
 ZOFF_API const char *zoff_status_name(zoff_status st)
