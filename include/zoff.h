@@ -16,6 +16,15 @@
  *    *_INIT macros.
  *  - Thread safety: one zoff_runtime is used by one thread at a time (the trainer's thread).
  *    Different runtimes are independent. zoff_strerror/zoff_version are thread-safe.
+ *
+ * Logging and environment parameters (all declared in common/params.def; `zoff env` lists them
+ * with their defaults and current values, docs/config.md documents them):
+ *  - ZOFF_DEBUG=NONE|WARN|INFO|TRACE (default WARN): log level, to stderr.
+ *  - ZOFF_DEBUG_SUBSYS=INIT,ALLOC,PIN,NVME,ADAM,XFER,STEP,CKPT,CONFIG,DEV,ALL (default ALL);
+ *    a leading ^ excludes one (ALL,^NVME). ZOFF_DEBUG_FILE=path writes the log to a file.
+ *  - ZOFF_DEVICE, ZOFF_SIM_GPU_BYTES, ZOFF_SIM_PCIE_GBPS, ZOFF_SIM_JITTER, ZOFF_CPU_ISA,
+ *    ZOFF_CPU_THREADS, ZOFF_AIO, ZOFF_AIO_ODIRECT, ZOFF_NUMA_NODE, ZOFF_HUGE_PAGES, ZOFF_TRACE
+ *    override the matching zoff_config fields when zoff_create() runs.
  */
 #ifndef ZOFF_H
 #define ZOFF_H

@@ -180,13 +180,51 @@ static void test_half_bf16(void **state)
     assert_true(isnan(zoff_bf16_to_f32(qn)));
 }
 
+static void test_logging(void **state)
+{
+    (void)state;
+    char *dir = zt_mkdtemp("log");
+    assert_non_null(dir);
+    char path[512];
+    snprintf(path, sizeof path, "%s/log.txt", dir);
+    setenv("ZOFF_DEBUG", "INFO", 1);
+    setenv("ZOFF_DEBUG_SUBSYS", "NVME,ADAM,^ADAM", 1);
+    setenv("ZOFF_DEBUG_FILE", path, 1);
+    zoff__log_reinit();
+    assert_int_equal(zoff__log_level(), ZOFF_LOG_INFO);
+    assert_true(zoff__log_enabled(ZOFF_LOG_INFO, ZOFF_SUB_NVME));
+    assert_false(zoff__log_enabled(ZOFF_LOG_INFO, ZOFF_SUB_ADAM));  /* excluded with ^ */
+    assert_false(zoff__log_enabled(ZOFF_LOG_TRACE, ZOFF_SUB_NVME)); /* above the level */
+    ZOFF_INFO(ZOFF_SUB_NVME, "kept %d", 1);
+    ZOFF_INFO(ZOFF_SUB_ADAM, "dropped %d", 2);
+    ZOFF_TRACE_LOG(ZOFF_SUB_NVME, "dropped %d", 3);
+    for (int i = 0; i < 3; i++) ZOFF_LOG_ONCE(ZOFF_LOG_WARN, ZOFF_SUB_NVME, "once");
+    unsetenv("ZOFF_DEBUG");
+    unsetenv("ZOFF_DEBUG_SUBSYS");
+    unsetenv("ZOFF_DEBUG_FILE");
+    zoff__log_reinit(); /* back to stderr, closes the file */
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, "zoff INFO [NVME] kept 1"));
+    assert_null(strstr(buf, "dropped"));
+    const char *once = strstr(buf, "zoff WARN [NVME] once");
+    assert_non_null(once);
+    assert_null(strstr(once + strlen("zoff WARN [NVME] once"), "once")); /* exactly once */
+    zt_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status),     cmocka_unit_test(test_last_error),
         cmocka_unit_test(test_parse_size), cmocka_unit_test(test_params),
         cmocka_unit_test(test_crc32c),     cmocka_unit_test(test_half_f16),
-        cmocka_unit_test(test_half_bf16),
+        cmocka_unit_test(test_half_bf16),  cmocka_unit_test(test_logging),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
