@@ -64,10 +64,11 @@ size_t adam_step_scalar(const zadam_hparams *hp, const zadam_tensor *t);
 size_t adam_step_avx2(const zadam_hparams *hp, const zadam_tensor *t);
 size_t adam_step_avx512(const zadam_hparams *hp, const zadam_tensor *t);
 
-/* Sum of squares of n gradient elements (as fp32 values, accumulated in double), and the count
- * of non-finite elements. Deterministic: the result depends only on the data and the ISA.
- * (In fact all three variants follow one canonical order and return the same bits.)
- * nonfinite may be NULL. Single-threaded; thread-safe on distinct or read-only data. */
+/* Sum of squares of n gradient elements (as fp32 values, accumulated in double; fp16: squares
+ * first summed in fp32 in short fixed blocks: relative error below 7 * 2^-24 plus the double
+ * summation's, see docs/cpu_adam.md), and the count of non-finite elements. Deterministic: the
+ * result depends only on the data. (All three variants follow one canonical order and return the
+ * same bits.) nonfinite may be NULL. Single-threaded; thread-safe on distinct or read-only data. */
 double sumsq_scalar(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite);
 double sumsq_avx2(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite);
 double sumsq_avx512(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite);

@@ -6,6 +6,7 @@
  * even. Compiled with target attributes only; dispatch.c calls it when CPUID and XCR0 allow.
  */
 #include <immintrin.h>
+#include <math.h>
 
 #include "cpu_adam/adam_internal.h"
 
@@ -146,23 +147,41 @@ size_t adam_step_avx2(const zadam_hparams *hp, const zadam_tensor *t)
 
 /* ---- sum of squares -------------------------------------------------------------------------- */
 
-/* Lanes 0-3, 4-7, 8-11, 12-15 in acc[0..3]: element k of the chunk goes to lane k % 16. */
+/* Lanes 0-3, 4-7, 8-11, 12-15 in acc0..acc3: element k of the chunk goes to lane k % 16; the
+ * same order as the AVX-512 body (fp16 blocks of 128 summed in fp32), with the non-finite count
+ * deferred the same way. */
 ZADAM_AVX2_INLINE double sumsq_body(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite)
 {
     __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
     __m256d acc2 = _mm256_setzero_pd(), acc3 = _mm256_setzero_pd();
     size_t bad = 0, k = 0;
-    for (; k + 16 <= n; k += 16) {
-        const __m256 x0 = load_grad8(grad, dt, k), x1 = load_grad8(grad, dt, k + 8);
-        bad += nonfinite8(x0) + nonfinite8(x1);
-        const __m256d a = _mm256_cvtps_pd(_mm256_castps256_ps128(x0));
-        const __m256d b = _mm256_cvtps_pd(_mm256_extractf128_ps(x0, 1));
-        const __m256d c = _mm256_cvtps_pd(_mm256_castps256_ps128(x1));
-        const __m256d d = _mm256_cvtps_pd(_mm256_extractf128_ps(x1, 1));
-        acc0 = _mm256_fmadd_pd(a, a, acc0);
-        acc1 = _mm256_fmadd_pd(b, b, acc1);
-        acc2 = _mm256_fmadd_pd(c, c, acc2);
-        acc3 = _mm256_fmadd_pd(d, d, acc3);
+    if (dt == ZOFF_DTYPE_F16) {
+        for (; k + ZADAM__SUMSQ_F16_BLOCK <= n; k += ZADAM__SUMSQ_F16_BLOCK) {
+            __m256 x0 = load_grad8(grad, dt, k), x1 = load_grad8(grad, dt, k + 8);
+            __m256 p0 = _mm256_mul_ps(x0, x0), p1 = _mm256_mul_ps(x1, x1);
+            for (size_t i = 16; i < ZADAM__SUMSQ_F16_BLOCK; i += 16) {
+                x0 = load_grad8(grad, dt, k + i);
+                x1 = load_grad8(grad, dt, k + i + 8);
+                p0 = _mm256_add_ps(p0, _mm256_mul_ps(x0, x0));
+                p1 = _mm256_add_ps(p1, _mm256_mul_ps(x1, x1));
+            }
+            acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(p0)));
+            acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(p0, 1)));
+            acc2 = _mm256_add_pd(acc2, _mm256_cvtps_pd(_mm256_castps256_ps128(p1)));
+            acc3 = _mm256_add_pd(acc3, _mm256_cvtps_pd(_mm256_extractf128_ps(p1, 1)));
+        }
+    } else {
+        for (; k + 16 <= n; k += 16) {
+            const __m256 x0 = load_grad8(grad, dt, k), x1 = load_grad8(grad, dt, k + 8);
+            const __m256d a = _mm256_cvtps_pd(_mm256_castps256_ps128(x0));
+            const __m256d b = _mm256_cvtps_pd(_mm256_extractf128_ps(x0, 1));
+            const __m256d c = _mm256_cvtps_pd(_mm256_castps256_ps128(x1));
+            const __m256d d = _mm256_cvtps_pd(_mm256_extractf128_ps(x1, 1));
+            acc0 = _mm256_fmadd_pd(a, a, acc0);
+            acc1 = _mm256_fmadd_pd(b, b, acc1);
+            acc2 = _mm256_fmadd_pd(c, c, acc2);
+            acc3 = _mm256_fmadd_pd(d, d, acc3);
+        }
     }
     double lanes[ZADAM__SUMSQ_LANES];
     _mm256_storeu_pd(lanes, acc0);
@@ -170,8 +189,11 @@ ZADAM_AVX2_INLINE double sumsq_body(const void *grad, zoff_dtype dt, size_t n, s
     _mm256_storeu_pd(lanes + 8, acc2);
     _mm256_storeu_pd(lanes + 12, acc3);
     bad += zadam__sumsq_tail(grad, dt, k, n, lanes);
+    const double sum = zadam__sumsq_lanes(lanes);
+    if (!isfinite(sum))
+        for (size_t j = 0; j < k; j += 8) bad += nonfinite8(load_grad8(grad, dt, j));
     *nonfinite = bad;
-    return zadam__sumsq_lanes(lanes);
+    return sum;
 }
 
 ZADAM_AVX2 double zadam__sumsq_chunk_avx2(const void *grad, zoff_dtype dt, size_t n,

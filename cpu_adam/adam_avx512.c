@@ -7,6 +7,7 @@
  * Compiled with target attributes only; dispatch.c calls it when CPUID and XCR0 allow.
  */
 #include <immintrin.h>
+#include <math.h>
 
 #include "cpu_adam/adam_internal.h"
 
@@ -148,27 +149,48 @@ size_t adam_step_avx512(const zadam_hparams *hp, const zadam_tensor *t)
 
 /* ---- sum of squares -------------------------------------------------------------------------- */
 
-/* Lanes 0-7 in acc[0], 8-15 in acc[1]: element k of the chunk goes to lane k % 16. The squares
- * are exact in double, so the fused multiply-add rounds once, exactly like the scalar `+=`. */
+/* Lanes 0-7 in acc0, 8-15 in acc1: element k of the chunk goes to lane k % 16. fp16: blocks of
+ * 128 elements, each lane's 8 squares summed in fp32 (mul then add, in increasing k) and the
+ * block partial added to the double lane. fp32/bf16: each square in double (exact), added with an
+ * FMA that rounds once, like the scalar `+=`. The hot loop does not count non-finite elements: a
+ * chunk's sum is finite exactly when all its elements are (squares are >= 0 and cannot overflow:
+ * fp16 block partials stay below 8 * 65504^2, double squares of fp32 values below DBL_MAX / 2^15),
+ * so the vector body is recounted only when the sum is not finite (rare; same count). */
 ZADAM_AVX512_INLINE double sumsq_body(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite)
 {
     __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
     size_t bad = 0, k = 0;
-    for (; k + 16 <= n; k += 16) {
-        const __m512 x = load_grad16(grad, dt, k);
-        bad += nonfinite16(x);
-        const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(x));
-        const __m512d hi =
-            _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
-        acc0 = _mm512_fmadd_pd(lo, lo, acc0);
-        acc1 = _mm512_fmadd_pd(hi, hi, acc1);
+    if (dt == ZOFF_DTYPE_F16) {
+        for (; k + ZADAM__SUMSQ_F16_BLOCK <= n; k += ZADAM__SUMSQ_F16_BLOCK) {
+            __m512 x = load_grad16(grad, dt, k);
+            __m512 p = _mm512_mul_ps(x, x);
+            for (size_t i = 16; i < ZADAM__SUMSQ_F16_BLOCK; i += 16) {
+                x = load_grad16(grad, dt, k + i);
+                p = _mm512_add_ps(p, _mm512_mul_ps(x, x));
+            }
+            acc0 = _mm512_add_pd(acc0, _mm512_cvtps_pd(_mm512_castps512_ps256(p)));
+            acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm256_castpd_ps(
+                                           _mm512_extractf64x4_pd(_mm512_castps_pd(p), 1))));
+        }
+    } else {
+        for (; k + 16 <= n; k += 16) {
+            const __m512 x = load_grad16(grad, dt, k);
+            const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(x));
+            const __m512d hi =
+                _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+            acc0 = _mm512_fmadd_pd(lo, lo, acc0);
+            acc1 = _mm512_fmadd_pd(hi, hi, acc1);
+        }
     }
     double lanes[ZADAM__SUMSQ_LANES];
     _mm512_storeu_pd(lanes, acc0);
     _mm512_storeu_pd(lanes + 8, acc1);
     bad += zadam__sumsq_tail(grad, dt, k, n, lanes);
+    const double sum = zadam__sumsq_lanes(lanes);
+    if (!isfinite(sum))
+        for (size_t j = 0; j < k; j += 16) bad += nonfinite16(load_grad16(grad, dt, j));
     *nonfinite = bad;
-    return zadam__sumsq_lanes(lanes);
+    return sum;
 }
 
 ZADAM_AVX512 double zadam__sumsq_chunk_avx512(const void *grad, zoff_dtype dt, size_t n,

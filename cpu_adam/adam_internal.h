@@ -109,11 +109,16 @@ size_t zadam__step_avx512(const zadam__scalars *s, const zadam_tensor *t);
 
 /* ---- sum of squares: the canonical order ------------------------------------------------------
  * The gradient is cut into chunks of ZADAM_SUMSQ_CHUNK_NUMEL elements. Inside a chunk, element k
- * (chunk-relative) is squared in double (exact) and added to lane k % 16 in increasing k; the
- * chunk's sum is lane 0 + lane 1 + ... + lane 15, left to right. The total is the chunk sums added
- * left to right starting from 0. Every ISA follows this order, so every ISA and every thread
- * count gives the same bits. */
-#define ZADAM__SUMSQ_LANES 16
+ * (chunk-relative) belongs to lane k % 16. fp32/bf16: it is squared in double (exact) and added
+ * to its double lane in increasing k. fp16: the chunk is cut into blocks of
+ * ZADAM__SUMSQ_F16_BLOCK (128) elements; in a block each lane's squares (exact in fp32: 11-bit
+ * significands, no overflow or underflow) are added in fp32 in increasing k starting from 0 (a
+ * short last block adds the elements it has), then the fp32 partial is added to the double lane;
+ * blocks in increasing order. The chunk's sum is lane 0 + lane 1 + ... + lane 15, left to right.
+ * The total is the chunk sums added left to right starting from 0. Every ISA follows this order, so
+ * every ISA and every thread count gives the same bits. */
+#define ZADAM__SUMSQ_LANES     16
+#define ZADAM__SUMSQ_F16_BLOCK ((size_t)128) /* divides ZADAM_SUMSQ_CHUNK_NUMEL */
 typedef double (*zadam__sumsq_chunk_fn)(const void *grad, zoff_dtype dt, size_t n,
                                         size_t *nonfinite);
 /* One chunk (n <= ZADAM_SUMSQ_CHUNK_NUMEL); *nonfinite receives the chunk's non-finite count. */
@@ -121,7 +126,8 @@ double zadam__sumsq_chunk_scalar(const void *grad, zoff_dtype dt, size_t n, size
 double zadam__sumsq_chunk_avx2(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite);
 double zadam__sumsq_chunk_avx512(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite);
 
-/* Adds the squares of elements [from, n) of a chunk into lanes[] (lane = k % 16) and returns the
+/* Adds the squares of elements [from, n) of a chunk into lanes[] (lane = k % 16; fp16: from is a
+ * multiple of ZADAM__SUMSQ_F16_BLOCK, blocks as above) and returns the
  * non-finite count of that range; then zadam__sumsq_lanes folds the lanes in order. */
 size_t zadam__sumsq_tail(const void *grad, zoff_dtype dt, size_t from, size_t n,
                          double lanes[ZADAM__SUMSQ_LANES]);

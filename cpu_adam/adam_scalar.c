@@ -62,6 +62,20 @@ size_t zadam__sumsq_tail(const void *grad, zoff_dtype dt, size_t from, size_t n,
                          double lanes[ZADAM__SUMSQ_LANES])
 {
     size_t nonfinite = 0;
+    if (dt == ZOFF_DTYPE_F16) {
+        /* from is a block boundary; a short last block sums only the elements it has */
+        for (size_t b = from; b < n; b += ZADAM__SUMSQ_F16_BLOCK) {
+            float part[ZADAM__SUMSQ_LANES] = {0};
+            const size_t end = ZOFF_MIN(b + ZADAM__SUMSQ_F16_BLOCK, n);
+            for (size_t k = b; k < end; k++) {
+                const float x = zadam__grad_at(grad, dt, k);
+                nonfinite += (size_t)zadam__nonfinite(x);
+                part[k % ZADAM__SUMSQ_LANES] += x * x; /* the square is exact in fp32 */
+            }
+            for (int j = 0; j < ZADAM__SUMSQ_LANES; j++) lanes[j] += (double)part[j];
+        }
+        return nonfinite;
+    }
     for (size_t k = from; k < n; k++) {
         double x = (double)zadam__grad_at(grad, dt, k);
         nonfinite += (size_t)zadam__nonfinite((float)x);
