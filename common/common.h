@@ -162,6 +162,9 @@ uint32_t zoff__crc32c_sw(uint32_t crc, const void *data, size_t len);
 int zoff__crc32c_hw(void);
 
 /* ---- system facts ------------------------------------------------------------------------ */
+/* The value of a "Key:   123 kB" line of a /proc file (/proc/meminfo, /proc/self/status) in
+ * bytes; 0 if the file or key is absent. */
+uint64_t zoff__proc_kb(const char *file, const char *key);
 /* MemAvailable from /proc/meminfo in bytes (0 if unknown). */
 uint64_t zoff__mem_available(void);
 /* Online CPUs. */

@@ -134,21 +134,26 @@ void zoff__sleep_ns(uint64_t ns)
     }
 }
 
-uint64_t zoff__mem_available(void)
+uint64_t zoff__proc_kb(const char *file, const char *key)
 {
-    FILE *f = fopen("/proc/meminfo", "r");
+    FILE *f = fopen(file, "r");
     if (!f) return 0;
     char line[256];
-    uint64_t kb = 0;
+    size_t klen = strlen(key);
+    uint64_t v = 0;
     while (fgets(line, sizeof line, f)) {
-        unsigned long long v;
-        if (sscanf(line, "MemAvailable: %llu kB", &v) == 1) {
-            kb = v;
+        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+            v = strtoull(line + klen + 1, NULL, 10) * 1024;
             break;
         }
     }
     fclose(f);
-    return kb * 1024ull;
+    return v;
+}
+
+uint64_t zoff__mem_available(void)
+{
+    return zoff__proc_kb("/proc/meminfo", "MemAvailable");
 }
 
 int zoff__ncpus(void)

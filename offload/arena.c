@@ -62,24 +62,6 @@ static int has_cap_ipc_lock(void)
     return (data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective & CAP_TO_MASK(CAP_IPC_LOCK)) != 0;
 }
 
-/* A "Name:   123 kB" line of /proc/self/status in bytes (0 if absent). */
-static uint64_t proc_status_kb(const char *key)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return 0;
-    char line[256];
-    size_t klen = strlen(key);
-    uint64_t v = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
-            v = strtoull(line + klen + 1, NULL, 10) * 1024;
-            break;
-        }
-    }
-    fclose(f);
-    return v;
-}
-
 zoff_status zarena_pin_limits_get(zarena_pin_limits *out)
 {
     struct rlimit rl;
@@ -89,7 +71,7 @@ zoff_status zarena_pin_limits_get(zarena_pin_limits *out)
         return zoff__err(-errno, "getrlimit(RLIMIT_MEMLOCK): %s", strerror(errno));
     out->memlock_cur = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
     out->memlock_max = rl.rlim_max == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_max;
-    out->locked_bytes = proc_status_kb("VmLck");
+    out->locked_bytes = zoff__proc_kb("/proc/self/status", "VmLck");
     out->cap_ipc_lock = has_cap_ipc_lock();
     return 0;
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "runtime/ckpt.h"
+#include "runtime/config.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "checkpoints store little-endian fp32 and are written straight from memory"
@@ -416,35 +417,22 @@ static int find_top_value(const char *text, const char *key, const char **start,
     }
 }
 
-/* The double of the shortest decimal that reads back as `f` (so 1e-3f is written "0.001", not
- * "0.0010000000474974513"); (float) of the result is f again. */
-static double float_json(float f)
-{
-    char buf[32];
-    for (int prec = 6; prec < 9; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
-        double d = strtod(buf, NULL);
-        if ((float)d == f) return d;
-    }
-    return (double)f;
-}
-
 static cJSON *group_json(const zoff_group_config *g)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
     cJSON *b = NULL;
-    if (!cJSON_AddNumberToObject(o, "lr", float_json(g->lr)) ||
+    if (!cJSON_AddNumberToObject(o, "lr", zoff__float_json(g->lr)) ||
         !(b = cJSON_AddArrayToObject(o, "betas")) ||
-        !cJSON_AddNumberToObject(o, "eps", float_json(g->eps)) ||
-        !cJSON_AddNumberToObject(o, "weight_decay", float_json(g->weight_decay)) ||
+        !cJSON_AddNumberToObject(o, "eps", zoff__float_json(g->eps)) ||
+        !cJSON_AddNumberToObject(o, "weight_decay", zoff__float_json(g->weight_decay)) ||
         !cJSON_AddBoolToObject(o, "adam_w_mode", g->adamw_mode) ||
         !cJSON_AddBoolToObject(o, "bias_correction", g->bias_correction)) {
         cJSON_Delete(o);
         return NULL;
     }
-    cJSON_AddItemToArray(b, cJSON_CreateNumber(float_json(g->beta1)));
-    cJSON_AddItemToArray(b, cJSON_CreateNumber(float_json(g->beta2)));
+    cJSON_AddItemToArray(b, cJSON_CreateNumber(zoff__float_json(g->beta1)));
+    cJSON_AddItemToArray(b, cJSON_CreateNumber(zoff__float_json(g->beta2)));
     if (cJSON_GetArraySize(b) != 2) {
         cJSON_Delete(o);
         return NULL;
@@ -794,7 +782,7 @@ static zoff_status build_manifest(zckpt_writer *w, const zckpt_meta *m, const ch
     cJSON_AddStringToObject(root, "zoff_version", zoff_version());
     cJSON_AddStringToObject(root, "created", created);
     cJSON_AddNumberToObject(root, "step", (double)m->step);
-    cJSON_AddNumberToObject(root, "loss_scale", float_json(m->loss_scale));
+    cJSON_AddNumberToObject(root, "loss_scale", zoff__float_json(m->loss_scale));
     cJSON_AddNumberToObject(root, "scaler_good_steps", (double)m->scaler_good_steps);
     cJSON_AddNumberToObject(root, "scaler_hysteresis", m->scaler_hysteresis);
     cJSON_AddItemToObject(root, "groups", ga);

@@ -1252,7 +1252,7 @@ zoff_status zoff__config_apply_env(zoff_config *cfg)
 /* ------------------------------------------------------------------------------------------ */
 /* The double of the shortest decimal that reads back as `f` (so 1e-3f is written "0.001", not
  * "0.0010000000474974513"); (float) of the result is f again. */
-static double float_json(float f)
+double zoff__float_json(float f)
 {
     char buf[32];
     for (int prec = 6; prec < 9; prec++) {
@@ -1277,16 +1277,16 @@ static cJSON *config_tree(const zoff_config *cfg)
         cJSON *p = cJSON_AddObjectToObject(opt, "params");
         ADD(p, p);
         if (ok) {
-            ADD(p, cJSON_AddNumberToObject(p, "lr", float_json(g->lr)));
+            ADD(p, cJSON_AddNumberToObject(p, "lr", zoff__float_json(g->lr)));
             cJSON *b = cJSON_AddArrayToObject(p, "betas");
             ADD(b, b);
             if (ok) {
-                cJSON_AddItemToArray(b, cJSON_CreateNumber(float_json(g->beta1)));
-                cJSON_AddItemToArray(b, cJSON_CreateNumber(float_json(g->beta2)));
+                cJSON_AddItemToArray(b, cJSON_CreateNumber(zoff__float_json(g->beta1)));
+                cJSON_AddItemToArray(b, cJSON_CreateNumber(zoff__float_json(g->beta2)));
                 ok = cJSON_GetArraySize(b) == 2;
             }
-            ADD(p, cJSON_AddNumberToObject(p, "eps", float_json(g->eps)));
-            ADD(p, cJSON_AddNumberToObject(p, "weight_decay", float_json(g->weight_decay)));
+            ADD(p, cJSON_AddNumberToObject(p, "eps", zoff__float_json(g->eps)));
+            ADD(p, cJSON_AddNumberToObject(p, "weight_decay", zoff__float_json(g->weight_decay)));
             ADD(p, cJSON_AddBoolToObject(p, "bias_correction", g->bias_correction));
             ADD(p, cJSON_AddBoolToObject(p, "adam_w_mode", g->adamw_mode));
         }
@@ -1295,17 +1295,18 @@ static cJSON *config_tree(const zoff_config *cfg)
     ADD(fp16, fp16);
     if (ok) {
         ADD(fp16, cJSON_AddBoolToObject(fp16, "enabled", cfg->fp16_enabled));
-        ADD(fp16, cJSON_AddNumberToObject(fp16, "loss_scale", float_json(cfg->loss_scale)));
+        ADD(fp16, cJSON_AddNumberToObject(fp16, "loss_scale", zoff__float_json(cfg->loss_scale)));
         ADD(fp16, cJSON_AddNumberToObject(fp16, "initial_scale_power", cfg->initial_scale_power));
         ADD(fp16, cJSON_AddNumberToObject(fp16, "loss_scale_window", cfg->loss_scale_window));
         ADD(fp16, cJSON_AddNumberToObject(fp16, "hysteresis", cfg->hysteresis));
-        ADD(fp16, cJSON_AddNumberToObject(fp16, "min_loss_scale", float_json(cfg->min_loss_scale)));
+        ADD(fp16,
+            cJSON_AddNumberToObject(fp16, "min_loss_scale", zoff__float_json(cfg->min_loss_scale)));
     }
     cJSON *bf16 = cJSON_AddObjectToObject(root, "bf16");
     ADD(bf16, bf16);
     if (ok) ADD(bf16, cJSON_AddBoolToObject(bf16, "enabled", cfg->bf16_enabled));
-    ADD(root,
-        cJSON_AddNumberToObject(root, "gradient_clipping", float_json(cfg->gradient_clipping)));
+    ADD(root, cJSON_AddNumberToObject(root, "gradient_clipping",
+                                      zoff__float_json(cfg->gradient_clipping)));
 
     cJSON *zo = cJSON_AddObjectToObject(root, "zero_optimization");
     ADD(zo, zo);
@@ -1316,7 +1317,7 @@ static cJSON *config_tree(const zoff_config *cfg)
         if (cfg->nvme_path[0]) ADD(oo, cJSON_AddStringToObject(oo, "nvme_path", cfg->nvme_path));
         ADD(oo, cJSON_AddBoolToObject(oo, "pin_memory", cfg->pin_memory));
         ADD(oo, cJSON_AddNumberToObject(oo, "buffer_count", cfg->buffer_count));
-        ADD(oo, cJSON_AddNumberToObject(oo, "ratio", float_json(cfg->ratio)));
+        ADD(oo, cJSON_AddNumberToObject(oo, "ratio", zoff__float_json(cfg->ratio)));
     }
     cJSON *aio = cJSON_AddObjectToObject(root, "aio");
     ADD(aio, aio);

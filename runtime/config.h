@@ -26,6 +26,9 @@ zoff_status zoff__group_config_validate(const zoff_group_config *g, const char *
  * zoff_config_default), then validates the result; `origin` names the file in messages. A text
  * of only whitespace leaves the values as they are. On error *cfg is unchanged. */
 zoff_status zoff__config_parse(zoff_config *cfg, const char *json, const char *origin);
+/* The double of the shortest decimal that reads back as the float f (JSON output of config and
+ * checkpoint manifests: 1e-3f is written "0.001"). */
+double zoff__float_json(float f);
 /* Writes cfg as a JSON object (DeepSpeed keys + zoff keys) into buf (NUL-terminated, truncated
  * to len - 1 characters); returns the length of the whole text (snprintf style: retry with a
  * larger buffer when >= len), 0 on allocation failure. zoff__config_parse reads it back to the

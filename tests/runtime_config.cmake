@@ -14,7 +14,8 @@ zoff_add_test(NAME test_trace SOURCES test_trace.c ${ZOFF_RT_DIR}/trace.c
 target_include_directories(test_trace PRIVATE ${CJSON_INCLUDE_DIRS})
 
 zoff_add_test(NAME test_ckpt
-              SOURCES test_ckpt.c ${ZOFF_RT_DIR}/ckpt.c ${CMAKE_SOURCE_DIR}/tools/cmd_ckpt.c
+              SOURCES test_ckpt.c ${ZOFF_RT_DIR}/ckpt.c ${ZOFF_RT_DIR}/config.c
+                      ${CMAKE_SOURCE_DIR}/tools/cmd_ckpt.c
               MODULES common LIBS ${CJSON_LINK_LIBRARIES} LABELS quick TIMEOUT 120)
 target_include_directories(test_ckpt PRIVATE ${CJSON_INCLUDE_DIRS})
 

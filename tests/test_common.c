@@ -180,6 +180,17 @@ static void test_half_bf16(void **state)
     assert_true(isnan(zoff_bf16_to_f32(qn)));
 }
 
+static void test_proc_kb(void **state)
+{
+    (void)state;
+    uint64_t total = zoff__proc_kb("/proc/meminfo", "MemTotal");
+    assert_true(total > 0 && total % 1024 == 0);
+    assert_true(zoff__mem_available() <= total);
+    assert_int_equal(zoff__proc_kb("/proc/meminfo", "NoSuchKey"), 0);
+    assert_int_equal(zoff__proc_kb("/proc/meminfo", "MemTota"), 0); /* whole key only */
+    assert_int_equal(zoff__proc_kb("/nonexistent/file", "MemTotal"), 0);
+}
+
 static void test_logging(void **state)
 {
     (void)state;
@@ -225,6 +236,7 @@ int main(void)
         cmocka_unit_test(test_parse_size), cmocka_unit_test(test_params),
         cmocka_unit_test(test_crc32c),     cmocka_unit_test(test_half_f16),
         cmocka_unit_test(test_half_bf16),  cmocka_unit_test(test_logging),
+        cmocka_unit_test(test_proc_kb),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

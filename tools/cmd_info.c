@@ -64,24 +64,6 @@ static void sysfs_mode(const char *path, char *out, size_t len)
     if (l && r) snprintf(out, len, "%.*s", (int)(r - l - 1), l + 1);
 }
 
-/* A "Key:  value kB" line of /proc/meminfo in bytes. */
-static uint64_t meminfo(const char *key)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f) return 0;
-    char line[256];
-    size_t klen = strlen(key);
-    uint64_t v = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (!strncmp(line, key, klen) && line[klen] == ':') {
-            v = strtoull(line + klen + 1, NULL, 10) * 1024;
-            break;
-        }
-    }
-    fclose(f);
-    return v;
-}
-
 /* numa_node of the first ancestor of a sysfs device path that has one (-1: unknown). */
 static int sysfs_numa_node(const char *devpath)
 {
@@ -136,7 +118,7 @@ static void gather_cpu(cJSON *root, hwloc_topology_t topo)
 static void gather_memory(cJSON *root, hwloc_topology_t topo)
 {
     cJSON *m = cJSON_AddObjectToObject(root, "memory");
-    cJSON_AddNumberToObject(m, "total_bytes", (double)meminfo("MemTotal"));
+    cJSON_AddNumberToObject(m, "total_bytes", (double)zoff__proc_kb("/proc/meminfo", "MemTotal"));
     cJSON_AddNumberToObject(m, "available_bytes", (double)zoff__mem_available());
     cJSON *nodes = cJSON_AddArrayToObject(root, "numa_nodes");
     int have_numa = numa_available() >= 0;
