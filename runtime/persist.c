@@ -310,7 +310,9 @@ ZOFF_API zoff_status zoff_load_with(zoff_runtime *rt, const char *dir, char *use
                                      "zoff_load in the middle of a step (%d "
                                      "gradients declared): load between steps",
                                      rt->declared_count));
-    return zrt_ret(rt, load_impl(rt, dir, user_json, len));
+    zoff_status st = load_impl(rt, dir, user_json, len);
+    if (st == ZOFF_OK) zrt_sched_apply(rt); /* the schedule continues from the loaded step */
+    return zrt_ret(rt, st);
 }
 
 ZOFF_API zoff_status zoff_load(zoff_runtime *rt, const char *dir)
