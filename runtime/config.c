@@ -1421,7 +1421,10 @@ static zoff_status apply_auto(pctx *c, const key_desc *d, const cJSON *v, const 
         what = "derived from the other batch keys";
     }
     char val[64] = "";
-    switch (d->kind) {
+    switch (isnan(c->cfg->scheduler.warmup_max_lr) &&
+                    !strcmp(path, "scheduler.params.warmup_max_lr")
+                ? K_SKIP
+                : d->kind) {
     case K_FLOAT:
         snprintf(val, sizeof val, " %g", (double)*(float *)field(c, d));
         break;
