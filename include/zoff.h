@@ -17,8 +17,11 @@
  *  - Thread safety: one zoff_runtime is used by one thread at a time (the trainer's thread).
  *    Different runtimes are independent. zoff_strerror/zoff_version are thread-safe.
  *
- * Logging and environment parameters (all declared in common/params.def; `zoff env` lists them
- * with their defaults and current values, docs/config.md documents them):
+ * The docs pages (docs/NAME.md) named below are installed with the library under
+ * <prefix>/share/doc/zoff/ (and are in the source tree's docs/).
+ *
+ * Logging and environment parameters (`zoff env` lists them with their defaults and current
+ * values, docs/config.md documents them):
  *  - ZOFF_DEBUG=NONE|WARN|INFO|TRACE (default WARN): log level, to stderr.
  *  - ZOFF_DEBUG_SUBSYS=INIT,ALLOC,PIN,NVME,ADAM,XFER,STEP,CKPT,CONFIG,DEV,ALL (default ALL);
  *    a leading ^ excludes one (ALL,^NVME). ZOFF_DEBUG_FILE=path writes the log to a file.
@@ -31,6 +34,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h> /* memset in the zoff_*_init() helpers */
 
 #ifdef __cplusplus
 extern "C" {
@@ -329,7 +333,10 @@ ZOFF_API const char *zoff_last_error(const zoff_runtime *rt);
  * Only before zoff_finalize. */
 ZOFF_API zoff_status zoff_add_group(zoff_runtime *rt, const zoff_group_config *g, int *group_id);
 /* Changes a group's hyperparameters (e.g. the lr of a schedule); takes effect at the next step.
- * Allowed any time between steps. */
+ * Allowed any time between steps. With a configured scheduler (cfg->scheduler), the runtime sets
+ * each group's lr before every step (zoff_get_group shows it); zoff_set_group before
+ * zoff_finalize sets the values the schedule starts from, after it the trainer takes that
+ * group's lr over (the scheduler no longer touches it). */
 ZOFF_API zoff_status zoff_set_group(zoff_runtime *rt, int group_id, const zoff_group_config *g);
 ZOFF_API zoff_status zoff_get_group(const zoff_runtime *rt, int group_id, zoff_group_config *g);
 
@@ -389,6 +396,28 @@ typedef struct zoff_step_result {
     int params_nonfinite;    /* parameters whose gradient had an inf/NaN element */
 } zoff_step_result;
 
+/* Initialisers: `zoff_step_result r = ZOFF_STEP_RESULT_INIT;` in C and C++. In C they are
+ * designated initialisers (usable for static objects too); C++ before C++20 has none, so there
+ * they call the zoff_*_init() functions below, which work in every C and C++ version
+ * (`auto r = zoff_step_result_init();`) and compile cleanly under -Wall -Wextra -pedantic. */
+static inline zoff_step_args zoff_step_args_init(void)
+{
+    zoff_step_args a;
+    memset(&a, 0, sizeof a);
+    a.struct_size = sizeof a;
+    return a;
+}
+static inline zoff_step_result zoff_step_result_init(void)
+{
+    zoff_step_result r;
+    memset(&r, 0, sizeof r);
+    r.struct_size = sizeof r;
+    return r;
+}
+#ifdef __cplusplus
+#define ZOFF_STEP_ARGS_INIT   zoff_step_args_init()
+#define ZOFF_STEP_RESULT_INIT zoff_step_result_init()
+#else
 #define ZOFF_STEP_ARGS_INIT                                                                        \
     {                                                                                              \
         .struct_size = sizeof(zoff_step_args), .flags = 0                                          \
@@ -397,6 +426,7 @@ typedef struct zoff_step_result {
     {                                                                                              \
         .struct_size = sizeof(zoff_step_result)                                                    \
     }
+#endif
 
 /* Runs the optimizer step over the registered parameters whose gradient was declared with
  * zoff_grad_ready since the last step. Queues the upload of the new 16-bit parameters;
@@ -502,10 +532,21 @@ typedef struct zoff_stats {
     int64_t missing_grads;   /* parameters skipped for lack of a gradient, over all steps */
 } zoff_stats;
 
+static inline zoff_stats zoff_stats_init(void)
+{
+    zoff_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    return s;
+}
+#ifdef __cplusplus
+#define ZOFF_STATS_INIT zoff_stats_init()
+#else
 #define ZOFF_STATS_INIT                                                                            \
     {                                                                                              \
         .struct_size = sizeof(zoff_stats)                                                          \
     }
+#endif
 
 ZOFF_API zoff_status zoff_get_stats(const zoff_runtime *rt, zoff_stats *out);
 

@@ -234,11 +234,16 @@ ZOFF_API zoff_status zoff_set_group(zoff_runtime *rt, int group_id, const zoff_g
     if (st < 0) return zrt_ret(rt, st);
     rt->groups[group_id].cfg = *g;
     rt->groups[group_id].cfg.struct_size = sizeof(zoff_group_config);
-    if (rt->groups[group_id].scheduled) /* the trainer takes this group's lr over */
-        ZOFF_INFO(ZOFF_SUB_STEP,
-                  "zoff_set_group(%d): the configured scheduler no longer sets this group's lr",
-                  group_id);
-    rt->groups[group_id].scheduled = 0;
+    if (rt->state == ZRT_CREATED) { /* configuration: the schedule starts from these values */
+        group_sched_init(rt, group_id);
+    } else { /* between steps: the trainer takes this group's lr over */
+        if (rt->groups[group_id].scheduled)
+            ZOFF_INFO(ZOFF_SUB_STEP,
+                      "zoff_set_group(%d): the configured scheduler no longer sets this group's "
+                      "lr",
+                      group_id);
+        rt->groups[group_id].scheduled = 0;
+    }
     return zrt_ret(rt, ZOFF_OK);
 }
 
