@@ -317,6 +317,12 @@ class Branchy(torch.nn.Module):
         return self.a(h) if t % 3 else self.b(h)
 
 
+# The first update of `late` (step 6) moves an element whose gradient is near eps by
+# lr * g / (|g| + eps): fp32 rounding of g shows up as 1.9e-6 there (1 element of 1024, measured);
+# a wrong step count or a zero-gradient update instead of a skip is off by 1e-5 to 1e-3.
+BRANCHY_ATOL = 5e-6
+
+
 def train_branchy(model, opt, steps, start=0):
     for t in range(start, start + steps):
         opt.zero_grad()
@@ -346,7 +352,7 @@ def test_none_grads_skipped_like_torch(cls, grad_hooks):
     assert zopt.last_step_result.params_without_grad == 5  # b.weight/bias, late.*, unused
     train_branchy(ref, topt, 15, start=5)
     train_branchy(zm, zopt, 15, start=5)
-    assert_params_close(zm, ref)
+    assert_params_close(zm, ref, atol=BRANCHY_ATOL)
     assert state_steps(zopt) == state_steps(topt)
     assert zm.unused.detach().equal(ref.unused.detach())
     zs, ts = zopt.state_dict()["state"], topt.state_dict()["state"]
@@ -365,8 +371,8 @@ def test_none_grads_skipped_like_torch(cls, grad_hooks):
     train_branchy(z2, z2opt, 6, start=20)
     train_branchy(back, bopt, 6, start=20)
     train_branchy(zm, zopt, 6, start=20)
-    assert_params_close(z2, ref)
-    assert_params_close(zm, back)
+    assert_params_close(z2, ref, atol=BRANCHY_ATOL)
+    assert_params_close(zm, back, atol=BRANCHY_ATOL)
     assert state_steps(z2opt) == state_steps(topt)
 
 
