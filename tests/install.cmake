@@ -15,3 +15,20 @@ if(ZOFF_GXX)
            WORKING_DIRECTORY ${CMAKE_BINARY_DIR}/test-tmp)
   set_tests_properties(test_header_cxx PROPERTIES LABELS "quick" TIMEOUT 300)
 endif()
+# The command blocks of README.md and docs/*.md (tests/test_docs.py states the rule): `sh`
+# blocks run here; `sh slow` ones with -DZOFF_DOCS_SLOW=ON (minutes: benchmarks, the full demo).
+find_package(Python3 COMPONENTS Interpreter QUIET)
+option(ZOFF_DOCS_SLOW "Also run the docs' slow command blocks (test_docs_slow)" OFF)
+if(Python3_Interpreter_FOUND)
+  add_test(NAME test_docs COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/test_docs.py
+           ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR} quick)
+  set_tests_properties(test_docs PROPERTIES LABELS "quick" TIMEOUT 600
+                       ENVIRONMENT "ZOFF_TEST_TMP=${CMAKE_BINARY_DIR}/test-tmp")
+  if(ZOFF_DOCS_SLOW)
+    add_test(NAME test_docs_slow
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/test_docs.py
+             ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR} slow)
+    set_tests_properties(test_docs_slow PROPERTIES LABELS "slow" TIMEOUT 3600
+                         ENVIRONMENT "ZOFF_TEST_TMP=${CMAKE_BINARY_DIR}/test-tmp")
+  endif()
+endif()

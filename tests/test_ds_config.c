@@ -79,6 +79,47 @@ static void test_schema_covered(void **state)
     assert_int_equal(zoff__config_key_status("zero_optimization.stage3_max_live_parameter"), -1);
 }
 
+/* docs/config.md names every ignored key (or the section that holds it). */
+static void test_docs_name_every_ignored_key(void **state)
+{
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/docs/config.md", ZOFF_SOURCE_DIR);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char doc[1 << 20];
+    size_t n = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    int missing = 0;
+    for (const zoff__ds_key *k = zoff__ds_keys(); k->path; k++) {
+        char pre[200];
+        int found = 0;
+        snprintf(pre, sizeof pre, "%s", k->path);
+        for (;;) { /* the key, or one of its sections */
+            char quoted[210];
+            snprintf(quoted, sizeof quoted, "`%s`", pre);
+            if (strstr(doc, quoted)) {
+                found = 1;
+                break;
+            }
+            char *dot = strrchr(pre, '.');
+            if (!dot) break;
+            *dot = '\0';
+        }
+        if (!found && strncmp(k->path, "optimizer.params.", 17) == 0) {
+            char quoted[80];
+            snprintf(quoted, sizeof quoted, "`%s`", k->path + 17);
+            found = strstr(doc, quoted) != NULL;
+        }
+        if (!found) {
+            fprintf(stderr, "docs/config.md does not name %s\n", k->path);
+            missing++;
+        }
+    }
+    assert_int_equal(missing, 0);
+}
+
 /* A config with many ignored keys: one warning line per key, and the effective ones applied. */
 static void test_one_warning_per_ignored_key(void **state)
 {
@@ -410,6 +451,7 @@ int main(void)
     setenv("ZOFF_DEBUG", "WARN", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schema_covered),
+        cmocka_unit_test(test_docs_name_every_ignored_key),
         cmocka_unit_test(test_one_warning_per_ignored_key),
         cmocka_unit_test(test_all_errors_in_one_pass),
         cmocka_unit_test(test_auto),

@@ -4,7 +4,8 @@
  * are designated initialisers in C only; C++ gets the zoff_*_init() functions), then run.
  */
 #include <zoff.h>
-int main() {
+int main()
+{
     zoff_step_result r = ZOFF_STEP_RESULT_INIT;
     zoff_step_args a = ZOFF_STEP_ARGS_INIT;
     zoff_stats s = ZOFF_STATS_INIT;
