@@ -15,9 +15,8 @@
 #include "runtime/config.h"
 
 #define ZOFF_NOTE_STAGE                                                                            \
-    "zoff keeps the 16-bit parameters and gradients on one GPU and offloads the optimizer state "  \
-    "(ZeRO-Offload, one rank): stages 1 and 2 behave alike, stage 3 parameter partitioning is "    \
-    "not done"
+    "stage 3 (parameter partitioning) is not built: each GPU keeps all its 16-bit parameters and " \
+    "only the optimizer state is offloaded, as in stage 2 (several ranks refuse stage 3)"
 #define ZOFF_NOTE_PARAM                                                                            \
     "parameter offload is not done: the 16-bit parameters stay in GPU memory (only the optimizer " \
     "state is offloaded)"
