@@ -835,7 +835,7 @@ static zoff_status ds_ignored(pctx *c, const zoff__ds_key *k, const cJSON *v, co
 static zoff_status walk(pctx *c, const cJSON *obj, const char *path, const key_desc *keys)
 {
     if (!cJSON_IsObject(obj)) return bad_type(c, path[0] ? path : "(top level)", "an object", obj);
-    int bad = c->nerr;
+    int bad = c->nerr, start = c->nerr;
     for (const cJSON *it = obj->child; it; it = it->next) {
         char sub[PATH_LEN];
         snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", it->string);
@@ -861,7 +861,7 @@ static zoff_status walk(pctx *c, const cJSON *obj, const char *path, const key_d
             unknown_key(c, sub, it->string, keys);
         bad = c->nerr;
     }
-    return c->nerr ? ZOFF_ECONFIG : ZOFF_OK;
+    return c->nerr > start ? ZOFF_ECONFIG : ZOFF_OK; /* errors of this section only */
 }
 
 /* ---- custom keys ---------------------------------------------------------------------------- */

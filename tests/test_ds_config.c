@@ -155,6 +155,7 @@ static void test_all_errors_in_one_pass(void **state)
     const char *json = "{\"optimizer\": {\"params\": {\"lr\": \"fast\", \"beta\": [0.9, 0.99]}},\n"
                        " \"zero_optimization\": {\"offload_optimizer\": {\"nvme_paht\": \"/x\"}},\n"
                        " \"fp16\": {\"enabled\": 1},\n"
+                       " \"bf16\": {\"enabled\": false},\n"
                        " \"bogus_top\": 3}";
     zoff_config c;
     assert_int_equal(zoff_config_from_json_string(&c, json), ZOFF_ECONFIG);
