@@ -195,6 +195,10 @@ static zoff_status update_tile(zoff_runtime *rt, zrt_update *u, zrt_param *q,
                              tile_idx);
         ZOFF_CHECK(zdev_event_sync(rt->dev, rt->tiles[tile_idx].ev));
         t.param_out = rt->hold + q->buf_off + e0 * q->esize;
+    } else if (q->streamed) {
+        /* the host copy is the tile target: a fetch uploads it from there */
+        ZOFF_CHECK(zrt_stream_host_wait(rt, q));
+        t.param_out = q->host16 + e0 * q->esize;
     } else if (q->dtype == ZOFF_DTYPE_F32 && part->resident) {
         t.param_out = NULL; /* the fp32 master itself is uploaded */
     } else {
@@ -208,6 +212,7 @@ static zoff_status update_tile(zoff_runtime *rt, zrt_update *u, zrt_param *q,
     u->adam_ns += zoff__now_ns() - a0;
     u->adam_bytes += (uint64_t)n * zadam_bytes_per_elem(q->dtype, t.param_out != NULL, q->dtype);
     if (u->to_hold) return hold_tile_done(rt, q);
+    if (q->streamed) return ZOFF_OK;
     const void *src = t.param_out ? t.param_out : (const void *)t.param;
     uint8_t *dst = (uint8_t *)q->dev_param + e0 * q->esize;
     ZOFF_CHECK(zdev_memcpy_h2d(rt->dev, dst, src, n * q->esize, rt->h2d));
@@ -659,6 +664,10 @@ zoff_status zrt_step(zoff_runtime *rt, zoff_step_result *r)
         }
     }
     rt->sync_steps_done++;
+    if (rt->nunits) {
+        st = zrt_stream_step_end(rt, report != NULL && !skip);
+        if (st < 0) return zrt_break(rt, st);
+    }
 
     /* the next step starts clean */
     for (int i = 0; i < rt->nparams; i++) rt->params[i].declared = 0;
@@ -725,6 +734,7 @@ zoff_status zrt_params_ready(zoff_runtime *rt, zoff_stream consumer)
 zoff_status zrt_upload_master(zoff_runtime *rt, const zrt_param *p, size_t e0, const float *master,
                               size_t n)
 {
+    if (p->streamed) return zrt_stream_write_host(rt, p, e0, master, n);
     size_t chunk = rt->layout.stage_bytes / p->esize;
     int last = -1;
     for (size_t done = 0; done < n; done += chunk) {

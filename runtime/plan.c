@@ -42,6 +42,14 @@ zoff_status zrt_layout_compute(const zoff_config *cfg, uint64_t numel, uint64_t 
     return ZOFF_OK;
 }
 
+void zrt_layout_stream(zrt_layout *l, uint64_t streamed_bytes, uint64_t slab_bytes)
+{
+    l->stream_host_bytes = round4k(streamed_bytes);
+    l->slab_bytes = slab_bytes;
+    l->arena_bytes += l->stream_host_bytes;
+    l->gpu_bytes = l->gpu_bytes - ZOFF_MIN(l->gpu_bytes, streamed_bytes) + slab_bytes;
+}
+
 /* Free bytes under the comma-separated paths: *min_free is the smallest (swap is striped
  * evenly), *sum the total; *npaths counts them. A path that cannot be examined is an error. */
 static zoff_status nvme_free(const char *paths, uint64_t *min_free, uint64_t *sum, int *npaths,
