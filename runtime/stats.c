@@ -83,7 +83,8 @@ ZOFF_API zoff_status zoff_get_stats(const zoff_runtime *rt, zoff_stats *out)
     o.trainer_wait_ms = rt->wait_block_ms + (e > b && b ? zoff__ns_to_ms(e - b) : 0.0);
     zdev_stats d;
     zdev_get_stats(rt->dev, &d);
-    o.device_bytes = 0; /* zoff allocates nothing on the device; the trainer owns params/grads */
+    /* zoff's own device memory: the streaming slab (the trainer owns resident params/grads) */
+    o.device_bytes = (uint64_t)rt->nslots * rt->slot_bytes;
     if (rt->arena) {
         zarena_stats as;
         zarena_get_stats(rt->arena, &as);

@@ -146,6 +146,15 @@ class StatsC(ctypes.Structure):
         ("odirect", ctypes.c_int),
         ("device_name", ctypes.c_char * 64),
         ("cpu_isa", ctypes.c_char * 16),
+        ("fetches", ctypes.c_uint64),
+        ("fetch_hits", ctypes.c_uint64),
+        ("fetch_misses", ctypes.c_uint64),
+        ("fetch_out_of_order", ctypes.c_uint64),
+        ("prefetches", ctypes.c_uint64),
+        ("stream_h2d_bytes", ctypes.c_uint64),
+        ("fetch_wait_ms", ctypes.c_double),
+        ("slot_bytes", ctypes.c_uint64),
+        ("nslots", ctypes.c_int),
     ]
 
 
