@@ -502,11 +502,40 @@ typedef struct zoff_plan_report {
     uint64_t no_offload_bytes; /* what training would need on the GPU without offload (16 B/p) */
     int fits;                  /* 1: fits; 0: see `advice` */
     char advice[512];          /* what does not fit and the knob to change */
+    /* parameter streaming (cfg->stream_params = 1; docs/runtime.md "Parameter streaming") */
+    int streamed;                       /* 1: planned with streamed 16-bit weights */
+    int layers;                         /* units the weights were split into */
+    uint64_t slot_bytes;                /* one unit slot (the largest unit) */
+    int nslots;                         /* prefetch_depth + 1 */
+    uint64_t activation_bytes;          /* estimate for batch x seq_len, included in gpu_bytes */
+    uint64_t h2d_bytes_per_step;        /* weights up in forward and again in backward */
+    uint64_t d2h_bytes_per_step;        /* 16-bit gradients down */
+    uint64_t min_tokens_per_microbatch; /* compute hides the weight uploads from this many */
 } zoff_plan_report;
 
 /* Predicts bytes per tier for a model of `total_params` parameters without allocating
- * anything. Returns ZOFF_OK with out->fits = 0 and advice filled when it would not fit. */
+ * anything. Returns ZOFF_OK with out->fits = 0 and advice filled when it would not fit.
+ * With cfg->stream_params the plan is the streaming one with zoff_plan_shape_default(). */
 ZOFF_API zoff_status zoff_plan(const zoff_config *cfg, size_t total_params, zoff_plan_report *out);
+
+/* The model and hardware figures a streaming plan needs. */
+typedef struct zoff_plan_shape {
+    size_t struct_size;
+    int layers;        /* units (transformer blocks); 0: GPT-like from the params (h = 128 L,
+                          12 h^2 params per block) */
+    int hidden;        /* model width; 0: from params and layers (12 h^2 per block) */
+    int batch;         /* sequences per micro-batch (default 1) */
+    int seq_len;       /* tokens per sequence (default 2048) */
+    double gpu_tflops; /* achieved 16-bit TFLOP/s of the GPU (default 400) */
+    double pcie_gbps;  /* host-to-device GB/s (default 25: PCIe 4.0 x16) */
+} zoff_plan_shape;
+
+/* Fills `s` with the defaults above. Returns ZOFF_EINVAL if s is NULL. */
+ZOFF_API zoff_status zoff_plan_shape_default(zoff_plan_shape *s);
+/* zoff_plan with the model's shape (`shape` NULL: defaults). The streaming figures are filled
+ * when cfg->stream_params is 1. */
+ZOFF_API zoff_status zoff_plan_with_shape(const zoff_config *cfg, size_t total_params,
+                                          const zoff_plan_shape *shape, zoff_plan_report *out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Device helpers for trainers (the runtime's device backend)                                 */

@@ -461,13 +461,37 @@ static void test_errors_setup(void **state)
     }
 }
 
+/* The DeepSpeed keys: offload_param.device cpu streams, buffer_count = prefetch_depth + 1,
+ * buffer_size (elements) sets the slot; they survive a round trip through zoff env's JSON. */
+static void test_config_keys(void **state)
+{
+    (void)state;
+    zoff_config c;
+    assert_int_equal(zoff_config_from_json_string(
+                         &c, "{\"zero_optimization\": {\"offload_param\": {\"device\": \"cpu\", "
+                             "\"buffer_count\": 4, \"buffer_size\": 1000000}}}"),
+                     0);
+    assert_int_equal(c.stream_params, 1);
+    assert_int_equal(c.prefetch_depth, 3);
+    assert_int_equal(c.stream_slot_bytes, 2000000);
+    assert_int_equal(zoff_config_from_json_string(
+                         &c, "{\"zoff\": {\"prefetch_depth\": 0, \"stream_slot_bytes\": 4096}}"),
+                     0);
+    assert_int_equal(c.stream_params, 0);
+    assert_int_equal(c.prefetch_depth, 0);
+    assert_int_equal(c.stream_slot_bytes, 4096);
+    assert_int_equal(zoff_config_from_json_string(&c, "{\"zoff\": {\"prefetch_depth\": 65}}"),
+                     ZOFF_ECONFIG);
+    assert_non_null(strstr(zoff_last_error(NULL), "prefetch_depth"));
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) g_tier = argv[1];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_errors_setup),          cmocka_unit_test(test_bit_identical),
-        cmocka_unit_test(test_bit_identical_fp16),    cmocka_unit_test(test_changed_order),
-        cmocka_unit_test(test_errors_then_identical),
+        cmocka_unit_test(test_config_keys),   cmocka_unit_test(test_errors_setup),
+        cmocka_unit_test(test_bit_identical), cmocka_unit_test(test_bit_identical_fp16),
+        cmocka_unit_test(test_changed_order), cmocka_unit_test(test_errors_then_identical),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,9 +15,14 @@
 
 static void plan_usage(FILE *f)
 {
-    fprintf(f, "usage: zoff plan --params N [--config cfg.json] [--tier cpu|nvme] "
-               "[--nvme-path DIR] [--ratio R] [--json]\n"
-               "  N accepts k/M/G suffixes (powers of 1024), e.g. --params 7G\n");
+    fprintf(f,
+            "usage: zoff plan --params N [--config cfg.json] [--tier cpu|nvme] "
+            "[--nvme-path DIR] [--ratio R] [--json]\n"
+            "                 [--gpu-mem SIZE] [--stream [--layers L] [--batch B] [--seq S]\n"
+            "                  [--prefetch-depth D] [--gpu-tflops T (400)] [--pcie-gbps G (25)]]\n"
+            "  N accepts k/M/G suffixes (powers of 1024), e.g. --params 7G\n"
+            "  --gpu-mem plans for a GPU of that many bytes instead of asking the device\n"
+            "  --stream plans with the 16-bit weights streamed layer by layer from host memory\n");
 }
 
 /* "--key value" or "--key=value" */
@@ -48,7 +53,10 @@ int zoff_cmd_plan(int argc, char **argv)
 {
     uint64_t params = 0;
     const char *config = NULL, *tier = NULL, *nvme_path = NULL, *ratio = NULL;
-    int json = 0;
+    int json = 0, stream = 0, depth = -1;
+    uint64_t gpu_mem = 0;
+    zoff_plan_shape shape;
+    zoff_plan_shape_default(&shape);
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -69,6 +77,25 @@ int zoff_cmd_plan(int argc, char **argv)
             ratio = v;
         } else if (!strcmp(argv[i], "--json")) {
             json = 1;
+        } else if (!strcmp(argv[i], "--stream")) {
+            stream = 1;
+        } else if ((v = arg_value(&i, argc, argv, "--gpu-mem"))) {
+            if (zoff__parse_size(v, &gpu_mem) < 0 || gpu_mem == 0) {
+                fprintf(stderr, "zoff plan: bad --gpu-mem '%s'\n", v);
+                return 2;
+            }
+        } else if ((v = arg_value(&i, argc, argv, "--layers"))) {
+            shape.layers = atoi(v);
+        } else if ((v = arg_value(&i, argc, argv, "--batch"))) {
+            shape.batch = atoi(v);
+        } else if ((v = arg_value(&i, argc, argv, "--seq"))) {
+            shape.seq_len = atoi(v);
+        } else if ((v = arg_value(&i, argc, argv, "--prefetch-depth"))) {
+            depth = atoi(v);
+        } else if ((v = arg_value(&i, argc, argv, "--gpu-tflops"))) {
+            shape.gpu_tflops = atof(v);
+        } else if ((v = arg_value(&i, argc, argv, "--pcie-gbps"))) {
+            shape.pcie_gbps = atof(v);
         } else {
             fprintf(stderr, "zoff plan: unknown argument '%s'\n", argv[i]);
             plan_usage(stderr);
@@ -97,10 +124,16 @@ int zoff_cmd_plan(int argc, char **argv)
     }
     if (nvme_path) snprintf(cfg.nvme_path, sizeof cfg.nvme_path, "%s", nvme_path);
     if (ratio) cfg.ratio = (float)atof(ratio);
+    if (stream) cfg.stream_params = 1;
+    if (depth >= 0) cfg.prefetch_depth = depth;
+    if (gpu_mem) { /* a GPU of that size: the sim device stands in for it */
+        cfg.device = ZOFF_DEVICE_SIM;
+        cfg.sim_gpu_bytes = (size_t)gpu_mem;
+    }
     zoff_plan_report r;
     memset(&r, 0, sizeof r);
     r.struct_size = sizeof r;
-    st = zoff_plan(&cfg, (size_t)params, &r);
+    st = zoff_plan_with_shape(&cfg, (size_t)params, &shape, &r);
     if (st < 0) {
         fprintf(stderr, "zoff plan: %s\n", zoff_last_error(NULL));
         return 1;
@@ -117,6 +150,21 @@ int zoff_cmd_plan(int argc, char **argv)
                (unsigned long long)r.nvme_available, (unsigned long long)r.no_offload_bytes,
                r.fits ? "true" : "false");
         json_string(r.advice);
+        if (r.streamed)
+            printf(", \"stream\": true, \"layers\": %d, \"slot_bytes\": %llu, \"nslots\": %d, "
+                   "\"activation_bytes\": %llu, \"h2d_bytes_per_step\": %llu, "
+                   "\"d2h_bytes_per_step\": %llu, \"pcie_bytes_per_step\": %llu, "
+                   "\"min_tokens_per_microbatch\": %llu, \"tokens_per_microbatch\": %llu, "
+                   "\"gpu_tflops\": %g, \"pcie_gbps\": %g",
+                   r.layers, (unsigned long long)r.slot_bytes, r.nslots,
+                   (unsigned long long)r.activation_bytes, (unsigned long long)r.h2d_bytes_per_step,
+                   (unsigned long long)r.d2h_bytes_per_step,
+                   (unsigned long long)(r.h2d_bytes_per_step + r.d2h_bytes_per_step),
+                   (unsigned long long)r.min_tokens_per_microbatch,
+                   (unsigned long long)shape.batch * (unsigned long long)shape.seq_len,
+                   shape.gpu_tflops, shape.pcie_gbps);
+        else
+            printf(", \"stream\": false");
         printf("}\n");
         return r.fits ? 0 : 1;
     }
@@ -134,6 +182,20 @@ int zoff_cmd_plan(int argc, char **argv)
            r.nvme_bytes ? zoff__fmt_bytes(r.nvme_available, b, sizeof b) : "-");
     printf("  without offload the GPU would need %s (16 B/param)\n",
            zoff__fmt_bytes(r.no_offload_bytes, a, sizeof a));
+    if (r.streamed) {
+        uint64_t tokens = (uint64_t)shape.batch * (uint64_t)shape.seq_len;
+        printf("  streamed weights: %d units, %d slots of %s on the GPU; activations ~%s for %llu "
+               "tokens per micro-batch\n",
+               r.layers, r.nslots, zoff__fmt_bytes(r.slot_bytes, a, sizeof a),
+               zoff__fmt_bytes(r.activation_bytes, b, sizeof b), (unsigned long long)tokens);
+        printf("  PCIe per step: %s up (weights in forward and backward), %s down (gradients)\n",
+               zoff__fmt_bytes(r.h2d_bytes_per_step, a, sizeof a),
+               zoff__fmt_bytes(r.d2h_bytes_per_step, b, sizeof b));
+        printf("  compute hides the uploads from ~%llu tokens per micro-batch (%g TFLOP/s, %g GB/s:"
+               " 4 B/param up vs 6 FLOP/param/token)%s\n",
+               (unsigned long long)r.min_tokens_per_microbatch, shape.gpu_tflops, shape.pcie_gbps,
+               tokens < r.min_tokens_per_microbatch ? "; this micro-batch is transfer-bound" : "");
+    }
     if (r.fits)
         printf("fits\n");
     else

@@ -182,6 +182,14 @@ class PlanReportC(ctypes.Structure):
         ("no_offload_bytes", ctypes.c_uint64),
         ("fits", ctypes.c_int),
         ("advice", ctypes.c_char * 512),
+        ("streamed", ctypes.c_int),
+        ("layers", ctypes.c_int),
+        ("slot_bytes", ctypes.c_uint64),
+        ("nslots", ctypes.c_int),
+        ("activation_bytes", ctypes.c_uint64),
+        ("h2d_bytes_per_step", ctypes.c_uint64),
+        ("d2h_bytes_per_step", ctypes.c_uint64),
+        ("min_tokens_per_microbatch", ctypes.c_uint64),
     ]
 
 
