@@ -250,6 +250,13 @@ _FUNCS = {
     "zoff_stream_create": (_st, [_p, ctypes.POINTER(_p)]),
     "zoff_stream_destroy": (None, [_p, _p]),
     "zoff_stream_synchronize": (_st, [_p, _p]),
+    "zoff_add_unit": (_st, [_p, _cs, ctypes.POINTER(ctypes.c_int), ctypes.c_int,
+                            ctypes.POINTER(ctypes.c_int)]),
+    "zoff_set_schedule": (_st, [_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int,
+                                ctypes.POINTER(ctypes.c_int), ctypes.c_int]),
+    "zoff_fetch": (_st, [_p, ctypes.c_int, _p]),
+    "zoff_release": (_st, [_p, ctypes.c_int, _p]),
+    "zoff_param_ptr": (_st, [_p, ctypes.c_int, ctypes.POINTER(_p)]),
 }
 
 _lock = threading.Lock()
