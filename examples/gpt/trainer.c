@@ -475,7 +475,7 @@ static int train_step(gpt_trainer *t)
     memset(&r, 0, sizeof r);
     r.struct_size = sizeof r;
     if ((st = zoff_step(t->rt, NULL, &r)) != ZOFF_OK) {
-        int rc = zfail(t, st, "zoff_step");
+        rc = zfail(t, st, "zoff_step");
         if (st == ZOFF_EDIVERGED)
             fprintf(stderr,
                     "zoff train: stopped at step %" PRId64 " (nothing saved: the state "
