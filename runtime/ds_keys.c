@@ -18,8 +18,7 @@
     "stage 3 (parameter partitioning) is not built: each GPU keeps all its 16-bit parameters and " \
     "only the optimizer state is offloaded, as in stage 2 (several ranks refuse stage 3)"
 #define ZOFF_NOTE_PARAM                                                                            \
-    "parameter offload is not done: the 16-bit parameters stay in GPU memory (only the optimizer " \
-    "state is offloaded)"
+    "streamed 16-bit weights always live in pinned host memory (offload_param.device \"cpu\")"
 #define ZOFF_NOTE_STAGE3                                                                           \
     "a ZeRO-3 parameter-partitioning knob: zoff keeps the 16-bit parameters resident on the GPU"
 #define ZOFF_NOTE_MULTI                                                                            \
@@ -213,10 +212,6 @@ static const zoff__ds_key ds_keys[] = {
     {"zero_optimization.offload_optimizer.pipeline_read", DS_BOOL, ZOFF_NOTE_OFFLOAD_TUNING},
     {"zero_optimization.offload_optimizer.pipeline_write", DS_BOOL, ZOFF_NOTE_OFFLOAD_TUNING},
     {"zero_optimization.offload_optimizer.super_offload", DS_BOOL, ZOFF_NOTE_OFFLOAD_TUNING},
-    {"zero_optimization.offload_param", DS_OBJECT, ZOFF_NOTE_PARAM},
-    {"zero_optimization.offload_param.buffer_count", DS_INT, ZOFF_NOTE_PARAM},
-    {"zero_optimization.offload_param.buffer_size", DS_INT, ZOFF_NOTE_PARAM},
-    {"zero_optimization.offload_param.device", DS_STRING, ZOFF_NOTE_PARAM},
     {"zero_optimization.offload_param.max_in_cpu", DS_INT, ZOFF_NOTE_PARAM},
     {"zero_optimization.offload_param.nvme_path", DS_ANY, ZOFF_NOTE_PARAM},
     {"zero_optimization.offload_param.pin_memory", DS_BOOL, ZOFF_NOTE_PARAM},

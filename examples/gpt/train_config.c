@@ -282,6 +282,7 @@ int gpt_train_defaults(gpt_train_opts *o, char *err, size_t errlen)
     o->eval_batches = 1;
     o->log_interval = 1;
     o->temperature = 0.8f;
+    o->stream = -1;
     o->min_lr = -1;
     o->cli_warmup = -1;
     o->cli_dtype = -1;
