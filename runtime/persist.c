@@ -86,6 +86,7 @@ zoff_status zrt_state_io(zoff_runtime *rt, int id, float *master, float *exp_avg
                          int write)
 {
     const zrt_param *p = &rt->params[id];
+    if (p->part_first > p->part_last) return ZOFF_OK; /* another rank owns all of it */
     io_ctx c = {master, exp_avg, exp_avg_sq, write};
     unsigned flags = ZSTORE_READ | (write ? ZSTORE_WRITE : 0);
     zoff_status st = pass_range(rt, p->part_first, p->part_last, flags, id, io_seg, &c);
@@ -177,6 +178,11 @@ static zoff_status save_impl(zoff_runtime *rt, const char *dir, const char *user
     zckpt_tensor *tensors = NULL;
     zckpt_meta *meta = NULL;
     if (!dir || !dir[0]) return zoff__err(ZOFF_EINVAL, "zoff_save: empty directory name");
+    if (rt->nranks > 1)
+        return zoff__err(ZOFF_EUNSUPPORTED,
+                         "zoff_save with %d ranks: sharded checkpoints are not "
+                         "built (docs/multi-gpu.md)",
+                         rt->nranks);
     if (user_json && user_json[0]) {
         if (strlen(user_json) >= sizeof meta->extra_json)
             return zoff__err(ZOFF_EINVAL, "zoff_save_with: user_json is %zu bytes (at most %zu)",
@@ -293,6 +299,11 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
     zckpt_meta *meta = NULL;
     size_t *idx = NULL;
     if (!dir || !dir[0]) return zoff__err(ZOFF_EINVAL, "zoff_load: empty directory name");
+    if (rt->nranks > 1)
+        return zoff__err(ZOFF_EUNSUPPORTED,
+                         "zoff_load with %d ranks: sharded checkpoints are not "
+                         "built (docs/multi-gpu.md)",
+                         rt->nranks);
     ZOFF_CHECK(zrt_drain(rt));
     meta = calloc(1, sizeof *meta);
     idx = calloc((size_t)rt->nparams * 4, sizeof *idx);
