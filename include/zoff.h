@@ -76,7 +76,8 @@ ZOFF_API int zoff_version_number(void);
     X(ZOFF_EFORMAT, -1010, "bad file format or version")                                           \
     X(ZOFF_EMISMATCH, -1011, "checkpoint does not match the registered parameters")                \
     X(ZOFF_ESHORTIO, -1012, "short read or write that could not be completed")                     \
-    X(ZOFF_EINTERRUPTED, -1013, "interrupted")
+    X(ZOFF_EINTERRUPTED, -1013, "interrupted")                                                     \
+    X(ZOFF_EDIVERGED, -1014, "training diverged (loss scale stuck at its minimum)")
 
 typedef enum zoff_status_code {
 #define ZOFF__STATUS_ENUM(name, value, desc) name = value,
@@ -206,6 +207,10 @@ typedef struct zoff_config {
     int ranks;      /* zoff.ranks: 0 = as the launcher says (mpirun/srun/torchrun environment),
                        1 = this process alone even under a launcher */
     uint64_t comm_timeout_ms; /* zoff.comm_timeout_ms: collective watchdog (0: wait forever) */
+
+    /* divergence: fp16 dynamic scaling; after this many consecutive overflows with the loss
+     * scale already at min_loss_scale, zoff_step returns ZOFF_EDIVERGED (default 10; 0: never) */
+    int min_scale_overflow_limit;
 } zoff_config;
 
 /* Fills `cfg` with defaults (cpu tier, sync overlap, fp32 unless fp16/bf16 enabled, ...).

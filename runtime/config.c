@@ -77,7 +77,9 @@ ZOFF_API zoff_status zoff_config_default(zoff_config *cfg)
     cfg->aio_queue_depth = 32;
     cfg->aio_engine = ZOFF_AIO_AUTO;
     cfg->aio_odirect = -1;
-    cfg->verify_crc = 0;
+    cfg->verify_crc = 1;
+    cfg->min_scale_overflow_limit =
+        10; /* crc32c per swapped extent: corruption is caught by default */
     cfg->overlap = ZOFF_OVERLAP_SYNC;
     cfg->delayed_warmup_steps = 10;
     cfg->cpu_threads = 0;
@@ -340,6 +342,11 @@ zoff_status zoff__config_validate(const zoff_config *cfg)
                          "zoff.sim_pcie_gbps: expected a finite number >= 0 (0: unthrottled), "
                          "got %g",
                          cfg->sim_pcie_gbps);
+    if (cfg->min_scale_overflow_limit < 0)
+        return zoff__err(ZOFF_ECONFIG,
+                         "zoff.min_scale_overflow_limit: expected an integer >= 0 (0: never "
+                         "stop), got %d",
+                         cfg->min_scale_overflow_limit);
     if (!str_terminated(cfg->trace_path, sizeof cfg->trace_path))
         return zoff__err(ZOFF_ECONFIG, "zoff.trace_path: not NUL-terminated within %d bytes",
                          ZOFF_PATH_MAX);
@@ -988,6 +995,7 @@ static const key_desc zoff_keys[] = {
     KSTR("trace_path", trace_path),
     KINT("ranks", ranks, 0, 1),
     KFN("comm_timeout_ms", on_comm_timeout),
+    KINT("min_scale_overflow_limit", min_scale_overflow_limit, 0, 1000000000),
     KEND,
 };
 
@@ -1380,6 +1388,8 @@ static cJSON *config_tree(const zoff_config *cfg)
         ADD(z, cJSON_AddStringToObject(z, "trace_path", cfg->trace_path));
         ADD(z, cJSON_AddNumberToObject(z, "ranks", cfg->ranks));
         ADD(z, cJSON_AddNumberToObject(z, "comm_timeout_ms", (double)cfg->comm_timeout_ms));
+        ADD(z,
+            cJSON_AddNumberToObject(z, "min_scale_overflow_limit", cfg->min_scale_overflow_limit));
     }
 #undef ADD
     if (!ok) {

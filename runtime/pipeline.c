@@ -851,6 +851,15 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
                  (long long)rt->step, skip, isfinite(norm) ? norm : -1.0);
         zztrace_event(rt->trace, rt->tr_step, "zoff_step", t0, t0 + step_ns, args);
     }
+    if (!eager && zrt_scaler_diverged(&rt->scaler))
+        return zoff__err(ZOFF_EDIVERGED,
+                         "zoff_step: training diverged: the gradients overflowed (inf/NaN) in %d "
+                         "consecutive steps with the loss scale already at its minimum %g "
+                         "(fp16.min_loss_scale), so no loss scale makes them finite; the model "
+                         "or the optimizer state is broken (lr too high, or corrupted state: "
+                         "resume from the last checkpoint with a lower lr). Limit: "
+                         "zoff.min_scale_overflow_limit %d",
+                         rt->scaler.at_min, (double)rt->scaler.min_scale, rt->scaler.at_min_limit);
     return ZOFF_OK;
 }
 

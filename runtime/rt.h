@@ -37,6 +37,8 @@ typedef struct zrt_scaler {
     int hysteresis_cfg; /* configured hysteresis (delayed shift) */
     int hysteresis;     /* remaining overflows tolerated before the scale is halved */
     int64_t good_steps; /* clean steps since the last overflow or raise */
+    int at_min_limit;   /* cfg.min_scale_overflow_limit (0: never diverged) */
+    int at_min;         /* consecutive overflows with the scale already at min_scale */
 } zrt_scaler;
 
 /* Sets up the scaler from the config: fp16 dynamic (scale 2^initial_scale_power), fp16 static
@@ -45,6 +47,8 @@ void zrt_scaler_init(zrt_scaler *s, const zoff_config *cfg);
 /* Feeds one step's overflow flag; returns 1 when the step must be skipped (any overflow).
  * DeepSpeed DynamicLossScaler semantics (consecutive_hysteresis off). */
 int zrt_scaler_update(zrt_scaler *s, int overflow);
+/* 1 when the last at_min_limit steps all overflowed at the minimum scale (dynamic only). */
+int zrt_scaler_diverged(const zrt_scaler *s);
 
 /* ---- worker thread (pipeline.c) ----------------------------------------------------------- */
 typedef struct zrt_job {

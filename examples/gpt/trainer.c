@@ -474,7 +474,15 @@ static int train_step(gpt_trainer *t)
     zoff_step_result r;
     memset(&r, 0, sizeof r);
     r.struct_size = sizeof r;
-    if ((st = zoff_step(t->rt, NULL, &r)) != ZOFF_OK) return zfail(t, st, "zoff_step");
+    if ((st = zoff_step(t->rt, NULL, &r)) != ZOFF_OK) {
+        rc = zfail(t, st, "zoff_step");
+        if (st == ZOFF_EDIVERGED)
+            fprintf(stderr,
+                    "zoff train: stopped at step %" PRId64 " (nothing saved: the state "
+                    "diverged)%s%s\n",
+                    t->iter, t->last_ckpt[0] ? "; the last checkpoint is " : "", t->last_ckpt);
+        return rc;
+    }
     uint64_t t2 = gpt_now_ns();
     if ((st = zoff_params_ready(t->rt, NULL)) != ZOFF_OK) return zfail(t, st, "zoff_params_ready");
     refresh_params(t);

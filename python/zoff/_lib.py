@@ -38,6 +38,7 @@ ZOFF_EFORMAT = -1010
 ZOFF_EMISMATCH = -1011
 ZOFF_ESHORTIO = -1012
 ZOFF_EINTERRUPTED = -1013
+ZOFF_EDIVERGED = -1014
 
 # ---- enums -------------------------------------------------------------------------------------
 DTYPE_F32 = 0
