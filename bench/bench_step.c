@@ -66,6 +66,7 @@ static void usage(FILE *f)
             "                       [--partition-numel N] [--ratio R] [--crc 0|1 (1)]\n"
             "                       [--json FILE] [--ranks N (under mpirun -np N)]\n"
             "                       [--link-gbps G (100)]\n"
+            "       zoff bench step --stream ... (streamed weights; --stream --help)\n"
             "  --busy-ms auto (default) makes the stand-in GPU as busy as the slowest other\n"
             "  component: a balanced pipeline, the hardest case for overlap.\n");
 }
@@ -506,8 +507,12 @@ static const char *disturbed(bs_comp a, bs_comp b, char *buf, size_t len)
     return buf;
 }
 
+int zoff_bench_step_stream_main(int argc, char **argv); /* bench_stream.c */
+
 int zoff_bench_step_main(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--stream")) return zoff_bench_step_stream_main(argc, argv);
     bs_opts o = {.params = (uint64_t)256 << 20,
                  .layers = 24,
                  .tier = ZOFF_TIER_CPU,
