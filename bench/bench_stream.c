@@ -6,9 +6,9 @@
  * The trainer: L units of one streamed parameter of N/L elements. Forward: for each layer, fetch
  * it, queue --busy-ms of stand-in compute on the trainer's stream, release it. Backward: the same
  * in reverse order, with the layer's gradient handed over behind its compute. Then zoff_step.
- * The stand-in gradient is one constant device buffer of a layer's size that every layer hands
- * over (zoff_grad_ready; nothing rewrites it, so its copies never race): the device holds it
- * and zoff's slab, not the weights.
+ * Each layer's stand-in gradient is a trainer-owned device buffer handed over with
+ * zoff_grad_ready (the gradient-bucket path of issue #12 is not wired in here): the device holds
+ * the gradients (2 B/param) and zoff's slab, not the weights.
  * The device (sim_gpu_bytes) is smaller than the weights: it holds prefetch_depth + 1 slots.
  *
  * Measured alone in the same run, before and after the timed steps (averaged; this machine is
@@ -81,19 +81,21 @@ typedef struct sb_model {
     int layers;
     size_t *numel;
     int *id, *unit;
-    void *dgrad; /* the stand-in gradient every layer hands over (constant, never rewritten) */
+    void **dgrad; /* per layer: its stand-in gradient (trainer-owned, on the device) */
 } sb_model;
 
 static void model_close(sb_model *m)
 {
     if (m->rt) {
-        if (m->dgrad) zoff_device_free(m->rt, m->dgrad);
+        for (int l = 0; m->dgrad && l < m->layers; l++)
+            if (m->dgrad[l]) zoff_device_free(m->rt, m->dgrad[l]);
         if (m->s) zoff_stream_destroy(m->rt, m->s);
     }
     zoff_destroy(m->rt);
     free(m->numel);
     free(m->id);
     free(m->unit);
+    free(m->dgrad);
     memset(m, 0, sizeof *m);
 }
 
@@ -108,11 +110,12 @@ static zoff_status model_open(sb_model *m, const sb_opts *o, const zoff_config *
     m->numel = calloc((size_t)L, sizeof *m->numel);
     m->id = calloc((size_t)L, sizeof *m->id);
     m->unit = calloc((size_t)L, sizeof *m->unit);
+    m->dgrad = calloc((size_t)L, sizeof *m->dgrad);
     size_t per = (size_t)(o->params / (uint64_t)L);
     size_t last = (size_t)(o->params - per * (uint64_t)(L - 1));
     size_t maxn = ZOFF_MAX(per, last);
     uint16_t *g16 = malloc(maxn * 2);
-    if (!m->numel || !m->id || !m->unit || !g16) {
+    if (!m->numel || !m->id || !m->unit || !m->dgrad || !g16) {
         free(g16);
         return zoff__err(-ENOMEM, "bench: out of memory");
     }
@@ -121,12 +124,12 @@ static zoff_status model_open(sb_model *m, const sb_opts *o, const zoff_config *
         m->numel[l] = l == L - 1 ? last : per;
         char name[32];
         snprintf(name, sizeof name, "layer%d.w", l);
-        if (l == 0) st = zoff_device_alloc(m->rt, maxn * 2, &m->dgrad);
-        if (l == 0 && !st) st = zoff_device_upload(m->rt, m->dgrad, g16, maxn * 2, m->s);
+        st = zoff_device_alloc(m->rt, m->numel[l] * 2, &m->dgrad[l]);
+        if (!st) st = zoff_device_upload(m->rt, m->dgrad[l], g16, m->numel[l] * 2, m->s);
         /* initial values: zeros (init_master NULL; a copy of N floats held until finalize
          * would not fit the 4 G-parameter run) */
         if (!st)
-            st = zoff_add_param(m->rt, name, m->numel[l], o->dtype, NULL, m->dgrad, NULL, 0,
+            st = zoff_add_param(m->rt, name, m->numel[l], o->dtype, NULL, m->dgrad[l], NULL, 0,
                                 &m->id[l]);
         if (!st) st = zoff_add_unit(m->rt, name, &m->id[l], 1, &m->unit[l]);
     }
@@ -284,9 +287,9 @@ int zoff_bench_step_stream_main(int argc, char **argv)
     uint64_t unit_bytes =
         ZOFF_ALIGN_UP((o.params + (uint64_t)o.layers - 1) / (uint64_t)o.layers * 2, 4096u);
     uint64_t slab = unit_bytes * (uint64_t)(o.prefetch_depth + 1);
-    /* the slab + one layer of stand-in gradient + one slot for the H2D measured alone + a
-     * margin: far less than the weights */
-    c.sim_gpu_bytes = (size_t)(o.gpu_bytes ? o.gpu_bytes : slab + 2 * unit_bytes + 64 * ZOFF_MIB);
+    /* the gradients + the slab + one slot for the H2D measured alone + a margin */
+    c.sim_gpu_bytes =
+        (size_t)(o.gpu_bytes ? o.gpu_bytes : weights + slab + unit_bytes + 64 * ZOFF_MIB);
 
     char b1[32], b2[32], b3[32];
     printf("zoff bench step --stream: %llu params (%s of 16-bit weights, %s of state), %d layers, "
