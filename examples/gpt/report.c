@@ -73,10 +73,24 @@ void gpt_report_header(const gpt_trainer *t)
                o->zcfg.nvme_path);
     else
         printf("  offload  fp32 master + Adam state on the cpu tier (pinned host memory)\n");
-    printf("  train    %s%s, AdamW lr %.2g (warm-up %" PRId64 ", cosine to %.2g), %" PRId64
-           " steps x %d x %d tokens%s\n",
-           dtype_name(o->dtype), o->dtype == ZOFF_DTYPE_F16 ? " with dynamic loss scaling" : "",
-           t->peak_lr, o->warmup_steps, o->min_lr, o->steps, o->batch, o->model.max_seq,
+    char sched[160];
+    static const char *const sched_names[] = {
+        "", "WarmupLR", "WarmupDecayLR", "WarmupCosineLR", "OneCycle", "LRRangeTest"};
+    if (o->zcfg.scheduler.type != ZOFF_SCHED_NONE && (int)o->zcfg.scheduler.type <= 5)
+        snprintf(sched, sizeof sched, "lr %.2g, scheduler %s (run by zoff per step)",
+                 (double)o->zcfg.optimizer.lr, sched_names[o->zcfg.scheduler.type]);
+    else
+        snprintf(sched, sizeof sched, "lr %.2g (warm-up %" PRId64 ", cosine to %.2g)", t->peak_lr,
+                 o->warmup_steps, gpt_train_min_lr(o));
+    char batch[96] = "";
+    if (o->zcfg.gradient_accumulation_steps > 1 && o->batch == o->zcfg.train_batch_size)
+        snprintf(batch, sizeof batch, " (micro-batch %lld x accumulation %lld)",
+                 (long long)o->zcfg.train_micro_batch_size_per_gpu,
+                 (long long)o->zcfg.gradient_accumulation_steps);
+    printf("  train    %s%s, %s %s, %" PRId64 " steps x %d%s x %d tokens%s\n", dtype_name(o->dtype),
+           o->dtype == ZOFF_DTYPE_F16 ? " with dynamic loss scaling" : "",
+           zoff_optimizer_name(&o->zcfg.optimizer), sched, o->steps, o->batch, batch,
+           o->model.max_seq,
            o->until > 0 && o->until < o->steps ? " (stopping early at --until)" : "");
     fflush(stdout);
 }
@@ -133,7 +147,9 @@ void gpt_report_step(gpt_trainer *t, const gpt_step_metrics *m)
            "grad wait %.1f), params ready %.1f  |  d2h %.1f  h2d %.1f  nvme %.1f ms%s\n",
            m->tokens_per_s, m->iter_ms, m->compute_ms, m->zstep_ms, m->adam_ms, m->nvme_wait_ms,
            m->grad_wait_ms, m->ready_ms, m->d2h_ms, m->h2d_ms, m->nvme_ms,
-           m->skipped ? "  [update skipped: fp16 overflow]" : "");
+           !m->skipped                  ? ""
+           : o->dtype == ZOFF_DTYPE_F16 ? "  [update skipped: fp16 overflow]"
+                                        : "  [update skipped: non-finite gradient]");
     fflush(stdout);
 }
 
@@ -179,7 +195,9 @@ void gpt_report_summary(const gpt_trainer *t)
     printf("steps %" PRId64 "..%" PRId64 " in %.1f s (%.0f ms/step, %.0f tokens/s)",
            t->start_iter + 1, t->iter, wall, mean[6],
            n ? tokens / (mean[6] * (double)n / 1e3) : 0.0);
-    if (skipped) printf(", %zu update(s) skipped on fp16 overflow", skipped);
+    if (skipped)
+        printf(", %zu update(s) skipped on %s", skipped,
+               o->dtype == ZOFF_DTYPE_F16 ? "fp16 overflow" : "non-finite gradients");
     printf("\nloss: train %.3f -> %.3f (mean of the first / last %zu steps)", mean_loss(t, 0, k),
            mean_loss(t, n - k, k), k);
     if (t->nevals > 1)
