@@ -364,7 +364,7 @@ ZOFF_API zoff_status zoff_get_group(const zoff_runtime *rt, int group_id, zoff_g
  * `numel` elements of `dtype`; both must stay valid until zoff_destroy). `init_master`: numel
  * fp32 initial values (copied), or NULL to read them from dev_param. Only before finalize.
  * Names must be unique (they key checkpoints). dev_param NULL registers a streamed parameter
- * (init_master required; see "Parameter streaming"). */
+ * ("Parameter streaming"; init_master NULL then means zeros: set values with zoff_set_state). */
 ZOFF_API zoff_status zoff_add_param(zoff_runtime *rt, const char *name, size_t numel,
                                     zoff_dtype dtype, void *dev_param, void *dev_grad,
                                     const float *init_master, int group, int *param_id);
@@ -632,7 +632,8 @@ ZOFF_API zoff_status zoff_get_stats(const zoff_runtime *rt, zoff_stats *out);
  * *streamed*: its 16-bit copy lives in pinned host memory, written there directly by the CPU
  * Adam output, and zoff uploads it into a device slot when its unit is fetched. A parameter
  * added with a dev_param stays *resident* (trainer-owned device memory, as always): tied
- * embeddings and small layers lose nothing. Streamed params need init_master.
+ * embeddings and small layers lose nothing. A streamed param's initial values come from
+ * init_master (NULL: zeros; zoff_set_state can load others after finalize).
  *
  * A unit groups parameters that are used together (one transformer block; the embeddings; the
  * head). The schedule (zoff_set_schedule) says in which order forward and backward use units.

@@ -284,11 +284,6 @@ static zoff_status add_param_impl(zoff_runtime *rt, const char *name, size_t num
         return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): unknown dtype %d", name, (int)dtype);
     if (!dev_grad)
         return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): dev_grad is required", name);
-    if (!dev_param && !init_master)
-        return zoff__err(ZOFF_EINVAL,
-                         "zoff_add_param('%s'): a streamed param (dev_param NULL) needs "
-                         "init_master (its initial values)",
-                         name);
     if (group < 0 || group >= rt->ngroups)
         return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): unknown group %d (have %d)", name,
                          group, rt->ngroups);
@@ -431,8 +426,11 @@ static zoff_status init_partition(zoff_runtime *rt, const zstore_part *part)
         uint64_t lo = ZOFF_MAX(p->flat_off, pb), hi = ZOFF_MIN(p->flat_off + p->numel, pe);
         float *dst = part->master + (lo - pb);
         size_t e0 = (size_t)(lo - p->flat_off), n = (size_t)(hi - lo);
-        if (p->init_master) { /* the trainer passed the initial values */
-            memcpy(dst, p->init_master + e0, n * sizeof(float));
+        if (p->init_master || p->streamed) { /* a streamed param without values: zeros */
+            if (p->init_master)
+                memcpy(dst, p->init_master + e0, n * sizeof(float));
+            else
+                memset(dst, 0, n * sizeof(float));
             if (p->streamed) /* the host copy is the only one: fetches upload it */
                 ZOFF_CHECK(zrt_stream_write_host(rt, p, e0, dst, n));
             else /* the trainer's 16-bit copy starts from the same values */
