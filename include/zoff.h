@@ -518,6 +518,18 @@ ZOFF_API zoff_status zoff_load(zoff_runtime *rt, const char *dir);
  * manifest under "extra": a trainer's own state (data position, RNG) saved atomically with the
  * optimizer state. */
 ZOFF_API zoff_status zoff_save_with(zoff_runtime *rt, const char *dir, const char *user_json);
+/* Checks, before training, that checkpoints can be written to `dir` (call it after
+ * zoff_finalize, before the first step, so that a problem costs no training): the parent is
+ * created if missing and must be writable, `dir` must be absent, empty or a zoff checkpoint, and
+ * its filesystem must have room for one more checkpoint beside the previous one (a save writes
+ * the new one whole before removing the old). It also locks `dir` for this runtime until
+ * zoff_destroy (a lock file next to it holding the pid), so that two runs cannot silently
+ * overwrite each other's checkpoints: -EBUSY naming the other run's pid. zoff_save takes the
+ * same lock (without the space check) when this was not called. Returns -EROFS / -EACCES /
+ * -ENOTDIR / -EEXIST / ZOFF_ENOFIT with a message naming the directory. A failed save leaves the
+ * training state and the previous checkpoint intact; its message says so. */
+ZOFF_API zoff_status zoff_checkpoint_check(zoff_runtime *rt, const char *dir);
+
 /* Like zoff_load; copies the stored user JSON ("" if none) into user_json (len bytes, NUL
  * terminated; ZOFF_EINVAL if it does not fit, nothing loaded). user_json may be NULL. */
 ZOFF_API zoff_status zoff_load_with(zoff_runtime *rt, const char *dir, char *user_json, size_t len);

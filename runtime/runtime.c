@@ -62,6 +62,7 @@ static zoff_status create_impl(const zoff_config *cfg_in, zoff_runtime **out)
                          cfg_in->struct_size, sizeof(zoff_config));
     zoff_runtime *rt = calloc(1, sizeof *rt);
     if (!rt) return zoff__err(-ENOMEM, "zoff_create: out of memory");
+    rt->ckpt_lock_fd = -1;
     pthread_mutex_init(&rt->land_mu, NULL);
     pthread_cond_init(&rt->land_cv, NULL);
     pthread_mutex_init(&rt->eager_mu, NULL);
@@ -166,6 +167,7 @@ ZOFF_API void zoff_destroy(zoff_runtime *rt)
 {
     if (!rt) return;
     if (rt->state != ZRT_CREATED) (void)zrt_drain(rt);
+    zoff__release_ckpt_lock(rt);
     release_finalized(rt);
     zrt_trace_close(rt);
     for (int i = 0; i < rt->nparams; i++) {
