@@ -199,6 +199,12 @@ typedef struct zoff_config {
 
     /* observability */
     char trace_path[ZOFF_PATH_MAX]; /* Chrome/Perfetto trace file; "" off */
+
+    /* gradients (round 2; docs/runtime.md "Gradient buckets" and "Gradient accumulation") */
+    int gradient_accumulation_steps; /* micro-batches per optimizer step (>= 1; DeepSpeed key) */
+    size_t grad_bucket_numel;        /* elements per device gradient bucket (DeepSpeed
+                                        zero_optimization.reduce_bucket_size) */
+    int grad_bucket_count;           /* device buckets in the ring (>= 2; zoff.grad_bucket_count) */
 } zoff_config;
 
 /* Fills `cfg` with defaults (cpu tier, sync overlap, fp32 unless fp16/bf16 enabled, ...).
@@ -243,10 +249,15 @@ ZOFF_API zoff_status zoff_add_group(zoff_runtime *rt, const zoff_group_config *g
 ZOFF_API zoff_status zoff_set_group(zoff_runtime *rt, int group_id, const zoff_group_config *g);
 ZOFF_API zoff_status zoff_get_group(const zoff_runtime *rt, int group_id, zoff_group_config *g);
 
-/* Registers a parameter. The trainer owns `dev_param` and `dev_grad` (device memory of
- * `numel` elements of `dtype`; both must stay valid until zoff_destroy). `init_master`: numel
- * fp32 initial values (copied), or NULL to read them from dev_param. Only before finalize.
- * Names must be unique (they key checkpoints). */
+/* Registers a parameter. The trainer owns `dev_param` (device memory of `numel` elements of
+ * `dtype`, valid until zoff_destroy). `dev_grad`:
+ *  - NULL (recommended): the gradient goes through zoff's device gradient buckets: the trainer
+ *    hands it over with zoff_grad_push from any device buffer it may reuse right after, so no
+ *    full-size gradient buffer stays on the GPU (2 bytes/param + a few buckets);
+ *  - a trainer-owned device buffer of the same size (valid until zoff_destroy): the older
+ *    full-buffer mode, declared with zoff_grad_ready (4 bytes/param on the GPU).
+ * `init_master`: numel fp32 initial values (copied), or NULL to read them from dev_param. Only
+ * before finalize. Names must be unique (they key checkpoints). */
 ZOFF_API zoff_status zoff_add_param(zoff_runtime *rt, const char *name, size_t numel,
                                     zoff_dtype dtype, void *dev_param, void *dev_grad,
                                     const float *init_master, int group, int *param_id);
@@ -259,6 +270,19 @@ ZOFF_API zoff_status zoff_finalize(zoff_runtime *rt);
  * done. zoff copies it to host behind that work (the trainer must not write dev_grad again
  * until zoff_step returned). Each parameter at most once per step. */
 ZOFF_API zoff_status zoff_grad_ready(zoff_runtime *rt, int param_id, zoff_stream producer);
+
+/* Hands over `param_id`'s gradient of this micro-batch (bucket mode: registered with dev_grad
+ * NULL): zoff queues, on `producer` behind the work already queued there, a device-to-device copy
+ * of `numel` elements of `dtype` from `dev_src` into its current gradient bucket (split across
+ * buckets when larger than one). The trainer may overwrite or free dev_src in stream order right
+ * after this call (work queued on producer later runs after the copy). A full bucket goes to host
+ * memory while the next one fills; zoff_step sends the last, partial one. producer NULL: zoff
+ * copies on its own stream and returns once dev_src was read (a host wait). Each parameter at
+ * most once per micro-batch. `numel` and `dtype` must match the registration (ZOFF_EINVAL names
+ * both otherwise); on the sim device dev_src + bytes must lie inside a device allocation. On
+ * error nothing was queued and the runtime is unchanged. */
+ZOFF_API zoff_status zoff_grad_push(zoff_runtime *rt, int param_id, const void *dev_src,
+                                    size_t numel, zoff_dtype dtype, zoff_stream producer);
 
 typedef struct zoff_step_args {
     size_t struct_size;
@@ -277,6 +301,11 @@ typedef struct zoff_step_result {
     double adam_ms;       /* CPU Adam time */
     double wait_grads_ms; /* time zoff_step waited for gradient copies */
     double nvme_wait_ms;  /* time the pipeline waited on NVMe */
+    /* gradient accumulation (gradient_accumulation_steps K > 1) */
+    int accumulating;  /* 1: a micro-batch was added, no update yet (K-1 of every K calls) */
+    int micro_step;    /* micro-batches of the current window done after this call (0 at a
+                          boundary: the update ran or was skipped) */
+    int missing_grads; /* parameters without a gradient in this micro-batch (zero gradient) */
 } zoff_step_result;
 
 #define ZOFF_STEP_ARGS_INIT                                                                        \
@@ -288,9 +317,14 @@ typedef struct zoff_step_result {
         .struct_size = sizeof(zoff_step_result)                                                    \
     }
 
-/* Runs the optimizer step over all registered parameters (every parameter's gradient must have
- * been declared with zoff_grad_ready since the last step; parameters that were not are treated
- * as having a zero gradient for this step and counted in the stats). Queues the upload of the new
+/* Ends a micro-batch. Every parameter's gradient should have been handed over (zoff_grad_ready or
+ * zoff_grad_push) since the last call; parameters that were not get a zero gradient for this
+ * micro-batch (counted in r->missing_grads, the first one named in a warning once). With
+ * gradient_accumulation_steps K == 1 every call is an optimizer step. With K > 1 the gradients
+ * are summed on the host in fp32 and only every K-th call updates (r->accumulating = 1 on the
+ * others, which return once this micro-batch's gradients landed); the update uses the sum / K
+ * (the mean, as DeepSpeed), the norm, clipping and fp16 overflow check see that accumulated
+ * gradient, and an overflow in any micro-batch skips the whole step. Queues the upload of the new
  * 16-bit parameters; zoff_params_ready orders the trainer's next use after it. `a` may be NULL. */
 ZOFF_API zoff_status zoff_step(zoff_runtime *rt, const zoff_step_args *a, zoff_step_result *r);
 
@@ -362,6 +396,14 @@ typedef struct zoff_stats {
     int odirect;             /* 1: swap files use O_DIRECT */
     char device_name[64];    /* "sim", "cuda:0 NVIDIA H100 ..." */
     char cpu_isa[16];        /* the Adam kernel in use */
+    /* device memory accounting (round 2) */
+    uint64_t device_peak_bytes; /* peak device memory allocated through this runtime's device
+                                   (zoff's own + zoff_device_alloc by the trainer) */
+    uint64_t bucket_bytes;      /* zoff's gradient buckets (count x size), part of device_bytes */
+    double gpu_bytes_per_param; /* (registered 16-bit params + trainer-owned gradient buffers +
+                                   zoff's device memory) / parameters */
+    uint64_t bucket_flushes;    /* buckets sent to host since finalize */
+    int64_t micro_steps;        /* micro-batches since finalize (= steps + skipped with K 1) */
 } zoff_stats;
 
 #define ZOFF_STATS_INIT                                                                            \
@@ -376,7 +418,7 @@ ZOFF_API zoff_status zoff_get_stats(const zoff_runtime *rt, zoff_stats *out);
 /* ------------------------------------------------------------------------------------------ */
 typedef struct zoff_plan_report {
     size_t struct_size;
-    uint64_t gpu_bytes;        /* device: 16-bit params + grads (trainer-owned, counted) */
+    uint64_t gpu_bytes;        /* device: 16-bit params + gradient buckets (bucket mode) */
     uint64_t pinned_bytes;     /* pinned host: resident state, staging, grad buffer, pool */
     uint64_t pageable_bytes;   /* pageable host */
     uint64_t nvme_bytes;       /* swap files */
@@ -386,11 +428,22 @@ typedef struct zoff_plan_report {
     uint64_t no_offload_bytes; /* what training would need on the GPU without offload (16 B/p) */
     int fits;                  /* 1: fits; 0: see `advice` */
     char advice[512];          /* what does not fit and the knob to change */
+    /* round 2 */
+    uint64_t bucket_bytes;       /* device gradient buckets (count x size), in gpu_bytes */
+    double gpu_bytes_per_param;  /* gpu_bytes / total_params */
+    double host_bytes_per_param; /* (pinned + pageable) / total_params */
 } zoff_plan_report;
 
 /* Predicts bytes per tier for a model of `total_params` parameters without allocating
  * anything. Returns ZOFF_OK with out->fits = 0 and advice filled when it would not fit. */
 ZOFF_API zoff_status zoff_plan(const zoff_config *cfg, size_t total_params, zoff_plan_report *out);
+
+/* The largest model (parameters) whose plan under `cfg` fits: its GPU side within `gpu_bytes`
+ * (0: what the configured device reports), its host and NVMe sides within what this machine has
+ * (resident params + gradient buckets on the GPU; bucket mode). *max_params = 0 when not even a
+ * tiny model fits; `at_max` (may be NULL) receives the plan of that model. */
+ZOFF_API zoff_status zoff_plan_max_params(const zoff_config *cfg, uint64_t gpu_bytes,
+                                          uint64_t *max_params, zoff_plan_report *at_max);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Device helpers for trainers (the runtime's device backend)                                 */

@@ -83,6 +83,11 @@ ZOFF_API zoff_status zoff_config_default(zoff_config *cfg)
     cfg->sim_gpu_bytes = ZOFF_GIB;
     cfg->sim_pcie_gbps = 25.0;
     cfg->sim_jitter_seed = 0;
+    cfg->gradient_accumulation_steps = 1;
+    /* 4 x 1 Mi elements (2 MiB each in 16 bits): docs/runtime.md "Gradient buckets" has the
+     * measurement behind it */
+    cfg->grad_bucket_numel = (size_t)1 << 20;
+    cfg->grad_bucket_count = 4;
     return ZOFF_OK;
 }
 
@@ -302,6 +307,18 @@ zoff_status zoff__config_validate(const zoff_config *cfg)
         return zoff__err(ZOFF_ECONFIG,
                          "zoff.delayed_warmup_steps: expected an integer >= 0, got %d",
                          cfg->delayed_warmup_steps);
+    if (cfg->gradient_accumulation_steps < 1)
+        return zoff__err(ZOFF_ECONFIG,
+                         "gradient_accumulation_steps: expected an integer >= 1, got %d",
+                         cfg->gradient_accumulation_steps);
+    if (cfg->grad_bucket_numel < 1 || cfg->grad_bucket_numel > ((size_t)1 << 40))
+        return zoff__err(ZOFF_ECONFIG,
+                         "zero_optimization.reduce_bucket_size: expected 1 .. 2^40 elements, "
+                         "got %zu",
+                         cfg->grad_bucket_numel);
+    if (cfg->grad_bucket_count < 2 || cfg->grad_bucket_count > 64)
+        return zoff__err(ZOFF_ECONFIG, "zoff.grad_bucket_count: expected 2 .. 64 buckets, got %d",
+                         cfg->grad_bucket_count);
     if (cfg->cpu_threads < 0)
         return zoff__err(ZOFF_ECONFIG,
                          "zoff.cpu_threads: expected an integer >= 0 (0: all cores), got %d",
@@ -930,7 +947,7 @@ static const key_desc zero_optimization_keys[] = {
     KIGN("contiguous_gradients", K_IGNORE_BOOL, COMM_NOTE),
     KIGN("overlap_comm", K_IGNORE_BOOL, COMM_NOTE),
     KIGN("reduce_scatter", K_IGNORE_BOOL, COMM_NOTE),
-    KIGN("reduce_bucket_size", K_IGNORE_NUM, COMM_NOTE),
+    KSIZE("reduce_bucket_size", grad_bucket_numel, 1, (double)((uint64_t)1 << 40)),
     KIGN("allgather_partitions", K_IGNORE_BOOL, COMM_NOTE),
     KIGN("allgather_bucket_size", K_IGNORE_NUM, COMM_NOTE),
     KIGN("round_robin_gradients", K_IGNORE_BOOL, COMM_NOTE),
@@ -956,6 +973,7 @@ static const key_desc zoff_keys[] = {
     KSIZE("tile_numel", tile_numel, 1, MAX_EXACT_INT),
     KENUM("overlap", overlap, overlap_names),
     KINT("delayed_warmup_steps", delayed_warmup_steps, 0, INT32_MAX),
+    KINT("grad_bucket_count", grad_bucket_count, 2, 64),
     KINT("cpu_threads", cpu_threads, 0, 65536),
     KFN("cpu_isa", on_cpu_isa),
     KINT("numa_node", numa_node, -1, 65535),
@@ -983,7 +1001,7 @@ static const key_desc top_keys[] = {
     KOBJ("zoff", zoff_keys),
     KIGN("train_batch_size", K_IGNORE_NUM, TRAINER_NOTE),
     KIGN("train_micro_batch_size_per_gpu", K_IGNORE_NUM, TRAINER_NOTE),
-    KIGN("gradient_accumulation_steps", K_IGNORE_NUM, TRAINER_NOTE),
+    KINT("gradient_accumulation_steps", gradient_accumulation_steps, 1, INT32_MAX),
     KIGN("steps_per_print", K_IGNORE_NUM, TRAINER_NOTE),
     KIGN("wall_clock_breakdown", K_IGNORE_BOOL, TRAINER_NOTE),
     {.key = "model", .kind = K_SKIP},
@@ -1307,6 +1325,8 @@ static cJSON *config_tree(const zoff_config *cfg)
     if (ok) ADD(bf16, cJSON_AddBoolToObject(bf16, "enabled", cfg->bf16_enabled));
     ADD(root, cJSON_AddNumberToObject(root, "gradient_clipping",
                                       zoff__float_json(cfg->gradient_clipping)));
+    ADD(root, cJSON_AddNumberToObject(root, "gradient_accumulation_steps",
+                                      cfg->gradient_accumulation_steps));
 
     cJSON *zo = cJSON_AddObjectToObject(root, "zero_optimization");
     ADD(zo, zo);
@@ -1319,6 +1339,7 @@ static cJSON *config_tree(const zoff_config *cfg)
         ADD(oo, cJSON_AddNumberToObject(oo, "buffer_count", cfg->buffer_count));
         ADD(oo, cJSON_AddNumberToObject(oo, "ratio", zoff__float_json(cfg->ratio)));
     }
+    ADD(zo, cJSON_AddNumberToObject(zo, "reduce_bucket_size", (double)cfg->grad_bucket_numel));
     cJSON *aio = cJSON_AddObjectToObject(root, "aio");
     ADD(aio, aio);
     if (ok) {
@@ -1333,6 +1354,7 @@ static cJSON *config_tree(const zoff_config *cfg)
         ADD(z,
             cJSON_AddStringToObject(z, "overlap", enum_to_name(overlap_names, (int)cfg->overlap)));
         ADD(z, cJSON_AddNumberToObject(z, "delayed_warmup_steps", cfg->delayed_warmup_steps));
+        ADD(z, cJSON_AddNumberToObject(z, "grad_bucket_count", cfg->grad_bucket_count));
         ADD(z, cJSON_AddNumberToObject(z, "cpu_threads", cfg->cpu_threads));
         ADD(z, cJSON_AddStringToObject(z, "cpu_isa", cfg->cpu_isa[0] ? cfg->cpu_isa : "auto"));
         ADD(z, cJSON_AddNumberToObject(z, "numa_node", cfg->numa_node));

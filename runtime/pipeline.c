@@ -130,6 +130,7 @@ static void update_prepare(const zoff_runtime *rt, zrt_update *u, int64_t step, 
     u->step = step;
     u->grad_scale = grad_scale;
     u->grads = grads;
+    u->grads_f32 = rt->accum > 1;
     u->to_hold = to_hold;
     u->skip_nonfinite = skip_nonfinite;
     for (int g = 0; g < rt->ngroups; g++) zrt_hparams(rt, g, step, grad_scale, &u->hp[g]);
@@ -181,8 +182,13 @@ static zoff_status update_tile(zoff_runtime *rt, zrt_update *u, zrt_param *q,
     zadam_tensor t;
     memset(&t, 0, sizeof t);
     t.n = n;
-    t.grad = u->grads + q->buf_off + e0 * q->esize;
-    t.grad_dtype = q->dtype;
+    if (u->grads_f32) { /* accumulated: fp32, flat */
+        t.grad = (const float *)(const void *)u->grads + (q->flat_off - rt->own_begin) + e0;
+        t.grad_dtype = ZOFF_DTYPE_F32;
+    } else {
+        t.grad = u->grads + q->buf_off + e0 * q->esize;
+        t.grad_dtype = q->dtype;
+    }
     t.param = part->master + se;
     t.exp_avg = part->exp_avg + se;
     t.exp_avg_sq = part->exp_avg_sq + se;
@@ -206,7 +212,8 @@ static zoff_status update_tile(zoff_runtime *rt, zrt_update *u, zrt_param *q,
     uint64_t a0 = zoff__now_ns();
     ZOFF_CHECK(zadam_step(rt->adam, &u->hp[q->group], &t, &nf));
     u->adam_ns += zoff__now_ns() - a0;
-    u->adam_bytes += (uint64_t)n * zadam_bytes_per_elem(q->dtype, t.param_out != NULL, q->dtype);
+    u->adam_bytes +=
+        (uint64_t)n * zadam_bytes_per_elem(t.grad_dtype, t.param_out != NULL, q->dtype);
     if (u->to_hold) return hold_tile_done(rt, q);
     const void *src = t.param_out ? t.param_out : (const void *)t.param;
     uint8_t *dst = (uint8_t *)q->dev_param + e0 * q->esize;
@@ -476,14 +483,25 @@ static void grad_job(void *arg)
     zoff_runtime *rt = p->rt;
     uint64_t t0 = zoff__now_ns();
     size_t nf = 0;
-    p->sumsq = sumsq_isa(rt, p->grad_dst, p->dtype, p->numel, &nf);
-    p->nonfinite = nf;
+    if (rt->accum > 1) {
+        /* add this micro-batch into the window's fp32 sums; at the window's end the norm and
+         * the overflow check read the sums (inf/NaN of any micro-batch survive the adds) */
+        float *a = rt->acc[rt->acc_cur] + (p->flat_off - rt->own_begin);
+        zadam_accum(zadam_ctx_isa(rt->adam), a, p->grad_dst, p->dtype, p->numel, rt->acc_first);
+        if (rt->acc_last) {
+            p->sumsq = sumsq_isa(rt, a, ZOFF_DTYPE_F32, p->numel, &nf);
+            p->nonfinite = nf;
+        }
+    } else {
+        p->sumsq = sumsq_isa(rt, p->grad_dst, p->dtype, p->numel, &nf);
+        p->nonfinite = nf;
+    }
     if (rt->trace) {
         char args[64];
         snprintf(args, sizeof args, "{\"numel\":%zu}", p->numel);
         zztrace_event(rt->trace, rt->tr_grads, p->name, t0, zoff__now_ns(), args);
     }
-    if (rt->overlap == ZOFF_OVERLAP_EAGER) eager_landed(rt, p);
+    if (rt->overlap == ZOFF_OVERLAP_EAGER && rt->acc_last) eager_landed(rt, p);
     pthread_mutex_lock(&rt->land_mu);
     rt->landed_count++;
     pthread_cond_broadcast(&rt->land_cv);
@@ -506,9 +524,26 @@ static void land_cb(void *arg)
     if (zrt_worker_push(&rt->gradw, grad_job, p) < 0) grad_job(p);
 }
 
+/* The trainer's stream no longer reads param p in this window: the delayed update's copy of p may
+ * go up (only in the window's last micro-batch: every micro-batch of a window sees the same
+ * params). */
+static zoff_status after_declared(zoff_runtime *rt, zrt_param *p)
+{
+    if (rt->hold_active && rt->acc_last) {
+        zoff_status st = hold_declared(rt, p);
+        if (st < 0) return zrt_break(rt, st);
+    }
+    return ZOFF_OK;
+}
+
 zoff_status zrt_grad_ready(zoff_runtime *rt, int id, zoff_stream producer)
 {
     zrt_param *p = &rt->params[id];
+    if (!p->dev_grad)
+        return zoff__err(ZOFF_EINVAL,
+                         "zoff_grad_ready('%s', id %d): the parameter was registered without "
+                         "dev_grad (bucket mode): hand its gradient over with zoff_grad_push",
+                         p->name, id);
     if (p->declared)
         return zoff__err(ZOFF_ESTATE,
                          "zoff_grad_ready: the gradient of '%s' (id %d) was already declared in "
@@ -528,11 +563,56 @@ zoff_status zrt_grad_ready(zoff_runtime *rt, int id, zoff_stream producer)
     rt->declared_count++;
     zoff_status st = zdev_host_fn(rt->dev, rt->d2h, land_cb, p);
     if (st < 0) return zrt_break(rt, st); /* a copy is in flight that nobody will account for */
-    if (rt->hold_active) {
-        st = hold_declared(rt, p);
+    return after_declared(rt, p);
+}
+
+zoff_status zrt_grad_push(zoff_runtime *rt, int id, const void *dev_src, size_t numel,
+                          zoff_dtype dtype, zoff_stream producer)
+{
+    zrt_param *p = &rt->params[id];
+    if (p->dev_grad)
+        return zoff__err(ZOFF_EINVAL,
+                         "zoff_grad_push('%s', id %d): the parameter was registered with its own "
+                         "dev_grad buffer: declare it with zoff_grad_ready (or register it with "
+                         "dev_grad NULL to use zoff's buckets)",
+                         p->name, id);
+    if (p->declared)
+        return zoff__err(ZOFF_ESTATE,
+                         "zoff_grad_push: the gradient of '%s' (id %d) was already handed over in "
+                         "this micro-batch (each parameter at most once per zoff_step)",
+                         p->name, id);
+    if (numel != p->numel || dtype != p->dtype)
+        return zoff__err(ZOFF_EINVAL,
+                         "zoff_grad_push('%s', id %d): got %zu elements of %s, the parameter has "
+                         "%zu of %s",
+                         p->name, id, numel, zoff_dtype_name(dtype), p->numel,
+                         zoff_dtype_name(p->dtype));
+    if (!dev_src)
+        return zoff__err(ZOFF_EINVAL, "zoff_grad_push('%s', id %d): dev_src is NULL", p->name, id);
+    size_t bytes = p->numel * p->esize;
+    char what[320];
+    snprintf(what, sizeof what, "zoff_grad_push('%.200s', id %d)", p->name, id);
+    ZOFF_CHECK(zdev_check_range(rt->dev, dev_src, bytes, what));
+    if (rt->declared_count == 0 && rt->overlap == ZOFF_OVERLAP_EAGER && !rt->eager_armed)
+        eager_arm(rt);
+    zdev_stream *s = producer ? (zdev_stream *)producer : rt->push_s;
+    p->grad_dst = rt->grad_buf[rt->grad_cur] + p->buf_off;
+    p->issue_ns = zoff__now_ns();
+    zoff_status st = zbk_push(&rt->bk, dev_src, bytes, p->esize, s, p->grad_dst, land_cb, p);
+    if (st == ZOFF_OK) st = zdev_event_record(rt->dev, p->ev, s);
+    if (st < 0) return zrt_break(rt, st); /* copies may be queued: their accounting is lost */
+    atomic_fetch_add(&rt->own_d2h_bytes, (uint64_t)bytes);
+    p->declared = 1;
+    rt->declared_count++;
+    if (rt->declared_count == rt->nparams) { /* the micro-batch is complete: send the rest */
+        st = zbk_flush(&rt->bk);
         if (st < 0) return zrt_break(rt, st);
     }
-    return ZOFF_OK;
+    if (!producer) {
+        st = zdev_event_sync(rt->dev, p->ev); /* dev_src was read when this returns */
+        if (st < 0) return zrt_break(rt, st);
+    }
+    return after_declared(rt, p);
 }
 
 /* ---- step ---------------------------------------------------------------------------------- */
@@ -579,23 +659,72 @@ zoff_status zrt_step(zoff_runtime *rt, zoff_step_result *r)
     uint64_t t0 = zoff__now_ns();
     uint8_t *buf = rt->grad_buf[rt->grad_cur];
     int eager = rt->overlap == ZOFF_OVERLAP_EAGER;
+    int boundary = rt->acc_last;
     if (eager && !rt->eager_armed) eager_arm(rt);
 
-    /* parameters without a gradient this step: zero gradient */
+    /* the last, partial bucket of this micro-batch goes down now */
+    st = zbk_flush(&rt->bk);
+    if (st < 0) return zrt_break(rt, st);
+
+    /* parameters without a gradient this micro-batch: zero gradient */
+    int missing = 0;
     for (int i = 0; i < rt->nparams; i++) {
         zrt_param *p = &rt->params[i];
         if (p->declared) continue;
-        memset(buf + p->buf_off, 0, p->numel * p->esize);
-        p->sumsq = 0.0;
-        p->nonfinite = 0;
-        if (eager) eager_landed(rt, p);
+        if (missing++ == 0 && !rt->warned_missing) {
+            rt->warned_missing = 1;
+            ZOFF_WARN(ZOFF_SUB_STEP,
+                      "zoff_step: no gradient was handed over for '%s' (id %d) in this "
+                      "micro-batch: it counts as zero (said once; zoff_step_result.missing_grads "
+                      "counts them every step)",
+                      p->name, i);
+        }
+        if (rt->accum > 1) {
+            float *a = rt->acc[rt->acc_cur] + (p->flat_off - rt->own_begin);
+            if (rt->acc_first) memset(a, 0, p->numel * sizeof(float));
+            if (boundary) {
+                size_t nf = 0;
+                p->sumsq = sumsq_isa(rt, a, ZOFF_DTYPE_F32, p->numel, &nf);
+                p->nonfinite = nf;
+            }
+        } else {
+            memset(buf + p->buf_off, 0, p->numel * p->esize);
+            p->sumsq = 0.0;
+            p->nonfinite = 0;
+        }
+        if (eager && boundary) eager_landed(rt, p);
     }
     pthread_mutex_lock(&rt->land_mu);
     while (rt->landed_count < rt->declared_count) pthread_cond_wait(&rt->land_cv, &rt->land_mu);
     pthread_mutex_unlock(&rt->land_mu);
     uint64_t t_grads = zoff__now_ns() - t0;
 
+    if (!boundary) { /* a micro-batch of the window: summed, no update */
+        rt->micro++;
+        rt->acc_first = 0;
+        rt->acc_last = rt->micro == rt->accum - 1;
+        for (int i = 0; i < rt->nparams; i++) rt->params[i].declared = 0;
+        rt->declared_count = 0;
+        pthread_mutex_lock(&rt->land_mu);
+        rt->landed_count = 0;
+        pthread_mutex_unlock(&rt->land_mu);
+        rt->stats.micro_steps++;
+        uint64_t ns = zoff__now_ns() - t0;
+        memset(r, 0, sizeof *r);
+        r->step = rt->step;
+        r->accumulating = 1;
+        r->micro_step = rt->micro;
+        r->missing_grads = missing;
+        r->grad_norm = NAN;
+        r->clip_coef = 1.0;
+        r->loss_scale = rt->scaler.scale;
+        r->step_ms = zoff__ns_to_ms(ns);
+        r->wait_grads_ms = zoff__ns_to_ms(t_grads);
+        return ZOFF_OK;
+    }
+
     ZOFF_CHECK(finish_delayed(rt));
+    if (rt->accum > 1) buf = (uint8_t *)rt->acc[rt->acc_cur];
 
     double ss = 0.0;
     size_t nf = 0;
@@ -605,12 +734,14 @@ zoff_status zrt_step(zoff_runtime *rt, zoff_step_result *r)
     }
     float scale = rt->scaler.scale;
     int overflow = nf > 0;
-    double norm = sqrt(ss) / (double)scale;
+    /* the mean over the window's micro-batches (DeepSpeed divides the loss by K) */
+    double denom = (double)scale * (double)rt->accum;
+    double norm = sqrt(ss) / denom;
     if (overflow && isfinite(norm)) norm = INFINITY;
     double clip = 1.0;
     double max_norm = rt->cfg.gradient_clipping;
     if (!overflow && max_norm > 0.0 && norm > max_norm) clip = max_norm / (norm + 1e-6);
-    float grad_scale = (float)(clip / (double)scale);
+    float grad_scale = (float)(clip / denom);
 
     zrt_update local;
     const zrt_update *report = NULL;
@@ -648,6 +779,7 @@ zoff_status zrt_step(zoff_runtime *rt, zoff_step_result *r)
             if (st < 0) return zrt_break(rt, st);
             rt->delayed_running = 1;
             rt->grad_cur ^= rt->layout.ngrad_bufs > 1 ? 1 : 0;
+            rt->acc_cur ^= rt->layout.nacc_bufs > 1 ? 1 : 0;
             rt->step++;
         } else if (!skip) {
             update_prepare(rt, &local, rt->step + 1, grad_scale, buf, 0, 0);
@@ -667,6 +799,10 @@ zoff_status zrt_step(zoff_runtime *rt, zoff_step_result *r)
     rt->landed_count = 0;
     pthread_mutex_unlock(&rt->land_mu);
     rt->eager_armed = 0;
+    rt->micro = 0;
+    rt->acc_first = 1;
+    rt->acc_last = rt->accum == 1;
+    rt->stats.micro_steps++;
 
     uint64_t step_ns = zoff__now_ns() - t0;
     zrt_stats_step_end(rt, report, step_ns);
@@ -681,6 +817,9 @@ zoff_status zrt_step(zoff_runtime *rt, zoff_step_result *r)
     r->adam_ms = report ? zoff__ns_to_ms(report->adam_ns) : 0.0;
     r->wait_grads_ms = zoff__ns_to_ms(t_grads);
     r->nvme_wait_ms = report ? zoff__ns_to_ms(report->nvme_wait_ns) : 0.0;
+    r->accumulating = 0;
+    r->micro_step = 0;
+    r->missing_grads = missing;
     if (rt->trace) {
         char args[128];
         snprintf(args, sizeof args, "{\"step\":%lld,\"skipped\":%d,\"norm\":%.6g}",

@@ -22,6 +22,7 @@
 #include "nvme/swap.h"
 #include "offload/arena.h"
 #include "offload/store.h"
+#include "runtime/buckets.h"
 #include "runtime/trace.h"
 
 #define ZRT_NSTAGE  4 /* pinned staging tiles for 16-bit uploads (>= 2: double buffering) */
@@ -87,7 +88,7 @@ typedef struct zrt_param {
     int hold_declared; /* its gradient of the next step was declared (under hold_mu) */
     int hold_uploaded; /* its upload is queued (under hold_mu) */
     /* per step */
-    int declared;      /* grad_ready called this step (trainer thread) */
+    int declared;      /* grad_ready/grad_push called this micro-batch (trainer thread) */
     uint64_t issue_ns; /* when its D2H was queued (trace) */
     void *grad_dst;    /* where this step's copy lands */
     double sumsq;      /* sum of squares of the landed 16-bit (or fp32) gradient */
@@ -105,7 +106,8 @@ typedef enum zrt_state {
 typedef struct zrt_update {
     int64_t step;         /* step number for bias correction (>= 1) */
     float grad_scale;     /* clip_coef / loss_scale */
-    const uint8_t *grads; /* gradient buffer of this step */
+    const uint8_t *grads; /* gradient buffer of this step (16-bit at buf_off, or fp32 flat) */
+    int grads_f32;        /* 1: grads is the fp32 accumulation buffer, indexed by flat element */
     int to_hold;          /* 1: write 16-bit params into the hold buffer (delayed) */
     int skip_nonfinite;   /* 1: leave partitions with non-finite grads untouched (eager) */
     zadam_hparams hp[ZOFF_MAX_GROUPS];
@@ -127,8 +129,11 @@ typedef struct zrt_layout {
     uint64_t stage_bytes; /* one staging tile */
     int nstage;
     zstore_sizes store;
-    uint64_t arena_bytes; /* everything above, each 4 KiB-rounded: the pinned arena size */
-    uint64_t gpu_bytes;   /* 16-bit params + grads on the device (trainer-owned) */
+    uint64_t arena_bytes;  /* everything above, each 4 KiB-rounded: the pinned arena size */
+    uint64_t acc_bytes;    /* gradient accumulation: one fp32 buffer of the owned range */
+    int nacc_bufs;         /* 0 (K == 1), 1, or 2 (K > 1 with overlap delayed) */
+    uint64_t bucket_bytes; /* device gradient buckets, count x size */
+    uint64_t gpu_bytes;    /* 16-bit params + trainer-owned grads + buckets on the device */
     uint64_t no_offload_bytes;
 } zrt_layout;
 
@@ -136,6 +141,10 @@ typedef struct zrt_layout {
  * (sum of numel * dtype size), `any_f32`: some params are fp32. cfg must be validated. */
 zoff_status zrt_layout_compute(const zoff_config *cfg, uint64_t numel, uint64_t param_bytes,
                                int any_f32, zrt_layout *out);
+/* Device side of the layout: `trainer_grad_bytes` of trainer-owned gradient buffers, buckets
+ * when `buckets` (some parameter uses them). Sets bucket_bytes and gpu_bytes. */
+void zrt_layout_device(const zoff_config *cfg, zrt_layout *l, uint64_t trainer_grad_bytes,
+                       int buckets, int any_f32);
 /* Fills the plan report (bytes vs available, fits, advice) for a layout. `dev` may be NULL
  * (then the GPU side is checked against cfg->sim_gpu_bytes for sim, skipped otherwise);
  * check_gpu = 0 skips the GPU comparison (finalize: the trainer already allocated it). */
@@ -197,6 +206,19 @@ struct zoff_runtime {
     int64_t step;            /* optimizer steps taken (skipped ones not counted) */
     int64_t sync_steps_done; /* steps since finalize/load (delayed warm-up) */
 
+    /* gradient buckets and accumulation */
+    zbk_ring bk;                 /* active when some parameter was registered without dev_grad */
+    zdev_stream *push_s;         /* copies of zoff_grad_push(producer NULL) */
+    int nbucket_params;          /* parameters registered without dev_grad */
+    uint64_t trainer_grad_bytes; /* trainer-owned gradient buffers registered */
+    int accum;                   /* gradient_accumulation_steps */
+    int micro;                   /* micro-batches done in the current window (trainer thread) */
+    int acc_first, acc_last;     /* the running micro-batch starts / ends the window (read by the
+                                    grad worker after the pushes that follow their writes) */
+    float *acc[2];               /* fp32 sums of the window (K > 1), flat element - own_begin */
+    int acc_cur;
+    int warned_missing;
+
     /* this step's gradients */
     int declared_count;
     pthread_mutex_t land_mu;
@@ -252,6 +274,8 @@ void zrt_drop_hold(zoff_runtime *rt);
 /* Marks the runtime unusable after a failure half way through changing its state. */
 zoff_status zrt_break(zoff_runtime *rt, zoff_status st);
 zoff_status zrt_grad_ready(zoff_runtime *rt, int id, zoff_stream producer);
+zoff_status zrt_grad_push(zoff_runtime *rt, int id, const void *dev_src, size_t numel,
+                          zoff_dtype dtype, zoff_stream producer);
 zoff_status zrt_step(zoff_runtime *rt, zoff_step_result *r);
 zoff_status zrt_params_ready(zoff_runtime *rt, zoff_stream consumer);
 /* Runs an update over `n` partitions (order NULL: all) in the calling thread. */

@@ -42,7 +42,9 @@ static void usage(FILE *out)
         "training:\n"
         "  --steps N            length of the lr schedule = last step\n"
         "  --until N            stop after step N with a checkpoint (continue with --resume)\n"
-        "  --batch N            sequences per step\n"
+        "  --batch N            sequences per micro-batch\n"
+        "  --accum K            gradient accumulation: K micro-batches per optimizer step\n"
+        "                       (config gradient_accumulation_steps; gradients summed in fp32)\n"
         "  --lr X --min-lr X --warmup N   linear warm-up to lr, cosine decay to min-lr\n"
         "  --clip X             gradient clipping (max global norm; 0 off)\n"
         "  --dtype fp16|bf16    16-bit format of parameters and gradients (fp16: loss scaling)\n"
@@ -108,7 +110,8 @@ enum {
     O_SCHARS,
     O_TEMP,
     O_QUIET,
-    O_DEVICE
+    O_DEVICE,
+    O_ACCUM
 };
 
 static const struct option long_opts[] = {
@@ -122,6 +125,7 @@ static const struct option long_opts[] = {
     {"steps", required_argument, 0, O_STEPS},
     {"until", required_argument, 0, O_UNTIL},
     {"batch", required_argument, 0, O_BATCH},
+    {"accum", required_argument, 0, O_ACCUM},
     {"lr", required_argument, 0, O_LR},
     {"min-lr", required_argument, 0, O_MINLR},
     {"warmup", required_argument, 0, O_WARMUP},
@@ -301,6 +305,9 @@ int zoff_cmd_train(int argc, char **argv)
             break;
         case O_BATCH:
             rc = parse_int(name, optarg, 1, 65536, &o.batch);
+            break;
+        case O_ACCUM:
+            rc = parse_int(name, optarg, 1, 65536, &o.zcfg.gradient_accumulation_steps);
             break;
         case O_LR:
             rc = parse_dbl(name, optarg, 0, 10, &o.lr);

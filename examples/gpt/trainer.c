@@ -137,8 +137,11 @@ static int on_stage(int stage, void *user)
     for (int i = 0; i < t->lay.ntensors; i++) {
         const gpt_tensor *tn = &t->lay.tensors[i];
         if (tn->stage != stage) continue;
-        to_16(t->dev_grads + tn->offset, t->grads + tn->offset, tn->numel, t->o->dtype);
-        zoff_status st = zoff_grad_ready(t->rt, t->ids[i], NULL);
+        /* the model computes on the host: the 16-bit gradient is written into the one device
+         * buffer and zoff copies it into its bucket before returning (producer NULL) */
+        to_16(t->dev_grads, t->grads + tn->offset, tn->numel, t->o->dtype);
+        zoff_status st =
+            zoff_grad_push(t->rt, t->ids[i], t->dev_grads, tn->numel, t->o->dtype, NULL);
         if (st != ZOFF_OK) {
             t->cb_status = st;
             return st;
@@ -372,12 +375,15 @@ static int setup(gpt_trainer *t)
                 "the GPU uses the library's CUDA path).\n");
         return GPT_EXIT_USAGE;
     }
-    t->dev_bytes = 2 * n * sizeof(uint16_t);
+    size_t maxn = 0;
+    for (int i = 0; i < t->lay.ntensors; i++)
+        if (t->lay.tensors[i].numel > maxn) maxn = t->lay.tensors[i].numel;
+    t->dev_bytes = (n + maxn) * sizeof(uint16_t);
     if ((st = zoff_device_alloc(t->rt, n * sizeof(uint16_t), (void **)&t->dev_params)) != ZOFF_OK)
         return zfail(t, st, "device memory for the 16-bit parameters");
-    if ((st = zoff_device_alloc(t->rt, n * sizeof(uint16_t), (void **)&t->dev_grads)) != ZOFF_OK)
-        return zfail(t, st, "device memory for the 16-bit gradients");
-    memset(t->dev_grads, 0, n * sizeof(uint16_t));
+    if ((st = zoff_device_alloc(t->rt, maxn * sizeof(uint16_t), (void **)&t->dev_grads)) != ZOFF_OK)
+        return zfail(t, st, "device memory for the 16-bit gradient buffer");
+    memset(t->dev_grads, 0, maxn * sizeof(uint16_t));
 
     /* groups: 0 (from the config) with weight decay, 1 without (biases, layernorm) */
     zoff_group_config g = o->zcfg.optimizer;
@@ -392,9 +398,9 @@ static int setup(gpt_trainer *t)
     to_16(t->dev_params, t->params, n, o->dtype);
     for (int i = 0; i < t->lay.ntensors; i++) {
         const gpt_tensor *tn = &t->lay.tensors[i];
-        st = zoff_add_param(t->rt, tn->name, tn->numel, o->dtype, t->dev_params + tn->offset,
-                            t->dev_grads + tn->offset, t->params + tn->offset,
-                            tn->decay ? t->group_decay : t->group_nodecay, &t->ids[i]);
+        st = zoff_add_param(t->rt, tn->name, tn->numel, o->dtype, t->dev_params + tn->offset, NULL,
+                            t->params + tn->offset, tn->decay ? t->group_decay : t->group_nodecay,
+                            &t->ids[i]);
         if (st != ZOFF_OK) return zfail(t, st, "zoff_add_param");
     }
     if ((st = zoff_finalize(t->rt)) != ZOFF_OK) return zfail(t, st, "zoff_finalize");
@@ -452,22 +458,37 @@ static int train_step(gpt_trainer *t)
     if ((st = zoff_get_loss_scale(t->rt, &m.loss_scale)) != ZOFF_OK)
         return zfail(t, st, "zoff_get_loss_scale");
 
-    gpt_data_train_batch(&t->data, &t->rng, B, T, t->x, t->y);
-    memset(t->grads, 0, t->lay.total_numel * sizeof(float));
-    if (gpt_forward(t->model, t->params, t->x, t->y, B, T, &m.loss) != 0) {
-        fprintf(stderr, "zoff train: forward failed\n");
-        return GPT_EXIT_FAIL;
-    }
-    t->cb_status = ZOFF_OK;
-    int rc = gpt_backward(t->model, t->params, t->grads, m.loss_scale, on_stage, t);
-    if (rc != 0) return zfail(t, t->cb_status ? t->cb_status : rc, "zoff_grad_ready");
-    uint64_t t1 = gpt_now_ns();
-
+    /* K micro-batches (gradient_accumulation_steps): zoff sums their gradients and updates at
+     * the K-th zoff_step with the mean; the reported loss is the mean of the micro-batches */
+    int K = o->zcfg.gradient_accumulation_steps > 1 ? o->zcfg.gradient_accumulation_steps : 1;
     zoff_step_result r;
-    memset(&r, 0, sizeof r);
-    r.struct_size = sizeof r;
-    if ((st = zoff_step(t->rt, NULL, &r)) != ZOFF_OK) return zfail(t, st, "zoff_step");
-    uint64_t t2 = gpt_now_ns();
+    double loss_sum = 0, zstep_ns = 0;
+    uint64_t t1 = t0, t2 = t0;
+    for (int j = 0; j < K; j++) {
+        float loss = 0;
+        gpt_data_train_batch(&t->data, &t->rng, B, T, t->x, t->y);
+        memset(t->grads, 0, t->lay.total_numel * sizeof(float));
+        if (gpt_forward(t->model, t->params, t->x, t->y, B, T, &loss) != 0) {
+            fprintf(stderr, "zoff train: forward failed\n");
+            return GPT_EXIT_FAIL;
+        }
+        loss_sum += loss;
+        t->cb_status = ZOFF_OK;
+        int rc = gpt_backward(t->model, t->params, t->grads, m.loss_scale, on_stage, t);
+        if (rc != 0) return zfail(t, t->cb_status ? t->cb_status : rc, "zoff_grad_push");
+        t1 = gpt_now_ns();
+        memset(&r, 0, sizeof r);
+        r.struct_size = sizeof r;
+        if ((st = zoff_step(t->rt, NULL, &r)) != ZOFF_OK) return zfail(t, st, "zoff_step");
+        t2 = gpt_now_ns();
+        zstep_ns += (double)(t2 - t1);
+        if (r.accumulating != (j < K - 1)) {
+            fprintf(stderr, "zoff train: the runtime's accumulation window is out of step\n");
+            return GPT_EXIT_FAIL;
+        }
+    }
+    m.loss = (float)(loss_sum / K);
+    t1 = t2 - (uint64_t)zstep_ns;
     if ((st = zoff_params_ready(t->rt, NULL)) != ZOFF_OK) return zfail(t, st, "zoff_params_ready");
     refresh_params(t);
     uint64_t t3 = gpt_now_ns();

@@ -104,6 +104,9 @@ class StepResultC(ctypes.Structure):
         ("adam_ms", ctypes.c_double),
         ("wait_grads_ms", ctypes.c_double),
         ("nvme_wait_ms", ctypes.c_double),
+        ("accumulating", ctypes.c_int),
+        ("micro_step", ctypes.c_int),
+        ("missing_grads", ctypes.c_int),
     ]
 
 
@@ -146,6 +149,11 @@ class StatsC(ctypes.Structure):
         ("odirect", ctypes.c_int),
         ("device_name", ctypes.c_char * 64),
         ("cpu_isa", ctypes.c_char * 16),
+        ("device_peak_bytes", ctypes.c_uint64),
+        ("bucket_bytes", ctypes.c_uint64),
+        ("gpu_bytes_per_param", ctypes.c_double),
+        ("bucket_flushes", ctypes.c_uint64),
+        ("micro_steps", ctypes.c_int64),
     ]
 
 
@@ -164,6 +172,9 @@ class PlanReportC(ctypes.Structure):
         ("no_offload_bytes", ctypes.c_uint64),
         ("fits", ctypes.c_int),
         ("advice", ctypes.c_char * 512),
+        ("bucket_bytes", ctypes.c_uint64),
+        ("gpu_bytes_per_param", ctypes.c_double),
+        ("host_bytes_per_param", ctypes.c_double),
     ]
 
 
@@ -198,6 +209,8 @@ _FUNCS = {
     ),
     "zoff_finalize": (_st, [_p]),
     "zoff_grad_ready": (_st, [_p, ctypes.c_int, _p]),
+    "zoff_grad_push": (_st, [_p, ctypes.c_int, _p, _sz, ctypes.c_int, _p]),
+    "zoff_plan_max_params": (_st, [_p, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64), _p]),
     "zoff_step": (_st, [_p, ctypes.POINTER(StepArgs), ctypes.POINTER(StepResultC)]),
     "zoff_params_ready": (_st, [_p, _p]),
     "zoff_get_loss_scale": (_st, [_p, ctypes.POINTER(ctypes.c_float)]),
