@@ -87,8 +87,15 @@ typedef struct zrt_param {
     int hold_ready;    /* the update wrote all of them (under hold_mu) */
     int hold_declared; /* its gradient of the next step was declared (under hold_mu) */
     int hold_uploaded; /* its upload is queued (under hold_mu) */
+    /* Adam progress of this parameter (torch keeps one step count per parameter): updates
+     * applied to it so far; its bias correction follows it, not the global step */
+    int64_t step;
+    /* the update being prepared or running: set before it starts, read by the update thread */
+    int upd_skip;     /* 1: leave master, moments and the 16-bit param untouched */
+    int64_t upd_step; /* bias-correction step of this update (step + 1) */
     /* per step */
     int declared;      /* grad_ready/grad_push called this micro-batch (trainer thread) */
+    int win_declared;  /* ... in some micro-batch of this accumulation window (= declared, K 1) */
     uint64_t issue_ns; /* when its D2H was queued (trace) */
     void *grad_dst;    /* where this step's copy lands */
     double sumsq;      /* sum of squares of the landed 16-bit (or fp32) gradient */
@@ -109,12 +116,13 @@ typedef struct zrt_update {
     const uint8_t *grads; /* gradient buffer of this step (16-bit at buf_off, or fp32 flat) */
     int grads_f32;        /* 1: grads is the fp32 accumulation buffer, indexed by flat element */
     int to_hold;          /* 1: write 16-bit params into the hold buffer (delayed) */
-    int skip_nonfinite;   /* 1: leave partitions with non-finite grads untouched (eager) */
+    int skip_nonfinite;   /* 1: leave params with non-finite grads untouched (eager) */
     zadam_hparams hp[ZOFF_MAX_GROUPS];
     /* results, accumulated */
     uint64_t adam_ns, adam_bytes, h2d_bytes;
     uint64_t nvme_wait_ns;
-    size_t parts_skipped;
+    size_t parts_done;    /* partitions the update visited */
+    int params_nonfinite; /* eager: params left untouched for a non-finite gradient */
     zoff_status st;
     char err[ZRT_ERR_MAX];
 } zrt_update;
@@ -205,6 +213,7 @@ struct zoff_runtime {
     zrt_scaler scaler;
     int64_t step;            /* optimizer steps taken (skipped ones not counted) */
     int64_t sync_steps_done; /* steps since finalize/load (delayed warm-up) */
+    int zero_missing;        /* this step: undeclared params get a zero gradient (flag) */
 
     /* gradient buckets and accumulation */
     zbk_ring bk;                 /* active when some parameter was registered without dev_grad */
@@ -217,7 +226,6 @@ struct zoff_runtime {
                                     grad worker after the pushes that follow their writes) */
     float *acc[2];               /* fp32 sums of the window (K > 1), flat element - own_begin */
     int acc_cur;
-    int warned_missing;
 
     /* this step's gradients */
     int declared_count;
@@ -276,7 +284,10 @@ zoff_status zrt_break(zoff_runtime *rt, zoff_status st);
 zoff_status zrt_grad_ready(zoff_runtime *rt, int id, zoff_stream producer);
 zoff_status zrt_grad_push(zoff_runtime *rt, int id, const void *dev_src, size_t numel,
                           zoff_dtype dtype, zoff_stream producer);
-zoff_status zrt_step(zoff_runtime *rt, zoff_step_result *r);
+/* flags: zoff_step_args.flags (checked by the caller). */
+zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r);
+/* zoff_grads_discard: forgets this step's declared gradients. */
+zoff_status zrt_grads_discard(zoff_runtime *rt);
 zoff_status zrt_params_ready(zoff_runtime *rt, zoff_stream consumer);
 /* Runs an update over `n` partitions (order NULL: all) in the calling thread. */
 zoff_status zrt_run_update(zoff_runtime *rt, zrt_update *u, const size_t *order, size_t n);

@@ -11,8 +11,9 @@
  *  - bad input leaves the runtime usable and its results unchanged: a gradient pushed twice, a
  *    wrong numel or dtype, a source buffer smaller than the parameter, a host pointer, grad_ready
  *    on a bucket parameter, grad_push on a full-buffer parameter, a parameter never pushed
- *    (missing_grads, zero gradient), buckets that do not fit the device (the knob is named).
- * Argument: "sync" (default) or "delayed" overlap for the 100-step comparison.
+ *    (params_without_grad: skipped, as torch skips a None .grad), buckets that do not fit the
+ * device (the knob is named). Argument: "sync" (default) or "delayed" overlap for the 100-step
+ * comparison.
  */
 #include "test_bucket_util.h"
 
@@ -59,7 +60,7 @@ static void train(bk_model *m, int steps)
         assert_int_equal(zoff_step(m->rt, NULL, &r), 0);
         assert_int_equal(r.skipped, t == 40);
         assert_int_equal(r.accumulating, 0);
-        assert_int_equal(r.missing_grads, 0);
+        assert_int_equal(r.params_without_grad, 0);
         assert_int_equal(zoff_params_ready(m->rt, m->s), 0);
     }
 }
@@ -164,7 +165,7 @@ static void test_bucket_bad_input(void **state)
         }
         zoff_step_result r = ZOFF_STEP_RESULT_INIT;
         assert_int_equal(zoff_step(rt, NULL, &r), 0);
-        assert_int_equal(r.missing_grads, 0);
+        assert_int_equal(r.params_without_grad, 0);
     }
     bk_state got;
     bk_state_get(&m, &got);
@@ -175,7 +176,7 @@ static void test_bucket_bad_input(void **state)
     zoff_step_result r = ZOFF_STEP_RESULT_INIT;
     assert_int_equal(zoff_grad_push(rt, m.id[2], m.scratch, k_numel[2], ZOFF_DTYPE_F16, m.s), 0);
     assert_int_equal(zoff_step(rt, NULL, &r), 0);
-    assert_int_equal(r.missing_grads, NP - 1);
+    assert_int_equal(r.params_without_grad, NP - 1);
     zoff_device_free(rt, small);
     bk_state_free(&ref);
     bk_close(&m);
