@@ -58,6 +58,12 @@ zoff_status zstore_compute_sizes(uint64_t numel, size_t partition_numel, zoff_ti
         return zoff__err(ZOFF_EINVAL, "optimizer-state partition_numel must be > 0");
     if (!(ratio >= 0.0f && ratio <= 1.0f))
         return zoff__err(ZOFF_EINVAL, "offload ratio %g is outside [0, 1]", (double)ratio);
+    /* 12 B/elem state and one 4 KiB round-up per partition stay below 2^63 from here on */
+    if (numel > ZSTORE_MAX_NUMEL || partition_numel > ZSTORE_MAX_NUMEL)
+        return zoff__err(ZOFF_ENOFIT,
+                         "%llu elements (partitions of %zu) need more than 2^63 bytes of "
+                         "optimizer state: no machine holds that",
+                         (unsigned long long)numel, partition_numel);
     zstore_sizes s = {0};
     s.nparts = (size_t)((numel + partition_numel - 1) / partition_numel);
     if (tier == ZOFF_TIER_CPU)
@@ -66,7 +72,8 @@ zoff_status zstore_compute_sizes(uint64_t numel, size_t partition_numel, zoff_ti
         s.resident_parts = (size_t)((double)ratio * (double)s.nparts);
     if (s.resident_parts > s.nparts) s.resident_parts = s.nparts;
     s.swapped_parts = s.nparts - s.resident_parts;
-    uint64_t resident_numel = ZOFF_MIN(numel, (uint64_t)s.resident_parts * partition_numel);
+    uint64_t resident_numel = (uint64_t)s.resident_parts * partition_numel;
+    if (resident_numel > numel) resident_numel = numel;
     s.resident_bytes = resident_numel ? round4k(resident_numel * ZSTORE_ELEM_BYTES) : 0;
     if (s.swapped_parts) {
         if (buffer_count < 1)
@@ -74,8 +81,15 @@ zoff_status zstore_compute_sizes(uint64_t numel, size_t partition_numel, zoff_ti
                              "offload_optimizer.buffer_count %d: at least 1 swap buffer is needed",
                              buffer_count);
         s.slots = (int)ZOFF_MIN((size_t)buffer_count, s.swapped_parts);
-        s.pool_bytes = (uint64_t)s.slots * round4k((uint64_t)partition_numel * ZSTORE_ELEM_BYTES);
+        uint64_t slot = round4k((uint64_t)partition_numel * ZSTORE_ELEM_BYTES);
+        if (__builtin_mul_overflow((uint64_t)s.slots, slot, &s.pool_bytes))
+            return zoff__err(ZOFF_ENOFIT,
+                             "%d swap buffers of %zu elements need more than 2^64 bytes", s.slots,
+                             partition_numel);
         s.swap_bytes = (numel - resident_numel) * ZSTORE_ELEM_BYTES;
+        uint64_t last_numel = numel - (uint64_t)(s.nparts - 1) * partition_numel;
+        s.swap_capacity_bytes =
+            (uint64_t)(s.swapped_parts - 1) * slot + round4k(last_numel * ZSTORE_ELEM_BYTES);
     }
     *out = s;
     return ZOFF_OK;
@@ -110,14 +124,6 @@ zswap_store *zstore_swap(zstore *s)
 static size_t part_bytes(const zstore *s, size_t k)
 {
     return zstore_part_numel(s, k) * ZSTORE_ELEM_BYTES;
-}
-
-/* The swap store rounds each extent up to its alignment; give it one page of slack per extent. */
-static uint64_t swap_capacity(const zstore *s)
-{
-    uint64_t cap = 0;
-    for (size_t k = s->sz.resident_parts; k < s->sz.nparts; k++) cap += round4k(part_bytes(s, k));
-    return cap;
 }
 
 zoff_status zstore_create(const zstore_config *cfg, zstore **out)
@@ -163,7 +169,7 @@ zoff_status zstore_create(const zstore_config *cfg, zstore **out)
             ZOFF_CHECK_GOTO(zarena_alloc(s->arena, s->slot_bytes, "state.slot", &s->slots[i].buf),
                             st, fail);
         zswap_config sc = *cfg->swap;
-        sc.capacity_bytes = swap_capacity(s);
+        sc.capacity_bytes = s->sz.swap_capacity_bytes;
         ZOFF_CHECK_GOTO(zswap_create(&sc, &s->swap), st, fail);
         for (int i = 0; i < s->sz.slots; i++)
             ZOFF_CHECK_GOTO(zswap_register_buffer(s->swap, s->slots[i].buf, s->slot_bytes), st,

@@ -414,7 +414,7 @@ static zoff_status finalize_impl(zoff_runtime *rt)
                                   &rt->layout));
     zrt_layout_device(c, &rt->layout, rt->trainer_grad_bytes, rt->nbucket_params > 0, rt->any_f32);
     zoff_plan_report rep;
-    ZOFF_CHECK(zrt_plan_report(c, &rt->layout, rt->dev, 0, &rep));
+    ZOFF_CHECK(zrt_plan_report(c, &rt->layout, rt->dev, 0, 0, &rep));
     if (!rep.fits) return zoff__err(ZOFF_ENOFIT, "zoff_finalize: %s", rep.advice);
 
     /* NUMA node nearest the device; Adam threads on its cores */

@@ -1,27 +1,48 @@
 /*
- * cmd_plan.c — `zoff plan --params N [--config cfg.json] [--tier cpu|nvme] [--nvme-path DIR]
- * [--ratio R] [--json] [--gpu-mem SIZE]`: bytes per memory tier for a model of N parameters under
- * a config, next to what this machine has (device memory, MemAvailable, free space under the nvme
- * paths), and whether it fits; when it does not, the advice names the knob to change. With
- * --gpu-mem (and no --params) it answers the largest model that fits a GPU of that size, for each
- * tier (zoff_plan_max_params). Exit code 0 when it fits, 1 when it does not (or on error), 2 on a
- * usage error.
+ * cmd_plan.c — `zoff plan --params N [--config cfg.json] [--dtype fp32|fp16|bf16] [--tier
+ * cpu|nvme] [--nvme-path DIR] [--ratio R] [--gpu-mem SIZE] [--json]`: bytes per memory tier for a
+ * model of N parameters under a config, next to what this machine has (device memory or the
+ * --gpu-mem a GPU elsewhere has, MemAvailable, free space under the nvme paths), and whether it
+ * fits; when it does not, the advice names the knob to change as a JSON key and, where this
+ * command has one, its flag. Exit code 0: fits; 1: does not fit; 2: bad input (usage, numbers,
+ * config). Public API only (zoff_plan_with, zoff_plan_max_params, zoff_parse_count,
+ * zoff_parse_size). --gpu-mem without --params answers the largest model that fits a GPU of that
+ * size, for each tier (zoff_plan_max_params: GPU, host and disk bounds).
+ *
+ * Adding an option: a field in plan_opts, a line in plan_usage, a branch in parse_args, and
+ * (when it changes the plan) its effect in apply_opts; a flag the advice should name goes into
+ * advice_flags.
  */
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "commands.h"
-#include "common/common.h"
+#include "zoff.h"
+
+typedef struct plan_opts {
+    uint64_t params;
+    const char *config, *tier, *nvme_path, *ratio, *dtype;
+    uint64_t gpu_mem_bytes; /* 0: this machine's device */
+    int json;
+} plan_opts;
 
 static void plan_usage(FILE *f)
 {
-    fprintf(f, "usage: zoff plan --params N [--config cfg.json] [--tier cpu|nvme] "
-               "[--nvme-path DIR] [--ratio R] [--json]\n"
-               "       zoff plan --gpu-mem SIZE [--config cfg.json] [--nvme-path DIR] [--json]\n"
-               "  N and SIZE accept k/M/G suffixes (powers of 1024), e.g. --params 7G\n"
-               "  --gpu-mem: the largest model whose plan fits a GPU of SIZE bytes, per tier\n");
+    fprintf(f, "usage: zoff plan --params N [--config cfg.json] [--dtype fp32|fp16|bf16]\n"
+               "                 [--tier cpu|nvme] [--nvme-path DIR[,DIR...]] [--ratio R]\n"
+               "                 [--gpu-mem SIZE] [--json]\n"
+               "  --params N      parameters: 7000000000, 7e9, 7B (decimal billions), 1.5B,\n"
+               "                  or binary 7G (7 * 2^30); k/M/G/T are powers of 1024\n"
+               "  --dtype D       parameter/gradient dtype (default: the config's, else fp32)\n"
+               "  --gpu-mem SIZE  plan for a GPU with SIZE free (e.g. 80G), not this machine's\n"
+               "       zoff plan --gpu-mem SIZE [--config cfg.json] [--dtype D] [--nvme-path DIR]\n"
+               "                 [--json]\n"
+               "                  the largest model that fits a GPU of SIZE, for each tier\n"
+               "  exit status: 0 fits, 1 does not fit, 2 bad input\n");
 }
 
 /* "--key value" or "--key=value" */
@@ -48,23 +69,148 @@ static void json_string(const char *s)
     putchar('"');
 }
 
-/* --gpu-mem: the largest model per tier (cpu; nvme under the config's paths, else /var/tmp). */
+/* 0, or 2 after printing why. */
+static int parse_args(int argc, char **argv, plan_opts *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if ((v = arg_value(&i, argc, argv, "--params"))) {
+            if (zoff_parse_count(v, &o->params) < 0) {
+                fprintf(stderr, "zoff plan: bad --params: %s\n", zoff_last_error(NULL));
+                return 2;
+            }
+            if (o->params == 0) {
+                fprintf(stderr, "zoff plan: --params must be at least 1\n");
+                return 2;
+            }
+        } else if ((v = arg_value(&i, argc, argv, "--gpu-mem"))) {
+            if (zoff_parse_size(v, &o->gpu_mem_bytes) < 0 || o->gpu_mem_bytes == 0) {
+                fprintf(stderr, "zoff plan: bad --gpu-mem '%s': a size such as 80G or 24GiB\n", v);
+                return 2;
+            }
+        } else if ((v = arg_value(&i, argc, argv, "--config"))) {
+            o->config = v;
+        } else if ((v = arg_value(&i, argc, argv, "--dtype"))) {
+            o->dtype = v;
+        } else if ((v = arg_value(&i, argc, argv, "--tier"))) {
+            o->tier = v;
+        } else if ((v = arg_value(&i, argc, argv, "--nvme-path"))) {
+            o->nvme_path = v;
+        } else if ((v = arg_value(&i, argc, argv, "--ratio"))) {
+            o->ratio = v;
+        } else if (!strcmp(argv[i], "--json")) {
+            o->json = 1;
+        } else {
+            fprintf(stderr, "zoff plan: unknown argument '%s'\n", argv[i]);
+            plan_usage(stderr);
+            return 2;
+        }
+    }
+    if (o->params == 0 && o->gpu_mem_bytes == 0) {
+        fprintf(stderr, "zoff plan: --params N (or --gpu-mem SIZE alone) is required\n");
+        plan_usage(stderr);
+        return 2;
+    }
+    return 0;
+}
+
+/* The command line's choices over the config's. 0, or 2 after printing why. */
+static int apply_opts(const plan_opts *o, zoff_config *cfg)
+{
+    if (o->dtype) {
+        if (!strcasecmp(o->dtype, "fp16") || !strcasecmp(o->dtype, "f16")) {
+            cfg->fp16_enabled = 1;
+            cfg->bf16_enabled = 0;
+        } else if (!strcasecmp(o->dtype, "bf16")) {
+            cfg->fp16_enabled = 0;
+            cfg->bf16_enabled = 1;
+        } else if (!strcasecmp(o->dtype, "fp32") || !strcasecmp(o->dtype, "f32")) {
+            cfg->fp16_enabled = 0;
+            cfg->bf16_enabled = 0;
+        } else {
+            fprintf(stderr, "zoff plan: --dtype must be fp32, fp16 or bf16 (got '%s')\n", o->dtype);
+            return 2;
+        }
+    }
+    if (o->tier) {
+        if (!strcasecmp(o->tier, "cpu"))
+            cfg->tier = ZOFF_TIER_CPU;
+        else if (!strcasecmp(o->tier, "nvme"))
+            cfg->tier = ZOFF_TIER_NVME;
+        else {
+            fprintf(stderr, "zoff plan: --tier must be cpu or nvme (got '%s')\n", o->tier);
+            return 2;
+        }
+    }
+    if (o->nvme_path) {
+        if (strlen(o->nvme_path) >= sizeof cfg->nvme_path) {
+            fprintf(stderr, "zoff plan: --nvme-path is longer than %zu bytes\n",
+                    sizeof cfg->nvme_path - 1);
+            return 2;
+        }
+        snprintf(cfg->nvme_path, sizeof cfg->nvme_path, "%s", o->nvme_path);
+    }
+    if (o->ratio) {
+        char *end;
+        errno = 0;
+        double r = strtod(o->ratio, &end);
+        if (errno || end == o->ratio || *end || !(r >= 0.0 && r <= 1.0)) {
+            fprintf(stderr, "zoff plan: --ratio must be a number in [0, 1] (got '%s')\n", o->ratio);
+            return 2;
+        }
+        cfg->ratio = (float)r;
+    }
+    return 0;
+}
+
+/* The advice names JSON keys; where this command has a flag for one, add it. */
+static void advice_flags(const char *in, char *out, size_t len)
+{
+    static const struct {
+        const char *key, *flag;
+    } map[] = {
+        {"zero_optimization.offload_optimizer.device", "--tier"},
+        {"zero_optimization.offload_optimizer.nvme_path", "--nvme-path"},
+        {"zero_optimization.offload_optimizer.ratio", "--ratio"},
+        {"zoff.sim_gpu_bytes", "--gpu-mem"},
+    };
+    size_t used = 0;
+    out[0] = '\0';
+    while (*in && used + 1 < len) {
+        size_t k = 0;
+        for (; k < sizeof map / sizeof map[0]; k++)
+            if (!strncmp(in, map[k].key, strlen(map[k].key))) break;
+        if (k < sizeof map / sizeof map[0]) {
+            int n = snprintf(out + used, len - used, "%s (%s)", map[k].key, map[k].flag);
+            if (n < 0 || (size_t)n >= len - used) break;
+            used += (size_t)n;
+            in += strlen(map[k].key);
+        } else {
+            out[used++] = *in++;
+            out[used] = '\0';
+        }
+    }
+}
+
+/* --gpu-mem without --params: the largest model per tier (cpu; nvme under the config's or
+ * --nvme-path's directories, else /var/tmp). */
 static int largest_models(const zoff_config *cfg_in, uint64_t gpu_mem, int json)
 {
-    const zoff_tier tiers[2] = {ZOFF_TIER_CPU, ZOFF_TIER_NVME};
     uint64_t maxp[2] = {0, 0};
     zoff_plan_report at[2];
+    char paths[2][ZOFF_PATH_MAX];
     size_t es = (cfg_in->fp16_enabled || cfg_in->bf16_enabled) ? 2 : 4;
     for (int t = 0; t < 2; t++) {
         zoff_config c = *cfg_in;
-        c.tier = tiers[t];
+        c.tier = t ? ZOFF_TIER_NVME : ZOFF_TIER_CPU;
         if (c.tier == ZOFF_TIER_NVME && !c.nvme_path[0])
             snprintf(c.nvme_path, sizeof c.nvme_path, "/var/tmp");
+        snprintf(paths[t], sizeof paths[t], "%s", c.nvme_path);
         memset(&at[t], 0, sizeof at[t]);
         at[t].struct_size = sizeof at[t];
         if (zoff_plan_max_params(&c, gpu_mem, &maxp[t], &at[t]) < 0) {
             fprintf(stderr, "zoff plan: %s\n", zoff_last_error(NULL));
-            return 1;
+            return 2;
         }
     }
     /* the GPU alone: 16-bit params + buckets; full gradient buffers; no offload (16 B/param) */
@@ -75,23 +221,26 @@ static int largest_models(const zoff_config *cfg_in, uint64_t gpu_mem, int json)
                "\"no_offload_params\": %llu, \"tiers\": [",
                (unsigned long long)gpu_mem, (unsigned long long)gpu_only,
                (unsigned long long)(gpu_mem / (2 * es)), (unsigned long long)(gpu_mem / 16));
-        for (int t = 0; t < 2; t++)
+        for (int t = 0; t < 2; t++) {
             printf("%s{\"tier\": \"%s\", \"max_params\": %llu, \"gpu_bytes\": %llu, "
-                   "\"host_bytes\": %llu, \"nvme_bytes\": %llu}",
+                   "\"host_bytes\": %llu, \"nvme_bytes\": %llu, \"nvme_path\": ",
                    t ? ", " : "", t ? "nvme" : "cpu", (unsigned long long)maxp[t],
                    (unsigned long long)at[t].gpu_bytes,
                    (unsigned long long)(at[t].pinned_bytes + at[t].pageable_bytes),
                    (unsigned long long)at[t].nvme_bytes);
+            json_string(t ? paths[t] : "");
+            printf("}");
+        }
         printf("]}\n");
         return 0;
     }
-    char a[32], b[32], c[32], d[32];
+    char a[32], b[32], c[32];
     printf("zoff plan: the largest model for a GPU of %s (%zu-byte params, %d gradient buckets of "
            "%zu elements)\n",
-           zoff__fmt_bytes(gpu_mem, a, sizeof a), es, cfg_in->grad_bucket_count,
+           zoff_format_bytes(gpu_mem, a, sizeof a), es, cfg_in->grad_bucket_count,
            cfg_in->grad_bucket_numel);
-    printf("  GPU alone: %.3f G params with buckets, %.3f G with full gradient buffers, %.3f G "
-           "without offload\n",
+    printf("  the GPU alone holds %.3f G params with zoff's buckets, %.3f G with full gradient "
+           "buffers, %.3f G without offload\n",
            (double)gpu_only / 1e9, (double)(gpu_mem / (2 * es)) / 1e9,
            (double)(gpu_mem / 16) / 1e9);
     printf("  %-6s %14s %12s %12s %12s  bound by\n", "tier", "max params", "gpu", "host", "nvme");
@@ -99,122 +248,100 @@ static int largest_models(const zoff_config *cfg_in, uint64_t gpu_mem, int json)
         const zoff_plan_report *r = &at[t];
         const char *bound = maxp[t] + 1 >= gpu_only ? "the GPU"
                             : t == 0                ? "host memory"
-                                                    : "host memory or disk";
-        printf("  %-6s %12.3f G %12s %12s %12s  %s\n", t ? "nvme" : "cpu", (double)maxp[t] / 1e9,
-               zoff__fmt_bytes(r->gpu_bytes, a, sizeof a),
-               zoff__fmt_bytes(r->pinned_bytes + r->pageable_bytes, b, sizeof b),
-               zoff__fmt_bytes(r->nvme_bytes, c, sizeof c), bound);
+                                                    : "host memory or the disk";
+        printf("  %-6s %12.3f G %12s %12s %12s  %s%s%s\n", t ? "nvme" : "cpu",
+               (double)maxp[t] / 1e9, zoff_format_bytes(r->gpu_bytes, a, sizeof a),
+               zoff_format_bytes(r->pinned_bytes + r->pageable_bytes, b, sizeof b),
+               zoff_format_bytes(r->nvme_bytes, c, sizeof c), bound, t ? " under " : "",
+               t ? paths[t] : "");
     }
-    (void)d;
     return 0;
 }
 
 int zoff_cmd_plan(int argc, char **argv)
 {
-    uint64_t params = 0;
-    const char *config = NULL, *tier = NULL, *nvme_path = NULL, *ratio = NULL;
-    int json = 0;
-    uint64_t gpu_mem = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
+    for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             plan_usage(stdout);
             return 0;
-        } else if ((v = arg_value(&i, argc, argv, "--params"))) {
-            if (zoff__parse_size(v, &params) < 0 || params == 0) {
-                fprintf(stderr, "zoff plan: bad --params '%s'\n", v);
-                return 2;
-            }
-        } else if ((v = arg_value(&i, argc, argv, "--config"))) {
-            config = v;
-        } else if ((v = arg_value(&i, argc, argv, "--tier"))) {
-            tier = v;
-        } else if ((v = arg_value(&i, argc, argv, "--nvme-path"))) {
-            nvme_path = v;
-        } else if ((v = arg_value(&i, argc, argv, "--ratio"))) {
-            ratio = v;
-        } else if (!strcmp(argv[i], "--json")) {
-            json = 1;
-        } else if ((v = arg_value(&i, argc, argv, "--gpu-mem"))) {
-            if (zoff__parse_size(v, &gpu_mem) < 0 || gpu_mem == 0) {
-                fprintf(stderr, "zoff plan: bad --gpu-mem '%s'\n", v);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "zoff plan: unknown argument '%s'\n", argv[i]);
-            plan_usage(stderr);
-            return 2;
         }
-    }
-    if (params == 0 && gpu_mem == 0) {
-        plan_usage(stderr);
-        return 2;
-    }
+    plan_opts o;
+    memset(&o, 0, sizeof o);
+    int rc = parse_args(argc, argv, &o);
+    if (rc) return rc;
     zoff_config cfg;
-    zoff_status st = config ? zoff_config_from_json(&cfg, config) : zoff_config_default(&cfg);
+    zoff_status st = o.config ? zoff_config_from_json(&cfg, o.config) : zoff_config_default(&cfg);
     if (st < 0) {
         fprintf(stderr, "zoff plan: %s\n", zoff_last_error(NULL));
-        return 1;
+        return 2;
     }
-    if (tier) {
-        if (!strcasecmp(tier, "cpu"))
-            cfg.tier = ZOFF_TIER_CPU;
-        else if (!strcasecmp(tier, "nvme"))
-            cfg.tier = ZOFF_TIER_NVME;
-        else {
-            fprintf(stderr, "zoff plan: --tier must be cpu or nvme\n");
-            return 2;
-        }
-    }
-    if (nvme_path) snprintf(cfg.nvme_path, sizeof cfg.nvme_path, "%s", nvme_path);
-    if (ratio) cfg.ratio = (float)atof(ratio);
-    if (params == 0) return largest_models(&cfg, gpu_mem, json);
+    if ((rc = apply_opts(&o, &cfg))) return rc;
+    if (o.params == 0) return largest_models(&cfg, o.gpu_mem_bytes, o.json);
+    zoff_plan_options popt;
+    zoff_plan_options_default(&popt);
+    popt.gpu_mem_bytes = o.gpu_mem_bytes;
     zoff_plan_report r;
     memset(&r, 0, sizeof r);
     r.struct_size = sizeof r;
-    st = zoff_plan(&cfg, (size_t)params, &r);
-    if (st < 0) {
-        fprintf(stderr, "zoff plan: %s\n", zoff_last_error(NULL));
+    st = zoff_plan_with(&cfg, o.params, &popt, &r);
+    if (st == ZOFF_ENOFIT) { /* beyond what any machine holds */
+        if (o.json) {
+            printf("{\"params\": %llu, \"fits\": false, \"advice\": ",
+                   (unsigned long long)o.params);
+            json_string(zoff_last_error(NULL));
+            printf("}\n");
+        } else {
+            printf("does not fit: %s\n", zoff_last_error(NULL));
+        }
         return 1;
     }
-    if (json) {
-        printf("{\"params\": %llu, \"tier\": \"%s\", \"gpu_bytes\": %llu, \"gpu_available\": %llu, "
+    if (st < 0) {
+        fprintf(stderr, "zoff plan: %s\n", zoff_last_error(NULL));
+        return 2;
+    }
+    char advice[sizeof r.advice + 256];
+    advice_flags(r.advice, advice, sizeof advice);
+    const char *dtype = cfg.fp16_enabled ? "fp16" : cfg.bf16_enabled ? "bf16" : "fp32";
+    if (o.json) {
+        printf("{\"params\": %llu, \"dtype\": \"%s\", \"tier\": \"%s\", \"gpu_bytes\": %llu, "
+               "\"gpu_available\": %llu, \"gpu_assumed\": %s, "
                "\"pinned_bytes\": %llu, \"pageable_bytes\": %llu, \"host_available\": %llu, "
                "\"nvme_bytes\": %llu, \"nvme_available\": %llu, \"no_offload_bytes\": %llu, "
                "\"bucket_bytes\": %llu, \"gpu_bytes_per_param\": %.4f, "
                "\"host_bytes_per_param\": %.4f, \"fits\": %s, \"advice\": ",
-               (unsigned long long)params, cfg.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
+               (unsigned long long)o.params, dtype, cfg.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
                (unsigned long long)r.gpu_bytes, (unsigned long long)r.gpu_available,
-               (unsigned long long)r.pinned_bytes, (unsigned long long)r.pageable_bytes,
-               (unsigned long long)r.host_available, (unsigned long long)r.nvme_bytes,
-               (unsigned long long)r.nvme_available, (unsigned long long)r.no_offload_bytes,
-               (unsigned long long)r.bucket_bytes, r.gpu_bytes_per_param, r.host_bytes_per_param,
-               r.fits ? "true" : "false");
-        json_string(r.advice);
+               o.gpu_mem_bytes ? "true" : "false", (unsigned long long)r.pinned_bytes,
+               (unsigned long long)r.pageable_bytes, (unsigned long long)r.host_available,
+               (unsigned long long)r.nvme_bytes, (unsigned long long)r.nvme_available,
+               (unsigned long long)r.no_offload_bytes, (unsigned long long)r.bucket_bytes,
+               r.gpu_bytes_per_param, r.host_bytes_per_param, r.fits ? "true" : "false");
+        json_string(advice);
         printf("}\n");
         return r.fits ? 0 : 1;
     }
     char a[32], b[32];
-    printf("zoff plan: %llu parameters, optimizer state on %s%s\n", (unsigned long long)params,
-           cfg.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
+    printf("zoff plan: %llu parameters (%s), optimizer state on %s%s\n",
+           (unsigned long long)o.params, dtype, cfg.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
            cfg.tier == ZOFF_TIER_NVME && cfg.ratio > 0 ? " (part resident: ratio)" : "");
     printf("  %-16s %14s %14s\n", "tier", "needed", "available");
-    printf("  %-16s %14s %14s\n", "gpu", zoff__fmt_bytes(r.gpu_bytes, a, sizeof a),
-           r.gpu_available ? zoff__fmt_bytes(r.gpu_available, b, sizeof b) : "?");
+    printf("  %-16s %14s %14s%s\n", "gpu", zoff_format_bytes(r.gpu_bytes, a, sizeof a),
+           r.gpu_available ? zoff_format_bytes(r.gpu_available, b, sizeof b) : "?",
+           o.gpu_mem_bytes ? "  (--gpu-mem)" : "");
     printf("  %-16s %14s %14s\n", cfg.pin_memory ? "pinned host" : "pageable host",
-           zoff__fmt_bytes(r.pinned_bytes + r.pageable_bytes, a, sizeof a),
-           zoff__fmt_bytes(r.host_available, b, sizeof b));
-    printf("  %-16s %14s %14s\n", "nvme", zoff__fmt_bytes(r.nvme_bytes, a, sizeof a),
-           r.nvme_bytes ? zoff__fmt_bytes(r.nvme_available, b, sizeof b) : "-");
+           zoff_format_bytes(r.pinned_bytes + r.pageable_bytes, a, sizeof a),
+           zoff_format_bytes(r.host_available, b, sizeof b));
+    printf("  %-16s %14s %14s\n", "nvme", zoff_format_bytes(r.nvme_bytes, a, sizeof a),
+           r.nvme_bytes ? zoff_format_bytes(r.nvme_available, b, sizeof b) : "-");
     printf("  per parameter: %.3f bytes on the GPU (16-bit params + %s of gradient buckets), "
            "%.3f in host memory\n",
-           r.gpu_bytes_per_param, zoff__fmt_bytes(r.bucket_bytes, b, sizeof b),
+           r.gpu_bytes_per_param, zoff_format_bytes(r.bucket_bytes, b, sizeof b),
            r.host_bytes_per_param);
     printf("  without offload the GPU would need %s (16 B/param)\n",
-           zoff__fmt_bytes(r.no_offload_bytes, a, sizeof a));
+           zoff_format_bytes(r.no_offload_bytes, a, sizeof a));
     if (r.fits)
         printf("fits\n");
     else
-        printf("does not fit: %s\n", r.advice);
+        printf("does not fit: %s\n", advice);
     return r.fits ? 0 : 1;
 }
