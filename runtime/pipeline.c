@@ -503,17 +503,20 @@ static void grad_job(void *arg)
     zoff_runtime *rt = p->rt;
     uint64_t t0 = zoff__now_ns();
     size_t nf = 0;
+    unsigned k = p->land_seq++ & 1u;
+    const void *dst = p->dst_ring[k];
+    int first = p->flag_ring[k] & 1, last = (p->flag_ring[k] & 2) != 0;
     if (rt->accum > 1) {
         /* add this micro-batch into the window's fp32 sums; at the window's end the norm and
          * the overflow check read the sums (inf/NaN of any micro-batch survive the adds) */
         float *a = rt->acc[rt->acc_cur] + (p->flat_off - rt->own_begin);
-        zadam_accum(zadam_ctx_isa(rt->adam), a, p->grad_dst, p->dtype, p->numel, rt->acc_first);
-        if (rt->acc_last) {
+        zadam_accum(zadam_ctx_isa(rt->adam), a, dst, p->dtype, p->numel, first);
+        if (last) {
             p->sumsq = sumsq_isa(rt, a, ZOFF_DTYPE_F32, p->numel, &nf);
             p->nonfinite = nf;
         }
     } else {
-        p->sumsq = sumsq_isa(rt, p->grad_dst, p->dtype, p->numel, &nf);
+        p->sumsq = sumsq_isa(rt, dst, p->dtype, p->numel, &nf);
         p->nonfinite = nf;
     }
     if (rt->trace) {
@@ -521,9 +524,9 @@ static void grad_job(void *arg)
         snprintf(args, sizeof args, "{\"numel\":%zu}", p->numel);
         zztrace_event(rt->trace, rt->tr_grads, p->name, t0, zoff__now_ns(), args);
     }
-    if (rt->overlap == ZOFF_OVERLAP_EAGER && rt->acc_last) eager_landed(rt, p);
+    if (rt->overlap == ZOFF_OVERLAP_EAGER && last) eager_landed(rt, p);
     pthread_mutex_lock(&rt->land_mu);
-    rt->landed_count++;
+    rt->landed_total++;
     pthread_cond_broadcast(&rt->land_cv);
     pthread_mutex_unlock(&rt->land_mu);
 }
@@ -556,6 +559,22 @@ static zoff_status after_declared(zoff_runtime *rt, zrt_param *p)
     return ZOFF_OK;
 }
 
+/* Records where p's gradient just handed over lands, for its grad-worker job. */
+static void note_dst(zoff_runtime *rt, zrt_param *p, void *dst)
+{
+    unsigned k = p->push_seq++ & 1u;
+    p->dst_ring[k] = dst;
+    p->flag_ring[k] = (uint8_t)((rt->acc_first ? 1 : 0) | (rt->acc_last ? 2 : 0));
+}
+
+/* Blocks until `total` gradients have been handed to the grad worker and processed. */
+static void wait_landed(zoff_runtime *rt, uint64_t total)
+{
+    pthread_mutex_lock(&rt->land_mu);
+    while (rt->landed_total < total) pthread_cond_wait(&rt->land_cv, &rt->land_mu);
+    pthread_mutex_unlock(&rt->land_mu);
+}
+
 zoff_status zrt_grad_ready(zoff_runtime *rt, int id, zoff_stream producer)
 {
     zrt_param *p = &rt->params[id];
@@ -575,12 +594,15 @@ zoff_status zrt_grad_ready(zoff_runtime *rt, int id, zoff_stream producer)
         ZOFF_CHECK(zdev_event_record(rt->dev, p->ev, (zdev_stream *)producer));
         ZOFF_CHECK(zdev_stream_wait_event(rt->dev, rt->d2h, p->ev));
     }
-    p->grad_dst = rt->grad_buf[rt->grad_cur] + p->buf_off;
+    void *dst = rt->grad_buf[rt->grad_cur] + p->buf_off;
     p->issue_ns = zoff__now_ns();
-    ZOFF_CHECK(zdev_memcpy_d2h(rt->dev, p->grad_dst, p->dev_grad, p->numel * p->esize, rt->d2h));
+    ZOFF_CHECK(zdev_memcpy_d2h(rt->dev, dst, p->dev_grad, p->numel * p->esize, rt->d2h));
+    rt->full_declared = 1;
+    note_dst(rt, p, dst);
     atomic_fetch_add(&rt->own_d2h_bytes, (uint64_t)(p->numel * p->esize));
     p->declared = p->win_declared = 1;
     rt->declared_count++;
+    rt->declared_total++;
     zoff_status st = zdev_host_fn(rt->dev, rt->d2h, land_cb, p);
     if (st < 0) return zrt_break(rt, st); /* a copy is in flight that nobody will account for */
     return after_declared(rt, p);
@@ -616,14 +638,16 @@ zoff_status zrt_grad_push(zoff_runtime *rt, int id, const void *dev_src, size_t 
     if (rt->declared_count == 0 && rt->overlap == ZOFF_OVERLAP_EAGER && !rt->eager_armed)
         eager_arm(rt);
     zdev_stream *s = producer ? (zdev_stream *)producer : rt->push_s;
-    p->grad_dst = rt->grad_buf[rt->grad_cur] + p->buf_off;
+    void *dst = rt->grad_buf[rt->grad_cur] + p->buf_off;
     p->issue_ns = zoff__now_ns();
-    zoff_status st = zbk_push(&rt->bk, dev_src, bytes, p->esize, s, p->grad_dst, land_cb, p);
+    note_dst(rt, p, dst); /* before the push: its landing callback may run at once */
+    zoff_status st = zbk_push(&rt->bk, dev_src, bytes, p->esize, s, dst, land_cb, p);
     if (st == ZOFF_OK) st = zdev_event_record(rt->dev, p->ev, s);
     if (st < 0) return zrt_break(rt, st); /* copies may be queued: their accounting is lost */
     atomic_fetch_add(&rt->own_d2h_bytes, (uint64_t)bytes);
     p->declared = p->win_declared = 1;
     rt->declared_count++;
+    rt->declared_total++;
     if (rt->declared_count == rt->nparams) { /* the micro-batch is complete: send the rest */
         st = zbk_flush(&rt->bk);
         if (st < 0) return zrt_break(rt, st);
@@ -734,9 +758,7 @@ zoff_status zrt_grads_discard(zoff_runtime *rt)
                          rt->accum, rt->declared_count);
     zoff_status fst = zbk_flush(&rt->bk); /* the partial bucket must land before we forget it */
     if (fst < 0) return zrt_break(rt, fst);
-    pthread_mutex_lock(&rt->land_mu);
-    while (rt->landed_count < rt->declared_count) pthread_cond_wait(&rt->land_cv, &rt->land_mu);
-    pthread_mutex_unlock(&rt->land_mu);
+    wait_landed(rt, rt->declared_total);
     if (rt->overlap == ZOFF_OVERLAP_EAGER && rt->eager_armed) {
         zrt_worker_wait_idle(&rt->updw);
         if (rt->eager_upd.parts_done > 0)
@@ -755,9 +777,6 @@ zoff_status zrt_grads_discard(zoff_runtime *rt)
     ZOFF_INFO(ZOFF_SUB_STEP, "discarded %d declared gradient(s) of step %lld", rt->declared_count,
               (long long)(rt->step + 1));
     rt->declared_count = 0;
-    pthread_mutex_lock(&rt->land_mu);
-    rt->landed_count = 0;
-    pthread_mutex_unlock(&rt->land_mu);
     return ZOFF_OK;
 }
 
@@ -784,13 +803,9 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
         if (p->declared) continue;
         if (rt->accum > 1) {
             float *a = rt->acc[rt->acc_cur] + (p->flat_off - rt->own_begin);
+            /* no job of p is pending: it was not declared in this window's first micro-batch */
             if (rt->acc_first) memset(a, 0, p->numel * sizeof(float));
-            if (boundary) {
-                size_t nf = 0;
-                p->sumsq = p->win_declared ? sumsq_isa(rt, a, ZOFF_DTYPE_F32, p->numel, &nf) : 0;
-                p->nonfinite = nf;
-                if (!p->win_declared && !rt->zero_missing) without++;
-            }
+            if (boundary && !p->win_declared && !rt->zero_missing) without++;
             continue;
         }
         if (rt->zero_missing)
@@ -804,20 +819,32 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
             eager_landed(rt, p);
         }
     }
-    pthread_mutex_lock(&rt->land_mu);
-    while (rt->landed_count < rt->declared_count) pthread_cond_wait(&rt->land_cv, &rt->land_mu);
-    pthread_mutex_unlock(&rt->land_mu);
+    /* a micro-batch before the window's last returns once the previous one was added (its
+     * landing buffer is the one the next micro-batch's copies reuse: two alternate), without
+     * waiting for its own copies; the boundary waits for everything, and so does a micro-batch
+     * with full-buffer gradients (zoff_grad_ready: the trainer may rewrite dev_grad once
+     * zoff_step returned, so its copies must be done) */
+    wait_landed(rt, boundary || rt->full_declared ? rt->declared_total : rt->prev_micro_total);
+    rt->full_declared = 0;
+    rt->prev_micro_total = rt->declared_total;
     uint64_t t_grads = zoff__now_ns() - t0;
+    if (boundary && rt->accum > 1) /* sums of the params the last micro-batch did not declare */
+        for (int i = 0; i < rt->nparams; i++) {
+            zrt_param *p = &rt->params[i];
+            if (p->declared) continue;
+            size_t nf = 0;
+            float *a = rt->acc[rt->acc_cur] + (p->flat_off - rt->own_begin);
+            p->sumsq = p->win_declared ? sumsq_isa(rt, a, ZOFF_DTYPE_F32, p->numel, &nf) : 0;
+            p->nonfinite = nf;
+        }
 
     if (!boundary) { /* a micro-batch of the window: summed, no update */
         rt->micro++;
         rt->acc_first = 0;
         rt->acc_last = rt->micro == rt->accum - 1;
+        rt->grad_cur ^= 1; /* K > 1: two landing buffers, alternating per micro-batch */
         for (int i = 0; i < rt->nparams; i++) rt->params[i].declared = 0;
         rt->declared_count = 0;
-        pthread_mutex_lock(&rt->land_mu);
-        rt->landed_count = 0;
-        pthread_mutex_unlock(&rt->land_mu);
         rt->stats.micro_steps++;
         uint64_t ns = zoff__now_ns() - t0;
         memset(r, 0, sizeof *r);
@@ -928,9 +955,6 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
     /* the next step starts clean */
     for (int i = 0; i < rt->nparams; i++) rt->params[i].declared = rt->params[i].win_declared = 0;
     rt->declared_count = 0;
-    pthread_mutex_lock(&rt->land_mu);
-    rt->landed_count = 0;
-    pthread_mutex_unlock(&rt->land_mu);
     rt->eager_armed = 0;
     rt->micro = 0;
     rt->acc_first = 1;

@@ -35,8 +35,10 @@ zoff_status zrt_layout_compute(const zoff_config *cfg, uint64_t numel, uint64_t 
                          (unsigned long long)numel);
     l.numel = numel;
     l.param_bytes = param_bytes;
+    /* two landing buffers: delayed (the update of step t reads one while step t+1 lands in the
+     * other) or accumulation (micro-batch j+1 lands while j is being added) */
     l.ngrad_bufs =
-        cfg->overlap == ZOFF_OVERLAP_DELAYED && cfg->gradient_accumulation_steps <= 1 ? 2 : 1;
+        cfg->overlap == ZOFF_OVERLAP_DELAYED || cfg->gradient_accumulation_steps > 1 ? 2 : 1;
     l.grad_buf_bytes = round4k(param_bytes);
     l.hold_bytes = cfg->overlap == ZOFF_OVERLAP_DELAYED ? round4k(param_bytes) : 0;
     int accum = cfg->gradient_accumulation_steps > 1;

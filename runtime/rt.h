@@ -97,9 +97,15 @@ typedef struct zrt_param {
     int declared;      /* grad_ready/grad_push called this micro-batch (trainer thread) */
     int win_declared;  /* ... in some micro-batch of this accumulation window (= declared, K 1) */
     uint64_t issue_ns; /* when its D2H was queued (trace) */
-    void *grad_dst;    /* where this step's copy lands */
-    double sumsq;      /* sum of squares of the landed 16-bit (or fp32) gradient */
-    size_t nonfinite;  /* non-finite elements in it */
+    /* where each handed-over gradient lands and its window flags (bit 0: first micro-batch of
+     * the window, bit 1: last), a ring of 2: with accumulation micro-batch j+1's copies may be
+     * queued while the grad worker still adds micro-batch j (push_seq: trainer thread,
+     * land_seq: grad worker) */
+    void *dst_ring[2];
+    uint8_t flag_ring[2];
+    unsigned push_seq, land_seq;
+    double sumsq;     /* sum of squares of the landed 16-bit (or fp32) gradient */
+    size_t nonfinite; /* non-finite elements in it */
     struct zoff_runtime *rt;
 } zrt_param;
 
@@ -232,9 +238,12 @@ struct zoff_runtime {
     int declared_count;
     pthread_mutex_t land_mu;
     pthread_cond_t land_cv;
-    int landed_count; /* grads whose sumsq is done (grad worker) */
-    zrt_worker gradw; /* sums of squares as gradients land */
-    zrt_worker updw;  /* eager partitions, delayed updates */
+    uint64_t declared_total;   /* gradients handed over since finalize (trainer thread) */
+    uint64_t landed_total;     /* ... whose grad-worker job is done (under land_mu) */
+    uint64_t prev_micro_total; /* declared_total when the previous micro-batch ended */
+    int full_declared; /* a zoff_grad_ready gradient (trainer-owned buffer) in this micro-batch */
+    zrt_worker gradw;  /* sums of squares as gradients land */
+    zrt_worker updw;   /* eager partitions, delayed updates */
 
     /* eager */
     int *part_pending;     /* params of partition k whose grads have not landed */

@@ -123,6 +123,10 @@ static inline zoff_status bk_backward(bk_model *m, int step, int micro, float sc
                                       uint64_t busy_ns, int inf_param)
 {
     zdev *dev = m->rt->dev;
+    /* hgrad[] is rewritten below: the copies queued from it last time must have run (with
+     * gradient accumulation zoff_step returns before them) */
+    zoff_status sst = zoff_stream_synchronize(m->rt, m->s);
+    if (sst) return sst;
     for (int i = m->np - 1; i >= 0; i--) {
         size_t n = m->numel[i];
         float *g = zt_malloc(n * sizeof(float));

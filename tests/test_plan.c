@@ -40,12 +40,14 @@ static void test_layout(void **state)
     zrt_layout_device(&c, &l, n * 2, 0, 0);
     assert_int_equal(l.gpu_bytes, n * 4);
     assert_int_equal(l.bucket_bytes, 0);
-    /* accumulation adds one fp32 sum buffer on the host (two with overlap delayed) */
+    /* accumulation adds one fp32 sum buffer on the host (two with overlap delayed) and a
+     * second 16-bit landing buffer */
     c.gradient_accumulation_steps = 4;
     zrt_layout acc;
     assert_int_equal(zrt_layout_compute(&c, n, n * 2, 0, &acc), 0);
     assert_int_equal(acc.nacc_bufs, 1);
-    assert_int_equal(acc.arena_bytes, l.arena_bytes + n * 4);
+    assert_int_equal(acc.ngrad_bufs, 2);
+    assert_int_equal(acc.arena_bytes, l.arena_bytes + n * 4 + n * 2);
     c.gradient_accumulation_steps = 1;
 
     c.tier = ZOFF_TIER_NVME;

@@ -107,7 +107,8 @@ static int parse_args(int argc, char **argv, plan_opts *o)
         }
     }
     if (o->params == 0 && o->gpu_mem_bytes == 0) {
-        fprintf(stderr, "zoff plan: --params N (or --gpu-mem SIZE alone) is required\n");
+        fprintf(stderr, "zoff plan: --params N is required (or --gpu-mem SIZE alone: the "
+                        "largest model per tier)\n");
         plan_usage(stderr);
         return 2;
     }
