@@ -18,6 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Most Adam threads (= ZADAM_MAX_THREADS of cpu_adam/adam.h, which this file cannot include). */
+#define CPU_THREADS_MAX 1024
+
 #include "runtime/config.h"
 
 #define PATH_LEN              192                /* longest JSON key path in a message */
@@ -319,9 +322,10 @@ zoff_status zoff__config_validate(const zoff_config *cfg)
     if (cfg->grad_bucket_count < 2 || cfg->grad_bucket_count > 64)
         return zoff__err(ZOFF_ECONFIG, "zoff.grad_bucket_count: expected 2 .. 64 buckets, got %d",
                          cfg->grad_bucket_count);
-    if (cfg->cpu_threads < 0)
+    if (cfg->cpu_threads < 0 || cfg->cpu_threads > CPU_THREADS_MAX)
         return zoff__err(ZOFF_ECONFIG,
-                         "zoff.cpu_threads: expected an integer >= 0 (0: all cores), got %d",
+                         "zoff.cpu_threads: expected an integer in [0, 1024] (0: all cores), "
+                         "got %d",
                          cfg->cpu_threads);
     if (!str_terminated(cfg->cpu_isa, sizeof cfg->cpu_isa) || !isa_known(cfg->cpu_isa))
         return zoff__err(ZOFF_ECONFIG,
@@ -974,7 +978,7 @@ static const key_desc zoff_keys[] = {
     KENUM("overlap", overlap, overlap_names),
     KINT("delayed_warmup_steps", delayed_warmup_steps, 0, INT32_MAX),
     KINT("grad_bucket_count", grad_bucket_count, 2, 64),
-    KINT("cpu_threads", cpu_threads, 0, 65536),
+    KINT("cpu_threads", cpu_threads, 0, CPU_THREADS_MAX),
     KFN("cpu_isa", on_cpu_isa),
     KINT("numa_node", numa_node, -1, 65535),
     KENUM("device", device, device_names),
@@ -1245,8 +1249,8 @@ zoff_status zoff__config_apply_env(zoff_config *cfg)
             return env_err(ZOFF_PARAM_CPU_ISA, "scalar, avx2, avx512 or auto");
     }
     if (zoff__param_set(ZOFF_PARAM_CPU_THREADS)) {
-        if (!env_int(ZOFF_PARAM_CPU_THREADS, 0, 65536, &v))
-            return env_err(ZOFF_PARAM_CPU_THREADS, "an integer in [0, 65536] (0: config/auto)");
+        if (!env_int(ZOFF_PARAM_CPU_THREADS, 0, CPU_THREADS_MAX, &v))
+            return env_err(ZOFF_PARAM_CPU_THREADS, "an integer in [0, 1024] (0: config/auto)");
         if (v > 0) work.cpu_threads = (int)v;
     }
     if (zoff__param_set(ZOFF_PARAM_NUMA_NODE)) {

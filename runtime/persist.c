@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/half.h"
 #include "runtime/ckpt.h"
 #include "runtime/rt.h"
 
@@ -106,19 +107,67 @@ static zoff_status save_seg(zoff_runtime *rt, void *vctx, const zstore_part *par
 }
 
 static const char *const suffix[3] = {".master", ".exp_avg", ".exp_avg_sq"};
+/* overlap delayed, an update launched whose 16-bit params are not on the device yet: the
+ * device's copy (widened to fp32), one update behind the master */
+static const char *const device_suffix = ".device_param";
 
-static zoff_status tensor_list(const zoff_runtime *rt, zckpt_tensor **out)
+/* The checkpoint's tensors: 3 per param (the master carries the param's step count), then with
+ * `device` one ".device_param" per param. */
+static zoff_status tensor_list(const zoff_runtime *rt, int device, zckpt_tensor **out)
 {
-    zckpt_tensor *t = calloc((size_t)rt->nparams * 3, sizeof *t);
+    size_t per = device ? 4 : 3, np = (size_t)rt->nparams;
+    zckpt_tensor *t = calloc(np * per, sizeof *t);
     if (!t) return zoff__err(-ENOMEM, "checkpoint: out of memory");
-    for (int q = 0; q < rt->nparams; q++)
-        for (int j = 0; j < 3; j++) {
+    for (size_t q = 0; q < np; q++) {
+        for (size_t j = 0; j < 3; j++) {
             snprintf(t[q * 3 + j].name, sizeof t[q * 3 + j].name, "%s%s", rt->params[q].name,
                      suffix[j]);
             t[q * 3 + j].numel = rt->params[q].numel;
         }
+        t[q * 3].has_step = 1;
+        t[q * 3].adam_step = rt->params[q].step;
+        if (device) {
+            zckpt_tensor *d = &t[np * 3 + q];
+            snprintf(d->name, sizeof d->name, "%s%s", rt->params[q].name, device_suffix);
+            d->numel = rt->params[q].numel;
+        }
+    }
     *out = t;
     return ZOFF_OK;
+}
+
+/* Writes what the device holds of every param (tensor np*3 + q), widened to fp32. */
+static zoff_status save_device_params(zoff_runtime *rt, zckpt_writer *w)
+{
+    zoff_status st = ZOFF_OK;
+    size_t chunk = rt->layout.stage_bytes / sizeof(float);
+    float *buf = malloc(chunk * sizeof(float));
+    if (!buf) return zoff__err(-ENOMEM, "zoff_save: out of memory");
+    ZOFF_CHECK_GOTO(zdev_stream_sync(rt->dev, rt->h2d), st, out); /* uploads queued by step */
+    for (int q = 0; q < rt->nparams; q++) {
+        const zrt_param *p = &rt->params[q];
+        for (size_t done = 0; done < p->numel; done += chunk) {
+            size_t m = ZOFF_MIN(chunk, p->numel - done);
+            int slot = (int)(rt->stage_next++ % ZRT_NSTAGE);
+            ZOFF_CHECK_GOTO(zdev_event_sync(rt->dev, rt->stage_ev[slot]), st, out);
+            const uint8_t *src = (const uint8_t *)p->dev_param + done * p->esize;
+            ZOFF_CHECK_GOTO(zdev_memcpy_d2h(rt->dev, rt->stage[slot], src, m * p->esize, rt->d2h),
+                            st, out);
+            ZOFF_CHECK_GOTO(zdev_stream_sync(rt->dev, rt->d2h), st, out);
+            const uint16_t *h = (const uint16_t *)rt->stage[slot];
+            if (p->dtype == ZOFF_DTYPE_F32)
+                memcpy(buf, rt->stage[slot], m * sizeof(float));
+            else if (p->dtype == ZOFF_DTYPE_F16)
+                for (size_t i = 0; i < m; i++) buf[i] = zoff_f16_to_f32(h[i]);
+            else
+                for (size_t i = 0; i < m; i++) buf[i] = zoff_bf16_to_f32(h[i]);
+            ZOFF_CHECK_GOTO(zckpt_writer_write(w, (size_t)rt->nparams * 3 + (size_t)q, buf, m), st,
+                            out);
+        }
+    }
+out:
+    free(buf);
+    return st;
 }
 
 static zoff_status save_impl(zoff_runtime *rt, const char *dir, const char *user_json)
@@ -132,18 +181,35 @@ static zoff_status save_impl(zoff_runtime *rt, const char *dir, const char *user
         if (strlen(user_json) >= sizeof meta->extra_json)
             return zoff__err(ZOFF_EINVAL, "zoff_save_with: user_json is %zu bytes (at most %zu)",
                              strlen(user_json), sizeof meta->extra_json - 1);
-        cJSON *j = cJSON_Parse(user_json);
+        const char *bad_at = NULL;
+        cJSON *j = cJSON_ParseWithOpts(user_json, &bad_at, 1);
         int ok = j && cJSON_IsObject(j);
         cJSON_Delete(j);
-        if (!ok) return zoff__err(ZOFF_EINVAL, "zoff_save_with: user_json is not a JSON object");
+        if (!ok) {
+            /* JSON has no NaN or Infinity: a trainer writing "%g" of a NaN loss ends up here */
+            const char *near = (!j && bad_at && bad_at >= user_json) ? bad_at : user_json;
+            return zoff__err(ZOFF_EINVAL,
+                             "zoff_save_with: user_json is not a JSON object%s%.40s%s (JSON has "
+                             "no NaN/Infinity: write null for a non-finite number); the previous "
+                             "checkpoint at %s is unchanged",
+                             j ? "" : ": invalid near \"", j ? "" : near, j ? "" : "\"", dir);
+        }
     }
     ZOFF_CHECK(zrt_drain(rt));
     meta = calloc(1, sizeof *meta);
     if (!meta) return zoff__err(-ENOMEM, "zoff_save: out of memory");
-    ZOFF_CHECK_GOTO(tensor_list(rt, &tensors), st, out);
-    ZOFF_CHECK_GOTO(zckpt_writer_open(dir, tensors, (size_t)rt->nparams * 3, &w), st, out);
+    /* overlap delayed between a launched update and the upload of its params: the device is
+     * one update behind the master, and an exact resume needs what it holds */
+    int device = rt->overlap == ZOFF_OVERLAP_DELAYED && rt->hold_active;
+    size_t per = device ? 4 : 3;
+    ZOFF_CHECK_GOTO(tensor_list(rt, device, &tensors), st, out);
+    ZOFF_CHECK_GOTO(zckpt_writer_open(dir, tensors, (size_t)rt->nparams * per, &w), st, out);
     ZOFF_CHECK_GOTO(pass_range(rt, 0, rt->layout.store.nparts - 1, ZSTORE_READ, -1, save_seg, w),
                     st, out);
+    if (device) ZOFF_CHECK_GOTO(save_device_params(rt, w), st, out);
+    meta->pipeline_overlap = (int)rt->overlap;
+    meta->pipeline_steps = rt->sync_steps_done;
+    meta->pipeline_delayed_update = device;
     meta->step = rt->step;
     meta->loss_scale = rt->scaler.scale;
     meta->scaler_good_steps = rt->scaler.good_steps;
@@ -195,17 +261,37 @@ ZOFF_API zoff_status zoff_save(zoff_runtime *rt, const char *dir)
 /* ---- load ------------------------------------------------------------------------------------ */
 typedef struct load_ctx {
     zckpt_reader *r;
-    size_t *idx; /* checkpoint tensor index of param q's tensor j: idx[q*3+j] */
+    size_t *idx; /* checkpoint tensor index of param q's tensor j: idx[q*4+j] (j = 3: the
+                    device copy, with a delayed update pending) */
 } load_ctx;
 
 static zoff_status load_seg(zoff_runtime *rt, void *vctx, const zstore_part *part, int q, size_t e0,
                             size_t se, size_t n)
 {
     load_ctx *c = vctx;
-    ZOFF_CHECK(zckpt_reader_read(c->r, c->idx[q * 3 + 0], part->master + se, n));
-    ZOFF_CHECK(zckpt_reader_read(c->r, c->idx[q * 3 + 1], part->exp_avg + se, n));
-    ZOFF_CHECK(zckpt_reader_read(c->r, c->idx[q * 3 + 2], part->exp_avg_sq + se, n));
+    ZOFF_CHECK(zckpt_reader_read(c->r, c->idx[q * 4 + 0], part->master + se, n));
+    ZOFF_CHECK(zckpt_reader_read(c->r, c->idx[q * 4 + 1], part->exp_avg + se, n));
+    ZOFF_CHECK(zckpt_reader_read(c->r, c->idx[q * 4 + 2], part->exp_avg_sq + se, n));
     return zrt_upload_master(rt, &rt->params[q], e0, part->master + se, n);
+}
+
+/* Uploads the ".device_param" tensors (idx[q*4+3]) to the device params (not the hold). */
+static zoff_status load_device_params(zoff_runtime *rt, zckpt_reader *r, const size_t *idx)
+{
+    zoff_status st = ZOFF_OK;
+    size_t chunk = rt->layout.stage_bytes / sizeof(float);
+    float *buf = malloc(chunk * sizeof(float));
+    if (!buf) return zoff__err(-ENOMEM, "zoff_load: out of memory");
+    for (int q = 0; q < rt->nparams && st == ZOFF_OK; q++) {
+        const zrt_param *p = &rt->params[q];
+        for (size_t done = 0; done < p->numel && st == ZOFF_OK; done += chunk) {
+            size_t m = ZOFF_MIN(chunk, p->numel - done);
+            st = zckpt_reader_read(r, idx[q * 4 + 3], buf, m);
+            if (st == ZOFF_OK) st = zrt_upload_master(rt, p, done, buf, m);
+        }
+    }
+    free(buf);
+    return st;
 }
 
 static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json, size_t len)
@@ -217,7 +303,7 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
     if (!dir || !dir[0]) return zoff__err(ZOFF_EINVAL, "zoff_load: empty directory name");
     ZOFF_CHECK(zrt_drain(rt));
     meta = calloc(1, sizeof *meta);
-    idx = calloc((size_t)rt->nparams * 3, sizeof *idx);
+    idx = calloc((size_t)rt->nparams * 4, sizeof *idx);
     if (!meta || !idx) {
         st = zoff__err(-ENOMEM, "zoff_load: out of memory");
         goto out;
@@ -226,10 +312,13 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
     ZOFF_CHECK_GOTO(zckpt_reader_meta(r, meta), st, out);
 
     /* 1. names and shapes */
+    int device = meta->pipeline_delayed_update;
+    int per = device ? 4 : 3;
     for (int q = 0; q < rt->nparams; q++)
-        for (int j = 0; j < 3; j++) {
+        for (int j = 0; j < per; j++) {
             char name[ZCKPT_NAME_MAX];
-            snprintf(name, sizeof name, "%s%s", rt->params[q].name, suffix[j]);
+            snprintf(name, sizeof name, "%s%s", rt->params[q].name,
+                     j < 3 ? suffix[j] : device_suffix);
             size_t k = 0;
             if (zckpt_reader_find(r, name, &k) < 0) {
                 st = zoff__err(ZOFF_EMISMATCH, "checkpoint %s has no tensor '%s' (parameter %d)",
@@ -244,13 +333,14 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
                                dir, name, (unsigned long long)t->numel, rt->params[q].numel);
                 goto out;
             }
-            idx[q * 3 + j] = k;
+            idx[q * 4 + j] = k;
         }
-    if (zckpt_reader_count(r) != (size_t)rt->nparams * 3) {
+    if (zckpt_reader_count(r) != (size_t)rt->nparams * (size_t)per) {
         /* name the first tensor no registered parameter claims */
         for (size_t k = 0; k < zckpt_reader_count(r); k++) {
             int used = 0;
-            for (size_t i = 0; i < (size_t)rt->nparams * 3 && !used; i++) used = idx[i] == k;
+            for (size_t i = 0; i < (size_t)rt->nparams * 4 && !used; i++)
+                used = (int)(i % 4) < per && idx[i] == k;
             if (!used) {
                 st = zoff__err(ZOFF_EMISMATCH,
                                "checkpoint %s: tensor '%s' belongs to no registered parameter", dir,
@@ -259,7 +349,7 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
             }
         }
         st = zoff__err(ZOFF_EMISMATCH, "checkpoint %s holds %zu tensors, expected %d", dir,
-                       zckpt_reader_count(r), rt->nparams * 3);
+                       zckpt_reader_count(r), rt->nparams * per);
         goto out;
     }
     if (meta->ngroups != rt->ngroups) {
@@ -276,16 +366,33 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
     /* 2. checksums of every tensor, before anything is touched */
     ZOFF_CHECK_GOTO(zckpt_reader_verify(r), st, out);
 
-    /* 3. the state, partition by partition, re-uploading the 16-bit params */
+    /* 3. the state, partition by partition, re-uploading the 16-bit params; a delayed run
+     * saved with an update pending goes on exactly: the cast of the master waits in the hold
+     * buffer, the device gets what it held */
     zrt_drop_hold(rt);
+    int same_pipeline =
+        rt->overlap == ZOFF_OVERLAP_DELAYED && meta->pipeline_overlap == ZOFF_OVERLAP_DELAYED;
+    int restore_hold = same_pipeline && device;
+    if (device && !restore_hold)
+        ZOFF_INFO(ZOFF_SUB_CKPT,
+                  "checkpoint %s was saved by overlap delayed with an update pending; this "
+                  "runtime is not `delayed`: the device gets the master's (newer) values",
+                  dir);
+    rt->hold_active = restore_hold; /* the uploads below also fill the hold buffer */
     load_ctx c = {r, idx};
     st = pass_range(rt, 0, rt->layout.store.nparts - 1, ZSTORE_WRITE, -1, load_seg, &c);
+    zrt_drop_hold(rt);
+    if (st == ZOFF_OK && restore_hold) st = load_device_params(rt, r, idx);
     if (st < 0) {
         st = zrt_break(rt, st);
         goto out;
     }
+    if (restore_hold) zrt_hold_restore(rt);
     rt->step = meta->step;
-    for (int q = 0; q < rt->nparams; q++) rt->params[q].step = meta->step;
+    for (int q = 0; q < rt->nparams; q++) {
+        const zckpt_tensor *t = zckpt_reader_tensor(r, idx[q * 4]);
+        rt->params[q].step = t->has_step ? t->adam_step : meta->step;
+    }
     rt->scaler.scale = meta->loss_scale;
     rt->scaler.good_steps = meta->scaler_good_steps;
     rt->scaler.hysteresis = meta->scaler_hysteresis;
@@ -293,7 +400,7 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
         rt->groups[g].cfg = meta->groups[g];
         rt->groups[g].cfg.struct_size = sizeof(zoff_group_config);
     }
-    rt->sync_steps_done = 0;
+    rt->sync_steps_done = same_pipeline ? meta->pipeline_steps : 0; /* no second warm-up */
     rt->delayed_unreported = 0;
     if (user_json) snprintf(user_json, len, "%s", meta->extra_json);
     ZOFF_INFO(ZOFF_SUB_CKPT, "loaded step %lld from %s", (long long)rt->step, dir);

@@ -454,6 +454,19 @@ void zrt_drop_hold(zoff_runtime *rt)
     rt->hold_active = 0;
 }
 
+void zrt_hold_restore(zoff_runtime *rt)
+{
+    pthread_mutex_lock(&rt->hold_mu);
+    for (int i = 0; i < rt->nparams; i++) {
+        zrt_param *q = &rt->params[i];
+        q->hold_left = 0;
+        q->hold_ready = 1;
+        q->hold_declared = q->hold_uploaded = 0;
+    }
+    pthread_mutex_unlock(&rt->hold_mu);
+    rt->hold_active = 1;
+}
+
 /* ---- gradients ----------------------------------------------------------------------------- */
 static void eager_job(void *arg)
 {

@@ -289,6 +289,10 @@ void zrt_pipeline_fini(zoff_runtime *rt);        /* destroy: stop workers */
 zoff_status zrt_drain(zoff_runtime *rt);
 /* Forgets the pending delayed uploads (load re-uploads the params itself). */
 void zrt_drop_hold(zoff_runtime *rt);
+/* Load of a delayed checkpoint with an update pending: the hold buffer holds that update's
+ * 16-bit params (already written), none uploaded yet; the next step uploads them as after a
+ * launched update. */
+void zrt_hold_restore(zoff_runtime *rt);
 /* Marks the runtime unusable after a failure half way through changing its state. */
 zoff_status zrt_break(zoff_runtime *rt, zoff_status st);
 zoff_status zrt_grad_ready(zoff_runtime *rt, int id, zoff_stream producer);

@@ -7,6 +7,13 @@
  *    bad numbers, dtypes, ratios and config files exit 2; advice names CLI flags; the swap check
  *    reports the real need (no per-path padding), a read-only swap dir as read-only (not as
  *    lack of space) and leaves a ramfs (no block counts) to the buffered fallback.
+ *  - threads: `bench adam --threads 100000` exits 2 naming the range; OMP_NUM_THREADS=100000
+ *    `zoff train` runs (clamped, warned) instead of crashing; a bad ZOFF_CPU_THREADS exits 2.
+ *  - messages: `--data DIR` says it is a directory (not "out of memory for 2^63 bytes"); no
+ *    doubled "zoff_finalize: zoff_finalize:"; config-file errors name the file, not "json
+ *    string"; a --config with only a "zoff" section says which defaults replace the demo's.
+ *  - non-finite numbers: zoff_save_with refuses a NaN in the trainer's JSON saying JSON has no
+ *    NaN and that the previous checkpoint is unchanged.
  * Cases that need to mount a filesystem are skipped where mount(8) is refused.
  */
 #define _GNU_SOURCE
@@ -15,15 +22,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "zoff.h"
 #include "zt.h"
 
 static const char *g_zoff;
 
+static const char *g_env = ""; /* "VAR=value ..." put before the next commands */
+
 /* Runs `zoff <args>` with stderr folded into stdout; returns the output (caller frees). */
 static char *run(const char *args, int *code)
 {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", g_zoff, args);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "env %s '%s' %s 2>&1", g_env, g_zoff, args);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t cap = 1 << 16, len = 0;
@@ -153,6 +163,87 @@ static void test_plan_swap_space(void **state)
     free(dir);
 }
 
+#define TINY "train --layers 1 --width 32 --heads 2 --seq-len 16 --batch 2 --steps 2 --quiet "
+
+static void test_threads(void **state)
+{
+    (void)state;
+    expect("bench adam --threads 100000", 2, "--threads must be in [1, 1024]", NULL);
+    expect("bench adam --threads 0", 2, "--threads must be", NULL);
+    char *dir = zt_mkdtemp("cli-threads");
+    char args[2048];
+    snprintf(args, sizeof args, TINY "--offload cpu --ckpt-dir '%s/ck'", dir);
+    g_env = "OMP_NUM_THREADS=100000";
+    expect(args, 0, "the model uses", NULL);
+    g_env = "ZOFF_CPU_THREADS=abc";
+    expect(args, 2, "ZOFF_CPU_THREADS", NULL);
+    g_env = "ZOFF_CPU_THREADS=100000";
+    expect(args, 2, "[0, 1024]", NULL);
+    g_env = "";
+    zt_rmtree(dir);
+    free(dir);
+}
+
+static void test_messages(void **state)
+{
+    (void)state;
+    char *dir = zt_mkdtemp("cli-msg");
+    char args[2048];
+    snprintf(args, sizeof args, TINY "--offload cpu --data '%s' --ckpt-dir '%s/ck'", dir, dir);
+    expect(args, 1, "is a directory", "out of memory");
+    /* zoff_finalize refuses an unwritable swap path (/proc/sys): named once */
+    snprintf(args, sizeof args, TINY "--offload nvme --nvme-path /proc/sys --ckpt-dir '%s/ck'",
+             dir);
+    expect(args, 1, "zoff_finalize: swap path /proc/sys", "zoff_finalize: zoff_finalize");
+    char cfg[1100];
+    snprintf(cfg, sizeof cfg, "%s/bad.json", dir);
+    FILE *f = fopen(cfg, "w");
+    assert_non_null(f);
+    fputs("{\"zoff\": {\"devic\": \"sim\"}}\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "train --config '%s'", cfg);
+    expect(args, 2, "bad.json: zoff.devic", "json string");
+    snprintf(cfg, sizeof cfg, "%s/zoff-only.json", dir);
+    f = fopen(cfg, "w");
+    assert_non_null(f);
+    fputs("{\"zoff\": {\"device\": \"sim\"}}\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, TINY "--config '%s' --offload cpu --ckpt-dir '%s/ck2'", cfg, dir);
+    expect(args, 0, "has no optimizer, fp16/bf16, zero_optimization section", NULL);
+    zt_rmtree(dir);
+    free(dir);
+}
+
+/* A trainer's JSON with a NaN (printf "%g" of a diverged loss) is refused with the reason. */
+static void test_nonfinite_user_json(void **state)
+{
+    (void)state;
+    zoff_config c;
+    zoff_config_default(&c);
+    c.device = ZOFF_DEVICE_SIM;
+    zoff_runtime *rt = NULL;
+    assert_int_equal(zoff_create(&c, &rt), 0);
+    float init[64] = {0};
+    void *p = NULL, *g = NULL;
+    assert_int_equal(zoff_device_alloc(rt, sizeof init, &p), 0);
+    assert_int_equal(zoff_device_alloc(rt, sizeof init, &g), 0);
+    int id;
+    assert_int_equal(zoff_add_param(rt, "w", 64, ZOFF_DTYPE_F32, p, g, init, 0, &id), 0);
+    assert_int_equal(zoff_finalize(rt), 0);
+    char *dir = zt_mkdtemp("cli-nan");
+    char ck[1100];
+    snprintf(ck, sizeof ck, "%s/ck", dir);
+    assert_int_equal(zoff_save_with(rt, ck, "{\"last_loss\": nan}"), ZOFF_EINVAL);
+    const char *m = zoff_last_error(rt);
+    print_message("%s\n", m);
+    assert_non_null(strstr(m, "no NaN"));
+    assert_non_null(strstr(m, "unchanged"));
+    assert_int_equal(zoff_save_with(rt, ck, "{\"last_loss\": null}"), 0);
+    zoff_destroy(rt);
+    zt_rmtree(dir);
+    free(dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -161,9 +252,9 @@ int main(int argc, char **argv)
     }
     g_zoff = argv[1];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_plan_numbers),
-        cmocka_unit_test(test_plan_dtype_gpu),
-        cmocka_unit_test(test_plan_swap_space),
+        cmocka_unit_test(test_plan_numbers),    cmocka_unit_test(test_plan_dtype_gpu),
+        cmocka_unit_test(test_plan_swap_space), cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_messages),        cmocka_unit_test(test_nonfinite_user_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
