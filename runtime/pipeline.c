@@ -130,7 +130,7 @@ static void update_prepare(const zoff_runtime *rt, zrt_update *u, int64_t step, 
     u->step = step;
     u->grad_scale = grad_scale;
     u->grads = grads;
-    u->grads_f32 = rt->accum > 1;
+    u->grads_f32 = rt->accum > 1 ? (const float *)(const void *)grads : NULL;
     u->to_hold = to_hold;
     u->skip_nonfinite = skip_nonfinite;
     for (int g = 0; g < rt->ngroups; g++) zrt_hparams(rt, g, step, grad_scale, &u->hp[g]);
@@ -182,8 +182,9 @@ static zoff_status update_tile(zoff_runtime *rt, zrt_update *u, zrt_param *q,
     zadam_tensor t;
     memset(&t, 0, sizeof t);
     t.n = n;
-    if (u->grads_f32) { /* accumulated: fp32, flat */
-        t.grad = (const float *)(const void *)u->grads + (q->flat_off - rt->own_begin) + e0;
+    if (u->grads_f32) { /* fp32 of the owned range: accumulated sums, or several ranks'
+                         * averaged gradients */
+        t.grad = u->grads_f32 + (q->flat_off + e0 - rt->own_begin);
         t.grad_dtype = ZOFF_DTYPE_F32;
     } else {
         t.grad = u->grads + q->buf_off + e0 * q->esize;
@@ -218,6 +219,8 @@ static zoff_status update_tile(zoff_runtime *rt, zrt_update *u, zrt_param *q,
         (uint64_t)n * zadam_bytes_per_elem(t.grad_dtype, t.param_out != NULL, q->dtype);
     if (u->to_hold) return hold_tile_done(rt, q);
     const void *src = t.param_out ? t.param_out : (const void *)t.param;
+    if (rt->pgather) /* several ranks: this rank's part of the all-gather */
+        memcpy(rt->pgather + q->buf_off + e0 * q->esize, src, n * q->esize);
     uint8_t *dst = (uint8_t *)q->dev_param + e0 * q->esize;
     ZOFF_CHECK(zdev_memcpy_h2d(rt->dev, dst, src, n * q->esize, rt->h2d));
     if (slot >= 0) ZOFF_CHECK(zdev_event_record(rt->dev, rt->stage_ev[slot], rt->h2d));
@@ -878,10 +881,15 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
     double ss = 0.0;
     size_t nf = 0;
     int nf_params = 0;
-    for (int i = 0; i < rt->nparams; i++) { /* in param order: deterministic */
-        ss += rt->params[i].sumsq;
-        nf += rt->params[i].nonfinite;
-        nf_params += rt->params[i].nonfinite > 0;
+    if (rt->nranks > 1) { /* reduce over the ranks, agree on norm and overflow (shard.c) */
+        st = zrt_shard_grads(rt, buf, &ss, &nf, &nf_params);
+        if (st < 0) return zrt_break(rt, st);
+    } else {
+        for (int i = 0; i < rt->nparams; i++) { /* in param order: deterministic */
+            ss += rt->params[i].sumsq;
+            nf += rt->params[i].nonfinite;
+            nf_params += rt->params[i].nonfinite > 0;
+        }
     }
     float scale = rt->scaler.scale;
     int overflow = nf > 0;
@@ -934,7 +942,9 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
             rt->step++;
         } else if (!skip) {
             update_prepare(rt, &local, rt->step + 1, grad_scale, buf, 0, 0);
+            if (rt->nranks > 1) local.grads_f32 = rt->gshard;
             st = zrt_run_update(rt, &local, NULL, nparts_of(rt));
+            if (st == ZOFF_OK && rt->nranks > 1) st = zrt_shard_gather(rt);
             if (st == ZOFF_OK) st = sync_uploads(rt);
             if (st < 0) return zrt_break(rt, st);
             report = &local;

@@ -1,0 +1,30 @@
+# runtime/shard.c: the sharded step under mpirun (label mpi) with 2 and 3 ranks, tiers cpu and
+# nvme, against a single-rank runtime in the same process (bit for bit). Without MPI the test is
+# registered as the plain executable, which skips (77) with the reason.
+if(ZOFF_HAVE_MPI AND MPIEXEC_EXECUTABLE)
+  add_executable(test_shard test_shard.c)
+  target_link_libraries(test_shard PRIVATE zoff_runtime zoff_testlib)
+  foreach(np 2 3)
+    foreach(tier cpu nvme)
+      zoff_add_test_variant(NAME test_shard_np${np}_${tier} EXE ${MPIEXEC_EXECUTABLE} LABELS mpi
+                            TIMEOUT 300 ENV ZOFF_AIO_ODIRECT=0
+                            ARGS ${ZOFF_MPIRUN_FLAGS} -np ${np} $<TARGET_FILE:test_shard> ${tier})
+    endforeach()
+  endforeach()
+  # a checkpoint saved by 3 ranks loads with 2 and with 1 and goes on as without the restart
+  set(ckdir ${CMAKE_BINARY_DIR}/test-tmp/shard-ckpt)
+  zoff_add_test_variant(NAME test_shard_ckpt_save_np3 EXE ${MPIEXEC_EXECUTABLE} LABELS mpi
+                        TIMEOUT 300 ARGS ${ZOFF_MPIRUN_FLAGS} -np 3 $<TARGET_FILE:test_shard>
+                        cpu save ${ckdir})
+  zoff_add_test_variant(NAME test_shard_ckpt_load_np2 EXE ${MPIEXEC_EXECUTABLE} LABELS mpi
+                        TIMEOUT 300 ARGS ${ZOFF_MPIRUN_FLAGS} -np 2 $<TARGET_FILE:test_shard>
+                        nvme load ${ckdir})
+  zoff_add_test_variant(NAME test_shard_ckpt_load_np1 EXE test_shard LABELS mpi TIMEOUT 300
+                        ARGS cpu load ${ckdir})
+  set_tests_properties(test_shard_ckpt_save_np3 PROPERTIES FIXTURES_SETUP shard_ckpt)
+  set_tests_properties(test_shard_ckpt_load_np2 test_shard_ckpt_load_np1 PROPERTIES
+                       FIXTURES_REQUIRED shard_ckpt)
+else()
+  zoff_add_test(NAME test_shard SOURCES test_shard.c MODULES runtime LABELS mpi ARGS cpu
+                TIMEOUT 60)
+endif()
