@@ -59,7 +59,8 @@ typedef struct bs_opts {
     int threads;
     size_t partition_numel;
     float ratio;
-    int ranks;           /* --ranks N: run under mpirun -np N (sharded step) */
+    int crc;   /* verify_crc of the runtime and of the nvme-alone pass (default: on, as zoff's) */
+    int ranks; /* --ranks N: run under mpirun -np N (sharded step) */
     uint64_t own_params; /* elements whose Adam this rank runs (params / ranks, rounded up) */
     double link_gbps;    /* modeled GPU-GPU link bandwidth for the collectives (GB/s) */
     int accum;           /* micro-batches per step */
@@ -75,10 +76,12 @@ static void usage(FILE *f)
             "                       [--busy-ms MS per layer | auto] [--steps S (5)]\n"
             "                       [--nvme-path DIR (/var/tmp)] [--overlap sync|eager|delayed]\n"
             "                       [--dtype fp16|bf16] [--pcie-gbps G (25)] [--threads T]\n"
-            "                       [--partition-numel N] [--ratio R] [--json FILE]\n"
+            "                       [--partition-numel N] [--ratio R] [--crc 0|1 (1)]\n"
+            "                       [--json FILE] [--ranks N (under mpirun -np N)]\n"
+            "                       [--link-gbps G (100)]\n"
             "                       [--accum K (1)] [--grads buckets|full]\n"
             "                       [--bucket-numel N] [--bucket-count C]\n"
-            "                       [--ranks N (under mpirun -np N)] [--link-gbps G (100)]\n"
+            "       zoff bench step --stream ... (streamed weights; --stream --help)\n"
             "  --busy-ms auto (default) makes the stand-in GPU as busy as the slowest other\n"
             "  component: a balanced pipeline, the hardest case for overlap.\n");
 }
@@ -102,7 +105,7 @@ typedef struct bs_comp {
 } bs_comp;
 
 typedef struct bs_alone {
-    bs_comp busy, d2h, h2d, adam, sumsq, nvme, accum, d2d;
+    bs_comp busy, d2h, h2d, adam, sumsq, nvme, crc, accum, d2d;
 } bs_alone;
 
 /* 2^-7 in fp16 or bf16: weights and gradients of a plausible size (no subnormal moments). */
@@ -290,7 +293,10 @@ static zoff_status nvme_open(bs_nvme *n, const bs_opts *o, size_t swapped)
     zarena_config ac = {
         .bytes = sz.pool_bytes, .numa_node = -1, .pin = 1, .huge_pages = 1, .name = "bench-nvme"};
     ZOFF_CHECK_GOTO(zarena_create(&ac, &n->arena), st, fail);
-    zswap_config sc = {.paths = o->nvme_path, .odirect = -1, .aio = {.engine = ZOFF_AIO_AUTO}};
+    zswap_config sc = {.paths = o->nvme_path,
+                       .odirect = -1,
+                       .verify_crc = o->crc,
+                       .aio = {.engine = ZOFF_AIO_AUTO}};
     zstore_config cfg = {.numel = numel,
                          .partition_numel = o->partition_numel,
                          .tier = ZOFF_TIER_NVME,
@@ -471,6 +477,20 @@ static zoff_status one_step(bs_model *m, uint64_t busy_ns, int accum, zoff_step_
     return ZOFF_OK;
 }
 
+/* crc32c (the swap store's, hardware instruction where the CPU has it) over what a step swaps:
+ * every swapped byte once when written and once when read back. One thread, as in the store. */
+static void crc_alone(const bs_slice *sl, uint64_t swap_bytes, bs_comp *out)
+{
+    const void *buf = sl->p;
+    size_t len = sl->n * sizeof(float); /* the fp32 master slice: real data, in memory */
+    double t0 = now_ms(), c0 = cpu_ms();
+    volatile uint32_t sink = 0;
+    for (int r = 0; r < 4; r++) sink ^= zoff__crc32c(0, buf, len);
+    (void)sink;
+    double k = 2.0 * (double)swap_bytes / (4.0 * (double)len);
+    *out = (bs_comp){(now_ms() - t0) * k, (cpu_ms() - c0) * k};
+}
+
 /* Everything but GPU busy, measured alone. */
 static zoff_status measure_alone(bs_model *m, bs_slice *sl, bs_nvme *nv, const bs_opts *o,
                                  bs_alone *a)
@@ -484,6 +504,8 @@ static zoff_status measure_alone(bs_model *m, bs_slice *sl, bs_nvme *nv, const b
     ZOFF_CHECK(copies_alone(m, 1, &a->h2d));
     ZOFF_CHECK(d2d_alone(m, o->accum, &a->d2d));
     if (nv->store) ZOFF_CHECK(nvme_pass(nv, ZSTORE_READ | ZSTORE_WRITE, &a->nvme));
+    if (nv->store)
+        crc_alone(sl, (uint64_t)nv->swapped * o->partition_numel * ZSTORE_ELEM_BYTES, &a->crc);
     return ZOFF_OK;
 }
 
@@ -566,6 +588,9 @@ static int parse_args(int argc, char **argv, bs_opts *o)
             o->bucket_numel = (size_t)n;
         } else if (zb_arg_match(&i, argc, argv, "--bucket-count", &v)) {
             o->bucket_count = atoi(v);
+        } else if (zb_arg_match(&i, argc, argv, "--crc", &v)) {
+            if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) return -1;
+            o->crc = v[0] == '1';
         } else {
             fprintf(stderr, "zoff bench step: unknown argument '%s'\n", argv[i]);
             return -1;
@@ -595,8 +620,12 @@ static const char *disturbed(bs_comp a, bs_comp b, char *buf, size_t len)
     return buf;
 }
 
+int zoff_bench_step_stream_main(int argc, char **argv); /* bench_stream.c */
+
 int zoff_bench_step_main(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--stream")) return zoff_bench_step_stream_main(argc, argv);
     bs_opts o = {.params = (uint64_t)256 << 20,
                  .layers = 24,
                  .tier = ZOFF_TIER_CPU,
@@ -617,7 +646,8 @@ int zoff_bench_step_main(int argc, char **argv)
 
                  .ranks = 1,
                  .own_params = 0,
-                 .link_gbps = 100.0};
+                 .link_gbps = 100.0,
+                 .crc = 1};
     int pa = parse_args(argc, argv, &o);
     if (pa != 0) {
         if (pa < 0) usage(stderr);
@@ -634,6 +664,7 @@ int zoff_bench_step_main(int argc, char **argv)
     c.ratio = o.ratio;
     c.overlap = o.overlap;
     c.delayed_warmup_steps = 1;
+    c.verify_crc = o.crc;
     c.cpu_threads = o.threads;
     c.sim_pcie_gbps = o.pcie_gbps;
     c.sim_gpu_bytes = (size_t)(o.params * 4 + 64 * ZOFF_MIB);
@@ -667,11 +698,12 @@ int zoff_bench_step_main(int argc, char **argv)
     if (!con) con = stdout;
     char b1[32], b2[32];
     fprintf(con,
-            "zoff bench step: %llu params (%s of state), %d layers, tier %s, overlap %s, %s, "
+            "zoff bench step: %llu params (%s of state), %d layers, tier %s%s, overlap %s, %s, "
             "accum %d, grads %s, sim PCIe %.1f GB/s per direction, OMP_WAIT_POLICY=%s\n",
             (unsigned long long)o.params, zoff__fmt_bytes(o.params * 12, b1, sizeof b1), o.layers,
-            o.tier == ZOFF_TIER_CPU ? "cpu" : "nvme", overlap_name(o.overlap),
-            zoff_dtype_name(o.dtype), o.accum,
+            o.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
+            o.tier == ZOFF_TIER_NVME ? (o.crc ? " (crc32c on)" : " (crc32c off)") : "",
+            overlap_name(o.overlap), zoff_dtype_name(o.dtype), o.accum,
             o.full_grads ? "full (trainer-owned, zoff_grad_ready)" : "buckets (zoff_grad_push)",
             o.pcie_gbps, getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(unset)");
     if (o.ranks > 1)
@@ -748,10 +780,10 @@ int zoff_bench_step_main(int argc, char **argv)
         goto out;
     }
 
-    bs_alone a = {comp_mean(a0.busy, a1.busy),   comp_mean(a0.d2h, a1.d2h),
-                  comp_mean(a0.h2d, a1.h2d),     comp_mean(a0.adam, a1.adam),
-                  comp_mean(a0.sumsq, a1.sumsq), comp_mean(a0.nvme, a1.nvme),
-                  comp_mean(a0.accum, a1.accum), comp_mean(a0.d2d, a1.d2d)};
+    bs_alone a = {
+        comp_mean(a0.busy, a1.busy), comp_mean(a0.d2h, a1.d2h),     comp_mean(a0.h2d, a1.h2d),
+        comp_mean(a0.adam, a1.adam), comp_mean(a0.sumsq, a1.sumsq), comp_mean(a0.nvme, a1.nvme),
+        comp_mean(a0.crc, a1.crc),   comp_mean(a0.accum, a1.accum), comp_mean(a0.d2d, a1.d2d)};
     const struct {
         const char *name;
         double ms;
@@ -817,6 +849,19 @@ int zoff_bench_step_main(int argc, char **argv)
     zb_table_rowf(t, "nvme alone|%.1f|%.1f|%s read + written%s", a.nvme.ms, a.nvme.cpu,
                   zoff__fmt_bytes(plan.nvme_bytes, b1, sizeof b1),
                   disturbed(a0.nvme, a1.nvme, d, sizeof d));
+    if (nv.store) {
+        uint64_t swapped = (uint64_t)nv.swapped * o.partition_numel * ZSTORE_ELEM_BYTES;
+        zb_table_rowf(t,
+                      "crc32c alone|%.1f|%.1f|%s x 2 (out + in), %s, %.1f GB/s (%.1f per cpu "
+                      "second), %.0f%% of nvme alone%s",
+                      a.crc.ms, a.crc.cpu, zoff__fmt_bytes(swapped, b1, sizeof b1),
+                      zoff__crc32c_hw() ? "sse4.2 crc32" : "table",
+                      a.crc.ms > 0 ? 2.0 * (double)swapped / (a.crc.ms * 1e6) : 0.0,
+                      a.crc.cpu > 0 ? 2.0 * (double)swapped / (a.crc.cpu * 1e6) : 0.0,
+                      a.nvme.ms > 0 ? 100.0 * a.crc.ms / a.nvme.ms : 0.0,
+                      o.crc ? " (included in nvme alone and the steps)"
+                            : " (--crc 0: not in this run)");
+    }
     zb_table_rowf(t, "lower bound|%.1f|-|largest alone: %s", lb, cand[imax].name);
     zb_table_rowf(t, "cpu-work bound|%.1f|%.1f|cpu ms of the components / %d cores", cpu_lb,
                   cpu_work, ncpu);

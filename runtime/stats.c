@@ -77,15 +77,16 @@ ZOFF_API zoff_status zoff_get_stats(const zoff_runtime *rt, zoff_stats *out)
         return zoff__err(ZOFF_EINVAL, "zoff_get_stats: bad struct_size %zu", out->struct_size);
     zoff_stats o = rt->stats;
     o.struct_size = sizeof o;
+    o.fetch_wait_ms = zoff__ns_to_ms(atomic_load(&((zoff_runtime *)(uintptr_t)rt)->fetch_wait_ns));
     uint64_t b = atomic_load(&((zoff_runtime *)(uintptr_t)rt)->wait_begin_ns);
     uint64_t e = atomic_load(&((zoff_runtime *)(uintptr_t)rt)->wait_end_ns);
     o.trainer_wait_ms = rt->wait_block_ms + (e > b && b ? zoff__ns_to_ms(e - b) : 0.0);
     zdev_stats d;
     zdev_get_stats(rt->dev, &d);
-    /* zoff's own device memory is its gradient buckets; the trainer owns params (and grads in
-     * the full-buffer mode) */
+    /* zoff's own device memory: the streaming slab and the gradient buckets (the trainer owns
+     * resident params, and grads in the full-buffer mode) */
     o.bucket_bytes = zbk_active(&rt->bk) ? (uint64_t)rt->bk.count * rt->bk.bytes : 0;
-    o.device_bytes = o.bucket_bytes;
+    o.device_bytes = (uint64_t)rt->nslots * rt->slot_bytes + o.bucket_bytes;
     o.device_peak_bytes = d.mem_peak;
     o.bucket_flushes = rt->bk.flushes;
     if (rt->total_numel)
