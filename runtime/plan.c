@@ -60,17 +60,26 @@ zoff_status zrt_layout_compute(const zoff_config *cfg, uint64_t numel, uint64_t 
             return zoff__err(ZOFF_ENOFIT, "host memory for %llu elements exceeds 2^64 bytes",
                              (unsigned long long)numel);
     l.no_offload_bytes = 16 * numel;
-    zrt_layout_device(cfg, &l, 0, 1, any_f32);
+    zrt_layout_device(cfg, &l, 0, 1, any_f32, numel);
     *out = l;
     return ZOFF_OK;
 }
 
+uint64_t zrt_bucket_numel(const zoff_config *cfg, uint64_t model_numel)
+{
+    /* never more bucket room than the whole model's gradients: a small model keeps its buckets
+     * small (at most the configured size, at least 256 elements) */
+    uint64_t count = (uint64_t)cfg->grad_bucket_count;
+    uint64_t fair = (model_numel + count - 1) / count;
+    return ZOFF_MAX((uint64_t)256, ZOFF_MIN((uint64_t)cfg->grad_bucket_numel, fair));
+}
+
 void zrt_layout_device(const zoff_config *cfg, zrt_layout *l, uint64_t trainer_grad_bytes,
-                       int buckets, int any_f32)
+                       int buckets, int any_f32, uint64_t model_numel)
 {
     l->bucket_bytes =
         buckets ? (uint64_t)cfg->grad_bucket_count *
-                      ZOFF_ALIGN_UP((uint64_t)cfg->grad_bucket_numel * (any_f32 ? 4u : 2u), 256u)
+                      ZOFF_ALIGN_UP(zrt_bucket_numel(cfg, model_numel) * (any_f32 ? 4u : 2u), 256u)
                 : 0;
     l->gpu_bytes = l->param_bytes + trainer_grad_bytes + l->bucket_bytes;
 }

@@ -194,7 +194,10 @@ zoff_status zrt_layout_compute(const zoff_config *cfg, uint64_t numel, uint64_t 
 /* Device side of the layout: `trainer_grad_bytes` of trainer-owned gradient buffers, buckets
  * when `buckets` (some parameter uses them). Sets bucket_bytes and gpu_bytes. */
 void zrt_layout_device(const zoff_config *cfg, zrt_layout *l, uint64_t trainer_grad_bytes,
-                       int buckets, int any_f32);
+                       int buckets, int any_f32, uint64_t model_numel);
+/* Elements per gradient bucket for a model of `model_numel` elements: the configured size, but
+ * no more than the model / bucket count (at least 256). */
+uint64_t zrt_bucket_numel(const zoff_config *cfg, uint64_t model_numel);
 /* Streaming: `streamed_bytes` of the params live in pinned host copies instead of the device,
  * whose zoff slab takes `slab_bytes`. Adjusts arena and GPU bytes of a computed layout. */
 void zrt_layout_stream(zrt_layout *l, uint64_t streamed_bytes, uint64_t slab_bytes);

@@ -450,7 +450,8 @@ static zoff_status finalize_impl(zoff_runtime *rt)
     /* plan first: refuse what cannot fit before allocating anything */
     ZOFF_CHECK(zrt_layout_compute(c, rt->own_end - rt->own_begin, rt->param_bytes, rt->any_f32,
                                   &rt->layout));
-    zrt_layout_device(c, &rt->layout, rt->trainer_grad_bytes, rt->nbucket_params > 0, rt->any_f32);
+    zrt_layout_device(c, &rt->layout, rt->trainer_grad_bytes, rt->nbucket_params > 0, rt->any_f32,
+                      rt->total_numel);
     zrt_layout_stream(&rt->layout, rt->streamed_bytes, (uint64_t)rt->nslots * rt->slot_bytes);
     zoff_plan_report rep;
     ZOFF_CHECK(zrt_plan_report(c, &rt->layout, rt->dev, 0, 0, &rep));
@@ -536,18 +537,17 @@ static zoff_status finalize_impl(zoff_runtime *rt)
     ZOFF_CHECK_GOTO(zdev_stream_create(rt->dev, &rt->h2d), st, fail);
     if (rt->nbucket_params > 0) {
         ZOFF_CHECK_GOTO(zdev_stream_create(rt->dev, &rt->push_s), st, fail);
-        st = zbk_init(&rt->bk, rt->dev, rt->d2h, c->grad_bucket_count,
-                      (size_t)(rt->layout.bucket_bytes / (uint64_t)c->grad_bucket_count));
+        size_t bucket_bytes = (size_t)(rt->layout.bucket_bytes / (uint64_t)c->grad_bucket_count);
+        st = zbk_init(&rt->bk, rt->dev, rt->d2h, c->grad_bucket_count, bucket_bytes);
         if (st < 0) {
-            char b1[32];
+            char b1[32], why[ZRT_ERR_MAX];
+            snprintf(why, sizeof why, "%s", zoff__last_error_tls());
             zoff__err(st,
                       "zoff_finalize: %d gradient buckets of %s do not fit on the device (%s): "
                       "lower zero_optimization.reduce_bucket_size (now %zu elements) or "
                       "zoff.grad_bucket_count",
-                      c->grad_bucket_count,
-                      zoff__fmt_bytes(rt->layout.bucket_bytes / (uint64_t)c->grad_bucket_count, b1,
-                                      sizeof b1),
-                      zoff__last_error_tls(), c->grad_bucket_numel);
+                      c->grad_bucket_count, zoff__fmt_bytes(bucket_bytes, b1, sizeof b1), why,
+                      c->grad_bucket_numel);
             goto fail;
         }
     }

@@ -220,12 +220,14 @@ static void test_bucket_mixed_and_too_big(void **state)
     assert_memory_equal(ma, mb, sizeof ma); /* same gradient by either path: same update */
     zoff_destroy(rt);
 
-    /* buckets larger than the device */
-    c.sim_gpu_bytes = 1 * ZOFF_MIB;
+    /* buckets that do not fit beside the weights (2 MiB of weights, 2 x 1 MiB of buckets on a
+     * 2.5 MiB device) */
+    c.sim_gpu_bytes = 5 * ZOFF_MIB / 2;
     c.grad_bucket_numel = 1u << 20;
+    c.grad_bucket_count = 2;
     assert_int_equal(zoff_create(&c, &rt), 0);
-    assert_int_equal(zoff_device_alloc(rt, 1000 * 2, &p1), 0);
-    assert_int_equal(zoff_add_param(rt, "w", 1000, ZOFF_DTYPE_F16, p1, NULL, NULL, 0, NULL), 0);
+    assert_int_equal(zoff_device_alloc(rt, (1u << 20) * 2, &p1), 0);
+    assert_int_equal(zoff_add_param(rt, "w", 1u << 20, ZOFF_DTYPE_F16, p1, NULL, NULL, 0, NULL), 0);
     assert_int_equal(zoff_finalize(rt), ZOFF_EDEVMEM);
     bk_assert_msg(rt, "reduce_bucket_size");
     zoff_destroy(rt);
