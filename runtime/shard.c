@@ -35,6 +35,13 @@ zoff_status zrt_shard_create(zoff_runtime *rt)
     if (rt->cfg.zero_stage == 3)
         return zoff__err(ZOFF_ECONFIG, "zero_optimization.stage 3 (parameter partitioning) is not "
                                        "built; with several ranks use stage 1 or 2");
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK") &&
+        !getenv("SLURM_NTASKS"))
+        return zoff__err(ZOFF_EUNSUPPORTED,
+                         "the environment says %d ranks (WORLD_SIZE: torchrun?) but no MPI "
+                         "launcher started them: the sharded step runs under mpirun/srun only "
+                         "(docs/multi-gpu.md); set zoff.ranks = 1 to run this process alone",
+                         n);
     zcomm_config cc;
     zcomm_config_default(&cc);
     cc.timeout_ms = rt->cfg.comm_timeout_ms;

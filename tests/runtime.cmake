@@ -36,3 +36,8 @@ zoff_add_test_variant(NAME test_ckpt_runtime_nvme EXE test_ckpt_runtime ARGS nvm
                       TIMEOUT 300)
 zoff_add_test(NAME test_runtime_store SOURCES test_runtime_store.c MODULES runtime LABELS quick
               TIMEOUT 120)
+# DeepSpeed configs as users write them: schema coverage, one warning per ignored key, errors in
+# one pass, "auto", batch rules, schedules against DeepSpeed's values, first-hour API errors.
+zoff_add_test(NAME test_ds_config SOURCES test_ds_config.c MODULES runtime LABELS quick
+              TIMEOUT 60)
+target_compile_definitions(test_ds_config PRIVATE ZOFF_SOURCE_DIR="${CMAKE_SOURCE_DIR}")

@@ -166,7 +166,8 @@ static double lr_at(const gpt_trainer *t, int64_t it)
     int64_t span = o->steps - o->warmup_steps;
     double frac = span > 1 ? (double)(it - o->warmup_steps) / (double)(span - 1) : 1.0;
     if (frac > 1) frac = 1;
-    return o->min_lr + 0.5 * (t->peak_lr - o->min_lr) * (1.0 + cos(M_PI * frac));
+    double min_lr = gpt_train_min_lr(o);
+    return min_lr + 0.5 * (t->peak_lr - min_lr) * (1.0 + cos(M_PI * frac));
 }
 
 static zoff_status set_lr(gpt_trainer *t, double lr)
@@ -596,14 +597,31 @@ static int train_step(gpt_trainer *t)
     uint64_t t0 = gpt_now_ns();
 
     m.step = t->iter + 1;
-    m.lr = lr_at(t, t->iter);
-    if ((st = set_lr(t, m.lr)) != ZOFF_OK) return zfail(t, st, "zoff_set_group");
+    if (o->zcfg.scheduler.type != ZOFF_SCHED_NONE) { /* the runtime runs the config's scheduler */
+        zoff_group_config g;
+        g.struct_size = sizeof g;
+        if ((st = zoff_get_group(t->rt, t->group_decay, &g)) != ZOFF_OK)
+            return zfail(t, st, "zoff_get_group");
+        m.lr = g.lr;
+    } else {
+        m.lr = lr_at(t, t->iter);
+        if ((st = set_lr(t, m.lr)) != ZOFF_OK) return zfail(t, st, "zoff_set_group");
+    }
     if ((st = zoff_get_loss_scale(t->rt, &m.loss_scale)) != ZOFF_OK)
         return zfail(t, st, "zoff_get_loss_scale");
 
     /* K micro-batches (gradient_accumulation_steps): zoff sums their gradients and updates at
      * the K-th zoff_step with the mean; the reported loss is the mean of the micro-batches */
-    int K = o->zcfg.gradient_accumulation_steps > 1 ? o->zcfg.gradient_accumulation_steps : 1;
+    int K = o->zcfg.gradient_accumulation_steps > 1 ? (int)o->zcfg.gradient_accumulation_steps : 1;
+    if (B % K != 0) {
+        fprintf(stderr,
+                "zoff train: the batch (%d sequences per step) is not a multiple of "
+                "gradient_accumulation_steps (%d): each micro-batch has batch / accumulation "
+                "sequences\n",
+                B, K);
+        return GPT_EXIT_USAGE;
+    }
+    B /= K; /* sequences per micro-batch */
     zoff_step_result r;
     double loss_sum = 0, zstep_ns = 0;
     uint64_t t1 = t0, t2 = t0;
@@ -681,7 +699,7 @@ static int train_step(gpt_trainer *t)
     m.nvme_ms = s.nvme_read.busy_ms + s.nvme_write.busy_ms;
     m.trainer_wait_ms = s.trainer_wait_ms;
     m.overlap = s.overlap_ratio;
-    m.tokens_per_s = (double)B * T / (m.iter_ms / 1e3);
+    m.tokens_per_s = (double)B * K * T / (m.iter_ms / 1e3);
     t->sum_d2h_ms += m.d2h_ms;
     t->sum_h2d_ms += m.h2d_ms;
     t->sum_nvme_ms += m.nvme_ms;
