@@ -1976,8 +1976,9 @@ static cJSON *config_tree(const zoff_config *cfg)
     if (ok) ADD(bf16, cJSON_AddBoolToObject(bf16, "enabled", cfg->bf16_enabled));
     ADD(root, cJSON_AddNumberToObject(root, "gradient_clipping",
                                       zoff__float_json(cfg->gradient_clipping)));
-    ADD(root, cJSON_AddNumberToObject(root, "gradient_accumulation_steps",
-                                      cfg->gradient_accumulation_steps));
+    if (cfg->gradient_accumulation_steps > 0)
+        ADD(root, cJSON_AddNumberToObject(root, "gradient_accumulation_steps",
+                                          (double)cfg->gradient_accumulation_steps));
 
     cJSON *zo = cJSON_AddObjectToObject(root, "zero_optimization");
     ADD(zo, zo);
