@@ -18,3 +18,14 @@ if(TARGET zoff AND TARGET zoff_bench)
   set_tests_properties(bench_adam_smoke PROPERTIES LABELS quick TIMEOUT 120
                        ENVIRONMENT "OMP_WAIT_POLICY=passive")
 endif()
+
+# Compact optimizer state (bf16, q8 moments) and Lion / Adagrad: once per ISA like test_adam;
+# test_lion_adagrad runs only the paper / torch reference checks.
+zoff_add_test(NAME test_q8_state SOURCES test_optim_state.c MODULES cpu_adam common LABELS quick
+              ENV OMP_WAIT_POLICY=passive TIMEOUT 300)
+foreach(isa scalar avx2 avx512)
+  zoff_add_test_variant(NAME test_q8_state_${isa} EXE test_q8_state LABELS quick
+                        ENV ZOFF_CPU_ISA=${isa} OMP_WAIT_POLICY=passive TIMEOUT 300)
+endforeach()
+zoff_add_test_variant(NAME test_lion_adagrad EXE test_q8_state ARGS ref LABELS quick
+                      ENV OMP_WAIT_POLICY=passive TIMEOUT 120)
