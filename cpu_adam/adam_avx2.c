@@ -221,7 +221,7 @@ double sumsq_avx2(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite)
  * with the operations of zq8__quant_mag; the last, partial block through the scalar reference. */
 
 typedef struct q8_tabs8 {
-    __m256 lo, istep, jmax, thr[8];
+    __m256 lo, istep, jmax, step, thr[8];
     __m256i base;
     int bits;
 } q8_tabs8;
@@ -232,6 +232,7 @@ ZADAM_AVX2_INLINE void q8_tabs_load8(const zq8__map *q, q8_tabs8 *tb)
     tb->lo = _mm256_loadu_ps(q->lo);
     tb->istep = _mm256_loadu_ps(q->inv_step);
     tb->jmax = _mm256_loadu_ps(q->jmax);
+    tb->step = _mm256_loadu_ps(q->step);
     tb->base = _mm256_loadu_si256((const __m256i *)q->base);
     for (int k = 1; k < q->bits; k++) tb->thr[k] = _mm256_set1_ps(q->thr[k]);
 }
@@ -279,8 +280,28 @@ ZADAM_AVX2_INLINE void q8_block_out8(const q8_tabs8 *tb, const float *buf, __m25
                          q8_quant8(tb, _mm256_loadu_ps(buf + k), vinv, sign));
 }
 
+/* Decodes 8 codes (int32 lanes) with the map's fp32 formula (see adam_avx512.c q8_decode16). */
+ZADAM_AVX2_INLINE __m256 q8_decode8(const q8_tabs8 *tb, __m256i c, int sign)
+{
+    __m256i mag = c;
+    if (sign) mag = _mm256_and_si256(c, _mm256_set1_epi32(0x7f));
+    const __m256i e = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(mag)), 23);
+    const __m256i z = _mm256_and_si256(_mm256_sub_epi32(_mm256_set1_epi32(tb->bits - 1 + 127), e),
+                                       _mm256_set1_epi32(7));
+    const __m256i j = _mm256_sub_epi32(mag, _mm256_permutevar8x32_epi32(tb->base, z));
+    const __m256 prod = _mm256_mul_ps(_mm256_cvtepi32_ps(j), _mm256_permutevar8x32_ps(tb->step, z));
+    __m256 v = _mm256_add_ps(_mm256_permutevar8x32_ps(tb->lo, z), prod);
+    const __m256i zero = _mm256_cmpeq_epi32(mag, _mm256_setzero_si256());
+    v = _mm256_andnot_ps(_mm256_castsi256_ps(zero), v);
+    if (sign)
+        v = _mm256_castsi256_ps(
+            _mm256_xor_si256(_mm256_castps_si256(v),
+                             _mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x80)), 24)));
+    return v;
+}
+
 ZADAM_AVX2_INLINE __m256 load_state8(const zadam_tensor *t, int fmt, int which, size_t i,
-                                     __m256 scale, const float *val)
+                                     __m256 scale, const q8_tabs8 *tb)
 {
     if (fmt == ZSTATE_BF16) {
         const __m128i h = _mm_loadu_si128(
@@ -290,7 +311,7 @@ ZADAM_AVX2_INLINE __m256 load_state8(const zadam_tensor *t, int fmt, int which, 
     if (fmt == ZSTATE_Q8) {
         const __m128i c = _mm_loadl_epi64(
             (const __m128i *)((const uint8_t *)(which ? t->v_state : t->m_state) + i));
-        return _mm256_mul_ps(_mm256_i32gather_ps(val, _mm256_cvtepu8_epi32(c), 4), scale);
+        return _mm256_mul_ps(q8_decode8(tb, _mm256_cvtepu8_epi32(c), !which), scale);
     }
     return _mm256_loadu_ps((which ? t->exp_avg_sq : t->exp_avg) + i);
 }
@@ -330,6 +351,8 @@ ZADAM_AVX2_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor *t
                                                      : OUT_F32;
     const zq8__map *maps = zq8__maps();
     q8_tabs8 tm, tv;
+    memset(&tm, 0, sizeof tm);
+    memset(&tv, 0, sizeof tv);
     if (fmt == ZSTATE_Q8) {
         q8_tabs_load8(&maps[0], &tm);
         q8_tabs_load8(&maps[1], &tv);
@@ -354,8 +377,8 @@ ZADAM_AVX2_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor *t
             __m256 g = _mm256_mul_ps(graw, gs);
             __m256 p = _mm256_loadu_ps(param + i);
             __m256 m = zero, v = zero;
-            if (has_m) m = load_state8(t, fmt, 0, i, ms, maps[0].val);
-            if (has_v) v = load_state8(t, fmt, 1, i, vs, maps[1].val);
+            if (has_m) m = load_state8(t, fmt, 0, i, ms, &tm);
+            if (has_v) v = load_state8(t, fmt, 1, i, vs, &tv);
             if (optim == ZOPT_ADAM) {
                 if (apply_l2) g = _mm256_add_ps(g, _mm256_mul_ps(l2, p));
                 m = _mm256_add_ps(_mm256_mul_ps(b1, m), _mm256_mul_ps(omb1, g));

@@ -219,7 +219,7 @@ double sumsq_avx512(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite
  * operations of zq8__quant_mag. The last, partial block goes through the scalar reference. */
 
 typedef struct q8_tabs16 {
-    __m512 lo, istep, jmax, thr[8];
+    __m512 lo, istep, jmax, step, thr[8];
     __m512i base;
     int bits;
 } q8_tabs16;
@@ -230,6 +230,7 @@ ZADAM_AVX512_INLINE void q8_tabs_load(const zq8__map *q, q8_tabs16 *tb)
     tb->lo = _mm512_zextps256_ps512(_mm256_loadu_ps(q->lo));
     tb->istep = _mm512_zextps256_ps512(_mm256_loadu_ps(q->inv_step));
     tb->jmax = _mm512_zextps256_ps512(_mm256_loadu_ps(q->jmax));
+    tb->step = _mm512_zextps256_ps512(_mm256_loadu_ps(q->step));
     tb->base = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)q->base));
     for (int k = 1; k < q->bits; k++) tb->thr[k] = _mm512_set1_ps(q->thr[k]);
 }
@@ -270,8 +271,28 @@ ZADAM_AVX512_INLINE void q8_block_out16(const q8_tabs16 *tb, const float *buf, _
                          q8_quant16(tb, _mm512_loadu_ps(buf + k), vinv, sign));
 }
 
+/* Decodes 16 codes (as int32 lanes) with the map's fp32 formula (the val[] table of
+ * zq8__map): F = floor(log2 c) from the exponent of (float)c, z = B-1-F, j = c - base[z],
+ * value = lo[z] + (float)j * step[z]; code 0 is +0; signed: bit 7 is the sign. No gathers. */
+ZADAM_AVX512_INLINE __m512 q8_decode16(const q8_tabs16 *tb, __m512i c, int sign)
+{
+    __m512i mag = c;
+    if (sign) mag = _mm512_and_si512(c, _mm512_set1_epi32(0x7f));
+    const __m512i e = _mm512_srli_epi32(_mm512_castps_si512(_mm512_cvtepi32_ps(mag)), 23);
+    const __m512i z = _mm512_sub_epi32(_mm512_set1_epi32(tb->bits - 1 + 127), e);
+    const __m512i j = _mm512_sub_epi32(mag, _mm512_permutexvar_epi32(z, tb->base));
+    const __m512 prod = _mm512_mul_ps(_mm512_cvtepi32_ps(j), _mm512_permutexvar_ps(z, tb->step));
+    __m512 v = _mm512_maskz_add_ps(_mm512_test_epi32_mask(mag, mag),
+                                   _mm512_permutexvar_ps(z, tb->lo), prod);
+    if (sign)
+        v = _mm512_castsi512_ps(
+            _mm512_xor_si512(_mm512_castps_si512(v),
+                             _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x80)), 24)));
+    return v;
+}
+
 ZADAM_AVX512_INLINE __m512 load_state16(const zadam_tensor *t, int fmt, int which, size_t i,
-                                        __m512 scale, const float *val)
+                                        __m512 scale, const q8_tabs16 *tb)
 {
     if (fmt == ZSTATE_BF16) {
         const __m256i h = _mm256_loadu_si256(
@@ -281,7 +302,7 @@ ZADAM_AVX512_INLINE __m512 load_state16(const zadam_tensor *t, int fmt, int whic
     if (fmt == ZSTATE_Q8) {
         const __m128i c = _mm_loadu_si128(
             (const __m128i *)((const uint8_t *)(which ? t->v_state : t->m_state) + i));
-        return _mm512_mul_ps(_mm512_i32gather_ps(_mm512_cvtepu8_epi32(c), val, 4), scale);
+        return _mm512_mul_ps(q8_decode16(tb, _mm512_cvtepu8_epi32(c), !which), scale);
     }
     return _mm512_loadu_ps((which ? t->exp_avg_sq : t->exp_avg) + i);
 }
@@ -322,6 +343,8 @@ ZADAM_AVX512_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor 
                                                      : OUT_F32;
     const zq8__map *maps = zq8__maps();
     q8_tabs16 tm, tv;
+    memset(&tm, 0, sizeof tm);
+    memset(&tv, 0, sizeof tv);
     if (fmt == ZSTATE_Q8) {
         q8_tabs_load(&maps[0], &tm);
         q8_tabs_load(&maps[1], &tv);
@@ -346,8 +369,8 @@ ZADAM_AVX512_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor 
             __m512 g = _mm512_mul_ps(graw, gs);
             __m512 p = _mm512_loadu_ps(param + i);
             __m512 m = zero, v = zero;
-            if (has_m) m = load_state16(t, fmt, 0, i, ms, maps[0].val);
-            if (has_v) v = load_state16(t, fmt, 1, i, vs, maps[1].val);
+            if (has_m) m = load_state16(t, fmt, 0, i, ms, &tm);
+            if (has_v) v = load_state16(t, fmt, 1, i, vs, &tv);
             if (optim == ZOPT_ADAM) {
                 if (apply_l2) g = _mm512_add_ps(g, _mm512_mul_ps(l2, p));
                 m = _mm512_add_ps(_mm512_mul_ps(b1, m), _mm512_mul_ps(omb1, g));
