@@ -260,9 +260,25 @@ ZOFF_API zoff_status zoff_finalize(zoff_runtime *rt);
  * until zoff_step returned). Each parameter at most once per step. */
 ZOFF_API zoff_status zoff_grad_ready(zoff_runtime *rt, int param_id, zoff_stream producer);
 
+/* Forgets every gradient declared since the last zoff_step (e.g. the trainer refused the step
+ * after handing some gradients: a sparse or malformed one, an exception in backward). Waits for
+ * their copies to land, then the runtime is as if none had been declared: the next zoff_step
+ * uses only gradients declared after this call. No optimizer state changes. Returns ZOFF_OK
+ * (also when nothing was declared); ZOFF_ESTATE in overlap `eager` when a partition of this
+ * step was already updated (its gradients all landed): that cannot be undone, the declared
+ * gradients stay and zoff_step completes the step. In overlap `delayed` the previous step's
+ * parameters of the declared gradients may already be on the device (the delayed mode uploads
+ * them when a gradient is declared); a retried backward then reads them. */
+ZOFF_API zoff_status zoff_grads_discard(zoff_runtime *rt);
+
+/* zoff_step_args.flags */
+/* Parameters whose gradient was not declared this step get a zero gradient (their moments decay,
+ * weight decay applies, their step count advances) instead of being skipped. */
+#define ZOFF_STEP_ZERO_MISSING_GRADS 0x1
+
 typedef struct zoff_step_args {
     size_t struct_size;
-    int flags; /* reserved, 0 */
+    int flags; /* 0 or ZOFF_STEP_ZERO_MISSING_GRADS */
 } zoff_step_args;
 
 typedef struct zoff_step_result {
@@ -277,6 +293,10 @@ typedef struct zoff_step_result {
     double adam_ms;       /* CPU Adam time */
     double wait_grads_ms; /* time zoff_step waited for gradient copies */
     double nvme_wait_ms;  /* time the pipeline waited on NVMe */
+    /* per parameter (fields added in 0.1; a caller's smaller struct_size omits them) */
+    int params_updated;      /* parameters this step updated (0 when skipped) */
+    int params_without_grad; /* parameters left untouched: no gradient declared this step */
+    int params_nonfinite;    /* parameters whose gradient had an inf/NaN element */
 } zoff_step_result;
 
 #define ZOFF_STEP_ARGS_INIT                                                                        \
@@ -288,10 +308,28 @@ typedef struct zoff_step_result {
         .struct_size = sizeof(zoff_step_result)                                                    \
     }
 
-/* Runs the optimizer step over all registered parameters (every parameter's gradient must have
- * been declared with zoff_grad_ready since the last step; parameters that were not are treated
- * as having a zero gradient for this step and counted in the stats). Queues the upload of the new
- * 16-bit parameters; zoff_params_ready orders the trainer's next use after it. `a` may be NULL. */
+/* Runs the optimizer step over the registered parameters whose gradient was declared with
+ * zoff_grad_ready since the last step. Queues the upload of the new 16-bit parameters;
+ * zoff_params_ready orders the trainer's next use after it. `a` may be NULL.
+ *
+ * Parameters without a gradient this step (a frozen branch, a layer not run, an MoE expert no
+ * token was routed to) are skipped as torch.optim skips a parameter whose .grad is None: their
+ * master weights, moments, 16-bit copy and step count stay as they are (counted in
+ * r->params_without_grad and zoff_stats.missing_grads). With ZOFF_STEP_ZERO_MISSING_GRADS in
+ * a->flags they get a zero gradient instead (moments decay, weight decay applies).
+ *
+ * Bias correction uses each parameter's own step count (updates applied to it, see
+ * zoff_get_param_step), as torch does; it equals the global step when every parameter had a
+ * gradient at every step.
+ *
+ * Non-finite gradients (an inf/NaN element; never silent: a warning names the parameters, the
+ * result and zoff_stats count them; docs/runtime.md):
+ *  - overlap sync and delayed, every dtype: the whole step is skipped (r->skipped = 1, nothing
+ *    changes, the step counter does not advance); with fp16 dynamic loss scaling the scale is
+ *    lowered (the warning is then at INFO level: that is how dynamic scaling finds its scale);
+ *  - overlap eager (fp32/bf16 without clipping: partitions are updated while backward runs):
+ *    the parameters with a non-finite gradient are skipped, the others are updated; the step
+ *    counts as skipped only when no parameter was updated. */
 ZOFF_API zoff_status zoff_step(zoff_runtime *rt, const zoff_step_args *a, zoff_step_result *r);
 
 /* Makes `consumer` wait (on the device) until the parameters uploaded by the last zoff_step are
@@ -310,13 +348,19 @@ ZOFF_API zoff_status zoff_get_state(zoff_runtime *rt, int param_id, float *exp_a
  * leave unchanged) and re-uploads its 16-bit copy. For loading foreign state dicts. */
 ZOFF_API zoff_status zoff_set_state(zoff_runtime *rt, int param_id, const float *master,
                                     const float *exp_avg, const float *exp_avg_sq);
-/* Number of registered parameters, and the step counter. */
+/* Number of registered parameters, and the step counter (steps taken, skipped ones not
+ * counted). */
 ZOFF_API zoff_status zoff_param_count(const zoff_runtime *rt, int *count);
 ZOFF_API zoff_status zoff_get_step(const zoff_runtime *rt, int64_t *step);
-/* Sets the step counter (>= 0; the next zoff_step updates with step + 1 in its bias correction).
- * With zoff_set_state, loads a foreign optimizer state (e.g. a torch AdamW state dict) whose
- * per-parameter "step" is known. Only after zoff_finalize and between steps. */
+/* Sets the step counter and every parameter's step count (>= 0; the next zoff_step updates with
+ * step + 1 in its bias correction). With zoff_set_state, loads a foreign optimizer state (e.g. a
+ * torch AdamW state dict). Only after zoff_finalize and between steps. */
 ZOFF_API zoff_status zoff_set_step(zoff_runtime *rt, int64_t step);
+/* One parameter's step count: the updates applied to it (torch's per-parameter state "step").
+ * It lags the global step when the parameter had no gradient at some steps. */
+ZOFF_API zoff_status zoff_get_param_step(zoff_runtime *rt, int param_id, int64_t *step);
+/* Sets one parameter's step count (>= 0), e.g. from a torch state dict; between steps. */
+ZOFF_API zoff_status zoff_set_param_step(zoff_runtime *rt, int param_id, int64_t step);
 
 /* Checkpoints: `dir` receives optimizer.safetensors + zoff_manifest.json, written to a
  * temporary directory, fsynced and renamed into place (the previous checkpoint stays whole on
@@ -362,6 +406,10 @@ typedef struct zoff_stats {
     int odirect;             /* 1: swap files use O_DIRECT */
     char device_name[64];    /* "sim", "cuda:0 NVIDIA H100 ..." */
     char cpu_isa[16];        /* the Adam kernel in use */
+    /* totals since zoff_finalize (fields added in 0.1; a smaller struct_size omits them) */
+    int64_t nonfinite_steps; /* steps in which some gradient had an inf/NaN element */
+    int64_t nonfinite_grads; /* parameter gradients with an inf/NaN element, over all steps */
+    int64_t missing_grads;   /* parameters skipped for lack of a gradient, over all steps */
 } zoff_stats;
 
 #define ZOFF_STATS_INIT                                                                            \

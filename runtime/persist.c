@@ -277,6 +277,7 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
         goto out;
     }
     rt->step = meta->step;
+    for (int q = 0; q < rt->nparams; q++) rt->params[q].step = meta->step;
     rt->scaler.scale = meta->loss_scale;
     rt->scaler.good_steps = meta->scaler_good_steps;
     rt->scaler.hysteresis = meta->scaler_hysteresis;

@@ -203,8 +203,10 @@ static zoff_status update_tile(zoff_runtime *rt, zrt_update *u, zrt_param *q,
         t.param_out = rt->stage[slot];
     }
     size_t nf = 0;
+    zadam_hparams hp = u->hp[q->group];
+    hp.step = q->upd_step; /* the parameter's own step count, as torch */
     uint64_t a0 = zoff__now_ns();
-    ZOFF_CHECK(zadam_step(rt->adam, &u->hp[q->group], &t, &nf));
+    ZOFF_CHECK(zadam_step(rt->adam, &hp, &t, &nf));
     u->adam_ns += zoff__now_ns() - a0;
     u->adam_bytes += (uint64_t)n * zadam_bytes_per_elem(q->dtype, t.param_out != NULL, q->dtype);
     if (u->to_hold) return hold_tile_done(rt, q);
@@ -217,14 +219,23 @@ static zoff_status update_tile(zoff_runtime *rt, zrt_update *u, zrt_param *q,
     return ZOFF_OK;
 }
 
-static int part_has_nonfinite(const zoff_runtime *rt, size_t k)
+/* 1 when this update leaves param q untouched: no gradient this step, or (eager) a non-finite
+ * one. */
+static int param_skipped(const zrt_update *u, const zrt_param *q)
 {
-    uint64_t pb = rt->own_begin + (uint64_t)k * rt->cfg.partition_numel;
+    return q->upd_skip || (u->skip_nonfinite && q->nonfinite);
+}
+
+/* 1 when partition k holds a param this update changes (the others are not read or written:
+ * with the nvme tier a partition of frozen params costs no I/O). */
+static int part_active(const zoff_runtime *rt, const zrt_update *u, size_t k)
+{
+    uint64_t pb = rt->own_begin + zstore_part_begin(rt->store, k);
     uint64_t pe = pb + zstore_part_numel(rt->store, k);
     for (int q = rt->part_first_param[k]; q >= 0 && q < rt->nparams; q++) {
         const zrt_param *p = &rt->params[q];
         if (p->flat_off >= pe) break;
-        if (p->nonfinite) return 1;
+        if (!param_skipped(u, p)) return 1;
     }
     return 0;
 }
@@ -236,21 +247,16 @@ static zoff_status run_update_impl(zoff_runtime *rt, zrt_update *u, const size_t
     size_t tile_idx = 0;
     zstore_stats s0;
     zstore_get_stats(rt->store, &s0);
-    size_t *filtered = NULL;
-    if (u->skip_nonfinite) {
-        filtered = malloc((n ? n : 1) * sizeof *filtered);
-        if (!filtered) return zoff__err(-ENOMEM, "update: out of memory");
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++) {
-            size_t k = order ? order[i] : i;
-            if (part_has_nonfinite(rt, k))
-                u->parts_skipped++;
-            else
-                filtered[m++] = k;
-        }
-        order = filtered;
-        n = m;
+    size_t *filtered = malloc((n ? n : 1) * sizeof *filtered);
+    if (!filtered) return zoff__err(-ENOMEM, "update: out of memory");
+    size_t nactive = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = order ? order[i] : i;
+        if (part_active(rt, u, k)) filtered[nactive++] = k;
     }
+    order = filtered;
+    n = nactive;
+    u->parts_done += n;
     ZOFF_CHECK_GOTO(zstore_pass_begin(rt->store, order, n, ZSTORE_READ | ZSTORE_WRITE), st, out);
     for (size_t i = 0; i < n; i++) {
         zstore_part part;
@@ -263,6 +269,10 @@ static zoff_status run_update_impl(zoff_runtime *rt, zrt_update *u, const size_t
             zrt_param *q = &rt->params[qi];
             if (q->flat_off >= pe) break;
             uint64_t lo = ZOFF_MAX(q->flat_off, pb), hi = ZOFF_MIN(q->flat_off + q->numel, pe);
+            if (param_skipped(u, q)) { /* its tiles keep their place in the tile list */
+                tile_idx += (size_t)((hi - lo + tile - 1) / tile);
+                continue;
+            }
             for (uint64_t e = lo; e < hi; e += tile) {
                 size_t m = (size_t)ZOFF_MIN((uint64_t)tile, hi - e);
                 ZOFF_CHECK_GOTO(update_tile(rt, u, q, &part, (size_t)(e - q->flat_off),
@@ -419,8 +429,14 @@ static void hold_arm(zoff_runtime *rt)
     pthread_mutex_lock(&rt->hold_mu);
     for (int i = 0; i < rt->nparams; i++) {
         zrt_param *q = &rt->params[i];
-        q->hold_left = q->hold_tiles;
-        q->hold_ready = q->hold_declared = q->hold_uploaded = 0;
+        q->hold_declared = 0;
+        if (q->upd_skip) { /* not updated: the device already has its current values */
+            q->hold_left = 0;
+            q->hold_ready = q->hold_uploaded = 1;
+        } else {
+            q->hold_left = q->hold_tiles;
+            q->hold_ready = q->hold_uploaded = 0;
+        }
     }
     pthread_mutex_unlock(&rt->hold_mu);
     rt->hold_active = 1;
@@ -462,6 +478,10 @@ static void eager_landed(zoff_runtime *rt, const zrt_param *p)
 static void eager_arm(zoff_runtime *rt)
 {
     update_prepare(rt, &rt->eager_upd, rt->step + 1, 1.0f, rt->grad_buf[0], 0, 1);
+    for (int i = 0; i < rt->nparams; i++) { /* undeclared ones are marked by zoff_step */
+        rt->params[i].upd_skip = 0;
+        rt->params[i].upd_step = rt->params[i].step + 1;
+    }
     pthread_mutex_lock(&rt->eager_mu);
     for (size_t k = 0; k < nparts_of(rt); k++) rt->part_pending[k] = rt->part_nparams[k];
     rt->nready = 0;
@@ -573,22 +593,109 @@ static zoff_status sync_uploads(zoff_runtime *rt)
     return zdev_event_sync(rt->dev, rt->params_ev);
 }
 
-zoff_status zrt_step(zoff_runtime *rt, zoff_step_result *r)
+/* Sync/delayed: which params the update about to start changes, and with which step count. */
+static int update_select(zoff_runtime *rt)
+{
+    int n = 0;
+    for (int i = 0; i < rt->nparams; i++) {
+        zrt_param *p = &rt->params[i];
+        p->upd_skip = !p->declared && !rt->zero_missing;
+        p->upd_step = p->step + 1;
+        n += !p->upd_skip;
+    }
+    return n;
+}
+
+/* After an update was applied (sync, eager) or launched (delayed): the step counts of the
+ * params it changed advance. Returns how many it changed. */
+static int update_commit(zoff_runtime *rt, int skip_nonfinite)
+{
+    int n = 0;
+    for (int i = 0; i < rt->nparams; i++) {
+        zrt_param *p = &rt->params[i];
+        if (p->upd_skip || (skip_nonfinite && p->nonfinite)) continue;
+        p->step = p->upd_step;
+        n++;
+    }
+    return n;
+}
+
+/* Names of the first params with a non-finite gradient ("a, b, c and 4 more"). */
+static void nonfinite_names(const zoff_runtime *rt, char *out, size_t len)
+{
+    size_t used = 0;
+    int listed = 0, more = 0;
+    out[0] = '\0';
+    for (int i = 0; i < rt->nparams; i++) {
+        const zrt_param *p = &rt->params[i];
+        if (!p->nonfinite) continue;
+        if (listed == 3) {
+            more++;
+            continue;
+        }
+        int k = snprintf(out + used, len - used, "%s'%s' (%zu of %zu elements)", listed ? ", " : "",
+                         p->name, p->nonfinite, p->numel);
+        if (k > 0) used = ZOFF_MIN(len - 1, used + (size_t)k);
+        listed++;
+    }
+    if (more) snprintf(out + used, len - used, " and %d more", more);
+}
+
+/* Forgets this step's declared gradients (zoff_grads_discard). */
+zoff_status zrt_grads_discard(zoff_runtime *rt)
+{
+    if (rt->declared_count == 0) return ZOFF_OK;
+    pthread_mutex_lock(&rt->land_mu);
+    while (rt->landed_count < rt->declared_count) pthread_cond_wait(&rt->land_cv, &rt->land_mu);
+    pthread_mutex_unlock(&rt->land_mu);
+    if (rt->overlap == ZOFF_OVERLAP_EAGER && rt->eager_armed) {
+        zrt_worker_wait_idle(&rt->updw);
+        if (rt->eager_upd.parts_done > 0)
+            return zoff__err(ZOFF_ESTATE,
+                             "zoff_grads_discard: overlap eager already updated %zu partition(s) "
+                             "with this step's gradients; that cannot be undone (zoff_step "
+                             "completes the step)",
+                             rt->eager_upd.parts_done);
+        if (rt->eager_upd.st < 0) {
+            zoff__err(rt->eager_upd.st, "%s", rt->eager_upd.err);
+            return zrt_break(rt, rt->eager_upd.st);
+        }
+        rt->eager_armed = 0; /* the next grad_ready re-arms the readiness counters */
+    }
+    for (int i = 0; i < rt->nparams; i++) rt->params[i].declared = 0;
+    ZOFF_INFO(ZOFF_SUB_STEP, "discarded %d declared gradient(s) of step %lld", rt->declared_count,
+              (long long)(rt->step + 1));
+    rt->declared_count = 0;
+    pthread_mutex_lock(&rt->land_mu);
+    rt->landed_count = 0;
+    pthread_mutex_unlock(&rt->land_mu);
+    return ZOFF_OK;
+}
+
+zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
 {
     zoff_status st = ZOFF_OK;
     uint64_t t0 = zoff__now_ns();
     uint8_t *buf = rt->grad_buf[rt->grad_cur];
     int eager = rt->overlap == ZOFF_OVERLAP_EAGER;
+    rt->zero_missing = (flags & ZOFF_STEP_ZERO_MISSING_GRADS) != 0;
     if (eager && !rt->eager_armed) eager_arm(rt);
 
-    /* parameters without a gradient this step: zero gradient */
+    /* parameters without a gradient this step: skipped, or a zero gradient when asked for */
+    int without = 0;
     for (int i = 0; i < rt->nparams; i++) {
         zrt_param *p = &rt->params[i];
         if (p->declared) continue;
-        memset(buf + p->buf_off, 0, p->numel * p->esize);
+        if (rt->zero_missing)
+            memset(buf + p->buf_off, 0, p->numel * p->esize);
+        else
+            without++;
         p->sumsq = 0.0;
         p->nonfinite = 0;
-        if (eager) eager_landed(rt, p);
+        if (eager) {
+            p->upd_skip = !rt->zero_missing;
+            eager_landed(rt, p);
+        }
     }
     pthread_mutex_lock(&rt->land_mu);
     while (rt->landed_count < rt->declared_count) pthread_cond_wait(&rt->land_cv, &rt->land_mu);
@@ -599,9 +706,11 @@ zoff_status zrt_step(zoff_runtime *rt, zoff_step_result *r)
 
     double ss = 0.0;
     size_t nf = 0;
+    int nf_params = 0;
     for (int i = 0; i < rt->nparams; i++) { /* in param order: deterministic */
         ss += rt->params[i].sumsq;
         nf += rt->params[i].nonfinite;
+        nf_params += rt->params[i].nonfinite > 0;
     }
     float scale = rt->scaler.scale;
     int overflow = nf > 0;
@@ -614,22 +723,20 @@ zoff_status zrt_step(zoff_runtime *rt, zoff_step_result *r)
 
     zrt_update local;
     const zrt_update *report = NULL;
-    int skip = 0;
+    int skip = 0, updated = 0;
     if (eager) {
         zrt_worker_wait_idle(&rt->updw);
         if (rt->eager_upd.st < 0) {
             zoff__err(rt->eager_upd.st, "%s", rt->eager_upd.err);
             return zrt_break(rt, rt->eager_upd.st);
         }
-        if (rt->eager_upd.parts_skipped)
-            ZOFF_WARN(ZOFF_SUB_STEP,
-                      "step %lld: non-finite gradients: %zu partition(s) left untouched, the "
-                      "others were updated (eager cannot skip a whole step)",
-                      (long long)(rt->step + 1), rt->eager_upd.parts_skipped);
         st = sync_uploads(rt);
         if (st < 0) return zrt_break(rt, st);
         report = &rt->eager_upd;
-        rt->step++;
+        updated = update_commit(rt, 1);
+        /* skipped only when a non-finite gradient left nothing to update */
+        skip = overflow && updated == 0;
+        if (!skip) rt->step++;
     } else {
         skip = zrt_scaler_update(&rt->scaler, overflow);
         int delayed_now = rt->overlap == ZOFF_OVERLAP_DELAYED &&
@@ -641,9 +748,11 @@ zoff_status zrt_step(zoff_runtime *rt, zoff_step_result *r)
         }
         st = hold_flush(rt); /* the params of the last delayed update not yet uploaded */
         if (st < 0) return zrt_break(rt, st);
+        if (!skip) update_select(rt);
         if (!skip && delayed_now) {
             update_prepare(rt, &rt->delayed_upd, rt->step + 1, grad_scale, buf, 1, 0);
             hold_arm(rt);
+            updated = update_commit(rt, 0); /* launched: it completes or the runtime breaks */
             st = zrt_worker_push(&rt->updw, delayed_job, rt);
             if (st < 0) return zrt_break(rt, st);
             rt->delayed_running = 1;
@@ -655,10 +764,32 @@ zoff_status zrt_step(zoff_runtime *rt, zoff_step_result *r)
             if (st == ZOFF_OK) st = sync_uploads(rt);
             if (st < 0) return zrt_break(rt, st);
             report = &local;
+            updated = update_commit(rt, 0);
             rt->step++;
         }
     }
     rt->sync_steps_done++;
+
+    if (nf_params > 0) {
+        char names[512];
+        nonfinite_names(rt, names, sizeof names);
+        if (eager)
+            ZOFF_WARN(ZOFF_SUB_STEP,
+                      "step %lld: non-finite gradient (inf/NaN) in %d parameter(s): %s; overlap "
+                      "eager left them untouched and updated %d other(s)%s",
+                      (long long)(rt->step + (skip ? 1 : 0)), nf_params, names, updated,
+                      skip ? ": nothing updated, the step is skipped" : "");
+        else if (rt->scaler.dynamic) /* how dynamic loss scaling finds its scale */
+            ZOFF_INFO(ZOFF_SUB_STEP,
+                      "step %lld skipped: fp16 overflow (inf/NaN) in %d parameter gradient(s): "
+                      "%s; no parameter changed, loss scale now %.9g",
+                      (long long)(rt->step + 1), nf_params, names, (double)rt->scaler.scale);
+        else
+            ZOFF_WARN(ZOFF_SUB_STEP,
+                      "step %lld skipped: non-finite gradient (inf/NaN) in %d parameter(s): %s; "
+                      "no parameter changed",
+                      (long long)(rt->step + 1), nf_params, names);
+    }
 
     /* the next step starts clean */
     for (int i = 0; i < rt->nparams; i++) rt->params[i].declared = 0;
@@ -671,6 +802,9 @@ zoff_status zrt_step(zoff_runtime *rt, zoff_step_result *r)
     uint64_t step_ns = zoff__now_ns() - t0;
     zrt_stats_step_end(rt, report, step_ns);
     if (skip) rt->stats.skipped_steps++;
+    rt->stats.nonfinite_steps += nf_params > 0;
+    rt->stats.nonfinite_grads += nf_params;
+    rt->stats.missing_grads += without;
     r->step = rt->step;
     r->skipped = skip;
     r->overflow = overflow;
@@ -681,6 +815,9 @@ zoff_status zrt_step(zoff_runtime *rt, zoff_step_result *r)
     r->adam_ms = report ? zoff__ns_to_ms(report->adam_ns) : 0.0;
     r->wait_grads_ms = zoff__ns_to_ms(t_grads);
     r->nvme_wait_ms = report ? zoff__ns_to_ms(report->nvme_wait_ns) : 0.0;
+    r->params_updated = updated;
+    r->params_without_grad = without;
+    r->params_nonfinite = nf_params;
     if (rt->trace) {
         char args[128];
         snprintf(args, sizeof args, "{\"step\":%lld,\"skipped\":%d,\"norm\":%.6g}",

@@ -86,6 +86,12 @@ typedef struct zrt_param {
     int hold_ready;    /* the update wrote all of them (under hold_mu) */
     int hold_declared; /* its gradient of the next step was declared (under hold_mu) */
     int hold_uploaded; /* its upload is queued (under hold_mu) */
+    /* Adam progress of this parameter (torch keeps one step count per parameter): updates
+     * applied to it so far; its bias correction follows it, not the global step */
+    int64_t step;
+    /* the update being prepared or running: set before it starts, read by the update thread */
+    int upd_skip;     /* 1: leave master, moments and the 16-bit param untouched */
+    int64_t upd_step; /* bias-correction step of this update (step + 1) */
     /* per step */
     int declared;      /* grad_ready called this step (trainer thread) */
     uint64_t issue_ns; /* when its D2H was queued (trace) */
@@ -107,12 +113,13 @@ typedef struct zrt_update {
     float grad_scale;     /* clip_coef / loss_scale */
     const uint8_t *grads; /* gradient buffer of this step */
     int to_hold;          /* 1: write 16-bit params into the hold buffer (delayed) */
-    int skip_nonfinite;   /* 1: leave partitions with non-finite grads untouched (eager) */
+    int skip_nonfinite;   /* 1: leave params with non-finite grads untouched (eager) */
     zadam_hparams hp[ZOFF_MAX_GROUPS];
     /* results, accumulated */
     uint64_t adam_ns, adam_bytes, h2d_bytes;
     uint64_t nvme_wait_ns;
-    size_t parts_skipped;
+    size_t parts_done;    /* partitions the update visited */
+    int params_nonfinite; /* eager: params left untouched for a non-finite gradient */
     zoff_status st;
     char err[ZRT_ERR_MAX];
 } zrt_update;
@@ -196,6 +203,7 @@ struct zoff_runtime {
     zrt_scaler scaler;
     int64_t step;            /* optimizer steps taken (skipped ones not counted) */
     int64_t sync_steps_done; /* steps since finalize/load (delayed warm-up) */
+    int zero_missing;        /* this step: undeclared params get a zero gradient (flag) */
 
     /* this step's gradients */
     int declared_count;
@@ -252,7 +260,10 @@ void zrt_drop_hold(zoff_runtime *rt);
 /* Marks the runtime unusable after a failure half way through changing its state. */
 zoff_status zrt_break(zoff_runtime *rt, zoff_status st);
 zoff_status zrt_grad_ready(zoff_runtime *rt, int id, zoff_stream producer);
-zoff_status zrt_step(zoff_runtime *rt, zoff_step_result *r);
+/* flags: zoff_step_args.flags (checked by the caller). */
+zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r);
+/* zoff_grads_discard: forgets this step's declared gradients. */
+zoff_status zrt_grads_discard(zoff_runtime *rt);
 zoff_status zrt_params_ready(zoff_runtime *rt, zoff_stream consumer);
 /* Runs an update over `n` partitions (order NULL: all) in the calling thread. */
 zoff_status zrt_run_update(zoff_runtime *rt, zrt_update *u, const size_t *order, size_t n);

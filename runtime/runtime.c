@@ -588,7 +588,47 @@ ZOFF_API zoff_status zoff_set_step(zoff_runtime *rt, int64_t step)
                        "declared): call it between steps",
                        rt->declared_count);
     if (!st) st = zrt_drain(rt);
-    if (!st) rt->step = step;
+    if (!st) {
+        rt->step = step;
+        for (int i = 0; i < rt->nparams; i++) rt->params[i].step = step;
+    }
+    return zrt_ret(rt, st);
+}
+
+ZOFF_API zoff_status zoff_get_param_step(zoff_runtime *rt, int param_id, int64_t *step)
+{
+    zoff__clear_error();
+    if (!rt || !step) return zoff__err(ZOFF_EINVAL, "zoff_get_param_step: rt and step required");
+    zoff_status st = check_ready(rt, "zoff_get_param_step");
+    if (!st) st = check_param(rt, param_id, "zoff_get_param_step");
+    if (!st) *step = rt->params[param_id].step; /* delayed: advanced when the update launched */
+    return zrt_ret(rt, st);
+}
+
+ZOFF_API zoff_status zoff_set_param_step(zoff_runtime *rt, int param_id, int64_t step)
+{
+    zoff__clear_error();
+    if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_set_param_step: rt is NULL");
+    zoff_status st = check_ready(rt, "zoff_set_param_step");
+    if (!st) st = check_param(rt, param_id, "zoff_set_param_step");
+    if (!st && step < 0)
+        st = zoff__err(ZOFF_EINVAL, "zoff_set_param_step: step %lld < 0", (long long)step);
+    if (!st && rt->declared_count > 0)
+        st = zoff__err(ZOFF_ESTATE,
+                       "zoff_set_param_step in the middle of a step (%d gradients declared): "
+                       "call it between steps",
+                       rt->declared_count);
+    if (!st) st = zrt_drain(rt);
+    if (!st) rt->params[param_id].step = step;
+    return zrt_ret(rt, st);
+}
+
+ZOFF_API zoff_status zoff_grads_discard(zoff_runtime *rt)
+{
+    zoff__clear_error();
+    if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_grads_discard: rt is NULL");
+    zoff_status st = check_ready(rt, "zoff_grads_discard");
+    if (!st) st = zrt_grads_discard(rt);
     return zrt_ret(rt, st);
 }
 
@@ -616,14 +656,17 @@ ZOFF_API zoff_status zoff_step(zoff_runtime *rt, const zoff_step_args *a, zoff_s
     zoff__clear_error();
     if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_step: rt is NULL");
     zoff_status st = check_ready(rt, "zoff_step");
-    if (!st && a && a->flags != 0)
-        st = zoff__err(ZOFF_EINVAL, "zoff_step: args->flags must be 0 (got %d)", a->flags);
+    if (!st && a && (a->flags & ~ZOFF_STEP_ZERO_MISSING_GRADS) != 0)
+        st = zoff__err(ZOFF_EINVAL,
+                       "zoff_step: args->flags 0x%x has unknown bits (known: "
+                       "ZOFF_STEP_ZERO_MISSING_GRADS)",
+                       (unsigned)a->flags);
     if (!st && r && r->struct_size != 0 && r->struct_size < sizeof(size_t))
         st = zoff__err(ZOFF_EINVAL, "zoff_step: result struct_size %zu", r->struct_size);
     zoff_step_result res;
     memset(&res, 0, sizeof res);
     res.struct_size = sizeof res;
-    if (!st) st = zrt_step(rt, &res);
+    if (!st) st = zrt_step(rt, a ? a->flags : 0, &res);
     if (!st && r) {
         size_t n = r->struct_size ? ZOFF_MIN(r->struct_size, sizeof res) : sizeof res;
         size_t keep = r->struct_size ? r->struct_size : sizeof res;

@@ -1,7 +1,8 @@
 # runtime/ + offload/store: the public API's contract (test_runtime_api), the loss scaler
 # (test_scaler), the memory plan (test_plan), 200-step runs against a float64 AdamW reference on
 # every tier (test_step; cpu and swapped tiers bit-identical; jitter variants with several seeds),
-# overflow / eager / delayed (test_step_modes) and checkpoints through the runtime
+# overflow / eager / delayed (test_step_modes), parameters without a gradient, discarded
+# gradients and non-finite gradients in every mode (test_grad_skip) and checkpoints through the runtime
 # (test_ckpt_runtime). "nvme" variants put the optimizer state on swap files under test-tmp.
 zoff_add_test(NAME test_scaler SOURCES test_scaler.c MODULES runtime LABELS quick TIMEOUT 60)
 zoff_add_test(NAME test_plan SOURCES test_plan.c MODULES runtime LABELS quick TIMEOUT 60)
@@ -25,6 +26,10 @@ zoff_add_test_variant(NAME test_step_modes_jitter EXE test_step_modes LABELS qui
                       ENV ZOFF_SIM_JITTER=7 TIMEOUT 120)
 zoff_add_test_variant(NAME test_step_modes_nvme_jitter EXE test_step_modes ARGS nvme LABELS nvme
                       ENV ZOFF_SIM_JITTER=8 TIMEOUT 300)
+zoff_add_test(NAME test_grad_skip SOURCES test_grad_skip.c MODULES runtime LABELS quick
+              TIMEOUT 120)
+zoff_add_test_variant(NAME test_grad_skip_nvme EXE test_grad_skip ARGS nvme LABELS nvme
+                      TIMEOUT 300)
 zoff_add_test(NAME test_ckpt_runtime SOURCES test_ckpt_runtime.c MODULES runtime LABELS quick
               TIMEOUT 120)
 zoff_add_test_variant(NAME test_ckpt_runtime_nvme EXE test_ckpt_runtime ARGS nvme LABELS nvme

@@ -1,5 +1,5 @@
 /*
- * test_ckpt.c — runtime/ckpt.c and `zoff ckpt`:
+ * test_ckpt.c — runtime/ckpt_*.c and `zoff ckpt`:
  *  - round trip: tensors of odd sizes (0, 1, 1000, 100003 elements) written interleaved in
  *    chunks of 1, 7, 4096 and whole tensors, read back with other chunk sizes: bit-identical;
  *    meta (step, scaler, groups) equal and the trainer's extra JSON back byte for byte;

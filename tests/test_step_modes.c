@@ -5,7 +5,8 @@
  *    and the run still equals the float64 reference that skips the same steps;
  *  - eager (bf16, no clipping): partitions updated while "backward" still runs give the same
  *    bits as a sync run and match the reference; eager with fp16 falls back to sync; a
- *    non-finite gradient leaves the partitions holding it untouched;
+ *    non-finite gradient leaves its parameter untouched (the others, also those sharing its
+ *    partition, are updated; its step count stays), all non-finite: the step is skipped;
  *  - delayed: after the warm-up the device holds the params of the previous step (checked bit
  *    for bit after every step) while gradients are computed from those stale params, the masters
  *    follow the reference fed the same gradients, and a run that never drains equals one that
@@ -182,11 +183,38 @@ static void test_eager_fallback_and_nonfinite(void **state)
     assert_int_equal(zoff_step(m.rt, NULL, &r), 0);
     assert_int_equal(r.overflow, 1);
     assert_int_equal(r.skipped, 0);
+    assert_int_equal(r.params_nonfinite, 1);
+    assert_int_equal(r.params_updated, 2);
+    assert_int_equal(r.step, 1);
     tr_state_get(&m, &after);
+    /* only the param with the inf is left untouched, also the part of param 1 that shares its
+     * partition; its step count stays */
     assert_memory_equal(before.p[2], after.p[2], k_numel[2] * 4);
-    assert_memory_equal(before.p[1] + 3500, after.p[1] + 3500, (k_numel[1] - 3500) * 4);
+    assert_memory_not_equal(before.p[1] + 3500, after.p[1] + 3500, (k_numel[1] - 3500) * 4);
     assert_memory_not_equal(before.p[0], after.p[0], k_numel[0] * 4);
     assert_memory_not_equal(before.p[1], after.p[1], 3500 * 4);
+    int64_t ps = -1;
+    assert_int_equal(zoff_get_param_step(m.rt, m.id[2], &ps), 0);
+    assert_int_equal(ps, 0);
+    assert_int_equal(zoff_get_param_step(m.rt, m.id[1], &ps), 0);
+    assert_int_equal(ps, 1);
+    zoff_stats zs = ZOFF_STATS_INIT;
+    assert_int_equal(zoff_get_stats(m.rt, &zs), 0);
+    assert_int_equal(zs.nonfinite_steps, 1);
+    assert_int_equal(zs.nonfinite_grads, 1);
+    assert_int_equal(zs.skipped_steps, 0);
+    tr_state_free(&after);
+    /* every gradient non-finite: nothing to update, the step counts as skipped */
+    for (int i = 0; i < 3; i++) gr.g[i][0] = NAN;
+    tr_state_get(&m, &before);
+    tr_backward(&m, gr.g, 1.0f, gr.gq, 0);
+    assert_int_equal(zoff_step(m.rt, NULL, &r), 0);
+    assert_int_equal(r.skipped, 1);
+    assert_int_equal(r.params_nonfinite, 3);
+    assert_int_equal(r.params_updated, 0);
+    assert_int_equal(r.step, 1);
+    tr_state_get(&m, &after);
+    assert_int_equal(tr_state_diff(&before, &after), 0);
     tr_state_free(&before);
     tr_state_free(&after);
     tr_grads_free(&gr);

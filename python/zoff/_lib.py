@@ -83,6 +83,9 @@ class GroupConfig(ctypes.Structure):
     ]
 
 
+STEP_ZERO_MISSING_GRADS = 0x1  # zoff_step_args.flags
+
+
 class StepArgs(ctypes.Structure):
     """zoff_step_args."""
 
@@ -104,6 +107,9 @@ class StepResultC(ctypes.Structure):
         ("adam_ms", ctypes.c_double),
         ("wait_grads_ms", ctypes.c_double),
         ("nvme_wait_ms", ctypes.c_double),
+        ("params_updated", ctypes.c_int),
+        ("params_without_grad", ctypes.c_int),
+        ("params_nonfinite", ctypes.c_int),
     ]
 
 
@@ -146,6 +152,9 @@ class StatsC(ctypes.Structure):
         ("odirect", ctypes.c_int),
         ("device_name", ctypes.c_char * 64),
         ("cpu_isa", ctypes.c_char * 16),
+        ("nonfinite_steps", ctypes.c_int64),
+        ("nonfinite_grads", ctypes.c_int64),
+        ("missing_grads", ctypes.c_int64),
     ]
 
 
@@ -207,6 +216,9 @@ _FUNCS = {
     "zoff_param_count": (_st, [_p, ctypes.POINTER(ctypes.c_int)]),
     "zoff_get_step": (_st, [_p, ctypes.POINTER(ctypes.c_int64)]),
     "zoff_set_step": (_st, [_p, ctypes.c_int64]),
+    "zoff_get_param_step": (_st, [_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int64)]),
+    "zoff_set_param_step": (_st, [_p, ctypes.c_int, ctypes.c_int64]),
+    "zoff_grads_discard": (_st, [_p]),
     "zoff_save": (_st, [_p, _cs]),
     "zoff_load": (_st, [_p, _cs]),
     "zoff_save_with": (_st, [_p, _cs, _cs]),

@@ -134,6 +134,9 @@ class StepResult:
     adam_ms: float
     wait_grads_ms: float
     nvme_wait_ms: float
+    params_updated: int = 0
+    params_without_grad: int = 0
+    params_nonfinite: int = 0
 
 
 @dataclass
@@ -400,9 +403,12 @@ class Runtime:
         is)."""
         self._call("zoff_grad_ready", int(pid), _stream(stream))
 
-    def step(self):
-        """Runs the optimizer step; returns a StepResult."""
-        args = _lib.StepArgs(ctypes.sizeof(_lib.StepArgs), 0)
+    def step(self, zero_missing_grads=False):
+        """Runs the optimizer step; returns a StepResult. Parameters whose gradient was not
+        declared this step are left untouched (torch's .grad None), or get a zero gradient with
+        zero_missing_grads=True."""
+        flags = _lib.STEP_ZERO_MISSING_GRADS if zero_missing_grads else 0
+        args = _lib.StepArgs(ctypes.sizeof(_lib.StepArgs), flags)
         res = _lib.StepResultC()
         res.struct_size = ctypes.sizeof(_lib.StepResultC)
         self._call("zoff_step", ctypes.byref(args), ctypes.byref(res))
@@ -411,7 +417,14 @@ class Runtime:
             grad_norm=float(res.grad_norm), clip_coef=float(res.clip_coef),
             loss_scale=float(res.loss_scale), step_ms=float(res.step_ms),
             adam_ms=float(res.adam_ms), wait_grads_ms=float(res.wait_grads_ms),
-            nvme_wait_ms=float(res.nvme_wait_ms))
+            nvme_wait_ms=float(res.nvme_wait_ms), params_updated=int(res.params_updated),
+            params_without_grad=int(res.params_without_grad),
+            params_nonfinite=int(res.params_nonfinite))
+
+    def grads_discard(self):
+        """Forgets the gradients declared since the last step (zoff_grads_discard): the next
+        step uses only gradients declared after this call."""
+        self._call("zoff_grads_discard")
 
     def params_ready(self, stream=None):
         """Makes `stream` wait until the last step's parameter uploads are done (None: blocks
@@ -472,9 +485,19 @@ class Runtime:
         return s.value
 
     def set_step(self, step):
-        """Sets the step counter (the next step uses step+1 for bias correction); after
-        finalize, between steps."""
+        """Sets the step counter and every parameter's step count (the next step uses step+1
+        for bias correction); after finalize, between steps."""
         self._call("zoff_set_step", int(step))
+
+    def get_param_step(self, pid):
+        """Updates applied to parameter pid so far (its bias-correction step count)."""
+        s = ctypes.c_int64(0)
+        self._call("zoff_get_param_step", int(pid), ctypes.byref(s))
+        return s.value
+
+    def set_param_step(self, pid, step):
+        """Sets parameter pid's step count (between steps)."""
+        self._call("zoff_set_param_step", int(pid), int(step))
 
     @property
     def loss_scale(self):

@@ -1,0 +1,490 @@
+/*
+ * ckpt_manifest.c — the checkpoint's metadata: building zoff_manifest.json and the safetensors
+ * header (tensor entries plus the __metadata__ copy of step, scaler and groups), checking what a
+ * trainer asks to store, and parsing a manifest back (every field type- and range-checked).
+ */
+#define _GNU_SOURCE
+#include <cJSON.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/ckpt_int.h"
+#include "runtime/config.h"
+
+zoff_status zckpt__ferr(const zckpt_reader *r, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return zoff__err(ZOFF_EFORMAT, "checkpoint %s: %s", r->dir, msg);
+}
+
+static const char *skip_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    return p;
+}
+
+static const char *skip_string(const char *p)
+{
+    p++; /* opening quote */
+    while (*p && *p != '"') {
+        if (*p == '\\' && p[1]) p++;
+        p++;
+    }
+    return *p == '"' ? p + 1 : NULL;
+}
+
+static const char *skip_value(const char *p)
+{
+    p = skip_ws(p);
+    if (*p == '"') return skip_string(p);
+    if (*p == '{' || *p == '[') {
+        int depth = 0;
+        while (*p) {
+            if (*p == '"') {
+                p = skip_string(p);
+                if (!p) return NULL;
+                continue;
+            }
+            if (*p == '{' || *p == '[')
+                depth++;
+            else if (*p == '}' || *p == ']') {
+                if (--depth == 0) return p + 1;
+            }
+            p++;
+        }
+        return NULL;
+    }
+    while (*p && *p != ',' && *p != '}' && *p != ']' && !isspace((unsigned char)*p)) p++;
+    return p;
+}
+
+/* The exact text of the value of top-level `key` in an object text already validated by cJSON
+ * (so that a trainer's "extra" object comes back byte for byte, big integers included). */
+static int find_top_value(const char *text, const char *key, const char **start, size_t *len)
+{
+    size_t kl = strlen(key);
+    const char *p = skip_ws(text);
+    if (*p != '{') return 0;
+    p++;
+    for (;;) {
+        p = skip_ws(p);
+        if (*p != '"') return 0;
+        const char *k = p + 1;
+        const char *ke = skip_string(p);
+        if (!ke) return 0;
+        p = skip_ws(ke);
+        if (*p != ':') return 0;
+        p = skip_ws(p + 1);
+        const char *ve = skip_value(p);
+        if (!ve) return 0;
+        if ((size_t)(ke - 1 - k) == kl && memcmp(k, key, kl) == 0) {
+            *start = p;
+            *len = (size_t)(ve - p);
+            return 1;
+        }
+        p = skip_ws(ve);
+        if (*p != ',') return 0;
+        p++;
+    }
+}
+
+static cJSON *group_json(const zoff_group_config *g)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON *b = NULL;
+    if (!cJSON_AddNumberToObject(o, "lr", zoff__float_json(g->lr)) ||
+        !(b = cJSON_AddArrayToObject(o, "betas")) ||
+        !cJSON_AddNumberToObject(o, "eps", zoff__float_json(g->eps)) ||
+        !cJSON_AddNumberToObject(o, "weight_decay", zoff__float_json(g->weight_decay)) ||
+        !cJSON_AddBoolToObject(o, "adam_w_mode", g->adamw_mode) ||
+        !cJSON_AddBoolToObject(o, "bias_correction", g->bias_correction)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    cJSON_AddItemToArray(b, cJSON_CreateNumber(zoff__float_json(g->beta1)));
+    cJSON_AddItemToArray(b, cJSON_CreateNumber(zoff__float_json(g->beta2)));
+    if (cJSON_GetArraySize(b) != 2) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static cJSON *groups_json(const zckpt_meta *m)
+{
+    cJSON *a = cJSON_CreateArray();
+    if (!a) return NULL;
+    for (int i = 0; i < m->ngroups; i++) {
+        cJSON *g = group_json(&m->groups[i]);
+        if (!g) {
+            cJSON_Delete(a);
+            return NULL;
+        }
+        cJSON_AddItemToArray(a, g);
+    }
+    return a;
+}
+
+/* The safetensors header object without metadata. */
+cJSON *zckpt__tensor_header(const zckpt_writer *w)
+{
+    cJSON *h = cJSON_CreateObject();
+    if (!h) return NULL;
+    for (size_t i = 0; i < w->n; i++) {
+        const wtensor *t = &w->ts[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON *shape = cJSON_CreateArray();
+        cJSON *offs = cJSON_CreateArray();
+        if (!e || !shape || !offs) {
+            cJSON_Delete(e);
+            cJSON_Delete(shape);
+            cJSON_Delete(offs);
+            cJSON_Delete(h);
+            return NULL;
+        }
+        cJSON_AddItemToObject(h, t->t.name, e);
+        cJSON_AddStringToObject(e, "dtype", "F32");
+        cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->t.numel));
+        cJSON_AddItemToObject(e, "shape", shape);
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)t->off));
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(t->off + t->t.numel * 4)));
+        cJSON_AddItemToObject(e, "data_offsets", offs);
+    }
+    return h;
+}
+
+/* The full header text padded with spaces to exactly header_len bytes (caller frees). */
+zoff_status zckpt__build_header(zckpt_writer *w, const zckpt_meta *m, const char *created,
+                                char **out)
+{
+    zoff_status st = ZOFF_OK;
+    char *text = NULL, *groups = NULL, *padded = NULL;
+    cJSON *h = zckpt__tensor_header(w);
+    cJSON *md = cJSON_CreateObject();
+    cJSON *ga = groups_json(m);
+    if (!h || !md || !ga || !(groups = cJSON_PrintUnformatted(ga))) {
+        st = zoff__err(-ENOMEM, "checkpoint %s: cannot build the safetensors header", w->dir);
+        goto out;
+    }
+    char num[64];
+    cJSON_AddStringToObject(md, "format", "zoff");
+    snprintf(num, sizeof num, "%d", ZCKPT_FORMAT_VERSION);
+    cJSON_AddStringToObject(md, "format_version", num);
+    cJSON_AddStringToObject(md, "zoff_version", zoff_version());
+    cJSON_AddStringToObject(md, "created", created);
+    snprintf(num, sizeof num, "%lld", (long long)m->step);
+    cJSON_AddStringToObject(md, "step", num);
+    snprintf(num, sizeof num, "%.9g", (double)m->loss_scale);
+    cJSON_AddStringToObject(md, "loss_scale", num);
+    snprintf(num, sizeof num, "%lld", (long long)m->scaler_good_steps);
+    cJSON_AddStringToObject(md, "scaler_good_steps", num);
+    snprintf(num, sizeof num, "%d", m->scaler_hysteresis);
+    cJSON_AddStringToObject(md, "scaler_hysteresis", num);
+    cJSON_AddStringToObject(md, "groups", groups);
+    if (m->extra_json[0]) cJSON_AddStringToObject(md, "extra", m->extra_json);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        cJSON *full = cJSON_CreateObject();
+        if (!full) {
+            st = zoff__err(-ENOMEM, "checkpoint %s: cannot build the header", w->dir);
+            goto out;
+        }
+        cJSON_AddItemReferenceToObject(full, "__metadata__", md);
+        for (cJSON *e = h->child; e; e = e->next)
+            cJSON_AddItemReferenceToObject(full, e->string, e);
+        text = cJSON_PrintUnformatted(full);
+        cJSON_Delete(full);
+        if (!text) {
+            st = zoff__err(-ENOMEM, "checkpoint %s: cannot print the header", w->dir);
+            goto out;
+        }
+        if (strlen(text) <= w->header_len) break;
+        /* Cannot happen with the reserve's bound; keep the manifest as the only copy. */
+        ZOFF_INFO(ZOFF_SUB_CKPT, "checkpoint %s: groups/extra left out of __metadata__ (size)",
+                  w->dir);
+        cJSON_free(text);
+        text = NULL;
+        cJSON_DeleteItemFromObject(md, "groups");
+        cJSON_DeleteItemFromObject(md, "extra");
+    }
+    if (!text) {
+        st = zoff__err(ZOFF_EINTERNAL, "checkpoint %s: header larger than its reserve", w->dir);
+        goto out;
+    }
+    padded = malloc(8 + w->header_len);
+    if (!padded) {
+        st = zoff__err(-ENOMEM, "checkpoint %s: cannot allocate the header", w->dir);
+        goto out;
+    }
+    uint64_t hl = w->header_len;
+    for (int i = 0; i < 8; i++) padded[i] = (char)((hl >> (8 * i)) & 0xff);
+    size_t tl = strlen(text);
+    memcpy(padded + 8, text, tl);
+    memset(padded + 8 + tl, ' ', w->header_len - tl);
+    *out = padded;
+    padded = NULL;
+out:
+    free(padded);
+    cJSON_free(text);
+    cJSON_free(groups);
+    cJSON_Delete(ga);
+    cJSON_Delete(md);
+    cJSON_Delete(h);
+    return st;
+}
+
+zoff_status zckpt__build_manifest(zckpt_writer *w, const zckpt_meta *m, const char *created,
+                                  char **out)
+{
+    zoff_status st = ZOFF_OK;
+    cJSON *root = cJSON_CreateObject();
+    cJSON *ga = groups_json(m);
+    cJSON *ta = cJSON_CreateArray();
+    if (!root || !ga || !ta) goto nomem;
+    cJSON_AddStringToObject(root, "format", "zoff-checkpoint");
+    cJSON_AddNumberToObject(root, "format_version", ZCKPT_FORMAT_VERSION);
+    cJSON_AddStringToObject(root, "zoff_version", zoff_version());
+    cJSON_AddStringToObject(root, "created", created);
+    cJSON_AddNumberToObject(root, "step", (double)m->step);
+    cJSON_AddNumberToObject(root, "loss_scale", zoff__float_json(m->loss_scale));
+    cJSON_AddNumberToObject(root, "scaler_good_steps", (double)m->scaler_good_steps);
+    cJSON_AddNumberToObject(root, "scaler_hysteresis", m->scaler_hysteresis);
+    cJSON_AddItemToObject(root, "groups", ga);
+    ga = NULL;
+    cJSON_AddStringToObject(root, "data_file", ZCKPT_DATA_FILE);
+    cJSON_AddNumberToObject(root, "data_bytes", (double)(8 + w->header_len + w->data_bytes));
+    for (size_t i = 0; i < w->n; i++) {
+        const wtensor *t = &w->ts[i];
+        cJSON *e = cJSON_CreateObject();
+        if (!e) goto nomem;
+        cJSON_AddItemToArray(ta, e);
+        cJSON_AddStringToObject(e, "name", t->t.name);
+        cJSON_AddNumberToObject(e, "numel", (double)t->t.numel);
+        cJSON_AddNumberToObject(e, "offset", (double)t->off);
+        cJSON_AddNumberToObject(e, "crc32c", t->crc);
+    }
+    cJSON_AddItemToObject(root, "tensors", ta);
+    ta = NULL;
+    if (m->extra_json[0])
+        cJSON_AddRawToObject(root, "extra", m->extra_json);
+    else
+        cJSON_AddNullToObject(root, "extra");
+    *out = cJSON_Print(root);
+    if (!*out) goto nomem;
+    cJSON_Delete(root);
+    return ZOFF_OK;
+nomem:
+    st = zoff__err(-ENOMEM, "checkpoint %s: cannot build the manifest", w->dir);
+    cJSON_Delete(root);
+    cJSON_Delete(ga);
+    cJSON_Delete(ta);
+    return st;
+}
+
+zoff_status zckpt__check_meta(const zckpt_writer *w, const zckpt_meta *m)
+{
+    if (m->ngroups < 0 || m->ngroups > ZOFF_MAX_GROUPS)
+        return zoff__err(ZOFF_EINVAL, "checkpoint %s: ngroups %d outside [0, %d]", w->dir,
+                         m->ngroups, ZOFF_MAX_GROUPS);
+    if (!isfinite(m->loss_scale))
+        return zoff__err(ZOFF_EINVAL, "checkpoint %s: loss_scale %g is not finite", w->dir,
+                         (double)m->loss_scale);
+    for (int i = 0; i < m->ngroups; i++) {
+        const zoff_group_config *g = &m->groups[i];
+        if (!isfinite(g->lr) || !isfinite(g->beta1) || !isfinite(g->beta2) || !isfinite(g->eps) ||
+            !isfinite(g->weight_decay))
+            return zoff__err(ZOFF_EINVAL, "checkpoint %s: group %d has a non-finite value", w->dir,
+                             i);
+    }
+    if (!memchr(m->extra_json, '\0', EXTRA_MAX))
+        return zoff__err(ZOFF_EINVAL, "checkpoint %s: extra JSON is not NUL-terminated within %zu",
+                         w->dir, EXTRA_MAX);
+    if (m->extra_json[0]) {
+        cJSON *x = cJSON_ParseWithOpts(m->extra_json, NULL, 1);
+        int ok = x && cJSON_IsObject(x);
+        cJSON_Delete(x);
+        if (!ok)
+            return zoff__err(ZOFF_EINVAL, "checkpoint %s: extra is not a JSON object: %.60s",
+                             w->dir, m->extra_json);
+    }
+    return ZOFF_OK;
+}
+
+/* A number field of the manifest: integral when `integral`, within [lo, hi]. */
+static int json_num(const cJSON *obj, const char *key, int integral, double lo, double hi,
+                    double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(v)) return 0;
+    double x = v->valuedouble;
+    if (!isfinite(x) || x < lo || x > hi || (integral && x != floor(x))) return 0;
+    *out = x;
+    return 1;
+}
+
+static zoff_status parse_group(zckpt_reader *r, const cJSON *g, int i, zoff_group_config *out)
+{
+    double lr, eps, wd;
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(g, "betas");
+    const cJSON *aw = cJSON_GetObjectItemCaseSensitive(g, "adam_w_mode");
+    const cJSON *bc = cJSON_GetObjectItemCaseSensitive(g, "bias_correction");
+    if (!cJSON_IsObject(g) || !json_num(g, "lr", 0, 0, HUGE_VAL, &lr) ||
+        !json_num(g, "eps", 0, 0, HUGE_VAL, &eps) ||
+        !json_num(g, "weight_decay", 0, 0, HUGE_VAL, &wd) || !cJSON_IsArray(b) ||
+        cJSON_GetArraySize(b) != 2 || !cJSON_IsNumber(cJSON_GetArrayItem(b, 0)) ||
+        !cJSON_IsNumber(cJSON_GetArrayItem(b, 1)) || !cJSON_IsBool(aw) || !cJSON_IsBool(bc))
+        return zckpt__ferr(r, "%s: groups[%d] is malformed", ZCKPT_MANIFEST_FILE, i);
+    memset(out, 0, sizeof *out);
+    out->struct_size = sizeof *out;
+    out->lr = (float)lr;
+    out->eps = (float)eps;
+    out->weight_decay = (float)wd;
+    out->beta1 = (float)cJSON_GetArrayItem(b, 0)->valuedouble;
+    out->beta2 = (float)cJSON_GetArrayItem(b, 1)->valuedouble;
+    out->adamw_mode = cJSON_IsTrue(aw);
+    out->bias_correction = cJSON_IsTrue(bc);
+    return ZOFF_OK;
+}
+
+zoff_status zckpt__parse_manifest(zckpt_reader *r, const char *text)
+{
+    zoff_status st = ZOFF_OK;
+    double x;
+    cJSON *root = cJSON_ParseWithOpts(text, NULL, 1);
+    if (!root || !cJSON_IsObject(root)) {
+        st = zckpt__ferr(r, "%s is not a valid JSON object", ZCKPT_MANIFEST_FILE);
+        goto out;
+    }
+    if (!json_num(root, "format_version", 1, -1e9, 1e9, &x)) {
+        st =
+            zckpt__ferr(r, "%s: \"format_version\" missing or not an integer", ZCKPT_MANIFEST_FILE);
+        goto out;
+    }
+    r->info.format_version = (int)x;
+    if (x < 1 || x > ZCKPT_FORMAT_VERSION) {
+        st = zckpt__ferr(r, "format_version %d is not supported by zoff %s (it reads 1 to %d)",
+                         (int)x, zoff_version(), ZCKPT_FORMAT_VERSION);
+        goto out;
+    }
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, "zoff_version");
+    snprintf(r->info.zoff_version, sizeof r->info.zoff_version, "%s",
+             cJSON_IsString(s) ? s->valuestring : "?");
+    s = cJSON_GetObjectItemCaseSensitive(root, "created");
+    snprintf(r->info.created, sizeof r->info.created, "%s",
+             cJSON_IsString(s) ? s->valuestring : "?");
+    if (cJSON_GetObjectItemCaseSensitive(root, "data_bytes")) {
+        if (!json_num(root, "data_bytes", 1, 8, 0x1p62, &x)) {
+            st = zckpt__ferr(r, "%s: \"data_bytes\" is not a size", ZCKPT_MANIFEST_FILE);
+            goto out;
+        }
+        r->manifest_data_bytes = (uint64_t)x;
+    }
+    s = cJSON_GetObjectItemCaseSensitive(root, "data_file");
+    if (s && (!cJSON_IsString(s) || strcmp(s->valuestring, ZCKPT_DATA_FILE) != 0)) {
+        st = zckpt__ferr(r, "%s: data_file must be \"%s\"", ZCKPT_MANIFEST_FILE, ZCKPT_DATA_FILE);
+        goto out;
+    }
+
+    zckpt_meta *m = &r->meta;
+    if (!json_num(root, "step", 1, -9.0e15, 9.0e15, &x)) {
+        st = zckpt__ferr(r, "%s: \"step\" missing or not an integer", ZCKPT_MANIFEST_FILE);
+        goto out;
+    }
+    m->step = (int64_t)x;
+    if (!json_num(root, "loss_scale", 0, -HUGE_VAL, HUGE_VAL, &x)) {
+        st = zckpt__ferr(r, "%s: \"loss_scale\" missing or not a number", ZCKPT_MANIFEST_FILE);
+        goto out;
+    }
+    m->loss_scale = (float)x;
+    if (!json_num(root, "scaler_good_steps", 1, -9.0e15, 9.0e15, &x)) {
+        st = zckpt__ferr(r, "%s: \"scaler_good_steps\" missing or not an integer",
+                         ZCKPT_MANIFEST_FILE);
+        goto out;
+    }
+    m->scaler_good_steps = (int64_t)x;
+    if (!json_num(root, "scaler_hysteresis", 1, -2147483648.0, 2147483647.0, &x)) {
+        st = zckpt__ferr(r, "%s: \"scaler_hysteresis\" missing or not an integer",
+                         ZCKPT_MANIFEST_FILE);
+        goto out;
+    }
+    m->scaler_hysteresis = (int)x;
+
+    const cJSON *groups = cJSON_GetObjectItemCaseSensitive(root, "groups");
+    if (!cJSON_IsArray(groups) || cJSON_GetArraySize(groups) > ZOFF_MAX_GROUPS) {
+        st = zckpt__ferr(r, "%s: \"groups\" missing or longer than %d", ZCKPT_MANIFEST_FILE,
+                         ZOFF_MAX_GROUPS);
+        goto out;
+    }
+    m->ngroups = cJSON_GetArraySize(groups);
+    for (int i = 0; i < m->ngroups; i++)
+        ZOFF_CHECK_GOTO(parse_group(r, cJSON_GetArrayItem(groups, i), i, &m->groups[i]), st, out);
+
+    const cJSON *extra = cJSON_GetObjectItemCaseSensitive(root, "extra");
+    m->extra_json[0] = '\0';
+    if (extra && !cJSON_IsNull(extra)) {
+        const char *at;
+        size_t len;
+        if (!cJSON_IsObject(extra) || !find_top_value(text, "extra", &at, &len)) {
+            st = zckpt__ferr(r, "%s: \"extra\" must be an object or null", ZCKPT_MANIFEST_FILE);
+            goto out;
+        }
+        if (len >= EXTRA_MAX) {
+            st = zckpt__ferr(r, "%s: \"extra\" is %zu bytes (at most %zu)", ZCKPT_MANIFEST_FILE,
+                             len, EXTRA_MAX - 1);
+            goto out;
+        }
+        memcpy(m->extra_json, at, len);
+        m->extra_json[len] = '\0';
+    }
+
+    const cJSON *ta = cJSON_GetObjectItemCaseSensitive(root, "tensors");
+    if (!cJSON_IsArray(ta)) {
+        st = zckpt__ferr(r, "%s: \"tensors\" missing or not an array", ZCKPT_MANIFEST_FILE);
+        goto out;
+    }
+    r->n = (size_t)cJSON_GetArraySize(ta);
+    r->ts = calloc(r->n ? r->n : 1, sizeof *r->ts);
+    if (!r->ts) {
+        st = zoff__err(-ENOMEM, "checkpoint %s: cannot allocate %zu tensor entries", r->dir, r->n);
+        goto out;
+    }
+    size_t i = 0;
+    for (const cJSON *e = ta->child; e; e = e->next, i++) {
+        rtensor *t = &r->ts[i];
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
+        double numel, off, crc;
+        if (!cJSON_IsString(name) || !name->valuestring[0] ||
+            strlen(name->valuestring) >= ZCKPT_NAME_MAX ||
+            !json_num(e, "numel", 1, 0, 0x1p60, &numel) ||
+            !json_num(e, "offset", 1, 0, 0x1p62, &off) ||
+            !json_num(e, "crc32c", 1, 0, 4294967295.0, &crc)) {
+            st = zckpt__ferr(r, "%s: tensors[%zu] is malformed (name, numel, offset, crc32c)",
+                             ZCKPT_MANIFEST_FILE, i);
+            goto out;
+        }
+        snprintf(t->t.name, sizeof t->t.name, "%s", name->valuestring);
+        t->t.numel = (uint64_t)numel;
+        t->off = (uint64_t)off;
+        t->crc = (uint32_t)crc;
+        r->info.total_numel += t->t.numel;
+    }
+out:
+    cJSON_Delete(root);
+    return st;
+}

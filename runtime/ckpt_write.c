@@ -1,0 +1,273 @@
+/*
+ * ckpt_write.c — the streaming checkpoint writer: a temporary directory next to `<dir>`, the data
+ * file preallocated with its safetensors header size fixed at open, tensors pwritten chunk by
+ * chunk with a running crc32c each, then header, manifest, fsyncs and the atomic swap into place.
+ */
+#define _GNU_SOURCE
+#include <cJSON.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/ckpt_int.h"
+#include "runtime/config.h"
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(((const wtensor *)a)->t.name, ((const wtensor *)b)->t.name);
+}
+
+static zoff_status check_tensors(const zckpt_tensor *tensors, size_t n)
+{
+    zoff_status st = ZOFF_OK;
+    wtensor *sorted = calloc(n ? n : 1, sizeof *sorted);
+    if (!sorted) return zoff__err(-ENOMEM, "checkpoint: cannot allocate %zu tensor entries", n);
+    for (size_t i = 0; i < n; i++) {
+        const zckpt_tensor *t = &tensors[i];
+        if (!memchr(t->name, '\0', sizeof t->name) || !t->name[0] ||
+            !strcmp(t->name, "__metadata__")) {
+            st = zoff__err(ZOFF_EINVAL,
+                           "checkpoint: tensor %zu has an empty, unterminated or reserved name", i);
+            goto out;
+        }
+        if (t->numel > ((uint64_t)1 << 60)) {
+            st = zoff__err(ZOFF_EINVAL, "checkpoint: tensor \"%s\" numel %llu is too large",
+                           t->name, (unsigned long long)t->numel);
+            goto out;
+        }
+        sorted[i].t = *t;
+    }
+    qsort(sorted, n, sizeof *sorted, cmp_names);
+    for (size_t i = 1; i < n; i++) {
+        if (!strcmp(sorted[i].t.name, sorted[i - 1].t.name)) {
+            st = zoff__err(ZOFF_EINVAL, "checkpoint: tensor name \"%s\" appears twice",
+                           sorted[i].t.name);
+            goto out;
+        }
+    }
+out:
+    free(sorted);
+    return st;
+}
+
+zoff_status zckpt_writer_open(const char *dir, const zckpt_tensor *tensors, size_t ntensors,
+                              zckpt_writer **out)
+{
+    zoff_status st = ZOFF_OK;
+    cJSON *h = NULL;
+    char *text = NULL;
+    if (!dir || !out || (ntensors && !tensors))
+        return zoff__err(ZOFF_EINVAL, "zckpt_writer_open: NULL argument");
+    ZOFF_CHECK(check_tensors(tensors, ntensors));
+
+    zckpt_writer *w = calloc(1, sizeof *w);
+    if (!w) return zoff__err(-ENOMEM, "checkpoint %s: cannot allocate the writer", dir);
+    w->fd = -1;
+    w->n = ntensors;
+    w->ts = calloc(ntensors ? ntensors : 1, sizeof *w->ts);
+    if (!w->ts) {
+        st = zoff__err(-ENOMEM, "checkpoint %s: cannot allocate %zu tensor entries", dir, ntensors);
+        goto fail;
+    }
+    ZOFF_CHECK_GOTO(zckpt__split_dir(dir, w->dir, w->parent, w->base), st, fail);
+    for (size_t i = 0; i < ntensors; i++) {
+        w->ts[i].t = tensors[i];
+        w->ts[i].off = w->data_bytes;
+        w->data_bytes += tensors[i].numel * 4;
+    }
+
+    ZOFF_CHECK_GOTO(zckpt__mkdir_p(w->parent), st, fail);
+    zckpt__recover_and_clean(w->dir, w->parent, w->base);
+    struct stat sb;
+    if (lstat(w->dir, &sb) == 0) {
+        if (!S_ISDIR(sb.st_mode)) {
+            st = zoff__err(-ENOTDIR, "checkpoint %s: exists and is not a directory", w->dir);
+            goto fail;
+        }
+        if (!zckpt__has_manifest(w->dir) && !zckpt__dir_is_empty(w->dir)) {
+            /* non-empty and not a checkpoint: never replace someone's directory */
+            st = zoff__err(-EEXIST,
+                           "checkpoint %s: exists, is not empty and holds no %s; refusing to "
+                           "replace it",
+                           w->dir, ZCKPT_MANIFEST_FILE);
+            goto fail;
+        }
+    }
+
+    if (zckpt__path_fmt(w->tmp, sizeof w->tmp, "%s.tmp-%d", w->dir, (int)getpid()) != 0 ||
+        zckpt__path_fmt(w->data_path, sizeof w->data_path, "%s/%s", w->tmp, ZCKPT_DATA_FILE) != 0) {
+        st = zoff__err(-ENAMETOOLONG, "checkpoint %s: path too long", w->dir);
+        w->tmp[0] = '\0';
+        goto fail;
+    }
+    if (mkdir(w->tmp, 0755) != 0) {
+        st = zoff__err(-errno, "checkpoint: mkdir %s: %s", w->tmp, strerror(errno));
+        w->tmp[0] = '\0';
+        goto fail;
+    }
+
+    /* Header size is fixed now: the tensors' part plus a reserve for __metadata__. */
+    h = zckpt__tensor_header(w);
+    text = h ? cJSON_PrintUnformatted(h) : NULL;
+    if (!text) {
+        st = zoff__err(-ENOMEM, "checkpoint %s: cannot build the safetensors header", w->dir);
+        goto fail;
+    }
+    uint64_t need = strlen(text) + CKPT_META_RESERVE;
+    w->header_len = ZOFF_ALIGN_UP(8 + need, CKPT_DATA_ALIGN) - 8;
+    if (w->header_len > CKPT_HEADER_MAX) {
+        st = zoff__err(ZOFF_EINVAL,
+                       "checkpoint %s: a header of %llu bytes for %zu tensors exceeds the %u "
+                       "safetensors readers accept",
+                       w->dir, (unsigned long long)w->header_len, ntensors, CKPT_HEADER_MAX);
+        goto fail;
+    }
+
+    w->fd = (int)ZOFF_SYS(open(w->data_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (w->fd < 0) {
+        st = zoff__err(w->fd, "checkpoint: create %s: %s", w->data_path, strerror(-w->fd));
+        w->fd = -1;
+        goto fail;
+    }
+    /* Reserve the whole file now so a full disk fails here, not after streaming the state. */
+    uint64_t total = 8 + w->header_len + w->data_bytes;
+    if (fallocate(w->fd, 0, 0, (off_t)total) != 0) {
+        int e = errno;
+        if (e == ENOSPC || e == EDQUOT) {
+            char b[32];
+            st = zoff__err(-e, "checkpoint: %s needs %s: %s", w->data_path,
+                           zoff__fmt_bytes(total, b, sizeof b), strerror(e));
+            goto fail;
+        }
+        if (ftruncate(w->fd, (off_t)total) != 0) {
+            st = zoff__err(-errno, "checkpoint: ftruncate %s to %llu: %s", w->data_path,
+                           (unsigned long long)total, strerror(errno));
+            goto fail;
+        }
+    }
+    cJSON_free(text);
+    cJSON_Delete(h);
+    ZOFF_INFO(ZOFF_SUB_CKPT, "checkpoint %s: writing %zu tensors (%llu bytes) into %s", w->dir,
+              ntensors, (unsigned long long)w->data_bytes, w->tmp);
+    *out = w;
+    zckpt__fault_point("open", 0);
+    return ZOFF_OK;
+fail:
+    cJSON_free(text);
+    cJSON_Delete(h);
+    zckpt_writer_abort(w);
+    return st;
+}
+
+zoff_status zckpt_writer_write(zckpt_writer *w, size_t idx, const float *data, uint64_t numel)
+{
+    if (!w) return zoff__err(ZOFF_EINVAL, "zckpt_writer_write: NULL writer");
+    if (w->err) return w->err;
+    if (idx >= w->n)
+        return zoff__err(ZOFF_EINVAL, "checkpoint %s: tensor index %zu out of range (%zu tensors)",
+                         w->dir, idx, w->n);
+    wtensor *t = &w->ts[idx];
+    if (numel > t->t.numel - t->written)
+        return zoff__err(ZOFF_EINVAL,
+                         "checkpoint %s: tensor \"%s\": writing %llu elements after %llu overruns "
+                         "its %llu",
+                         w->dir, t->t.name, (unsigned long long)numel,
+                         (unsigned long long)t->written, (unsigned long long)t->t.numel);
+    if (numel == 0) return ZOFF_OK;
+    if (!data) return zoff__err(ZOFF_EINVAL, "zckpt_writer_write: NULL data");
+    size_t bytes = (size_t)numel * 4;
+    uint64_t off = 8 + w->header_len + t->off + t->written * 4;
+    zoff_status st = zckpt__pwrite_full(w->fd, data, bytes, off, w->data_path);
+    if (st < 0) {
+        w->err = st;
+        return st;
+    }
+    t->crc = zoff__crc32c(t->crc, data, bytes);
+    t->written += numel;
+    w->unkicked += bytes;
+    if (w->unkicked >= CKPT_KICK_BYTES) { /* keep dirty pages bounded: start writeback early */
+        sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        w->unkicked = 0;
+    }
+    zckpt__fault_point("chunk", ++w->chunks);
+    return ZOFF_OK;
+}
+
+zoff_status zckpt_writer_commit(zckpt_writer *w, const zckpt_meta *meta)
+{
+    zoff_status st = ZOFF_OK;
+    char *header = NULL, *manifest = NULL;
+    if (!w) return zoff__err(ZOFF_EINVAL, "zckpt_writer_commit: NULL writer");
+    if (!meta) {
+        st = zoff__err(ZOFF_EINVAL, "zckpt_writer_commit: NULL meta");
+        goto out;
+    }
+    if (w->err) {
+        st = w->err;
+        goto out;
+    }
+    for (size_t i = 0; i < w->n; i++) {
+        if (w->ts[i].written != w->ts[i].t.numel) {
+            st = zoff__err(ZOFF_ESTATE,
+                           "checkpoint %s: tensor \"%s\" has %llu of its %llu elements written",
+                           w->dir, w->ts[i].t.name, (unsigned long long)w->ts[i].written,
+                           (unsigned long long)w->ts[i].t.numel);
+            goto out;
+        }
+    }
+    ZOFF_CHECK_GOTO(zckpt__check_meta(w, meta), st, out);
+
+    char created[32];
+    time_t now = time(NULL);
+    struct tm tmv;
+    gmtime_r(&now, &tmv);
+    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+
+    ZOFF_CHECK_GOTO(zckpt__build_header(w, meta, created, &header), st, out);
+    ZOFF_CHECK_GOTO(zckpt__pwrite_full(w->fd, header, 8 + w->header_len, 0, w->data_path), st, out);
+    zckpt__fault_point("header", 0);
+    if (ZOFF_SYS(fsync(w->fd)) < 0) {
+        st = zoff__err(-errno, "checkpoint: fsync %s: %s", w->data_path, strerror(errno));
+        goto out;
+    }
+    close(w->fd);
+    w->fd = -1;
+    zckpt__fault_point("synced", 0);
+
+    ZOFF_CHECK_GOTO(zckpt__build_manifest(w, meta, created, &manifest), st, out);
+    char mpath[CKPT_PATH_MAX];
+    zckpt__path_fmt(mpath, sizeof mpath, "%s/%s", w->tmp,
+                    ZCKPT_MANIFEST_FILE); /* fits: checked at open */
+    ZOFF_CHECK_GOTO(zckpt__write_file_synced(mpath, manifest, strlen(manifest)), st, out);
+    ZOFF_CHECK_GOTO(zckpt__fsync_path(w->tmp, 1), st, out);
+    zckpt__fault_point("manifest", 0);
+
+    ZOFF_CHECK_GOTO(zckpt__swap_into_place(w), st, out);
+    ZOFF_INFO(ZOFF_SUB_CKPT, "checkpoint %s: saved step %lld, %zu tensors", w->dir,
+              (long long)meta->step, w->n);
+out:
+    free(header);
+    cJSON_free(manifest);
+    zckpt_writer_abort(w); /* frees; removes the temporary directory if still there */
+    return st;
+}
+
+void zckpt_writer_abort(zckpt_writer *w)
+{
+    if (!w) return;
+    if (w->fd >= 0) close(w->fd);
+    if (w->tmp[0]) zckpt__remove_dir(w->tmp);
+    free(w->ts);
+    free(w);
+}

@@ -1,0 +1,491 @@
+/*
+ * test_grad_skip.c — parameters without a gradient, refused steps and non-finite gradients
+ * (sim device; argv[1] = "nvme" puts the optimizer state on swap files):
+ *  - missing gradients: in overlap sync, eager (bf16) and delayed (bf16, after the warm-up), a
+ *    parameter whose gradient is not declared in a step keeps its master weights, moments,
+ *    16-bit device copy and step count bit for bit (also when it shares partitions and tiles
+ *    with updated ones); over a schedule of missing gradients the run follows a float64
+ *    reference that keeps one step count per parameter (torch.optim's bias correction), and
+ *    zoff_get_param_step equals the reference's counts;
+ *  - ZOFF_STEP_ZERO_MISSING_GRADS: the same schedule with the flag equals the reference fed zero
+ *    gradients for the missing ones (moments decay, weight decay applies, counts advance);
+ *  - zoff_grads_discard: gradients declared then discarded do not reach the next step (the run
+ *    equals one that never declared them); eager refuses to discard once a partition ran;
+ *  - non-finite gradients: fp32 sync and bf16 delayed skip the whole step (nothing changes, the
+ *    step counter stays, the result and zoff_stats say so) and the warning names the parameter.
+ */
+#include "test_runtime_util.h"
+
+static int g_nvme;
+/* partition 1000, tile 256: params 0/1 and 1/2 share partitions, params span tiles */
+static const size_t k_numel[3] = {1500, 4097, 300};
+
+static char *setup_tier(zoff_config *c)
+{
+    return g_nvme ? tr_nvme(c, 0.0f) : NULL;
+}
+
+static void cleanup_dir(char *dir)
+{
+    if (!dir) return;
+    zt_rmtree(dir);
+    free(dir);
+}
+
+static void open_model(tr_model *m, const zoff_config *c, zoff_dtype dt)
+{
+    zoff_status st = tr_open(m, c, 3, k_numel, dt, 42);
+    if (st) fprintf(stderr, "tr_open: %s\n", zoff_last_error(m->rt));
+    assert_int_equal(st, 0);
+}
+
+/* "Backward" of the params with have[i] set only (rounded copies in gq, as tr_backward). */
+static void backward_some(tr_model *m, float *const *g, float *const *gq, const int *have)
+{
+    zdev *dev = m->rt->dev;
+    for (int i = m->np - 1; i >= 0; i--) {
+        if (!have[i]) continue;
+        size_t n = m->numel[i];
+        for (size_t k = 0; k < n; k++) {
+            if (m->dt == ZOFF_DTYPE_F32) {
+                m->hgradf[i][k] = g[i][k];
+                gq[i][k] = g[i][k];
+            } else {
+                m->hgrad[i][k] = tr_from_f32(m->dt, g[i][k]);
+                gq[i][k] = tr_to_f32(m->dt, m->hgrad[i], k);
+            }
+        }
+        assert_int_equal(zoff_stream_busy(m->rt, m->s, 20000), 0);
+        assert_int_equal(zdev_memcpy_h2d(dev, m->dgrad[i], m->hgrad[i], n * zoff_dtype_size(m->dt),
+                                         (zdev_stream *)m->s),
+                         0);
+        assert_int_equal(zoff_grad_ready(m->rt, m->id[i], m->s), 0);
+    }
+}
+
+/* float64 AdamW with one step count per parameter (torch.optim): params with have[i] == 0 are
+ * skipped, or fed a zero gradient when zero_missing. */
+static void ref_step(tr_ref *r, int64_t *steps, const zoff_group_config *g, float *const *gq,
+                     const int *have, int zero_missing)
+{
+    double b1 = g->beta1, b2 = g->beta2, lr = g->lr, wd = g->weight_decay, eps = g->eps;
+    for (int i = 0; i < r->np; i++) {
+        if (!have[i] && !zero_missing) continue;
+        int64_t t = ++steps[i];
+        double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
+        for (size_t k = 0; k < r->numel[i]; k++) {
+            double gr = have[i] ? (double)gq[i][k] : 0.0;
+            double p = r->p[i][k];
+            double mm = b1 * r->m[i][k] + (1 - b1) * gr;
+            double v = b2 * r->v[i][k] + (1 - b2) * gr * gr;
+            p -= lr * wd * p;
+            p -= lr * (mm / bc1) / (sqrt(v / bc2) + eps);
+            r->p[i][k] = p;
+            r->m[i][k] = mm;
+            r->v[i][k] = v;
+        }
+    }
+}
+
+/* The raw device copy of param i. */
+static void *device_copy(tr_model *m, int i)
+{
+    size_t bytes = m->numel[i] * zoff_dtype_size(m->dt);
+    void *h = zt_malloc(bytes);
+    assert_int_equal(zoff_device_download(m->rt, h, m->dparam[i], bytes, m->s), 0);
+    return h;
+}
+
+#define STEPS 14
+/* have[s][i]: param i has a gradient at step s (param 2 starts late, 1 and 0 miss some) */
+static int has_grad(int s, int i)
+{
+    if (i == 2) return s >= 4 && s != 9;
+    if (i == 1) return s != 2 && s != 3 && s != 7;
+    return s != 5 && s != 11;
+}
+
+static void run_schedule(zoff_overlap ov, zoff_dtype dt, int zero_missing)
+{
+    zoff_config c;
+    tr_config(&c, dt);
+    c.overlap = ov;
+    c.delayed_warmup_steps = 2;
+    if (dt == ZOFF_DTYPE_F16) c.loss_scale = 1.0f; /* static: the gradients are not scaled */
+    char *dir = setup_tier(&c);
+    tr_model m;
+    open_model(&m, &c, dt);
+    assert_int_equal((int)m.rt->overlap, (int)ov);
+    tr_ref ref;
+    tr_ref_init(&ref, &m, 42);
+    int64_t steps[3] = {0, 0, 0};
+    tr_grads gr;
+    tr_grads_init(&gr, &m);
+    zt_rng rng;
+    zt_rng_seed(&rng, 11);
+    zoff_step_args a = ZOFF_STEP_ARGS_INIT;
+    a.flags = zero_missing ? ZOFF_STEP_ZERO_MISSING_GRADS : 0;
+    int64_t missing_total = 0;
+    for (int s = 0; s < STEPS; s++) {
+        int have[3];
+        for (int i = 0; i < 3; i++) {
+            have[i] = has_grad(s, i);
+            zt_fill_normal(&rng, gr.g[i], k_numel[i], 0.02f);
+        }
+        tr_state before;
+        void *dev_before[3];
+        if (ov != ZOFF_OVERLAP_DELAYED) { /* delayed: the device lags by design */
+            tr_state_get(&m, &before);
+            for (int i = 0; i < 3; i++) dev_before[i] = device_copy(&m, i);
+        }
+        backward_some(&m, gr.g, gr.gq, have);
+        zoff_step_result r = ZOFF_STEP_RESULT_INIT;
+        zoff_status st = zoff_step(m.rt, &a, &r);
+        if (st) fprintf(stderr, "step %d: %s\n", s, zoff_last_error(m.rt));
+        assert_int_equal(st, 0);
+        assert_int_equal(zoff_params_ready(m.rt, NULL), 0);
+        ref_step(&ref, steps, &c.optimizer, gr.gq, have, zero_missing);
+        int nhave = have[0] + have[1] + have[2];
+        assert_int_equal(r.skipped, 0);
+        assert_int_equal(r.step, s + 1);
+        assert_int_equal(r.params_without_grad, zero_missing ? 0 : 3 - nhave);
+        assert_int_equal(r.params_updated, zero_missing ? 3 : nhave);
+        missing_total += zero_missing ? 0 : 3 - nhave;
+        for (int i = 0; i < 3; i++) {
+            int64_t ps = -1;
+            assert_int_equal(zoff_get_param_step(m.rt, m.id[i], &ps), 0);
+            assert_int_equal(ps, steps[i]);
+        }
+        if (ov != ZOFF_OVERLAP_DELAYED) {
+            tr_state after;
+            tr_state_get(&m, &after);
+            for (int i = 0; i < 3; i++) {
+                size_t n = k_numel[i];
+                void *dev_after = device_copy(&m, i);
+                if (!have[i] && !zero_missing) { /* untouched, bit for bit */
+                    assert_memory_equal(before.p[i], after.p[i], n * 4);
+                    assert_memory_equal(before.m[i], after.m[i], n * 4);
+                    assert_memory_equal(before.v[i], after.v[i], n * 4);
+                    assert_memory_equal(dev_before[i], dev_after, n * zoff_dtype_size(dt));
+                } else if (have[i]) {
+                    assert_memory_not_equal(before.m[i], after.m[i], n * 4);
+                } else { /* a zero gradient: at least the weight decay */
+                    assert_memory_not_equal(before.p[i], after.p[i], n * 4);
+                }
+                free(dev_after);
+                free(dev_before[i]);
+            }
+            tr_state_free(&before);
+            tr_state_free(&after);
+        }
+    }
+    if (tr_ref_compare(&ref, &m, 2e-5, 2e-4)) fail_msg("zoff differs from the reference");
+    /* a step without any gradient changes nothing; in delayed mode it also brings the last
+     * update's params to the device */
+    tr_state s0, s1;
+    tr_state_get(&m, &s0);
+    zoff_step_result r = ZOFF_STEP_RESULT_INIT;
+    assert_int_equal(zoff_step(m.rt, NULL, &r), 0);
+    assert_int_equal(zoff_params_ready(m.rt, NULL), 0);
+    assert_int_equal(r.params_updated, 0);
+    assert_int_equal(r.params_without_grad, 3);
+    tr_state_get(&m, &s1);
+    assert_int_equal(tr_state_diff(&s0, &s1), 0);
+    assert_int_equal(tr_check_device(&m, s1.p), 0);
+    zoff_stats zs = ZOFF_STATS_INIT;
+    assert_int_equal(zoff_get_stats(m.rt, &zs), 0);
+    assert_int_equal(zs.missing_grads, missing_total + 3);
+    assert_int_equal(zs.nonfinite_steps, 0);
+    tr_state_free(&s0);
+    tr_state_free(&s1);
+    tr_grads_free(&gr);
+    tr_ref_free(&ref);
+    tr_close(&m);
+    cleanup_dir(dir);
+}
+
+static void test_missing_sync_f32(void **state)
+{
+    (void)state;
+    run_schedule(ZOFF_OVERLAP_SYNC, ZOFF_DTYPE_F32, 0);
+}
+
+static void test_missing_sync_f16(void **state)
+{
+    (void)state;
+    run_schedule(ZOFF_OVERLAP_SYNC, ZOFF_DTYPE_F16, 0);
+}
+
+static void test_missing_eager_bf16(void **state)
+{
+    (void)state;
+    run_schedule(ZOFF_OVERLAP_EAGER, ZOFF_DTYPE_BF16, 0);
+}
+
+static void test_missing_delayed_bf16(void **state)
+{
+    (void)state;
+    run_schedule(ZOFF_OVERLAP_DELAYED, ZOFF_DTYPE_BF16, 0);
+}
+
+static void test_zero_missing_flag(void **state)
+{
+    (void)state;
+    run_schedule(ZOFF_OVERLAP_SYNC, ZOFF_DTYPE_BF16, 1);
+    run_schedule(ZOFF_OVERLAP_EAGER, ZOFF_DTYPE_BF16, 1);
+    run_schedule(ZOFF_OVERLAP_DELAYED, ZOFF_DTYPE_BF16, 1);
+}
+
+/* Declares garbage gradients for some params, discards them, then runs the real step: equal to
+ * a run that only ever declared the real gradients. */
+static void run_discard(zoff_overlap ov, tr_state *out)
+{
+    zoff_config c;
+    tr_config(&c, ZOFF_DTYPE_BF16);
+    c.overlap = ov;
+    c.delayed_warmup_steps = 1;
+    char *dir = setup_tier(&c);
+    tr_model m;
+    open_model(&m, &c, ZOFF_DTYPE_BF16);
+    tr_grads gr, junk;
+    tr_grads_init(&gr, &m);
+    tr_grads_init(&junk, &m);
+    zt_rng rng;
+    zt_rng_seed(&rng, 3);
+    for (int s = 0; s < 6; s++) {
+        int have[3] = {1, s != 3, 1};
+        for (int i = 0; i < 3; i++) {
+            zt_fill_normal(&rng, gr.g[i], k_numel[i], 0.02f);
+            zt_fill_normal(&rng, junk.g[i], k_numel[i], 5.0f);
+        }
+        /* a refused attempt: param 2 only (eager: its partition also holds param 1's end, so
+         * no partition completes) */
+        int some[3] = {0, 0, 1};
+        backward_some(&m, junk.g, junk.gq, some);
+        assert_int_equal(zoff_grads_discard(m.rt), 0);
+        assert_int_equal(zoff_grads_discard(m.rt), 0); /* nothing declared: fine */
+        backward_some(&m, gr.g, gr.gq, have);
+        zoff_step_result r = ZOFF_STEP_RESULT_INIT;
+        assert_int_equal(zoff_step(m.rt, NULL, &r), 0);
+        assert_int_equal(r.params_updated, 2 + have[1]);
+        assert_int_equal(zoff_params_ready(m.rt, NULL), 0);
+    }
+    tr_state_get(&m, out);
+    tr_grads_free(&gr);
+    tr_grads_free(&junk);
+    tr_close(&m);
+    cleanup_dir(dir);
+}
+
+static void discard_pair(zoff_overlap ov)
+{
+    tr_state a, b;
+    run_discard(ov, &a);
+    /* the reference run: same rng stream, no refused attempt */
+    zoff_config c;
+    tr_config(&c, ZOFF_DTYPE_BF16);
+    c.overlap = ov;
+    c.delayed_warmup_steps = 1;
+    char *dir = setup_tier(&c);
+    tr_model m;
+    open_model(&m, &c, ZOFF_DTYPE_BF16);
+    tr_grads gr, junk;
+    tr_grads_init(&gr, &m);
+    tr_grads_init(&junk, &m);
+    zt_rng rng;
+    zt_rng_seed(&rng, 3);
+    for (int s = 0; s < 6; s++) {
+        int have[3] = {1, s != 3, 1};
+        for (int i = 0; i < 3; i++) {
+            zt_fill_normal(&rng, gr.g[i], k_numel[i], 0.02f);
+            zt_fill_normal(&rng, junk.g[i], k_numel[i], 5.0f);
+        }
+        backward_some(&m, gr.g, gr.gq, have);
+        assert_int_equal(zoff_step(m.rt, NULL, NULL), 0);
+        assert_int_equal(zoff_params_ready(m.rt, NULL), 0);
+    }
+    tr_state_get(&m, &b);
+    assert_int_equal(tr_state_diff(&a, &b), 0);
+    tr_state_free(&a);
+    tr_state_free(&b);
+    tr_grads_free(&gr);
+    tr_grads_free(&junk);
+    tr_close(&m);
+    cleanup_dir(dir);
+}
+
+static void test_discard(void **state)
+{
+    (void)state;
+    discard_pair(ZOFF_OVERLAP_SYNC);
+    discard_pair(ZOFF_OVERLAP_EAGER);
+    discard_pair(ZOFF_OVERLAP_DELAYED);
+}
+
+/* Eager: once a partition was updated, the step cannot be taken back. */
+static void test_discard_eager_refused(void **state)
+{
+    (void)state;
+    zoff_config c;
+    tr_config(&c, ZOFF_DTYPE_BF16);
+    c.overlap = ZOFF_OVERLAP_EAGER;
+    char *dir = setup_tier(&c);
+    tr_model m;
+    open_model(&m, &c, ZOFF_DTYPE_BF16);
+    tr_grads gr;
+    tr_grads_init(&gr, &m);
+    zt_rng rng;
+    zt_rng_seed(&rng, 4);
+    for (int i = 0; i < 3; i++) zt_fill_normal(&rng, gr.g[i], k_numel[i], 0.02f);
+    int have[3] = {1, 0, 0}; /* param 0 alone completes partition 0 */
+    backward_some(&m, gr.g, gr.gq, have);
+    zoff_status st = zoff_grads_discard(m.rt);
+    assert_int_equal(st, ZOFF_ESTATE);
+    assert_non_null(strstr(zoff_last_error(m.rt), "eager"));
+    zoff_step_result r = ZOFF_STEP_RESULT_INIT;
+    assert_int_equal(zoff_step(m.rt, NULL, &r), 0);
+    assert_int_equal(r.params_updated, 1);
+    tr_grads_free(&gr);
+    tr_close(&m);
+    cleanup_dir(dir);
+}
+
+/* Captures the log into a file for the duration of fn. Returns the text (caller frees). */
+static char *log_begin(char *path, size_t len)
+{
+    char *dir = zt_mkdtemp("log");
+    assert_non_null(dir);
+    snprintf(path, len, "%s/log.txt", dir);
+    setenv("ZOFF_DEBUG", "WARN", 1);
+    setenv("ZOFF_DEBUG_FILE", path, 1);
+    zoff__log_reinit();
+    return dir;
+}
+
+static char *log_end(const char *path)
+{
+    unsetenv("ZOFF_DEBUG");
+    unsetenv("ZOFF_DEBUG_FILE");
+    zoff__log_reinit();
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char *buf = zt_malloc(65536);
+    size_t n = fread(buf, 1, 65535, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void run_nonfinite(zoff_overlap ov, zoff_dtype dt)
+{
+    zoff_config c;
+    tr_config(&c, dt);
+    c.overlap = ov;
+    c.delayed_warmup_steps = 1;
+    char *dir = setup_tier(&c);
+    tr_model m;
+    open_model(&m, &c, dt);
+    tr_grads gr;
+    tr_grads_init(&gr, &m);
+    zt_rng rng;
+    zt_rng_seed(&rng, 9);
+    int all[3] = {1, 1, 1};
+    for (int s = 0; s < 3; s++) { /* past the warm-up */
+        for (int i = 0; i < 3; i++) zt_fill_normal(&rng, gr.g[i], k_numel[i], 0.02f);
+        backward_some(&m, gr.g, gr.gq, all);
+        assert_int_equal(zoff_step(m.rt, NULL, NULL), 0);
+        assert_int_equal(zoff_params_ready(m.rt, NULL), 0);
+    }
+    tr_state before, after;
+    tr_state_get(&m, &before);
+    int64_t ps0[3];
+    for (int i = 0; i < 3; i++) assert_int_equal(zoff_get_param_step(m.rt, m.id[i], &ps0[i]), 0);
+    for (int i = 0; i < 3; i++) zt_fill_normal(&rng, gr.g[i], k_numel[i], 0.02f);
+    gr.g[1][77] = NAN;
+    char path[512];
+    char *ldir = log_begin(path, sizeof path);
+    backward_some(&m, gr.g, gr.gq, all);
+    zoff_step_result r = ZOFF_STEP_RESULT_INIT;
+    assert_int_equal(zoff_step(m.rt, NULL, &r), 0);
+    char *log = log_end(path);
+    zt_rmtree(ldir);
+    free(ldir);
+    assert_non_null(strstr(log, "layer1.w"));
+    assert_non_null(strstr(log, "skipped"));
+    free(log);
+    assert_int_equal(r.skipped, 1);
+    assert_int_equal(r.overflow, 1);
+    assert_int_equal(r.params_nonfinite, 1);
+    assert_int_equal(r.params_updated, 0);
+    assert_int_equal(r.step, 3);
+    tr_state_get(&m, &after);
+    assert_int_equal(tr_state_diff(&before, &after), 0);
+    for (int i = 0; i < 3; i++) {
+        int64_t ps;
+        assert_int_equal(zoff_get_param_step(m.rt, m.id[i], &ps), 0);
+        assert_int_equal(ps, ps0[i]);
+    }
+    zoff_stats zs = ZOFF_STATS_INIT;
+    assert_int_equal(zoff_get_stats(m.rt, &zs), 0);
+    assert_int_equal(zs.skipped_steps, 1);
+    assert_int_equal(zs.nonfinite_steps, 1);
+    assert_int_equal(zs.nonfinite_grads, 1);
+    /* the next clean step goes on */
+    gr.g[1][77] = 0.0f;
+    backward_some(&m, gr.g, gr.gq, all);
+    assert_int_equal(zoff_step(m.rt, NULL, &r), 0);
+    assert_int_equal(r.skipped, 0);
+    assert_int_equal(r.step, 4);
+    tr_state_free(&before);
+    tr_state_free(&after);
+    tr_grads_free(&gr);
+    tr_close(&m);
+    cleanup_dir(dir);
+}
+
+static void test_nonfinite_fp32_sync(void **state)
+{
+    (void)state;
+    run_nonfinite(ZOFF_OVERLAP_SYNC, ZOFF_DTYPE_F32);
+}
+
+static void test_nonfinite_bf16_delayed(void **state)
+{
+    (void)state;
+    run_nonfinite(ZOFF_OVERLAP_DELAYED, ZOFF_DTYPE_BF16);
+}
+
+static void test_bad_flags(void **state)
+{
+    (void)state;
+    zoff_config c;
+    tr_config(&c, ZOFF_DTYPE_F32);
+    tr_model m;
+    open_model(&m, &c, ZOFF_DTYPE_F32);
+    zoff_step_args a = ZOFF_STEP_ARGS_INIT;
+    a.flags = 0x100;
+    assert_int_equal(zoff_step(m.rt, &a, NULL), ZOFF_EINVAL);
+    assert_int_equal(zoff_set_param_step(m.rt, m.id[0], -1), ZOFF_EINVAL);
+    assert_int_equal(zoff_set_param_step(m.rt, 99, 1), ZOFF_EINVAL);
+    assert_int_equal(zoff_set_param_step(m.rt, m.id[0], 7), 0);
+    int64_t ps = 0;
+    assert_int_equal(zoff_get_param_step(m.rt, m.id[0], &ps), 0);
+    assert_int_equal(ps, 7);
+    assert_int_equal(zoff_set_step(m.rt, 3), 0); /* sets every parameter's count */
+    assert_int_equal(zoff_get_param_step(m.rt, m.id[0], &ps), 0);
+    assert_int_equal(ps, 3);
+    tr_close(&m);
+}
+
+int main(int argc, char **argv)
+{
+    g_nvme = argc > 1 && !strcmp(argv[1], "nvme");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_missing_sync_f32),       cmocka_unit_test(test_missing_sync_f16),
+        cmocka_unit_test(test_missing_eager_bf16),     cmocka_unit_test(test_missing_delayed_bf16),
+        cmocka_unit_test(test_zero_missing_flag),      cmocka_unit_test(test_discard),
+        cmocka_unit_test(test_discard_eager_refused),  cmocka_unit_test(test_nonfinite_fp32_sync),
+        cmocka_unit_test(test_nonfinite_bf16_delayed), cmocka_unit_test(test_bad_flags),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
