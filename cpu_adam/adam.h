@@ -133,6 +133,13 @@ double zstate_elem_bytes(zopt_kind k, zstate_fmt f);
  * t->param, exp_avg / exp_avg_sq (fp32) or m_state / v_state / *_absmax and state_fmt. */
 void zstate_view(zopt_kind k, zstate_fmt f, void *base, size_t n, zadam_tensor *t);
 
+/* Moves every pointer of t (a zstate_view) `off` elements on (off: a multiple of
+ * ZSTATE_Q8_BLOCK for q8). */
+void zstate_offset(zadam_tensor *t, size_t off);
+/* Sets the moments of the n elements of t (a zstate_view at a block boundary) to their start
+ * values: m = 0, v = v_init (Adagrad's initial_accumulator_value; 0 for Adam). */
+void zstate_init_moments(zopt_kind k, const zadam_tensor *t, size_t n, float v_init);
+
 /* Moment conversions between a format and fp32 (checkpoints, zoff_get_state / set_state).
  * Element 0 of the range starts a q8 block; n elements. which: 0 = m (signed map), 1 = v
  * (unsigned map). Quantizing a block with a non-finite value stores absmax NaN and zero codes

@@ -242,10 +242,17 @@ static size_t a64(size_t x)
     return (x + 63u) & ~(size_t)63u;
 }
 
+/* fp32 arrays are packed back to back (the layout of the fp32 Adam store since round 1); the
+ * compact formats align each array to 64 bytes. */
+static size_t al(zstate_fmt f, size_t x)
+{
+    return f == ZSTATE_FP32 ? x : a64(x);
+}
+
 size_t zstate_bytes(zopt_kind k, zstate_fmt f, size_t n)
 {
     const int nmom = zopt_has_m(k) + zopt_has_v(k);
-    size_t bytes = a64(n * sizeof(float)) + (size_t)nmom * a64(n * moment_bytes(f));
+    size_t bytes = al(f, n * sizeof(float)) + (size_t)nmom * al(f, n * moment_bytes(f));
     if (f == ZSTATE_Q8)
         bytes += (size_t)nmom * a64((n + ZSTATE_Q8_BLOCK - 1) / ZSTATE_Q8_BLOCK * sizeof(float));
     return bytes;
@@ -262,11 +269,11 @@ double zstate_elem_bytes(zopt_kind k, zstate_fmt f)
 void zstate_view(zopt_kind k, zstate_fmt f, void *base, size_t n, zadam_tensor *t)
 {
     char *p = base;
-    const size_t mb = a64(n * moment_bytes(f));
+    const size_t mb = al(f, n * moment_bytes(f));
     const size_t ab = a64((n + ZSTATE_Q8_BLOCK - 1) / ZSTATE_Q8_BLOCK * sizeof(float));
     t->state_fmt = f;
     t->param = (float *)(void *)p;
-    p += a64(n * sizeof(float));
+    p += al(f, n * sizeof(float));
     void *m = NULL, *v = NULL;
     if (zopt_has_m(k)) {
         m = p;
@@ -293,6 +300,40 @@ void zstate_view(zopt_kind k, zstate_fmt f, void *base, size_t n, zadam_tensor *
             p += ab;
         }
         if (v) t->v_absmax = (float *)(void *)p;
+    }
+}
+
+void zstate_offset(zadam_tensor *t, size_t off)
+{
+    t->param += off;
+    if (t->exp_avg) t->exp_avg += off;
+    if (t->exp_avg_sq) t->exp_avg_sq += off;
+    const size_t ms = t->state_fmt == ZSTATE_BF16 ? 2u : 1u;
+    if (t->m_state) t->m_state = (char *)t->m_state + off * ms;
+    if (t->v_state) t->v_state = (char *)t->v_state + off * ms;
+    if (t->m_absmax) t->m_absmax += off / ZSTATE_Q8_BLOCK;
+    if (t->v_absmax) t->v_absmax += off / ZSTATE_Q8_BLOCK;
+}
+
+void zstate_init_moments(zopt_kind k, const zadam_tensor *t, size_t n, float v_init)
+{
+    float buf[ZSTATE_Q8_BLOCK];
+    for (size_t i = 0; i < ZSTATE_Q8_BLOCK; i++) buf[i] = v_init;
+    static const float zero[ZSTATE_Q8_BLOCK];
+    const size_t ms = moment_bytes(t->state_fmt);
+    for (size_t b0 = 0; b0 < n; b0 += ZSTATE_Q8_BLOCK) {
+        const size_t nb = ZOFF_MIN((size_t)ZSTATE_Q8_BLOCK, n - b0);
+        const size_t blk = b0 / ZSTATE_Q8_BLOCK;
+        if (zopt_has_m(k)) {
+            void *m = t->state_fmt == ZSTATE_FP32 ? (void *)t->exp_avg : t->m_state;
+            zstate_encode(t->state_fmt, 0, zero, nb, (char *)m + b0 * ms,
+                          t->m_absmax ? t->m_absmax + blk : NULL);
+        }
+        if (zopt_has_v(k)) {
+            void *v = t->state_fmt == ZSTATE_FP32 ? (void *)t->exp_avg_sq : t->v_state;
+            zstate_encode(t->state_fmt, 1, buf, nb, (char *)v + b0 * ms,
+                          t->v_absmax ? t->v_absmax + blk : NULL);
+        }
     }
 }
 

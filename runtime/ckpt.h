@@ -48,6 +48,10 @@ typedef struct zckpt_meta {
     int ngroups;
     zoff_group_config groups[ZOFF_MAX_GROUPS];
     char extra_json[4096]; /* "" or a JSON object text stored under "extra" (trainer state) */
+    /* the run's optimizer and moment format ("adam", "fp32", ...; "" when a checkpoint written
+     * before they were recorded: Adam, fp32). The tensors always hold fp32 moments. */
+    char optimizer[16];
+    char state_format[16];
 } zckpt_meta;
 
 typedef struct zckpt_writer zckpt_writer;

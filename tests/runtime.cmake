@@ -36,3 +36,8 @@ zoff_add_test_variant(NAME test_ckpt_runtime_nvme EXE test_ckpt_runtime ARGS nvm
                       TIMEOUT 300)
 zoff_add_test(NAME test_runtime_store SOURCES test_runtime_store.c MODULES runtime LABELS quick
               TIMEOUT 120)
+# Compact optimizer state (bf16 / q8 moments) and Lion / Adagrad through the runtime.
+zoff_add_test(NAME test_state_runtime SOURCES test_state_runtime.c MODULES runtime ARGS cpu
+              LABELS quick TIMEOUT 300)
+zoff_add_test_variant(NAME test_state_runtime_nvme EXE test_state_runtime ARGS nvme LABELS nvme
+                      TIMEOUT 300)
