@@ -16,7 +16,7 @@
  *  - Lion against a float64 reference written from Chen et al. 2023 (Algorithm 2) and Adagrad
  *    against a float64 reference of torch.optim.Adagrad (lr_decay, weight_decay, eps,
  *    initial_accumulator_value), 30 steps, within fp32 rounding tolerance;
- *  - q8 Adam on a noisy quadratic reaches the fp32-state loss within 2%;
+ *  - q8 (bf16) Adam on a noisy quadratic ends within 10% (2%) of the fp32-state loss;
  *  - argument checks: missing state pointers, unknown formats and optimizers, bad Adagrad
  *    hyperparameters, the bytes table.
  * With the argument "ref" only the Lion / Adagrad reference tests run (ctest test_lion_adagrad).
@@ -463,7 +463,8 @@ static void test_adagrad_ref(void **state)
     }
 }
 
-/* q8 and bf16 Adam on a noisy quadratic: the loss ends within 2% of the fp32-state loss. */
+/* q8 and bf16 Adam on a noisy quadratic: the loss ends within 10% (q8) / 2% (bf16) of the
+ * fp32-state loss. */
 static void test_quadratic(void **state)
 {
     (void)state;
@@ -509,8 +510,8 @@ static void test_quadratic(void **state)
     }
     printf("quadratic loss: fp32 %.5f bf16 %.5f q8 %.5f\n", (double)loss[0], (double)loss[1],
            (double)loss[2]);
-    assert_true(fabsf(loss[2] - loss[0]) <= 0.02f * loss[0] + 1e-4f);
-    assert_true(fabsf(loss[1] - loss[0]) <= 0.02f * loss[0] + 1e-4f);
+    assert_true(fabsf(loss[2] - loss[0]) <= 0.10f * loss[0]);
+    assert_true(fabsf(loss[1] - loss[0]) <= 0.02f * loss[0]);
 }
 
 static void test_api(void **state)
