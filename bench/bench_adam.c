@@ -602,8 +602,14 @@ int zoff_bench_adam_main(int argc, char **argv)
         } else if (zb_arg_match(&i, argc, argv, "--tile", &val)) {
             if (zoff__parse_size(val, &tile) != 0 || tile == 0 || tile % 64) goto bad;
         } else if (zb_arg_match(&i, argc, argv, "--threads", &val)) {
-            threads = atoi(val);
-            if (threads <= 0) goto bad;
+            char *end;
+            long v = strtol(val, &end, 10);
+            if (*end || end == val || v < 1 || v > ZADAM_MAX_THREADS) {
+                fprintf(stderr, "zoff bench adam: --threads must be in [1, %d] (got '%s')\n",
+                        ZADAM_MAX_THREADS, val);
+                return 2;
+            }
+            threads = (int)v;
         } else if (zb_arg_match(&i, argc, argv, "--reps", &val)) {
             reps = atoi(val);
             if (reps <= 0) goto bad;
@@ -651,6 +657,12 @@ int zoff_bench_adam_main(int argc, char **argv)
 
     if (threads <= 0) threads = (int)zoff__param_int(ZOFF_PARAM_CPU_THREADS, 0);
     if (threads <= 0) threads = omp_get_max_threads();
+    if (threads > ZADAM_MAX_THREADS) {
+        fprintf(stderr,
+                "zoff bench adam: %d threads (ZOFF_CPU_THREADS / OMP_NUM_THREADS): using %d\n",
+                threads, ZADAM_MAX_THREADS);
+        threads = ZADAM_MAX_THREADS;
+    }
 
     /* the ISAs to time */
     zadam_isa isas[ZADAM_ISA_COUNT_];

@@ -125,8 +125,11 @@ const char *zoff__param_env_name(zoff_param_id id);
 const char *zoff__param_doc(zoff_param_id id);
 const char *zoff__param_default(zoff_param_id id);
 
-/* Parses "123", "4k", "16M", "2G", "0x1000" (k = 1024). Returns 0 or ZOFF_EINVAL. */
+/* Parses "123", "4k", "16M", "2GiB", "0x1000", "1.5G", "1e9" (k = 1024; a fraction or exponent
+ * must give a whole number). Returns 0 or ZOFF_EINVAL (no message set). */
 zoff_status zoff__parse_size(const char *s, uint64_t *out);
+/* Like zoff__parse_size for counts (parameters): "7B" / "7bn" are decimal billions (7e9). */
+zoff_status zoff__parse_count(const char *s, uint64_t *out);
 
 /* ---- alignment, sizes -------------------------------------------------------------------- */
 #define ZOFF_ALIGN_UP(x, a)   ((((x) + (a)-1) / (a)) * (a))

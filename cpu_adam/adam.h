@@ -163,7 +163,10 @@ zadam_isa zadam_isa_best(void);
  * multiples of tile_numel, itself a multiple of 64), so threads only choose which tiles they run.
  */
 #define ZADAM_DEFAULT_TILE_NUMEL ((size_t)16384)
-#define ZADAM_SUMSQ_CHUNK_NUMEL  ((size_t)16384)
+/* Most threads an Adam pool runs: more only fail to start (OpenMP crashes creating 100000
+ * threads); a request above it (config, ZOFF_CPU_THREADS, OMP_NUM_THREADS) is clamped, warned. */
+#define ZADAM_MAX_THREADS       1024
+#define ZADAM_SUMSQ_CHUNK_NUMEL ((size_t)16384)
 /* nt_out auto: non-temporal stores for the output copy from this many elements on. */
 #define ZADAM_NT_MIN_NUMEL ((size_t)1 << 22)
 

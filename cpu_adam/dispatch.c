@@ -318,6 +318,13 @@ zoff_status zadam_create(const zadam_config *cfg, zadam_ctx **out)
     if (threads <= 0) threads = (int)zoff__param_int(ZOFF_PARAM_CPU_THREADS, 0);
     if (threads <= 0) threads = omp_get_max_threads();
     if (threads <= 0) threads = 1;
+    if (threads > ZADAM_MAX_THREADS) {
+        ZOFF_WARN(ZOFF_SUB_ADAM,
+                  "cpu_adam: %d threads requested (config, ZOFF_CPU_THREADS or "
+                  "OMP_NUM_THREADS); using %d",
+                  threads, ZADAM_MAX_THREADS);
+        threads = ZADAM_MAX_THREADS;
+    }
 
     size_t tile = cfg->tile_numel ? cfg->tile_numel : ZADAM_DEFAULT_TILE_NUMEL;
     if (tile % 64 != 0) {

@@ -459,8 +459,38 @@ typedef struct zoff_plan_report {
 } zoff_plan_report;
 
 /* Predicts bytes per tier for a model of `total_params` parameters without allocating
- * anything. Returns ZOFF_OK with out->fits = 0 and advice filled when it would not fit. */
+ * anything. Returns ZOFF_OK with out->fits = 0 and advice filled when it would not fit. The
+ * parameters' dtype is the config's (fp16/bf16 enabled: 2 bytes, else 4). The swap check is the
+ * one zoff_finalize makes (writable, distinct directories; exactly the bytes preallocated per
+ * filesystem; filesystems without a size, like ramfs, unchecked). ZOFF_ENOFIT (no report) for a
+ * model beyond 2^58 parameters, whose byte counts no machine holds; ZOFF_ECONFIG for a bad
+ * config. Thread-safe. */
 ZOFF_API zoff_status zoff_plan(const zoff_config *cfg, size_t total_params, zoff_plan_report *out);
+
+/* What a plan compares against, beyond the config. */
+typedef struct zoff_plan_options {
+    size_t struct_size;
+    uint64_t gpu_mem_bytes; /* > 0: plan for a GPU with this much free memory (not this host's
+                               device); 0: ask the configured device (sim: sim_gpu_bytes) */
+} zoff_plan_options;
+/* Fills `o` with defaults (nothing overridden). */
+ZOFF_API zoff_status zoff_plan_options_default(zoff_plan_options *o);
+/* zoff_plan with options (`opt` may be NULL: defaults). */
+ZOFF_API zoff_status zoff_plan_with(const zoff_config *cfg, uint64_t total_params,
+                                    const zoff_plan_options *opt, zoff_plan_report *out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sizes and counts as users write them (command lines, config values)                        */
+/* ------------------------------------------------------------------------------------------ */
+/* Parses a byte size: "4096", "0x1000", "16M", "16MiB", "16MB" (binary: K, M, G, T are powers
+ * of 1024, with or without "i"/"B"), "1.5G" and "1e9" (a fraction or exponent must give a
+ * whole number). Below 2^64. ZOFF_EINVAL with a message otherwise. Thread-safe. */
+ZOFF_API zoff_status zoff_parse_size(const char *s, uint64_t *bytes);
+/* Parses a count (of parameters): as zoff_parse_size, plus decimal billions "7B" / "7bn" =
+ * 7e9 (binary "7G" = 7 * 2^30 stays binary). Thread-safe. */
+ZOFF_API zoff_status zoff_parse_count(const char *s, uint64_t *count);
+/* Formats bytes as "123 B" or "1.50 GiB" into buf (len bytes); returns buf. Thread-safe. */
+ZOFF_API const char *zoff_format_bytes(uint64_t bytes, char *buf, size_t len);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Device helpers for trainers (the runtime's device backend)                                 */

@@ -537,7 +537,11 @@ out:
 
 /* Each path must be a directory, distinct from the others; the filesystems holding them must
  * have room for their files (paths on one filesystem are summed). */
-static zoff_status check_paths(zswap_store *s, char **paths)
+/* Each path a directory, distinct, writable; the free space of every filesystem holds what the
+ * store preallocates there (filesystems that report no size, like ramfs, are not checked).
+ * `reclaim`: remove leftovers of dead runs first (not from a planner). *free_sum: free bytes
+ * over the paths' filesystems (each counted once; may be NULL). */
+static zoff_status check_paths(zswap_store *s, char **paths, int reclaim, uint64_t *free_sum)
 {
     struct stat st[ZSWAP_MAX_PATHS];
     for (int p = 0; p < s->npaths; p++) {
@@ -551,7 +555,16 @@ static zoff_status check_paths(zswap_store *s, char **paths)
                 return zoff__err(ZOFF_EINVAL, "swap paths %s and %s are the same directory",
                                  paths[q], paths[p]);
     }
-    for (int p = 0; p < s->npaths; p++) zswap__reclaim_stale(paths[p]);
+    for (int p = 0; p < s->npaths; p++) {
+        if (access(paths[p], W_OK | X_OK) != 0) {
+            int e = errno;
+            return zoff__err(-e, "swap path %s is not writable: %s%s", paths[p], strerror(e),
+                             e == EROFS ? " (read-only filesystem)" : "");
+        }
+    }
+    if (reclaim)
+        for (int p = 0; p < s->npaths; p++) zswap__reclaim_stale(paths[p]);
+    if (free_sum) *free_sum = 0;
     for (int p = 0; p < s->npaths; p++) {
         int first = 1;
         for (int q = 0; q < p; q++) first &= st[q].st_dev != st[p].st_dev;
@@ -564,6 +577,7 @@ static zoff_status check_paths(zswap_store *s, char **paths)
             for (int f = 0; f < s->nfpp; f++) need += device_bytes(s, q + f * s->npaths);
         }
         ZOFF_CHECK(zswap_free_bytes(paths[p], &free_bytes));
+        if (free_sum) *free_sum += free_bytes;
         struct statvfs sv;
         if (statvfs(paths[p], &sv) == 0 && sv.f_blocks == 0) {
             /* ramfs and friends keep no block counts: the space cannot be checked. */
@@ -581,6 +595,24 @@ static zoff_status check_paths(zswap_store *s, char **paths)
         }
     }
     return ZOFF_OK;
+}
+
+zoff_status zswap_check_space(const char *paths_csv, uint64_t capacity_bytes, uint64_t *free_bytes)
+{
+    zswap_store s;
+    memset(&s, 0, sizeof s);
+    char **paths = NULL;
+    ZOFF_CHECK(parse_paths(paths_csv, &paths, &s.npaths));
+    s.nfpp = 1;
+    s.ndev = s.npaths;
+    s.stripe = ZSWAP_DEFAULT_STRIPE;
+    s.capacity = padded((size_t)capacity_bytes);
+    uint64_t sum = 0;
+    zoff_status st = check_paths(&s, paths, 0, &sum);
+    for (int p = 0; p < s.npaths; p++) free(paths[p]);
+    free(paths);
+    if (free_bytes) *free_bytes = sum; /* what was found, also when it is not enough */
+    return st;
 }
 
 static int odirect_setting(int cfg)
@@ -608,7 +640,7 @@ zoff_status zswap_create(const zswap_config *cfg, zswap_store **out)
     s->verify_crc = cfg->verify_crc;
     int odirect = odirect_setting(cfg->odirect);
 
-    ZOFF_CHECK_GOTO(check_paths(s, paths), st, fail);
+    ZOFF_CHECK_GOTO(check_paths(s, paths, 1, NULL), st, fail);
 
     char name[128];
     if (cfg->run_name && cfg->run_name[0]) {

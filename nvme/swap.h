@@ -169,6 +169,16 @@ zoff_status zswap_probe(const char *dir, int *odirect, int *uring);
 /* Free bytes on the filesystem holding `dir`. */
 zoff_status zswap_free_bytes(const char *dir, uint64_t *out);
 
+/* The checks zswap_create makes before creating anything, for a planner: every path of the
+ * comma-separated list is a distinct, writable directory (-EROFS / -EACCES naming it
+ * otherwise), and each filesystem has room for exactly what a store of `capacity_bytes`
+ * (default stripe, one file per path) preallocates there (ZOFF_ENOFIT naming the need and the
+ * free space). Filesystems that report no size (ramfs) are not checked, as in zswap_create.
+ * *free_bytes (may be NULL): the free space over the paths' filesystems examined (set on
+ * failure too). */
+zoff_status zswap_check_space(const char *paths_csv, uint64_t capacity_bytes,
+                              uint64_t *free_bytes);
+
 #ifdef __cplusplus
 }
 #endif

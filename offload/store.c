@@ -79,6 +79,12 @@ zoff_status zstore_compute_sizes_fmt(uint64_t numel, size_t partition_numel, zof
                          partition_numel, ZSTATE_Q8_BLOCK);
     if (!(ratio >= 0.0f && ratio <= 1.0f))
         return zoff__err(ZOFF_EINVAL, "offload ratio %g is outside [0, 1]", (double)ratio);
+    /* 12 B/elem state and one 4 KiB round-up per partition stay below 2^63 from here on */
+    if (numel > ZSTORE_MAX_NUMEL || partition_numel > ZSTORE_MAX_NUMEL)
+        return zoff__err(ZOFF_ENOFIT,
+                         "%llu elements (partitions of %zu) need more than 2^63 bytes of "
+                         "optimizer state: no machine holds that",
+                         (unsigned long long)numel, partition_numel);
     zstore_sizes s = {0};
     s.nparts = (size_t)((numel + partition_numel - 1) / partition_numel);
     if (tier == ZOFF_TIER_CPU)
@@ -96,8 +102,15 @@ zoff_status zstore_compute_sizes_fmt(uint64_t numel, size_t partition_numel, zof
                              "offload_optimizer.buffer_count %d: at least 1 swap buffer is needed",
                              buffer_count);
         s.slots = (int)ZOFF_MIN((size_t)buffer_count, s.swapped_parts);
-        s.pool_bytes = (uint64_t)s.slots * round4k(zstate_bytes(optim, fmt, partition_numel));
+        uint64_t slot = round4k(zstate_bytes(optim, fmt, partition_numel));
+        if (__builtin_mul_overflow((uint64_t)s.slots, slot, &s.pool_bytes))
+            return zoff__err(ZOFF_ENOFIT,
+                             "%d swap buffers of %zu elements need more than 2^64 bytes", s.slots,
+                             partition_numel);
         s.swap_bytes = range_bytes(numel, partition_numel, optim, fmt) - resident_state;
+        uint64_t last_numel = numel - (uint64_t)(s.nparts - 1) * partition_numel;
+        s.swap_capacity_bytes = (uint64_t)(s.swapped_parts - 1) * slot +
+                                round4k(zstate_bytes(optim, fmt, (size_t)last_numel));
     }
     *out = s;
     return ZOFF_OK;
@@ -132,14 +145,6 @@ zswap_store *zstore_swap(zstore *s)
 static size_t part_bytes(const zstore *s, size_t k)
 {
     return zstate_bytes(s->cfg.optim, s->cfg.state, zstore_part_numel(s, k));
-}
-
-/* The swap store rounds each extent up to its alignment; give it one page of slack per extent. */
-static uint64_t swap_capacity(const zstore *s)
-{
-    uint64_t cap = 0;
-    for (size_t k = s->sz.resident_parts; k < s->sz.nparts; k++) cap += round4k(part_bytes(s, k));
-    return cap;
 }
 
 zoff_status zstore_create(const zstore_config *cfg, zstore **out)
@@ -187,7 +192,7 @@ zoff_status zstore_create(const zstore_config *cfg, zstore **out)
             ZOFF_CHECK_GOTO(zarena_alloc(s->arena, s->slot_bytes, "state.slot", &s->slots[i].buf),
                             st, fail);
         zswap_config sc = *cfg->swap;
-        sc.capacity_bytes = swap_capacity(s);
+        sc.capacity_bytes = s->sz.swap_capacity_bytes;
         ZOFF_CHECK_GOTO(zswap_create(&sc, &s->swap), st, fail);
         for (int i = 0; i < s->sz.slots; i++)
             ZOFF_CHECK_GOTO(zswap_register_buffer(s->swap, s->slots[i].buf, s->slot_bytes), st,

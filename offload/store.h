@@ -34,6 +34,8 @@ extern "C" {
 #endif
 
 #define ZSTORE_ELEM_BYTES 12 /* fp32 Adam: master + exp_avg + exp_avg_sq */
+/* Largest element count sized here: 12 B/elem and page round-ups stay far below 2^64. */
+#define ZSTORE_MAX_NUMEL ((uint64_t)1 << 58)
 
 /* Sizes of a store, computed without allocating anything (for zoff_plan and finalize). */
 typedef struct zstore_sizes {
@@ -44,12 +46,13 @@ typedef struct zstore_sizes {
     uint64_t resident_bytes; /* arena bytes of the resident block (4 KiB rounded) */
     uint64_t pool_bytes;     /* arena bytes of the slot pool (slots x 4 KiB-rounded slot) */
     uint64_t swap_bytes;     /* payload bytes on swap (12 B/elem of the swapped partitions) */
+    uint64_t swap_capacity_bytes; /* what the swap store preallocates (each extent 4 KiB rounded) */
 } zstore_sizes;
 
 /* Fills *out for `numel` elements. tier CPU keeps everything resident (ratio ignored); tier NVME
  * keeps floor(ratio * nparts) partitions resident. slots = min(buffer_count, swapped_parts).
  * Returns ZOFF_EINVAL for partition_numel 0, ratio outside [0, 1] or buffer_count < 1 with
- * swapped partitions. */
+ * swapped partitions; ZOFF_ENOFIT when a byte count would not fit in 64 bits. */
 zoff_status zstore_compute_sizes(uint64_t numel, size_t partition_numel, zoff_tier tier,
                                  float ratio, int buffer_count, zstore_sizes *out);
 /* The same for an optimizer and state format (zstore_compute_sizes: fp32 Adam). q8 needs a

@@ -18,7 +18,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cpu_adam/adam.h"
+/* Most Adam threads (= ZADAM_MAX_THREADS of cpu_adam/adam.h, which this file cannot include). */
+#define CPU_THREADS_MAX 1024
+/* Values per q8 block (= Q8_BLOCK of cpu_adam/adam.h). */
+#define Q8_BLOCK 256
+
 #include "runtime/config.h"
 
 #define PATH_LEN              192                /* longest JSON key path in a message */
@@ -224,16 +228,16 @@ zoff_status zoff__config_validate(const zoff_config *cfg)
                          "optimizer.params.initial_accumulator_value: expected a finite number >= "
                          "0, got %g",
                          (double)cfg->initial_accumulator_value);
-    if (cfg->state_format == ZOFF_STATE_Q8 && cfg->partition_numel % ZSTATE_Q8_BLOCK != 0)
+    if (cfg->state_format == ZOFF_STATE_Q8 && cfg->partition_numel % Q8_BLOCK != 0)
         return zoff__err(ZOFF_ECONFIG,
                          "zoff.partition_numel: %zu is not a multiple of the q8 block (%d values); "
                          "q8 state needs whole blocks per partition",
-                         cfg->partition_numel, ZSTATE_Q8_BLOCK);
-    if (cfg->state_format == ZOFF_STATE_Q8 && cfg->tile_numel % ZSTATE_Q8_BLOCK != 0)
+                         cfg->partition_numel, Q8_BLOCK);
+    if (cfg->state_format == ZOFF_STATE_Q8 && cfg->tile_numel % Q8_BLOCK != 0)
         return zoff__err(ZOFF_ECONFIG,
                          "zoff.tile_numel: %zu is not a multiple of the q8 block (%d values); q8 "
                          "tiles start on block boundaries",
-                         cfg->tile_numel, ZSTATE_Q8_BLOCK);
+                         cfg->tile_numel, Q8_BLOCK);
 
     /* mixed precision, clipping */
     if (cfg->fp16_enabled != 0 && cfg->fp16_enabled != 1)
@@ -334,9 +338,10 @@ zoff_status zoff__config_validate(const zoff_config *cfg)
         return zoff__err(ZOFF_ECONFIG,
                          "zoff.delayed_warmup_steps: expected an integer >= 0, got %d",
                          cfg->delayed_warmup_steps);
-    if (cfg->cpu_threads < 0)
+    if (cfg->cpu_threads < 0 || cfg->cpu_threads > CPU_THREADS_MAX)
         return zoff__err(ZOFF_ECONFIG,
-                         "zoff.cpu_threads: expected an integer >= 0 (0: all cores), got %d",
+                         "zoff.cpu_threads: expected an integer in [0, 1024] (0: all cores), "
+                         "got %d",
                          cfg->cpu_threads);
     if (!str_terminated(cfg->cpu_isa, sizeof cfg->cpu_isa) || !isa_known(cfg->cpu_isa))
         return zoff__err(ZOFF_ECONFIG,
@@ -996,7 +1001,7 @@ static const key_desc zoff_keys[] = {
     KSIZE("tile_numel", tile_numel, 1, MAX_EXACT_INT),
     KENUM("overlap", overlap, overlap_names),
     KINT("delayed_warmup_steps", delayed_warmup_steps, 0, INT32_MAX),
-    KINT("cpu_threads", cpu_threads, 0, 65536),
+    KINT("cpu_threads", cpu_threads, 0, CPU_THREADS_MAX),
     KFN("cpu_isa", on_cpu_isa),
     KINT("numa_node", numa_node, -1, 65535),
     KENUM("device", device, device_names),
@@ -1285,8 +1290,8 @@ zoff_status zoff__config_apply_env(zoff_config *cfg)
             return env_err(ZOFF_PARAM_CPU_ISA, "scalar, avx2, avx512 or auto");
     }
     if (zoff__param_set(ZOFF_PARAM_CPU_THREADS)) {
-        if (!env_int(ZOFF_PARAM_CPU_THREADS, 0, 65536, &v))
-            return env_err(ZOFF_PARAM_CPU_THREADS, "an integer in [0, 65536] (0: config/auto)");
+        if (!env_int(ZOFF_PARAM_CPU_THREADS, 0, CPU_THREADS_MAX, &v))
+            return env_err(ZOFF_PARAM_CPU_THREADS, "an integer in [0, 1024] (0: config/auto)");
         if (v > 0) work.cpu_threads = (int)v;
     }
     if (zoff__param_set(ZOFF_PARAM_NUMA_NODE)) {

@@ -193,10 +193,19 @@ static zoff_status save_impl(zoff_runtime *rt, const char *dir, const char *user
         if (strlen(user_json) >= sizeof meta->extra_json)
             return zoff__err(ZOFF_EINVAL, "zoff_save_with: user_json is %zu bytes (at most %zu)",
                              strlen(user_json), sizeof meta->extra_json - 1);
-        cJSON *j = cJSON_Parse(user_json);
+        const char *bad_at = NULL;
+        cJSON *j = cJSON_ParseWithOpts(user_json, &bad_at, 1);
         int ok = j && cJSON_IsObject(j);
         cJSON_Delete(j);
-        if (!ok) return zoff__err(ZOFF_EINVAL, "zoff_save_with: user_json is not a JSON object");
+        if (!ok) {
+            /* JSON has no NaN or Infinity: a trainer writing "%g" of a NaN loss ends up here */
+            const char *near = (!j && bad_at && bad_at >= user_json) ? bad_at : user_json;
+            return zoff__err(ZOFF_EINVAL,
+                             "zoff_save_with: user_json is not a JSON object%s%.40s%s (JSON has "
+                             "no NaN/Infinity: write null for a non-finite number); the previous "
+                             "checkpoint at %s is unchanged",
+                             j ? "" : ": invalid near \"", j ? "" : near, j ? "" : "\"", dir);
+        }
     }
     ZOFF_CHECK(zrt_drain(rt));
     meta = calloc(1, sizeof *meta);

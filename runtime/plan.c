@@ -5,7 +5,9 @@
  * to change. zoff_plan (public) and zoff_finalize (which refuses a layout that does not fit and
  * sizes the pinned arena exactly from it) share this code.
  */
+#include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,13 @@ zoff_status zrt_layout_compute(const zoff_config *cfg, uint64_t numel, uint64_t 
     zrt_layout l;
     memset(&l, 0, sizeof l);
     if (cfg->tile_numel == 0) return zoff__err(ZOFF_ECONFIG, "tile_numel must be > 0");
+    /* every product below stays under 2^63 for these bounds (16 B/elem at most) */
+    if (numel > ZSTORE_MAX_NUMEL || param_bytes > 4 * ZSTORE_MAX_NUMEL ||
+        cfg->tile_numel > ZSTORE_MAX_NUMEL)
+        return zoff__err(ZOFF_ENOFIT,
+                         "%llu parameters need more than 2^62 bytes: no machine holds that "
+                         "(zoff plans up to 2^58 parameters)",
+                         (unsigned long long)numel);
     l.numel = numel;
     l.param_bytes = param_bytes;
     l.ngrad_bufs = cfg->overlap == ZOFF_OVERLAP_DELAYED ? 2 : 1;
@@ -34,44 +43,22 @@ zoff_status zrt_layout_compute(const zoff_config *cfg, uint64_t numel, uint64_t 
     ZOFF_CHECK(zstore_compute_sizes_fmt(numel, cfg->partition_numel, cfg->tier, cfg->ratio,
                                         cfg->buffer_count, (zopt_kind)cfg->optimizer_type,
                                         (zstate_fmt)cfg->state_format, &l.store));
-    l.arena_bytes = (uint64_t)l.ngrad_bufs * l.grad_buf_bytes + l.hold_bytes +
-                    (uint64_t)l.nstage * l.stage_bytes + l.store.resident_bytes +
-                    l.store.pool_bytes;
+    uint64_t parts[5] = {(uint64_t)l.ngrad_bufs * l.grad_buf_bytes, l.hold_bytes,
+                         (uint64_t)l.nstage * l.stage_bytes, l.store.resident_bytes,
+                         l.store.pool_bytes};
+    l.arena_bytes = 0;
+    for (size_t i = 0; i < ZOFF_ARRAY_SIZE(parts); i++)
+        if (__builtin_add_overflow(l.arena_bytes, parts[i], &l.arena_bytes))
+            return zoff__err(ZOFF_ENOFIT, "host memory for %llu elements exceeds 2^64 bytes",
+                             (unsigned long long)numel);
     l.gpu_bytes = 2 * param_bytes;
     l.no_offload_bytes = 16 * numel;
     *out = l;
     return ZOFF_OK;
 }
 
-/* Free bytes under the comma-separated paths: *min_free is the smallest (swap is striped
- * evenly), *sum the total; *npaths counts them. A path that cannot be examined is an error. */
-static zoff_status nvme_free(const char *paths, uint64_t *min_free, uint64_t *sum, int *npaths,
-                             char *worst, size_t worst_len)
-{
-    char buf[ZOFF_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", paths);
-    *min_free = UINT64_MAX;
-    *sum = 0;
-    *npaths = 0;
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
-         tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ') tok++;
-        if (!*tok) continue;
-        uint64_t f = 0;
-        ZOFF_CHECK(zswap_free_bytes(tok, &f));
-        if (f < *min_free) {
-            *min_free = f;
-            snprintf(worst, worst_len, "%s", tok);
-        }
-        *sum += f;
-        (*npaths)++;
-    }
-    if (*npaths == 0) *min_free = 0;
-    return ZOFF_OK;
-}
-
 zoff_status zrt_plan_report(const zoff_config *cfg, const zrt_layout *l, zdev *dev, int check_gpu,
-                            zoff_plan_report *out)
+                            uint64_t gpu_mem_bytes, zoff_plan_report *out)
 {
     zoff_plan_report r;
     memset(&r, 0, sizeof r);
@@ -85,7 +72,9 @@ zoff_status zrt_plan_report(const zoff_config *cfg, const zrt_layout *l, zdev *d
     r.no_offload_bytes = l->no_offload_bytes;
     r.host_available = zoff__mem_available();
     r.fits = 1;
-    if (dev) {
+    if (gpu_mem_bytes) {
+        r.gpu_available = gpu_mem_bytes;
+    } else if (dev) {
         size_t fr = 0, tot = 0;
         if (zdev_mem_info(dev, &fr, &tot) == ZOFF_OK) r.gpu_available = fr;
     } else if (cfg->device == ZOFF_DEVICE_SIM) {
@@ -112,7 +101,9 @@ zoff_status zrt_plan_report(const zoff_config *cfg, const zrt_layout *l, zdev *d
                "this GPU even with offload (%s)",
                zoff__fmt_bytes(l->gpu_bytes, a, sizeof a),
                zoff__fmt_bytes(r.gpu_available, b, sizeof b),
-               sim ? "sim device: raise zoff.sim_gpu_bytes" : "use more GPUs or a smaller model");
+               gpu_mem_bytes ? "plan for a larger GPU (zoff plan --gpu-mem)"
+               : sim         ? "sim device: raise zoff.sim_gpu_bytes"
+                             : "use more GPUs or a smaller model");
     }
 
     uint64_t host_need = l->arena_bytes;
@@ -120,7 +111,8 @@ zoff_status zrt_plan_report(const zoff_config *cfg, const zrt_layout *l, zdev *d
         uint64_t state = l->store.resident_bytes;
         if (cfg->tier == ZOFF_TIER_CPU && state > 0)
             ADVISE("optimizer state needs %s %s (of %s in all) but %s is available: set "
-                   "zero_optimization.offload_optimizer.device to nvme or lower ratio",
+                   "zero_optimization.offload_optimizer.device to nvme (with a "
+                   "zero_optimization.offload_optimizer.ratio below 1)",
                    zoff__fmt_bytes(state, a, sizeof a), cfg->pin_memory ? "pinned" : "host",
                    zoff__fmt_bytes(host_need, c, sizeof c),
                    zoff__fmt_bytes(r.host_available, b, sizeof b));
@@ -148,37 +140,41 @@ zoff_status zrt_plan_report(const zoff_config *cfg, const zrt_layout *l, zdev *d
     }
 
     if (l->store.swapped_parts > 0) {
-        uint64_t min_free = 0, sum = 0;
-        int npaths = 0;
-        char worst[ZOFF_PATH_MAX] = "";
-        zoff_status st = nvme_free(cfg->nvme_path, &min_free, &sum, &npaths, worst, sizeof worst);
-        if (st < 0) {
-            ADVISE("cannot examine zero_optimization.offload_optimizer.nvme_path '%.160s': %.200s",
-                   cfg->nvme_path, zoff__last_error_tls());
-        } else if (npaths == 0) {
-            ADVISE("%s of optimizer state is swapped but zero_optimization.offload_optimizer."
-                   "nvme_path is empty",
-                   zoff__fmt_bytes(l->store.swap_bytes, a, sizeof a));
-        } else {
-            r.nvme_available = sum;
-            /* striped evenly: each path holds its share plus one stripe of slack */
-            uint64_t share =
-                (l->store.swap_bytes + (uint64_t)npaths - 1) / (uint64_t)npaths + 16 * ZOFF_MIB;
-            if (share > min_free)
-                ADVISE(
-                    "swap needs %s under %.160s but %s is free there: free disk space, add a path "
-                    "to zero_optimization.offload_optimizer.nvme_path, or raise ratio (now %g)",
-                    zoff__fmt_bytes(share, a, sizeof a), worst,
-                    zoff__fmt_bytes(min_free, b, sizeof b), (double)cfg->ratio);
-        }
+        uint64_t free_sum = 0;
+        char a2[64];
+        zoff_status st = zswap_check_space(cfg->nvme_path, l->store.swap_capacity_bytes, &free_sum);
+        r.nvme_available = free_sum;
+        if (st == ZOFF_ENOFIT)
+            ADVISE("%.300s: free disk space, add a path to "
+                   "zero_optimization.offload_optimizer.nvme_path, or raise "
+                   "zero_optimization.offload_optimizer.ratio (now %g)",
+                   zoff__last_error_tls(), (double)cfg->ratio);
+        else if (st == -EROFS || st == -EACCES || st == -EPERM)
+            ADVISE("%.300s: the %s of swap needs a writable "
+                   "zero_optimization.offload_optimizer.nvme_path",
+                   zoff__last_error_tls(),
+                   zoff__fmt_bytes(l->store.swap_capacity_bytes, a2, sizeof a2));
+        else if (st < 0)
+            ADVISE("cannot use zero_optimization.offload_optimizer.nvme_path '%.160s' for %s of "
+                   "swap: %.200s",
+                   cfg->nvme_path, zoff__fmt_bytes(l->store.swap_capacity_bytes, a2, sizeof a2),
+                   zoff__last_error_tls());
     }
 #undef ADVISE
     *out = r;
     return ZOFF_OK;
 }
 
-ZOFF_API zoff_status zoff_plan(const zoff_config *cfg_in, size_t total_params,
-                               zoff_plan_report *out)
+ZOFF_API zoff_status zoff_plan_options_default(zoff_plan_options *o)
+{
+    if (!o) return zoff__err(ZOFF_EINVAL, "zoff_plan_options_default: NULL");
+    memset(o, 0, sizeof *o);
+    o->struct_size = sizeof *o;
+    return ZOFF_OK;
+}
+
+ZOFF_API zoff_status zoff_plan_with(const zoff_config *cfg_in, uint64_t total_params,
+                                    const zoff_plan_options *opt_in, zoff_plan_report *out)
 {
     zoff__clear_error();
     zoff_status st = ZOFF_OK;
@@ -189,6 +185,16 @@ ZOFF_API zoff_status zoff_plan(const zoff_config *cfg_in, size_t total_params,
                          "zoff_plan: cfg->struct_size is %zu: initialise it with "
                          "zoff_config_default()",
                          cfg_in->struct_size);
+    zoff_plan_options opt;
+    zoff_plan_options_default(&opt);
+    if (opt_in) {
+        if (opt_in->struct_size == 0 || opt_in->struct_size > sizeof opt)
+            return zoff__err(ZOFF_EINVAL,
+                             "zoff_plan_with: options->struct_size is %zu: initialise it with "
+                             "zoff_plan_options_default()",
+                             opt_in->struct_size);
+        memcpy(&opt, opt_in, opt_in->struct_size);
+    }
     if (total_params == 0) return zoff__err(ZOFF_EINVAL, "zoff_plan: total_params is 0");
     zoff_config cfg;
     ZOFF_CHECK(zoff_config_default(&cfg));
@@ -196,26 +202,37 @@ ZOFF_API zoff_status zoff_plan(const zoff_config *cfg_in, size_t total_params,
     cfg.struct_size = sizeof cfg;
     ZOFF_CHECK(zoff__config_apply_env(&cfg));
     ZOFF_CHECK(zoff__config_validate(&cfg));
-    size_t esize = (cfg.fp16_enabled || cfg.bf16_enabled) ? 2 : 4;
+    uint64_t esize = (cfg.fp16_enabled || cfg.bf16_enabled) ? 2 : 4;
+    if (total_params > ZSTORE_MAX_NUMEL)
+        return zoff__err(ZOFF_ENOFIT,
+                         "%llu parameters need more than 2^62 bytes of optimizer state: no "
+                         "machine holds that (zoff plans up to 2^58 parameters)",
+                         (unsigned long long)total_params);
     zrt_layout l;
-    ZOFF_CHECK(
-        zrt_layout_compute(&cfg, total_params, (uint64_t)total_params * esize, esize == 4, &l));
-    zdev_config dc;
-    zdev_config_default(&dc);
-    dc.kind = cfg.device;
-    dc.cuda_device = cfg.cuda_device;
-    dc.sim_bytes = cfg.sim_gpu_bytes;
-    dc.sim_pcie_gbps = cfg.sim_pcie_gbps;
-    if (zdev_open(&dc, &dev) < 0) {
-        ZOFF_INFO(ZOFF_SUB_INIT, "zoff_plan: no device to ask (%s): GPU side not checked",
-                  zoff__last_error_tls());
-        dev = NULL;
+    ZOFF_CHECK(zrt_layout_compute(&cfg, total_params, total_params * esize, esize == 4, &l));
+    if (!opt.gpu_mem_bytes) {
+        zdev_config dc;
+        zdev_config_default(&dc);
+        dc.kind = cfg.device;
+        dc.cuda_device = cfg.cuda_device;
+        dc.sim_bytes = cfg.sim_gpu_bytes;
+        dc.sim_pcie_gbps = cfg.sim_pcie_gbps;
+        if (zdev_open(&dc, &dev) < 0) {
+            ZOFF_INFO(ZOFF_SUB_INIT, "zoff_plan: no device to ask (%s): GPU side not checked",
+                      zoff__last_error_tls());
+            dev = NULL;
+        }
     }
     zoff_plan_report r;
-    st = zrt_plan_report(&cfg, &l, dev, 1, &r);
+    st = zrt_plan_report(&cfg, &l, dev, 1, opt.gpu_mem_bytes, &r);
     if (dev) zdev_close(dev);
     if (st < 0) return st;
     *out = r;
     zoff__clear_error();
     return ZOFF_OK;
+}
+
+ZOFF_API zoff_status zoff_plan(const zoff_config *cfg, size_t total_params, zoff_plan_report *out)
+{
+    return zoff_plan_with(cfg, (uint64_t)total_params, NULL, out);
 }

@@ -145,9 +145,10 @@ zoff_status zrt_layout_compute(const zoff_config *cfg, uint64_t numel, uint64_t 
                                int any_f32, zrt_layout *out);
 /* Fills the plan report (bytes vs available, fits, advice) for a layout. `dev` may be NULL
  * (then the GPU side is checked against cfg->sim_gpu_bytes for sim, skipped otherwise);
- * check_gpu = 0 skips the GPU comparison (finalize: the trainer already allocated it). */
+ * check_gpu = 0 skips the GPU comparison (finalize: the trainer already allocated it);
+ * gpu_mem_bytes > 0 compares with that much free device memory instead of asking `dev`. */
 zoff_status zrt_plan_report(const zoff_config *cfg, const zrt_layout *l, zdev *dev, int check_gpu,
-                            zoff_plan_report *out);
+                            uint64_t gpu_mem_bytes, zoff_plan_report *out);
 
 /* ---- the runtime --------------------------------------------------------------------------- */
 typedef struct zrt_group {

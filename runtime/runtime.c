@@ -401,7 +401,7 @@ static zoff_status finalize_impl(zoff_runtime *rt)
     ZOFF_CHECK(zrt_layout_compute(c, rt->own_end - rt->own_begin, rt->param_bytes, rt->any_f32,
                                   &rt->layout));
     zoff_plan_report rep;
-    ZOFF_CHECK(zrt_plan_report(c, &rt->layout, rt->dev, 0, &rep));
+    ZOFF_CHECK(zrt_plan_report(c, &rt->layout, rt->dev, 0, 0, &rep));
     if (!rep.fits) return zoff__err(ZOFF_ENOFIT, "zoff_finalize: %s", rep.advice);
 
     /* NUMA node nearest the device; Adam threads on its cores */

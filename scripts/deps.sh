@@ -9,7 +9,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config liburing-dev libhwloc-dev libnuma-dev libcjson-dev
-      libcmocka-dev libomp-dev fio gnuplot-nox hwloc-nox)
+      libcmocka-dev libomp-dev fio gnuplot-nox hwloc-nox openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

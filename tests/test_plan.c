@@ -4,7 +4,10 @@
  * zoff_plan's report (fits for a small model; for a model too big for host memory fits = 0 with
  * advice naming offload_optimizer.device; too big for the disk: advice naming nvme_path; too big
  * for the sim GPU: advice about the device); and zoff_finalize refusing (ZOFF_ENOFIT, message
- * naming the knob) a model that cannot fit, before allocating anything.
+ * naming the knob) a model that cannot fit, before allocating anything. Sizes as users write
+ * them (zoff_parse_size / zoff_parse_count: binary and decimal suffixes, fractions, exponents,
+ * 64-bit overflow refused) and byte counts that would wrap around 2^64 (ZOFF_ENOFIT, never
+ * "fits"); zoff_plan_with planning for a GPU this machine does not have.
  */
 #include "test_runtime_util.h"
 
@@ -137,12 +140,78 @@ static void test_finalize_refuses(void **state)
     zoff_destroy(rt);
 }
 
+static void test_sizes_and_overflow(void **state)
+{
+    (void)state;
+    uint64_t v = 0;
+    assert_int_equal(zoff_parse_size("16M", &v), 0);
+    assert_true(v == 16u << 20);
+    assert_int_equal(zoff_parse_size("16GiB", &v), 0);
+    assert_true(v == (uint64_t)16 << 30);
+    assert_int_equal(zoff_parse_size("1.5G", &v), 0);
+    assert_true(v == (uint64_t)3 << 29);
+    assert_int_equal(zoff_parse_size("4096B", &v), 0);
+    assert_true(v == 4096);
+    assert_int_equal(zoff_parse_size("0x1000", &v), 0);
+    assert_true(v == 4096);
+    assert_int_equal(zoff_parse_size("7B", &v), 0); /* bytes, not billions */
+    assert_true(v == 7);
+    assert_int_equal(zoff_parse_count("7B", &v), 0);
+    assert_true(v == 7000000000ull);
+    assert_int_equal(zoff_parse_count("1e15", &v), 0);
+    assert_true(v == 1000000000000000ull);
+    assert_int_equal(zoff_parse_count("1.3bn", &v), 0);
+    assert_true(v == 1300000000ull);
+    assert_int_equal(zoff_parse_count("18446744073709551615", &v), 0);
+    assert_true(v == UINT64_MAX);
+    const char *bad[] = {"",   "-1",  "+1",  "0.5",  "1e30",   "16777216T", "18446744073709551616",
+                         "1x", "inf", "nan", "1.5e", "0x1.8p1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (zoff_parse_count(bad[i], &v) != ZOFF_EINVAL) print_error("accepted '%s'\n", bad[i]);
+        assert_int_equal(zoff_parse_count(bad[i], &v), ZOFF_EINVAL);
+        assert_non_null(strstr(zoff_last_error(NULL), "not a count"));
+    }
+    char b[32];
+    assert_string_equal(zoff_format_bytes(1536, b, sizeof b), "1.50 KiB");
+
+    /* byte counts that would wrap around 2^64 do not fit; they never say "fits" */
+    zoff_config c;
+    zoff_config_default(&c);
+    zoff_plan_report r = {.struct_size = sizeof r};
+    assert_int_equal(zoff_plan(&c, (size_t)1 << 62, &r), ZOFF_ENOFIT);
+    assert_non_null(strstr(zoff_last_error(NULL), "2^58"));
+    assert_int_equal(zoff_plan(&c, SIZE_MAX, &r), ZOFF_ENOFIT);
+    zrt_layout l;
+    c.partition_numel = (size_t)1 << 53;
+    c.buffer_count = 1 << 20;
+    c.tier = ZOFF_TIER_NVME;
+    assert_int_equal(zrt_layout_compute(&c, (uint64_t)1 << 58, (uint64_t)1 << 59, 0, &l), 0);
+    assert_true(l.arena_bytes > l.store.pool_bytes); /* the largest layout still adds up */
+    assert_int_equal(zrt_layout_compute(&c, ((uint64_t)1 << 58) + 1, (uint64_t)1 << 59, 0, &l),
+                     ZOFF_ENOFIT);
+
+    /* --gpu-mem: plan for a GPU with 80 GiB free */
+    zoff_config_default(&c);
+    zoff_plan_options o;
+    assert_int_equal(zoff_plan_options_default(&o), 0);
+    o.gpu_mem_bytes = (uint64_t)80 << 30;
+    assert_int_equal(zoff_plan_with(&c, 1000, &o, &r), 0);
+    assert_true(r.gpu_available == (uint64_t)80 << 30);
+    o.gpu_mem_bytes = 1000;
+    assert_int_equal(zoff_plan_with(&c, 1000, &o, &r), 0);
+    assert_int_equal(r.fits, 0);
+    assert_non_null(strstr(r.advice, "--gpu-mem"));
+    o.struct_size = 0;
+    assert_int_equal(zoff_plan_with(&c, 1000, &o, &r), ZOFF_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout),
         cmocka_unit_test(test_plan_report),
         cmocka_unit_test(test_finalize_refuses),
+        cmocka_unit_test(test_sizes_and_overflow),
     };
     return cmocka_run_group_tests_name("plan", tests, NULL, NULL);
 }

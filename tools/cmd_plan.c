@@ -1,23 +1,43 @@
 /*
- * cmd_plan.c — `zoff plan --params N [--config cfg.json] [--tier cpu|nvme] [--nvme-path DIR]
- * [--ratio R] [--json]`: bytes per memory tier for a model of N parameters under a config, next to
- * what this machine has (device memory, MemAvailable, free space under the nvme paths), and
- * whether it fits; when it does not, the advice names the knob to change. Exit code 0 when it
- * fits, 1 when it does not (or on error), 2 on a usage error.
+ * cmd_plan.c — `zoff plan --params N [--config cfg.json] [--dtype fp32|fp16|bf16] [--tier
+ * cpu|nvme] [--nvme-path DIR] [--ratio R] [--gpu-mem SIZE] [--json]`: bytes per memory tier for a
+ * model of N parameters under a config, next to what this machine has (device memory or the
+ * --gpu-mem a GPU elsewhere has, MemAvailable, free space under the nvme paths), and whether it
+ * fits; when it does not, the advice names the knob to change as a JSON key and, where this
+ * command has one, its flag. Exit code 0: fits; 1: does not fit; 2: bad input (usage, numbers,
+ * config). Public API only (zoff_plan_with, zoff_parse_count, zoff_parse_size).
+ *
+ * Adding an option: a field in plan_opts, a line in plan_usage, a branch in parse_args, and
+ * (when it changes the plan) its effect in apply_opts; a flag the advice should name goes into
+ * advice_flags.
  */
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "commands.h"
-#include "common/common.h"
+#include "zoff.h"
+
+typedef struct plan_opts {
+    uint64_t params;
+    const char *config, *tier, *nvme_path, *ratio, *dtype;
+    uint64_t gpu_mem_bytes; /* 0: this machine's device */
+    int json;
+} plan_opts;
 
 static void plan_usage(FILE *f)
 {
-    fprintf(f, "usage: zoff plan --params N [--config cfg.json] [--tier cpu|nvme] "
-               "[--nvme-path DIR] [--ratio R] [--json]\n"
-               "  N accepts k/M/G suffixes (powers of 1024), e.g. --params 7G\n");
+    fprintf(f, "usage: zoff plan --params N [--config cfg.json] [--dtype fp32|fp16|bf16]\n"
+               "                 [--tier cpu|nvme] [--nvme-path DIR[,DIR...]] [--ratio R]\n"
+               "                 [--gpu-mem SIZE] [--json]\n"
+               "  --params N      parameters: 7000000000, 7e9, 7B (decimal billions), 1.5B,\n"
+               "                  or binary 7G (7 * 2^30); k/M/G/T are powers of 1024\n"
+               "  --dtype D       parameter/gradient dtype (default: the config's, else fp32)\n"
+               "  --gpu-mem SIZE  plan for a GPU with SIZE free (e.g. 80G), not this machine's\n"
+               "  exit status: 0 fits, 1 does not fit, 2 bad input\n");
 }
 
 /* "--key value" or "--key=value" */
@@ -44,99 +64,206 @@ static void json_string(const char *s)
     putchar('"');
 }
 
-int zoff_cmd_plan(int argc, char **argv)
+/* 0, or 2 after printing why. */
+static int parse_args(int argc, char **argv, plan_opts *o)
 {
-    uint64_t params = 0;
-    const char *config = NULL, *tier = NULL, *nvme_path = NULL, *ratio = NULL;
-    int json = 0;
     for (int i = 1; i < argc; i++) {
         const char *v;
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            plan_usage(stdout);
-            return 0;
-        } else if ((v = arg_value(&i, argc, argv, "--params"))) {
-            if (zoff__parse_size(v, &params) < 0 || params == 0) {
-                fprintf(stderr, "zoff plan: bad --params '%s'\n", v);
+        if ((v = arg_value(&i, argc, argv, "--params"))) {
+            if (zoff_parse_count(v, &o->params) < 0) {
+                fprintf(stderr, "zoff plan: bad --params: %s\n", zoff_last_error(NULL));
+                return 2;
+            }
+            if (o->params == 0) {
+                fprintf(stderr, "zoff plan: --params must be at least 1\n");
+                return 2;
+            }
+        } else if ((v = arg_value(&i, argc, argv, "--gpu-mem"))) {
+            if (zoff_parse_size(v, &o->gpu_mem_bytes) < 0 || o->gpu_mem_bytes == 0) {
+                fprintf(stderr, "zoff plan: bad --gpu-mem '%s': a size such as 80G or 24GiB\n", v);
                 return 2;
             }
         } else if ((v = arg_value(&i, argc, argv, "--config"))) {
-            config = v;
+            o->config = v;
+        } else if ((v = arg_value(&i, argc, argv, "--dtype"))) {
+            o->dtype = v;
         } else if ((v = arg_value(&i, argc, argv, "--tier"))) {
-            tier = v;
+            o->tier = v;
         } else if ((v = arg_value(&i, argc, argv, "--nvme-path"))) {
-            nvme_path = v;
+            o->nvme_path = v;
         } else if ((v = arg_value(&i, argc, argv, "--ratio"))) {
-            ratio = v;
+            o->ratio = v;
         } else if (!strcmp(argv[i], "--json")) {
-            json = 1;
+            o->json = 1;
         } else {
             fprintf(stderr, "zoff plan: unknown argument '%s'\n", argv[i]);
             plan_usage(stderr);
             return 2;
         }
     }
-    if (params == 0) {
+    if (o->params == 0) {
+        fprintf(stderr, "zoff plan: --params N is required\n");
         plan_usage(stderr);
         return 2;
     }
-    zoff_config cfg;
-    zoff_status st = config ? zoff_config_from_json(&cfg, config) : zoff_config_default(&cfg);
-    if (st < 0) {
-        fprintf(stderr, "zoff plan: %s\n", zoff_last_error(NULL));
-        return 1;
-    }
-    if (tier) {
-        if (!strcasecmp(tier, "cpu"))
-            cfg.tier = ZOFF_TIER_CPU;
-        else if (!strcasecmp(tier, "nvme"))
-            cfg.tier = ZOFF_TIER_NVME;
-        else {
-            fprintf(stderr, "zoff plan: --tier must be cpu or nvme\n");
+    return 0;
+}
+
+/* The command line's choices over the config's. 0, or 2 after printing why. */
+static int apply_opts(const plan_opts *o, zoff_config *cfg)
+{
+    if (o->dtype) {
+        if (!strcasecmp(o->dtype, "fp16") || !strcasecmp(o->dtype, "f16")) {
+            cfg->fp16_enabled = 1;
+            cfg->bf16_enabled = 0;
+        } else if (!strcasecmp(o->dtype, "bf16")) {
+            cfg->fp16_enabled = 0;
+            cfg->bf16_enabled = 1;
+        } else if (!strcasecmp(o->dtype, "fp32") || !strcasecmp(o->dtype, "f32")) {
+            cfg->fp16_enabled = 0;
+            cfg->bf16_enabled = 0;
+        } else {
+            fprintf(stderr, "zoff plan: --dtype must be fp32, fp16 or bf16 (got '%s')\n", o->dtype);
             return 2;
         }
     }
-    if (nvme_path) snprintf(cfg.nvme_path, sizeof cfg.nvme_path, "%s", nvme_path);
-    if (ratio) cfg.ratio = (float)atof(ratio);
+    if (o->tier) {
+        if (!strcasecmp(o->tier, "cpu"))
+            cfg->tier = ZOFF_TIER_CPU;
+        else if (!strcasecmp(o->tier, "nvme"))
+            cfg->tier = ZOFF_TIER_NVME;
+        else {
+            fprintf(stderr, "zoff plan: --tier must be cpu or nvme (got '%s')\n", o->tier);
+            return 2;
+        }
+    }
+    if (o->nvme_path) {
+        if (strlen(o->nvme_path) >= sizeof cfg->nvme_path) {
+            fprintf(stderr, "zoff plan: --nvme-path is longer than %zu bytes\n",
+                    sizeof cfg->nvme_path - 1);
+            return 2;
+        }
+        snprintf(cfg->nvme_path, sizeof cfg->nvme_path, "%s", o->nvme_path);
+    }
+    if (o->ratio) {
+        char *end;
+        errno = 0;
+        double r = strtod(o->ratio, &end);
+        if (errno || end == o->ratio || *end || !(r >= 0.0 && r <= 1.0)) {
+            fprintf(stderr, "zoff plan: --ratio must be a number in [0, 1] (got '%s')\n", o->ratio);
+            return 2;
+        }
+        cfg->ratio = (float)r;
+    }
+    return 0;
+}
+
+/* The advice names JSON keys; where this command has a flag for one, add it. */
+static void advice_flags(const char *in, char *out, size_t len)
+{
+    static const struct {
+        const char *key, *flag;
+    } map[] = {
+        {"zero_optimization.offload_optimizer.device", "--tier"},
+        {"zero_optimization.offload_optimizer.nvme_path", "--nvme-path"},
+        {"zero_optimization.offload_optimizer.ratio", "--ratio"},
+        {"zoff.sim_gpu_bytes", "--gpu-mem"},
+    };
+    size_t used = 0;
+    out[0] = '\0';
+    while (*in && used + 1 < len) {
+        size_t k = 0;
+        for (; k < sizeof map / sizeof map[0]; k++)
+            if (!strncmp(in, map[k].key, strlen(map[k].key))) break;
+        if (k < sizeof map / sizeof map[0]) {
+            int n = snprintf(out + used, len - used, "%s (%s)", map[k].key, map[k].flag);
+            if (n < 0 || (size_t)n >= len - used) break;
+            used += (size_t)n;
+            in += strlen(map[k].key);
+        } else {
+            out[used++] = *in++;
+            out[used] = '\0';
+        }
+    }
+}
+
+int zoff_cmd_plan(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            plan_usage(stdout);
+            return 0;
+        }
+    plan_opts o;
+    memset(&o, 0, sizeof o);
+    int rc = parse_args(argc, argv, &o);
+    if (rc) return rc;
+    zoff_config cfg;
+    zoff_status st = o.config ? zoff_config_from_json(&cfg, o.config) : zoff_config_default(&cfg);
+    if (st < 0) {
+        fprintf(stderr, "zoff plan: %s\n", zoff_last_error(NULL));
+        return 2;
+    }
+    if ((rc = apply_opts(&o, &cfg))) return rc;
+    zoff_plan_options popt;
+    zoff_plan_options_default(&popt);
+    popt.gpu_mem_bytes = o.gpu_mem_bytes;
     zoff_plan_report r;
     memset(&r, 0, sizeof r);
     r.struct_size = sizeof r;
-    st = zoff_plan(&cfg, (size_t)params, &r);
-    if (st < 0) {
-        fprintf(stderr, "zoff plan: %s\n", zoff_last_error(NULL));
+    st = zoff_plan_with(&cfg, o.params, &popt, &r);
+    if (st == ZOFF_ENOFIT) { /* beyond what any machine holds */
+        if (o.json) {
+            printf("{\"params\": %llu, \"fits\": false, \"advice\": ",
+                   (unsigned long long)o.params);
+            json_string(zoff_last_error(NULL));
+            printf("}\n");
+        } else {
+            printf("does not fit: %s\n", zoff_last_error(NULL));
+        }
         return 1;
     }
-    if (json) {
-        printf("{\"params\": %llu, \"tier\": \"%s\", \"gpu_bytes\": %llu, \"gpu_available\": %llu, "
+    if (st < 0) {
+        fprintf(stderr, "zoff plan: %s\n", zoff_last_error(NULL));
+        return 2;
+    }
+    char advice[sizeof r.advice + 256];
+    advice_flags(r.advice, advice, sizeof advice);
+    const char *dtype = cfg.fp16_enabled ? "fp16" : cfg.bf16_enabled ? "bf16" : "fp32";
+    if (o.json) {
+        printf("{\"params\": %llu, \"dtype\": \"%s\", \"tier\": \"%s\", \"gpu_bytes\": %llu, "
+               "\"gpu_available\": %llu, \"gpu_assumed\": %s, "
                "\"pinned_bytes\": %llu, \"pageable_bytes\": %llu, \"host_available\": %llu, "
                "\"nvme_bytes\": %llu, \"nvme_available\": %llu, \"no_offload_bytes\": %llu, "
                "\"fits\": %s, \"advice\": ",
-               (unsigned long long)params, cfg.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
+               (unsigned long long)o.params, dtype, cfg.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
                (unsigned long long)r.gpu_bytes, (unsigned long long)r.gpu_available,
-               (unsigned long long)r.pinned_bytes, (unsigned long long)r.pageable_bytes,
-               (unsigned long long)r.host_available, (unsigned long long)r.nvme_bytes,
-               (unsigned long long)r.nvme_available, (unsigned long long)r.no_offload_bytes,
-               r.fits ? "true" : "false");
-        json_string(r.advice);
+               o.gpu_mem_bytes ? "true" : "false", (unsigned long long)r.pinned_bytes,
+               (unsigned long long)r.pageable_bytes, (unsigned long long)r.host_available,
+               (unsigned long long)r.nvme_bytes, (unsigned long long)r.nvme_available,
+               (unsigned long long)r.no_offload_bytes, r.fits ? "true" : "false");
+        json_string(advice);
         printf("}\n");
         return r.fits ? 0 : 1;
     }
     char a[32], b[32];
-    printf("zoff plan: %llu parameters, optimizer state on %s%s\n", (unsigned long long)params,
-           cfg.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
+    printf("zoff plan: %llu parameters (%s), optimizer state on %s%s\n",
+           (unsigned long long)o.params, dtype, cfg.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
            cfg.tier == ZOFF_TIER_NVME && cfg.ratio > 0 ? " (part resident: ratio)" : "");
     printf("  %-16s %14s %14s\n", "tier", "needed", "available");
-    printf("  %-16s %14s %14s\n", "gpu", zoff__fmt_bytes(r.gpu_bytes, a, sizeof a),
-           r.gpu_available ? zoff__fmt_bytes(r.gpu_available, b, sizeof b) : "?");
+    printf("  %-16s %14s %14s%s\n", "gpu", zoff_format_bytes(r.gpu_bytes, a, sizeof a),
+           r.gpu_available ? zoff_format_bytes(r.gpu_available, b, sizeof b) : "?",
+           o.gpu_mem_bytes ? "  (--gpu-mem)" : "");
     printf("  %-16s %14s %14s\n", cfg.pin_memory ? "pinned host" : "pageable host",
-           zoff__fmt_bytes(r.pinned_bytes + r.pageable_bytes, a, sizeof a),
-           zoff__fmt_bytes(r.host_available, b, sizeof b));
-    printf("  %-16s %14s %14s\n", "nvme", zoff__fmt_bytes(r.nvme_bytes, a, sizeof a),
-           r.nvme_bytes ? zoff__fmt_bytes(r.nvme_available, b, sizeof b) : "-");
+           zoff_format_bytes(r.pinned_bytes + r.pageable_bytes, a, sizeof a),
+           zoff_format_bytes(r.host_available, b, sizeof b));
+    printf("  %-16s %14s %14s\n", "nvme", zoff_format_bytes(r.nvme_bytes, a, sizeof a),
+           r.nvme_bytes ? zoff_format_bytes(r.nvme_available, b, sizeof b) : "-");
     printf("  without offload the GPU would need %s (16 B/param)\n",
-           zoff__fmt_bytes(r.no_offload_bytes, a, sizeof a));
+           zoff_format_bytes(r.no_offload_bytes, a, sizeof a));
     if (r.fits)
         printf("fits\n");
     else
-        printf("does not fit: %s\n", r.advice);
+        printf("does not fit: %s\n", advice);
     return r.fits ? 0 : 1;
 }

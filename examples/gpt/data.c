@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "data.h"
 
@@ -32,6 +33,14 @@ int gpt_data_load(gpt_data *d, const char *path, int seq_len, char *err, size_t 
     if (!f) {
         rc = -errno;
         snprintf(err, errlen, "corpus %s: open: %s", path, strerror(errno));
+        goto out;
+    }
+    struct stat sb;
+    memset(&sb, 0, sizeof sb);
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        rc = S_ISDIR(sb.st_mode) ? -EISDIR : -EINVAL;
+        snprintf(err, errlen, "corpus %s: %s (--data takes a text file)", path,
+                 S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
         goto out;
     }
     if (fseek(f, 0, SEEK_END) != 0) {

@@ -309,6 +309,22 @@ static void jnum(FILE *f, const char *key, double v, const char *sep)
         fprintf(f, "\"%s\": null%s", key, sep);
 }
 
+/* A JSON string: quotes, backslashes and control characters escaped (paths may hold any). */
+static void jstr(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
 int gpt_write_json(const gpt_trainer *t, const char *path)
 {
     const gpt_train_opts *o = t->o;
@@ -361,7 +377,9 @@ int gpt_write_json(const gpt_trainer *t, const char *path)
         jnum(f, "val_loss", t->evals[i].val_loss, "");
         fprintf(f, "}%s\n", i + 1 < t->nevals ? "," : "");
     }
-    fprintf(f, "  ],\n  \"checkpoint\": \"%s\"\n}\n", t->last_ckpt);
+    fprintf(f, "  ],\n  \"checkpoint\": ");
+    jstr(f, t->last_ckpt);
+    fprintf(f, "\n}\n");
     int bad = ferror(f);
     if (fflush(f) != 0 || fsync(fileno(f)) != 0) bad = 1;
     if (fclose(f) != 0) bad = 1;

@@ -225,12 +225,18 @@ static void resolve_dtype(gpt_train_opts *o, int dtype_given)
 static int load_zoff_part(gpt_train_opts *o, const char *origin, const char *path, const char *text,
                           char *err, size_t errlen)
 {
+    /* a file is read by the runtime itself, so that its messages name the file */
     zoff_status st =
-        text ? zoff_config_from_json_string(&o->zcfg, text) : zoff_config_from_json(&o->zcfg, path);
+        path ? zoff_config_from_json(&o->zcfg, path) : zoff_config_from_json_string(&o->zcfg, text);
     if (st == ZOFF_OK) return 0;
     const char *msg = zoff_last_error(NULL);
-    return fail(err, errlen, st == ZOFF_ECONFIG ? GPT_EXIT_USAGE : GPT_EXIT_FAIL, "%s: %s", origin,
-                msg && msg[0] ? msg : zoff_strerror(st));
+    if (!msg || !msg[0]) msg = zoff_strerror(st);
+    static const char anon[] = "json string: ";
+    if (!strncmp(msg, anon, sizeof anon - 1)) msg += sizeof anon - 1;
+    size_t ol = strlen(origin);
+    int named = !strncmp(msg, origin, ol) && msg[ol] == ':'; /* "cfg.json: key ..." already */
+    return fail(err, errlen, st == ZOFF_ECONFIG ? GPT_EXIT_USAGE : GPT_EXIT_FAIL, "%s%s%s",
+                named ? "" : origin, named ? "" : ": ", msg);
 }
 
 int gpt_train_defaults(gpt_train_opts *o, char *err, size_t errlen)
@@ -252,6 +258,39 @@ int gpt_train_defaults(gpt_train_opts *o, char *err, size_t errlen)
         return rc;
     resolve_dtype(o, given);
     return 0;
+}
+
+/* A config file replaces the built-in demo config as a whole (as in DeepSpeed, a key it does
+ * not set takes the default): where that changes the optimizer, the 16-bit format or the tier,
+ * say so once, so that a file with only a "zoff" section does not silently train differently. */
+static void note_unset_sections(const gpt_train_opts *o, const char *text, const char *origin)
+{
+    cJSON *j = cJSON_Parse(text);
+    if (!j) return;
+    char keys[128] = "", vals[256] = "";
+    size_t kl = 0, vl = 0;
+#define NOTE(key, ...)                                                                             \
+    do {                                                                                           \
+        if (kl < sizeof keys)                                                                      \
+            kl += (size_t)snprintf(keys + kl, sizeof keys - kl, "%s%s", kl ? ", " : "", key);      \
+        if (vl < sizeof vals) vl += (size_t)snprintf(vals + vl, sizeof vals - vl, __VA_ARGS__);    \
+    } while (0)
+    if (!cJSON_GetObjectItemCaseSensitive(j, "optimizer"))
+        NOTE("optimizer", "%slr %g, weight decay %g", vl ? ", " : "", (double)o->zcfg.optimizer.lr,
+             (double)o->zcfg.optimizer.weight_decay);
+    if (!cJSON_GetObjectItemCaseSensitive(j, "fp16") &&
+        !cJSON_GetObjectItemCaseSensitive(j, "bf16"))
+        NOTE("fp16/bf16", "%s%s", vl ? ", " : "", o->dtype == ZOFF_DTYPE_F16 ? "fp16" : "bf16");
+    if (!cJSON_GetObjectItemCaseSensitive(j, "zero_optimization"))
+        NOTE("zero_optimization", "%soffload %s", vl ? ", " : "",
+             o->zcfg.tier == ZOFF_TIER_NVME ? "nvme" : "cpu");
+#undef NOTE
+    cJSON_Delete(j);
+    if (keys[0])
+        fprintf(stderr,
+                "zoff train: %s has no %s section: zoff's defaults apply (%s), not the built-in "
+                "demo config's; --lr, --dtype, --offload override them\n",
+                origin, keys, vals);
 }
 
 int gpt_train_load_config(gpt_train_opts *o, const char *path, const char *text, char *err,
@@ -292,6 +331,7 @@ int gpt_train_load_config(gpt_train_opts *o, const char *path, const char *text,
     int given = 0;
     if ((rc = parse_sections(o, text, origin, &given, err, errlen)) != 0) goto out;
     resolve_dtype(o, given);
+    note_unset_sections(o, text, origin);
 out:
     free(buf);
     return rc;

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,9 +47,14 @@ static void on_signal(int sig)
 static int zfail(const gpt_trainer *t, zoff_status st, const char *what)
 {
     const char *msg = zoff_last_error(t ? t->rt : NULL);
-    fprintf(stderr, "zoff train: %s: %s (%s)\n", what, msg && msg[0] ? msg : zoff_strerror(st),
-            zoff_status_name(st));
-    return GPT_EXIT_FAIL;
+    if (!msg || !msg[0]) msg = zoff_strerror(st);
+    size_t wl = strlen(what);
+    if (!strncmp(msg, what, wl) && msg[wl] == ':') /* "zoff_finalize: ..." named it already */
+        fprintf(stderr, "zoff train: %s (%s)\n", msg, zoff_status_name(st));
+    else
+        fprintf(stderr, "zoff train: %s: %s (%s)\n", what, msg, zoff_status_name(st));
+    /* a bad configuration (a config key, a ZOFF_* variable) is bad input, like a bad option */
+    return st == ZOFF_ECONFIG ? GPT_EXIT_USAGE : GPT_EXIT_FAIL;
 }
 
 /* mkdir -p of `path` (or of its parent when parent_only). Returns 0 or -errno. */
@@ -192,7 +198,9 @@ static int add_step(gpt_trainer *t, const gpt_step_metrics *m)
 static int save_checkpoint(gpt_trainer *t)
 {
     const gpt_train_opts *o = t->o;
-    char user[2048];
+    char user[2048], loss[32] = "null"; /* JSON has no NaN: a diverged loss is stored as null */
+    if (t->nsteps && isfinite(t->steps[t->nsteps - 1].loss))
+        snprintf(loss, sizeof loss, "%.9g", (double)t->steps[t->nsteps - 1].loss);
     snprintf(user, sizeof user,
              "{\"format\": \"" CKPT_FORMAT "\", \"iter\": %" PRId64 ", "
              "\"rng\": [\"%016" PRIx64 "\", \"%016" PRIx64 "\", \"%016" PRIx64 "\", \"%016" PRIx64
@@ -200,11 +208,11 @@ static int save_checkpoint(gpt_trainer *t)
              "\"model\": {\"layers\": %d, \"width\": %d, \"heads\": %d, \"seq_len\": %d, "
              "\"tied\": %s, \"vocab\": %d}, \"dtype\": \"%s\", \"batch\": %d, "
              "\"steps\": %" PRId64 ", \"seed\": %" PRIu64 ", \"data_hash\": \"%016" PRIx64 "\", "
-             "\"last_loss\": %.9g}",
+             "\"last_loss\": %s}",
              t->iter, t->rng.s[0], t->rng.s[1], t->rng.s[2], t->rng.s[3], o->model.layers,
              o->model.width, o->model.heads, o->model.max_seq, o->model.tied ? "true" : "false",
              o->model.vocab, o->dtype == ZOFF_DTYPE_F16 ? "fp16" : "bf16", o->batch, o->steps,
-             o->seed, t->data.hash, t->nsteps ? (double)t->steps[t->nsteps - 1].loss : 0.0);
+             o->seed, t->data.hash, loss);
     int rc = mkdirs(t->ckpt_dir, 1);
     if (rc != 0) {
         fprintf(stderr, "zoff train: checkpoint %s: cannot create its parent directory: %s\n",
@@ -520,6 +528,17 @@ int gpt_train_run(const gpt_train_opts *o)
         fprintf(stderr, "zoff train: %s\n", err);
         return rc;
     }
+    /* OMP_NUM_THREADS=100000 would crash the model's first parallel loop: OpenMP cannot start
+     * that many threads. More threads than CPUs never help the model: clamp, and say so. */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1) ncpu = 1;
+    if (omp_get_max_threads() > 4 * ncpu && omp_get_max_threads() > 64) {
+        fprintf(stderr,
+                "zoff train: warning: %d OpenMP threads requested (OMP_NUM_THREADS) on %ld "
+                "CPUs; the model uses %ld\n",
+                omp_get_max_threads(), ncpu, ncpu);
+        omp_set_num_threads((int)ncpu);
+    }
     gpt_trainer t = {.o = o};
     t.t_start_ns = gpt_now_ns();
     t.tty = o->quiet ? 0 : (o->progress >= 0 ? o->progress : isatty(STDOUT_FILENO));
@@ -560,7 +579,8 @@ int gpt_train_run(const gpt_train_opts *o)
         if ((rc = do_eval(&t)) != 0) goto out;
     }
     if (t.nsteps > 0 || t.interrupted) {
-        if ((rc = save_checkpoint(&t)) != 0) goto out;
+        /* a failed final save still leaves the metrics (--json) and the summary written */
+        rc = save_checkpoint(&t);
     }
     if (!t.interrupted && t.nsteps > 0) {
         gpt_report_summary(&t);

@@ -1,0 +1,375 @@
+/*
+ * comm.c — the collective layer's dispatcher: launcher environment, backend choice, the
+ * single-rank "self" backend (local copies), argument checks, the watchdog message and the
+ * statistics every backend shares. The backends live in mpi.c and nccl.c.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/backend.h"
+
+static int env_int(const char *name, int *out)
+{
+    const char *v = getenv(name);
+    if (!v || !v[0]) return 0;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*end != '\0' || x < 0 || x > 1 << 24) return 0;
+    *out = (int)x;
+    return 1;
+}
+
+int zcomm_env_ranks(int *rank, int *size, int *local_rank, int *local_size)
+{
+    static const char *const rank_vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK",
+                                            "SLURM_PROCID", "RANK"};
+    static const char *const size_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS",
+                                            "WORLD_SIZE"};
+    static const char *const lrank_vars[] = {"ZOFF_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK",
+                                             "MPI_LOCALRANKID", "SLURM_LOCALID", "LOCAL_RANK"};
+    static const char *const lsize_vars[] = {"ZOFF_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE",
+                                             "MPI_LOCALNRANKS", "LOCAL_WORLD_SIZE"};
+    int r = 0, n = 1, lr = -1, ln = -1, found = 0;
+    for (size_t i = 0; i < ZOFF_ARRAY_SIZE(rank_vars); i++)
+        if (env_int(rank_vars[i], &r)) {
+            found = 1;
+            break;
+        }
+    for (size_t i = 0; i < ZOFF_ARRAY_SIZE(size_vars); i++)
+        if (env_int(size_vars[i], &n)) {
+            found = 1;
+            break;
+        }
+    for (size_t i = 0; i < ZOFF_ARRAY_SIZE(lrank_vars); i++)
+        if (env_int(lrank_vars[i], &lr)) break;
+    for (size_t i = 0; i < ZOFF_ARRAY_SIZE(lsize_vars); i++)
+        if (env_int(lsize_vars[i], &ln)) break;
+    if (n < 1) n = 1;
+    if (rank) *rank = r;
+    if (size) *size = n;
+    if (local_rank) *local_rank = lr >= 0 ? lr : r;
+    if (local_size) *local_size = ln >= 1 ? ln : n;
+    return found;
+}
+
+int zcomm_backend_built(zcomm_backend b)
+{
+    switch (b) {
+    case ZCOMM_AUTO:
+    case ZCOMM_SELF:
+        return 1;
+    case ZCOMM_MPI:
+        return zcomm__mpi_built();
+    case ZCOMM_NCCL:
+        return zcomm__nccl_built();
+    }
+    return 0;
+}
+
+const char *zcomm_backend_name(zcomm_backend b)
+{
+    switch (b) {
+    case ZCOMM_AUTO:
+        return "auto";
+    case ZCOMM_SELF:
+        return "self";
+    case ZCOMM_MPI:
+        return "mpi";
+    case ZCOMM_NCCL:
+        return "nccl";
+    }
+    return "?";
+}
+
+size_t zcomm_dtype_size(zcomm_dtype dt)
+{
+    switch (dt) {
+    case ZCOMM_U8:
+        return 1;
+    case ZCOMM_F16:
+    case ZCOMM_BF16:
+        return 2;
+    case ZCOMM_F32:
+        return 4;
+    case ZCOMM_F64:
+    case ZCOMM_I64:
+        return 8;
+    }
+    return 0;
+}
+
+void zcomm_config_default(zcomm_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->backend = ZCOMM_AUTO;
+    cfg->timeout_ms = 300000;
+}
+
+zoff_status zcomm_nccl_unique_id(unsigned char id[ZCOMM_UNIQUE_ID_BYTES])
+{
+    if (!id) return zoff__err(ZOFF_EINVAL, "zcomm_nccl_unique_id: NULL id");
+    return zcomm__nccl_unique_id(id);
+}
+
+zoff_status zcomm_create(const zcomm_config *cfg, zcomm **out)
+{
+    if (!cfg || !out) return zoff__err(ZOFF_EINVAL, "zcomm_create: NULL argument");
+    zcomm *c = calloc(1, sizeof *c);
+    if (!c) return zoff__err(-ENOMEM, "zcomm_create: out of memory");
+    c->timeout_ms = cfg->timeout_ms;
+    c->dev = cfg->dev;
+    c->ctx_step = -1;
+    c->ctx_phase = "";
+    c->ctx_bucket = -1;
+    zcomm_backend b = cfg->backend;
+    if (b == ZCOMM_AUTO) {
+        int r, n, lr, ln;
+        zcomm_env_ranks(&r, &n, &lr, &ln);
+        if (cfg->have_unique_id && zcomm__nccl_built())
+            b = ZCOMM_NCCL;
+        else if (n > 1 && zcomm__mpi_built())
+            b = ZCOMM_MPI;
+        else if (n > 1) {
+            free(c);
+            return zoff__err(ZOFF_EUNSUPPORTED,
+                             "comm: the launcher started %d ranks but this zoff was built without "
+                             "MPI (configure with -DZOFF_MPI=ON and install libopenmpi-dev)",
+                             n);
+        } else
+            b = ZCOMM_SELF;
+    }
+    c->kind = b;
+    zoff_status st = ZOFF_OK;
+    switch (b) {
+    case ZCOMM_SELF:
+        c->rank = c->local_rank = 0;
+        c->size = c->local_size = 1;
+        break;
+    case ZCOMM_MPI:
+        st = zcomm__mpi_create(c, cfg);
+        break;
+    case ZCOMM_NCCL:
+        st = zcomm__nccl_create(c, cfg);
+        break;
+    default:
+        st = zoff__err(ZOFF_EINVAL, "zcomm_create: unknown backend %d", (int)b);
+    }
+    if (st < 0) {
+        free(c);
+        return st;
+    }
+    ZOFF_INFO(ZOFF_SUB_INIT, "comm: %s backend, rank %d of %d (local %d of %d)",
+              zcomm_backend_name(b), c->rank, c->size, c->local_rank, c->local_size);
+    *out = c;
+    return ZOFF_OK;
+}
+
+void zcomm_destroy(zcomm *c)
+{
+    if (!c) return;
+    if (c->kind == ZCOMM_MPI) zcomm__mpi_destroy(c);
+    if (c->kind == ZCOMM_NCCL) zcomm__nccl_destroy(c);
+    free(c);
+}
+
+int zcomm_rank(const zcomm *c)
+{
+    return c ? c->rank : 0;
+}
+int zcomm_size(const zcomm *c)
+{
+    return c ? c->size : 1;
+}
+int zcomm_local_rank(const zcomm *c)
+{
+    return c ? c->local_rank : 0;
+}
+int zcomm_local_size(const zcomm *c)
+{
+    return c ? c->local_size : 1;
+}
+zcomm_backend zcomm_kind(const zcomm *c)
+{
+    return c ? c->kind : ZCOMM_SELF;
+}
+int zcomm_device_buffers(const zcomm *c)
+{
+    return c && c->kind == ZCOMM_NCCL;
+}
+
+void zcomm_set_context(zcomm *c, int64_t step, const char *phase, int bucket)
+{
+    if (!c) return;
+    c->ctx_step = step;
+    c->ctx_phase = phase ? phase : "";
+    c->ctx_bucket = bucket;
+}
+
+void zcomm_get_stats(const zcomm *c, zcomm_stats *out)
+{
+    if (c && out) *out = c->stats;
+}
+
+zoff_status zcomm__timeout(zcomm *c, const char *op, uint64_t waited_ms)
+{
+    c->broken = 1;
+    char bucket[32] = "none";
+    if (c->ctx_bucket >= 0) snprintf(bucket, sizeof bucket, "%d", c->ctx_bucket);
+    zoff_status st = zoff__err(
+        -ETIMEDOUT,
+        "comm watchdog: rank %d of %d stuck in %s for %llu ms at step %lld, phase '%s', bucket %s: "
+        "another rank died or stopped calling the collective (timeout %llu ms)",
+        c->rank, c->size, op, (unsigned long long)waited_ms, (long long)c->ctx_step,
+        c->ctx_phase[0] ? c->ctx_phase : "-", bucket, (unsigned long long)c->timeout_ms);
+    ZOFF_WARN(ZOFF_SUB_STEP, "%s", zoff__last_error_tls());
+    return st;
+}
+
+zoff_status zcomm__stream_ready(zcomm *c, zdev_stream *s)
+{
+    if (!s || !c->dev) return ZOFF_OK;
+    return zdev_stream_sync(c->dev, s);
+}
+
+/* ---- argument checks and dispatch ---------------------------------------------------------- */
+static zoff_status check(zcomm *c, const char *op, zcomm_dtype dt)
+{
+    if (!c) return zoff__err(ZOFF_EINVAL, "%s: NULL communicator", op);
+    if (c->broken)
+        return zoff__err(ZOFF_ESTATE,
+                         "%s: rank %d: the communicator is unusable after a watchdog "
+                         "timeout",
+                         op, c->rank);
+    if (zcomm_dtype_size(dt) == 0) return zoff__err(ZOFF_EINVAL, "%s: unknown dtype %d", op, dt);
+    return ZOFF_OK;
+}
+
+static void account(zcomm *c, uint64_t t0, size_t bytes)
+{
+    c->stats.ops++;
+    c->stats.busy_ns += zoff__now_ns() - t0;
+    c->stats.bytes += bytes;
+}
+
+zoff_status zcomm_reduce_scatter(zcomm *c, const void *send, void *recv, size_t count,
+                                 zcomm_dtype dt, zcomm_op op, zdev_stream *s)
+{
+    ZOFF_CHECK(check(c, "zcomm_reduce_scatter", dt));
+    if (dt == ZCOMM_U8)
+        return zoff__err(ZOFF_EINVAL, "zcomm_reduce_scatter: bytes cannot be summed");
+    size_t esz = zcomm_dtype_size(dt);
+    uint64_t t0 = zoff__now_ns();
+    zoff_status st = ZOFF_OK;
+    if (c->kind == ZCOMM_NCCL) {
+        st = zcomm__nccl_reduce_scatter(c, send, recv, count, dt, op, s);
+    } else {
+        ZOFF_CHECK(zcomm__stream_ready(c, s));
+        if (c->kind == ZCOMM_SELF) {
+            if (recv != send && count) memmove(recv, send, count * esz);
+        } else {
+            st = zcomm__mpi_reduce_scatter(c, send, recv, count, dt, op);
+        }
+    }
+    account(c, t0, count * esz * (size_t)c->size);
+    return st;
+}
+
+zoff_status zcomm_all_reduce(zcomm *c, const void *send, void *recv, size_t count, zcomm_dtype dt,
+                             zcomm_op op, zdev_stream *s)
+{
+    ZOFF_CHECK(check(c, "zcomm_all_reduce", dt));
+    if (dt == ZCOMM_U8) return zoff__err(ZOFF_EINVAL, "zcomm_all_reduce: bytes cannot be summed");
+    size_t esz = zcomm_dtype_size(dt);
+    uint64_t t0 = zoff__now_ns();
+    zoff_status st = ZOFF_OK;
+    if (c->kind == ZCOMM_NCCL) {
+        st = zcomm__nccl_all_reduce(c, send, recv, count, dt, op, s);
+    } else {
+        ZOFF_CHECK(zcomm__stream_ready(c, s));
+        if (c->kind == ZCOMM_SELF) {
+            if (recv != send && count) memmove(recv, send, count * esz);
+        } else {
+            st = zcomm__mpi_all_reduce(c, send, recv, count, dt, op);
+        }
+    }
+    account(c, t0, count * esz);
+    return st;
+}
+
+zoff_status zcomm_all_gather(zcomm *c, const void *send, void *recv, size_t count, zcomm_dtype dt,
+                             zdev_stream *s)
+{
+    ZOFF_CHECK(check(c, "zcomm_all_gather", dt));
+    size_t esz = zcomm_dtype_size(dt);
+    uint64_t t0 = zoff__now_ns();
+    zoff_status st = ZOFF_OK;
+    if (c->kind == ZCOMM_NCCL) {
+        st = zcomm__nccl_all_gather(c, send, recv, count, dt, s);
+    } else {
+        ZOFF_CHECK(zcomm__stream_ready(c, s));
+        if (c->kind == ZCOMM_SELF) {
+            if (recv != send && count) memmove(recv, send, count * esz);
+        } else {
+            size_t n = (size_t)c->size;
+            size_t *cd = malloc(2 * n * sizeof *cd);
+            if (!cd) return zoff__err(-ENOMEM, "zcomm_all_gather: out of memory");
+            for (size_t r = 0; r < n; r++) {
+                cd[r] = count;
+                cd[n + r] = r * count;
+            }
+            st = zcomm__mpi_all_gatherv(c, send, recv, cd, cd + n, dt, 0);
+            free(cd);
+        }
+    }
+    account(c, t0, count * esz);
+    return st;
+}
+
+zoff_status zcomm_all_gatherv_inplace(zcomm *c, void *buf, const size_t *counts,
+                                      const size_t *displs, zcomm_dtype dt, zdev_stream *s)
+{
+    ZOFF_CHECK(check(c, "zcomm_all_gatherv_inplace", dt));
+    if (!counts || !displs) return zoff__err(ZOFF_EINVAL, "zcomm_all_gatherv_inplace: NULL counts");
+    size_t esz = zcomm_dtype_size(dt);
+    uint64_t t0 = zoff__now_ns();
+    zoff_status st = ZOFF_OK;
+    if (c->kind == ZCOMM_NCCL) {
+        st = zcomm__nccl_all_gatherv_inplace(c, buf, counts, displs, dt, s);
+    } else {
+        ZOFF_CHECK(zcomm__stream_ready(c, s));
+        if (c->kind == ZCOMM_MPI) st = zcomm__mpi_all_gatherv(c, buf, buf, counts, displs, dt, 1);
+    }
+    account(c, t0, counts[c->rank] * esz);
+    return st;
+}
+
+zoff_status zcomm_broadcast(zcomm *c, void *buf, size_t count, zcomm_dtype dt, int root,
+                            zdev_stream *s)
+{
+    ZOFF_CHECK(check(c, "zcomm_broadcast", dt));
+    if (root < 0 || root >= c->size)
+        return zoff__err(ZOFF_EINVAL, "zcomm_broadcast: root %d outside [0, %d)", root, c->size);
+    uint64_t t0 = zoff__now_ns();
+    zoff_status st = ZOFF_OK;
+    if (c->kind == ZCOMM_NCCL) {
+        st = zcomm__nccl_broadcast(c, buf, count, dt, root, s);
+    } else {
+        ZOFF_CHECK(zcomm__stream_ready(c, s));
+        if (c->kind == ZCOMM_MPI) st = zcomm__mpi_broadcast(c, buf, count, dt, root);
+    }
+    account(c, t0, c->rank == root ? count * zcomm_dtype_size(dt) : 0);
+    return st;
+}
+
+zoff_status zcomm_barrier(zcomm *c)
+{
+    ZOFF_CHECK(check(c, "zcomm_barrier", ZCOMM_U8));
+    uint64_t t0 = zoff__now_ns();
+    zoff_status st = ZOFF_OK;
+    if (c->kind == ZCOMM_MPI) st = zcomm__mpi_barrier(c);
+    if (c->kind == ZCOMM_NCCL) st = zcomm__nccl_barrier(c);
+    account(c, t0, 0);
+    return st;
+}

@@ -1,0 +1,414 @@
+/*
+ * mpi.c — the MPI backend of the collective layer (host buffers): initialisation (or adoption of
+ * an MPI the program initialised), the node-local split, and deterministic reductions.
+ *
+ * Reductions never use MPI's reduction algorithms, whose summation order depends on the
+ * implementation and the message sizes: the pieces are exchanged with MPI_Ialltoallv and each
+ * rank adds the N contributions of its piece in rank order 0..N-1 in the element type (fp16/bf16
+ * are accumulated in fp32 and rounded once). So every rank, every run and every MPI gives the
+ * same bits; AVG divides that sum by N. All-reduce = that reduce-scatter over N near-equal
+ * pieces + MPI_Iallgatherv.
+ *
+ * Every call is a non-blocking request polled (with short sleeps, so oversubscribed ranks leave
+ * each other the cores) until it completes or the watchdog timeout passes. MPI counts are ints:
+ * one call moves at most INT_MAX elements per rank piece.
+ *
+ * Without ZOFF_HAVE_MPI this file only reports ZOFF_EUNSUPPORTED.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/backend.h"
+#include "common/half.h"
+
+#ifdef ZOFF_HAVE_MPI
+#include <mpi.h>
+
+typedef struct mpi_impl {
+    MPI_Comm world; /* a duplicate of MPI_COMM_WORLD: zoff's messages never mix with the caller's */
+    int we_initialized;
+} mpi_impl;
+
+static int g_live;    /* communicators alive in this process */
+static int g_we_init; /* zoff called MPI_Init_thread */
+
+int zcomm__mpi_built(void)
+{
+    return 1;
+}
+
+static zoff_status mpi_err(int rc, const char *what)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return zoff__err(ZOFF_EDEVICE, "comm/mpi: %s failed: %.*s", what, len, msg);
+}
+
+static MPI_Datatype mpi_type(zcomm_dtype dt)
+{
+    switch (dt) {
+    case ZCOMM_U8:
+        return MPI_BYTE;
+    case ZCOMM_F32:
+        return MPI_FLOAT;
+    case ZCOMM_F64:
+        return MPI_DOUBLE;
+    case ZCOMM_I64:
+        return MPI_INT64_T;
+    case ZCOMM_F16:
+    case ZCOMM_BF16:
+        return MPI_UINT16_T;
+    }
+    return MPI_BYTE;
+}
+
+/* Polls `rq` until done or the watchdog fires. */
+static zoff_status mpi_wait(zcomm *c, MPI_Request *rq, const char *op)
+{
+    uint64_t t0 = zoff__now_ns();
+    uint64_t nap_ns = 2000;
+    for (;;) {
+        int done = 0;
+        int rc = MPI_Test(rq, &done, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) return mpi_err(rc, op);
+        if (done) return ZOFF_OK;
+        uint64_t waited_ms = (zoff__now_ns() - t0) / 1000000u;
+        if (c->timeout_ms && waited_ms >= c->timeout_ms) return zcomm__timeout(c, op, waited_ms);
+        zoff__sleep_ns(nap_ns);
+        if (nap_ns < 500000) nap_ns *= 2;
+    }
+}
+
+zoff_status zcomm__mpi_create(zcomm *c, const zcomm_config *cfg)
+{
+    int inited = 0, finalized = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    if (finalized) return zoff__err(ZOFF_ESTATE, "comm/mpi: MPI was already finalized");
+    if (!inited) {
+        int provided = 0;
+        int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
+        if (rc != MPI_SUCCESS) return mpi_err(rc, "MPI_Init_thread");
+        g_we_init = 1;
+    }
+    mpi_impl *m = calloc(1, sizeof *m);
+    if (!m) return zoff__err(-ENOMEM, "comm/mpi: out of memory");
+    int rc = MPI_Comm_dup(MPI_COMM_WORLD, &m->world);
+    if (rc != MPI_SUCCESS) {
+        free(m);
+        return mpi_err(rc, "MPI_Comm_dup");
+    }
+    MPI_Comm_set_errhandler(m->world, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(m->world, &c->rank);
+    MPI_Comm_size(m->world, &c->size);
+    /* node-local rank: the launcher's override (simulated nodes) or MPI's shared-memory split */
+    int er, en, lr, ln;
+    zcomm_env_ranks(&er, &en, &lr, &ln);
+    if (getenv("ZOFF_LOCAL_RANK") && getenv("ZOFF_LOCAL_SIZE")) {
+        c->local_rank = lr;
+        c->local_size = ln;
+    } else {
+        MPI_Comm node;
+        rc = MPI_Comm_split_type(m->world, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node);
+        if (rc == MPI_SUCCESS) {
+            MPI_Comm_rank(node, &c->local_rank);
+            MPI_Comm_size(node, &c->local_size);
+            MPI_Comm_free(&node);
+        } else {
+            c->local_rank = lr;
+            c->local_size = ln;
+        }
+    }
+    (void)cfg;
+    c->impl = m;
+    g_live++;
+    return ZOFF_OK;
+}
+
+void zcomm__mpi_destroy(zcomm *c)
+{
+    mpi_impl *m = c->impl;
+    if (!m) return;
+    /* after a timeout requests are still pending: freeing or finalising could block forever */
+    if (!c->broken) MPI_Comm_free(&m->world);
+    free(m);
+    c->impl = NULL;
+    if (--g_live == 0 && g_we_init && !c->broken) {
+        int finalized = 0;
+        MPI_Finalized(&finalized);
+        if (!finalized) MPI_Finalize();
+        g_we_init = 0;
+    }
+}
+
+/* ---- reductions in rank order -----------------------------------------------------------------
+ */
+/* acc[i] (op)= x[i] over n elements of dt; `first`: acc = x. 16-bit types accumulate in fp32
+ * (acc is float then). */
+static void reduce_into(void *acc, const void *x, size_t n, zcomm_dtype dt, zcomm_op op, int first)
+{
+    switch (dt) {
+    case ZCOMM_F32: {
+        float *a = acc;
+        const float *b = x;
+        for (size_t i = 0; i < n; i++)
+            a[i] = first ? b[i] : (op == ZCOMM_MAX ? (b[i] > a[i] ? b[i] : a[i]) : a[i] + b[i]);
+        break;
+    }
+    case ZCOMM_F64: {
+        double *a = acc;
+        const double *b = x;
+        for (size_t i = 0; i < n; i++)
+            a[i] = first ? b[i] : (op == ZCOMM_MAX ? (b[i] > a[i] ? b[i] : a[i]) : a[i] + b[i]);
+        break;
+    }
+    case ZCOMM_I64: {
+        int64_t *a = acc;
+        const int64_t *b = x;
+        for (size_t i = 0; i < n; i++)
+            a[i] = first ? b[i] : (op == ZCOMM_MAX ? (b[i] > a[i] ? b[i] : a[i]) : a[i] + b[i]);
+        break;
+    }
+    case ZCOMM_F16:
+    case ZCOMM_BF16: {
+        float *a = acc;
+        const uint16_t *b = x;
+        for (size_t i = 0; i < n; i++) {
+            float v = dt == ZCOMM_F16 ? zoff_f16_to_f32(b[i]) : zoff_bf16_to_f32(b[i]);
+            a[i] = first ? v : (op == ZCOMM_MAX ? (v > a[i] ? v : a[i]) : a[i] + v);
+        }
+        break;
+    }
+    case ZCOMM_U8:
+        break;
+    }
+}
+
+/* out[n] = acc[n] finished (AVG: / size; 16-bit: rounded from the fp32 accumulator). */
+static void reduce_finish(void *out, void *acc, size_t n, zcomm_dtype dt, zcomm_op op, int size)
+{
+    switch (dt) {
+    case ZCOMM_F32: {
+        float *a = acc;
+        if (op == ZCOMM_AVG)
+            for (size_t i = 0; i < n; i++) a[i] /= (float)size;
+        if (out != acc) memcpy(out, a, n * sizeof(float));
+        break;
+    }
+    case ZCOMM_F64: {
+        double *a = acc;
+        if (op == ZCOMM_AVG)
+            for (size_t i = 0; i < n; i++) a[i] /= (double)size;
+        if (out != acc) memcpy(out, a, n * sizeof(double));
+        break;
+    }
+    case ZCOMM_I64: {
+        int64_t *a = acc;
+        if (op == ZCOMM_AVG)
+            for (size_t i = 0; i < n; i++) a[i] /= size;
+        if (out != acc) memcpy(out, a, n * sizeof(int64_t));
+        break;
+    }
+    case ZCOMM_F16:
+    case ZCOMM_BF16: {
+        float *a = acc;
+        uint16_t *o = out;
+        for (size_t i = 0; i < n; i++) {
+            float v = op == ZCOMM_AVG ? a[i] / (float)size : a[i];
+            o[i] = dt == ZCOMM_F16 ? zoff_f32_to_f16(v) : zoff_f32_to_bf16(v);
+        }
+        break;
+    }
+    case ZCOMM_U8:
+        break;
+    }
+}
+
+static size_t acc_size(zcomm_dtype dt)
+{
+    return (dt == ZCOMM_F16 || dt == ZCOMM_BF16) ? sizeof(float) : zcomm_dtype_size(dt);
+}
+
+/* The core: rank r receives piece r of every rank (piece j of `send` is send[sdispl[j] ..
+ * + scount[j]), all in elements) and reduces them in rank order into out[scount[rank]]. */
+static zoff_status exchange_reduce(zcomm *c, const void *send, const size_t *cnt,
+                                   const size_t *displ, void *out, zcomm_dtype dt, zcomm_op op,
+                                   const char *opname)
+{
+    mpi_impl *m = c->impl;
+    int n = c->size, me = c->rank;
+    size_t esz = zcomm_dtype_size(dt);
+    size_t mine = cnt[me];
+    if ((uint64_t)mine * (uint64_t)n > INT_MAX || displ[n - 1] + cnt[n - 1] > INT_MAX)
+        return zoff__err(ZOFF_EINVAL,
+                         "comm/mpi: %s of %zu elements per rank exceeds MPI's int counts; split "
+                         "the call",
+                         opname, mine);
+    int *ia = malloc(4 * (size_t)n * sizeof *ia);
+    uint8_t *tmp = malloc(ZOFF_MAX((size_t)1, mine * (size_t)n * esz));
+    void *acc = acc_size(dt) == esz ? out : malloc(ZOFF_MAX((size_t)1, mine * acc_size(dt)));
+    zoff_status st = ZOFF_OK;
+    if (!ia || !tmp || !acc) {
+        st = zoff__err(-ENOMEM, "comm/mpi: out of memory for %s", opname);
+        goto out;
+    }
+    int *sc = ia, *sd = ia + n, *rc = ia + 2 * n, *rd = ia + 3 * n;
+    for (int j = 0; j < n; j++) {
+        sc[j] = (int)cnt[j];
+        sd[j] = (int)displ[j];
+        rc[j] = (int)mine;
+        rd[j] = (int)(mine * (size_t)j);
+    }
+    MPI_Request rq;
+    int e = MPI_Ialltoallv(send, sc, sd, mpi_type(dt), tmp, rc, rd, mpi_type(dt), m->world, &rq);
+    if (e != MPI_SUCCESS) {
+        st = mpi_err(e, "MPI_Ialltoallv");
+        goto out;
+    }
+    ZOFF_CHECK_GOTO(mpi_wait(c, &rq, opname), st, out);
+    for (int j = 0; j < n; j++)
+        reduce_into(acc, tmp + (size_t)j * mine * esz, mine, dt, op, j == 0);
+    reduce_finish(out, acc, mine, dt, op, n);
+out:
+    if (acc != out) free(acc);
+    free(tmp);
+    free(ia);
+    return st;
+}
+
+zoff_status zcomm__mpi_reduce_scatter(zcomm *c, const void *send, void *recv, size_t count,
+                                      zcomm_dtype dt, zcomm_op op)
+{
+    size_t n = (size_t)c->size;
+    size_t *cd = malloc(2 * n * sizeof *cd);
+    if (!cd) return zoff__err(-ENOMEM, "comm/mpi: out of memory");
+    for (size_t j = 0; j < n; j++) {
+        cd[j] = count;
+        cd[n + j] = j * count;
+    }
+    zoff_status st = exchange_reduce(c, send, cd, cd + n, recv, dt, op, "reduce-scatter");
+    free(cd);
+    return st;
+}
+
+zoff_status zcomm__mpi_all_reduce(zcomm *c, const void *send, void *recv, size_t count,
+                                  zcomm_dtype dt, zcomm_op op)
+{
+    size_t n = (size_t)c->size, me = (size_t)c->rank, esz = zcomm_dtype_size(dt);
+    size_t *cd = malloc(2 * n * sizeof *cd);
+    if (!cd) return zoff__err(-ENOMEM, "comm/mpi: out of memory");
+    size_t base = count / n, extra = count % n, off = 0;
+    for (size_t j = 0; j < n; j++) {
+        cd[j] = base + (j < extra ? 1 : 0);
+        cd[n + j] = off;
+        off += cd[j];
+    }
+    uint8_t *piece = malloc(ZOFF_MAX((size_t)1, cd[me] * esz));
+    zoff_status st = ZOFF_OK;
+    if (!piece) {
+        st = zoff__err(-ENOMEM, "comm/mpi: out of memory");
+        goto out;
+    }
+    ZOFF_CHECK_GOTO(exchange_reduce(c, send, cd, cd + n, piece, dt, op, "all-reduce"), st, out);
+    if (cd[me]) memcpy((uint8_t *)recv + cd[n + me] * esz, piece, cd[me] * esz);
+    ZOFF_CHECK_GOTO(zcomm__mpi_all_gatherv(c, recv, recv, cd, cd + n, dt, 1), st, out);
+out:
+    free(piece);
+    free(cd);
+    return st;
+}
+
+zoff_status zcomm__mpi_all_gatherv(zcomm *c, const void *send, void *recv, const size_t *counts,
+                                   const size_t *displs, zcomm_dtype dt, int inplace)
+{
+    mpi_impl *m = c->impl;
+    int n = c->size;
+    if (displs[n - 1] + counts[n - 1] > INT_MAX)
+        return zoff__err(ZOFF_EINVAL,
+                         "comm/mpi: all-gather of %zu elements exceeds MPI's int "
+                         "counts; split the call",
+                         displs[n - 1] + counts[n - 1]);
+    int *ia = malloc(2 * (size_t)n * sizeof *ia);
+    if (!ia) return zoff__err(-ENOMEM, "comm/mpi: out of memory");
+    for (int j = 0; j < n; j++) {
+        ia[j] = (int)counts[j];
+        ia[n + j] = (int)displs[j];
+    }
+    MPI_Request rq;
+    int e = MPI_Iallgatherv(inplace ? MPI_IN_PLACE : send, inplace ? 0 : ia[c->rank], mpi_type(dt),
+                            recv, ia, ia + n, mpi_type(dt), m->world, &rq);
+    zoff_status st =
+        e == MPI_SUCCESS ? mpi_wait(c, &rq, "all-gather") : mpi_err(e, "MPI_Iallgatherv");
+    free(ia);
+    return st;
+}
+
+zoff_status zcomm__mpi_broadcast(zcomm *c, void *buf, size_t count, zcomm_dtype dt, int root)
+{
+    mpi_impl *m = c->impl;
+    if (count > INT_MAX)
+        return zoff__err(ZOFF_EINVAL,
+                         "comm/mpi: broadcast of %zu elements exceeds MPI's int "
+                         "counts",
+                         count);
+    MPI_Request rq;
+    int e = MPI_Ibcast(buf, (int)count, mpi_type(dt), root, m->world, &rq);
+    if (e != MPI_SUCCESS) return mpi_err(e, "MPI_Ibcast");
+    return mpi_wait(c, &rq, "broadcast");
+}
+
+zoff_status zcomm__mpi_barrier(zcomm *c)
+{
+    mpi_impl *m = c->impl;
+    MPI_Request rq;
+    int e = MPI_Ibarrier(m->world, &rq);
+    if (e != MPI_SUCCESS) return mpi_err(e, "MPI_Ibarrier");
+    return mpi_wait(c, &rq, "barrier");
+}
+
+#else /* !ZOFF_HAVE_MPI */
+
+#define UNSUP                                                                                      \
+    zoff__err(ZOFF_EUNSUPPORTED, "comm: this zoff was built without MPI (configure with "          \
+                                 "-DZOFF_MPI=ON and install libopenmpi-dev)")
+
+int zcomm__mpi_built(void)
+{
+    return 0;
+}
+zoff_status zcomm__mpi_create(zcomm *c, const zcomm_config *cfg)
+{
+    (void)c, (void)cfg;
+    return UNSUP;
+}
+void zcomm__mpi_destroy(zcomm *c)
+{
+    (void)c;
+}
+zoff_status zcomm__mpi_reduce_scatter(zcomm *c, const void *send, void *recv, size_t count,
+                                      zcomm_dtype dt, zcomm_op op)
+{
+    return UNSUP;
+}
+zoff_status zcomm__mpi_all_reduce(zcomm *c, const void *send, void *recv, size_t count,
+                                  zcomm_dtype dt, zcomm_op op)
+{
+    return UNSUP;
+}
+zoff_status zcomm__mpi_all_gatherv(zcomm *c, const void *send, void *recv, const size_t *counts,
+                                   const size_t *displs, zcomm_dtype dt, int inplace)
+{
+    return UNSUP;
+}
+zoff_status zcomm__mpi_broadcast(zcomm *c, void *buf, size_t count, zcomm_dtype dt, int root)
+{
+    return UNSUP;
+}
+zoff_status zcomm__mpi_barrier(zcomm *c)
+{
+    return UNSUP;
+}
+#endif
