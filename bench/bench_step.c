@@ -29,6 +29,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "comm/comm.h"
 #include "common/common.h"
 #include "cpu_adam/adam.h"
 #include "harness.h"
@@ -49,8 +50,11 @@ typedef struct bs_opts {
     int threads;
     size_t partition_numel;
     float ratio;
-    zopt_kind optim;  /* --optim */
-    zstate_fmt state; /* --state */
+    zopt_kind optim;     /* --optim */
+    zstate_fmt state;    /* --state */
+    int ranks;           /* --ranks N: run under mpirun -np N (sharded step) */
+    uint64_t own_params; /* elements whose Adam this rank runs (params / ranks, rounded up) */
+    double link_gbps;    /* modeled GPU-GPU link bandwidth for the collectives (GB/s) */
 } bs_opts;
 
 static void usage(FILE *f)
@@ -62,6 +66,7 @@ static void usage(FILE *f)
             "                       [--dtype fp16|bf16] [--pcie-gbps G (25)] [--threads T]\n"
             "                       [--partition-numel N] [--ratio R] [--json FILE]\n"
             "                       [--state fp32|bf16|q8] [--optim adam|lion|adagrad]\n"
+            "                       [--ranks N (under mpirun -np N)] [--link-gbps G (100)]\n"
             "  --busy-ms auto (default) makes the stand-in GPU as busy as the slowest other\n"
             "  component: a balanced pipeline, the hardest case for overlap.\n");
 }
@@ -175,7 +180,7 @@ static zoff_status adam_alone(bs_slice *s, const bs_opts *o, bs_comp *out)
         double dt = now_ms() - t0, dc = cpu_ms() - c0;
         if (r > 0 && dt < best.ms) best = (bs_comp){dt, dc};
     }
-    double k = (double)o->params / (double)s->n;
+    double k = (double)o->own_params / (double)s->n;
     *out = (bs_comp){best.ms * k, best.cpu * k};
     return ZOFF_OK;
 }
@@ -444,6 +449,18 @@ static int parse_args(int argc, char **argv, bs_opts *o)
         } else if (zb_arg_match(&i, argc, argv, "--partition-numel", &v)) {
             if (zoff__parse_size(v, &n) || n == 0) return -1;
             o->partition_numel = (size_t)n;
+        } else if (zb_arg_match(&i, argc, argv, "--ranks", &v)) {
+            o->ranks = atoi(v);
+            if (o->ranks < 1 || o->ranks > 4096) {
+                fprintf(stderr, "zoff bench step: --ranks %s: expected 1..4096\n", v);
+                return -1;
+            }
+        } else if (zb_arg_match(&i, argc, argv, "--link-gbps", &v)) {
+            o->link_gbps = atof(v);
+            if (!(o->link_gbps > 0)) {
+                fprintf(stderr, "zoff bench step: --link-gbps %s: expected a number > 0\n", v);
+                return -1;
+            }
         } else if (zb_arg_match(&i, argc, argv, "--ratio", &v)) {
             o->ratio = (float)atof(v);
         } else if (zb_arg_match(&i, argc, argv, "--state", &v)) {
@@ -493,12 +510,17 @@ int zoff_bench_step_main(int argc, char **argv)
                  .pcie_gbps = 25.0,
                  .threads = 0,
                  .partition_numel = 0,
-                 .ratio = 0.0f};
+                 .ratio = 0.0f,
+                 .ranks = 1,
+                 .own_params = 0,
+                 .link_gbps = 100.0};
     int pa = parse_args(argc, argv, &o);
     if (pa != 0) {
         if (pa < 0) usage(stderr);
         return pa < 0 ? 2 : 0;
     }
+    o.own_params = (o.params + (uint64_t)o.ranks - 1) / (uint64_t)o.ranks;
+    if (o.ranks > 1) o.overlap = ZOFF_OVERLAP_SYNC; /* the sharded step's mode */
     zoff_config c;
     zoff_config_default(&c);
     c.device = ZOFF_DEVICE_SIM;
@@ -527,16 +549,33 @@ int zoff_bench_step_main(int argc, char **argv)
         fprintf(stderr, "zoff bench step: this configuration does not fit: %s\n", plan.advice);
         return 1;
     }
+    int env_rank = 0, env_size = 1, lr_, ln_;
+    zcomm_env_ranks(&env_rank, &env_size, &lr_, &ln_);
+    if (env_size != o.ranks) {
+        fprintf(stderr,
+                "zoff bench step: --ranks %d but the launcher started %d rank(s): run "
+                "`mpirun -np %d zoff bench step --ranks %d ...`\n",
+                o.ranks, env_size, o.ranks, o.ranks);
+        return 2;
+    }
+    FILE *con = env_rank == 0 ? stdout : fopen("/dev/null", "w");
+    if (!con) con = stdout;
     char b1[32], b2[32];
     const double state_bpe = zstate_elem_bytes(o.optim, o.state);
-    printf("zoff bench step: %llu params (%s of %s %s state), %d layers, tier %s, overlap %s, "
-           "%s, sim PCIe %.1f GB/s per direction, OMP_WAIT_POLICY=%s\n",
-           (unsigned long long)o.params,
-           zoff__fmt_bytes((uint64_t)((double)o.params * state_bpe), b1, sizeof b1),
-           zopt_kind_name(o.optim), zstate_fmt_name(o.state), o.layers,
-           o.tier == ZOFF_TIER_CPU ? "cpu" : "nvme", overlap_name(o.overlap),
-           zoff_dtype_name(o.dtype), o.pcie_gbps,
-           getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(unset)");
+    fprintf(con,
+            "zoff bench step: %llu params (%s of %s %s state), %d layers, tier %s, overlap %s, "
+            "%s, sim PCIe %.1f GB/s per direction, OMP_WAIT_POLICY=%s\n",
+            (unsigned long long)o.params,
+            zoff__fmt_bytes((uint64_t)((double)o.params * state_bpe), b1, sizeof b1),
+            zopt_kind_name(o.optim), zstate_fmt_name(o.state), o.layers,
+            o.tier == ZOFF_TIER_CPU ? "cpu" : "nvme", overlap_name(o.overlap),
+            zoff_dtype_name(o.dtype), o.pcie_gbps,
+            getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(unset)");
+    if (o.ranks > 1)
+        fprintf(con,
+                "  %d ranks (ZeRO stage %d): each runs Adam on %llu params; collectives over MPI "
+                "(host memory), link modeled at %.0f GB/s\n",
+                o.ranks, c.zero_stage, (unsigned long long)o.own_params, o.link_gbps);
 
     bs_slice sl;
     bs_nvme nv;
@@ -547,7 +586,13 @@ int zoff_bench_step_main(int argc, char **argv)
     memset(&a0, 0, sizeof a0);
     memset(&a1, 0, sizeof a1);
     int rc = 1;
-    zoff_status st = slice_open(&sl, &o);
+    memset(&sl, 0, sizeof sl);
+    /* the runtime first: with several ranks it decides this rank's share of the cores */
+    zoff_status st = model_open(&m, &o, &c);
+    zoff_rank_info ri = ZOFF_RANK_INFO_INIT;
+    if (st == ZOFF_OK) st = zoff_get_rank_info(m.rt, &ri);
+    if (st == ZOFF_OK && o.ranks > 1 && o.threads == 0 && ri.ncpus > 0) o.threads = ri.ncpus;
+    if (st == ZOFF_OK) st = slice_open(&sl, &o);
     if (st == ZOFF_OK && o.tier == ZOFF_TIER_NVME) {
         zstore_sizes sz;
         st = zstore_compute_sizes_fmt(o.params, o.partition_numel, o.tier, o.ratio, c.buffer_count,
@@ -555,11 +600,11 @@ int zoff_bench_step_main(int argc, char **argv)
         if (st == ZOFF_OK && sz.swapped_parts) st = nvme_open(&nv, &o, sz.swapped_parts);
     }
     if (st) {
-        fprintf(stderr, "zoff bench step: %s\n", zoff__last_error_tls());
+        fprintf(stderr, "zoff bench step: %s\n",
+                m.rt ? zoff_last_error(m.rt) : zoff__last_error_tls());
         goto out;
     }
-    st = model_open(&m, &o, &c);
-    if (st == ZOFF_OK) st = measure_alone(&m, &sl, &nv, &o, &a0);
+    st = measure_alone(&m, &sl, &nv, &o, &a0);
     double others = ZOFF_MAX(ZOFF_MAX(a0.adam.ms, a0.nvme.ms), ZOFF_MAX(a0.d2h.ms, a0.h2d.ms));
     double busy_layer_ms = o.busy_ms >= 0 ? o.busy_ms : others / o.layers;
     uint64_t busy_ns = (uint64_t)(busy_layer_ms * 1e6);
@@ -572,6 +617,8 @@ int zoff_bench_step_main(int argc, char **argv)
     for (int i = 0; i < 3 && st == ZOFF_OK; i++) st = one_step(&m, busy_ns, &r);
     if (st == ZOFF_OK) st = zoff_stream_synchronize(m.rt, m.s);
     double sum_adam = 0, sum_nvme_wait = 0, sum_wait_grads = 0;
+    zoff_rank_info ri0 = ZOFF_RANK_INFO_INIT, ri1 = ZOFF_RANK_INFO_INIT;
+    if (st == ZOFF_OK) st = zoff_get_rank_info(m.rt, &ri0);
     double t0 = now_ms(), c0 = cpu_ms();
     for (int i = 0; i < o.steps && st == ZOFF_OK; i++) {
         st = one_step(&m, busy_ns, &r);
@@ -582,6 +629,8 @@ int zoff_bench_step_main(int argc, char **argv)
     if (st == ZOFF_OK) st = zoff_stream_synchronize(m.rt, m.s);
     double step_ms = (now_ms() - t0) / o.steps;
     double step_cpu = (cpu_ms() - c0) / o.steps;
+    if (st == ZOFF_OK) st = zoff_get_rank_info(m.rt, &ri1);
+    double comm_ms = (ri1.comm_ms_total - ri0.comm_ms_total) / o.steps;
     zoff_stats s;
     memset(&s, 0, sizeof s);
     s.struct_size = sizeof s;
@@ -615,6 +664,24 @@ int zoff_bench_step_main(int argc, char **argv)
     double cpu_lb = cpu_work / ncpu;
     double eff = lb / step_ms;
 
+    /* several ranks: every rank's Adam GB/s, collective time and step time, in rank order */
+    double *per = NULL;
+    if (o.ranks > 1) {
+        zcomm_config cc;
+        zcomm_config_default(&cc);
+        cc.backend = ZCOMM_MPI;
+        zcomm *wc = NULL;
+        per = calloc((size_t)o.ranks * 3, sizeof *per);
+        double mine[3] = {s.adam_gbps, comm_ms, step_ms};
+        st = per ? zcomm_create(&cc, &wc) : -ENOMEM;
+        if (st == ZOFF_OK) st = zcomm_all_gather(wc, mine, per, 3, ZCOMM_F64, NULL);
+        zcomm_destroy(wc);
+        if (st) {
+            fprintf(stderr, "zoff bench step: rank %d: %s\n", env_rank, zoff__last_error_tls());
+            free(per);
+            goto out;
+        }
+    }
     const char *cols[] = {"what", "ms", "cpu_ms", "note"};
     zb_table *t = zb_table_new("bench step", 4, cols);
     char d[96];
@@ -656,20 +723,51 @@ int zoff_bench_step_main(int argc, char **argv)
     zb_table_rowf(t, "nvme wait|%.1f|-|per step, update blocked on swap", sum_nvme_wait / o.steps);
     zb_table_rowf(t, "grads wait|%.1f|-|per step, zoff_step waiting for backward + D2H",
                   sum_wait_grads / o.steps);
-    zb_table_print(t, stdout);
+    if (o.ranks > 1) {
+        double total_gbps = 0, max_comm = 0, max_step = 0;
+        for (int k = 0; k < o.ranks; k++) {
+            zb_table_rowf(t,
+                          "rank %d|%.1f|-|step ms; adam %.1f GB/s on %llu params, "
+                          "collectives %.1f ms/step",
+                          k, per[3 * k + 2], per[3 * k], (unsigned long long)o.own_params,
+                          per[3 * k + 1]);
+            total_gbps += per[3 * k];
+            max_comm = ZOFF_MAX(max_comm, per[3 * k + 1]);
+            max_step = ZOFF_MAX(max_step, per[3 * k + 2]);
+        }
+        double n = (double)o.ranks;
+        /* ring reduce-scatter + all-gather of 16-bit values: 2 x (N-1)/N x 2 bytes/param */
+        double model_ms = 2.0 * (n - 1.0) / n * 2.0 * (double)o.params / (o.link_gbps * 1e6);
+        zb_table_rowf(t, "adam total|-|-|%.1f GB/s over %d ranks (sum of the ranks' pipelines)",
+                      total_gbps, o.ranks);
+        zb_table_rowf(t,
+                      "collectives|%.1f|-|slowest rank, per step (MPI on host memory, incl. "
+                      "fp32 widening)",
+                      max_comm);
+        zb_table_rowf(t,
+                      "collectives modeled|%.1f|-|ring RS+AG of 16-bit grads/params at "
+                      "%.0f GB/s link",
+                      model_ms, o.link_gbps);
+        zb_table_rowf(t, "comm share|%.3f|-|collectives / step (slowest rank)",
+                      max_step > 0 ? max_comm / max_step : 0.0);
+        free(per);
+    }
+    if (env_rank == 0) zb_table_print(t, stdout);
     rc = 0;
-    if (o.json && zb_table_write_json(t, o.json) != 0) {
+    if (env_rank == 0 && o.json && zb_table_write_json(t, o.json) != 0) {
         fprintf(stderr, "zoff bench step: cannot write %s\n", o.json);
         rc = 1;
     }
     zb_table_free(t);
-    printf("sim device figures: the scheduler, this CPU and this disk; no GPU was measured "
-           "(%s pinned host, %s swap).\n",
-           zoff__fmt_bytes(s.pinned_bytes + s.pageable_bytes, b1, sizeof b1),
-           zoff__fmt_bytes(s.nvme_bytes, b2, sizeof b2));
+    fprintf(con,
+            "sim device figures: the scheduler, this CPU and this disk; no GPU was measured "
+            "(%s pinned host, %s swap).\n",
+            zoff__fmt_bytes(s.pinned_bytes + s.pageable_bytes, b1, sizeof b1),
+            zoff__fmt_bytes(s.nvme_bytes, b2, sizeof b2));
 out:
     model_close(&m);
     nvme_close(&nv);
     slice_close(&sl);
+    if (con != stdout) fclose(con);
     return rc;
 }

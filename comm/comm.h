@@ -88,7 +88,8 @@ const char *zcomm_backend_name(zcomm_backend b);
 
 void zcomm_config_default(zcomm_config *cfg);
 /* Creates this rank's communicator (collective: every rank calls it). MPI is initialised if the
- * program has not done it (and finalised by the last zcomm_destroy of the process).
+ * program has not done it (and then finalised at process exit, so communicators may come and
+ * go; not after a watchdog timeout, whose pending requests could block MPI_Finalize).
  * ZOFF_EUNSUPPORTED when the backend is not built. */
 zoff_status zcomm_create(const zcomm_config *cfg, zcomm **out);
 void zcomm_destroy(zcomm *c);

@@ -28,11 +28,20 @@
 
 typedef struct mpi_impl {
     MPI_Comm world; /* a duplicate of MPI_COMM_WORLD: zoff's messages never mix with the caller's */
-    int we_initialized;
+    MPI_Request pending; /* the request a watchdog timeout abandoned (MPI_REQUEST_NULL: none) */
 } mpi_impl;
 
-static int g_live;    /* communicators alive in this process */
-static int g_we_init; /* zoff called MPI_Init_thread */
+static int g_we_init;  /* zoff called MPI_Init_thread */
+static int g_any_hung; /* a collective timed out: finalising could block forever */
+
+/* MPI cannot be initialised twice in a process: zoff finalises the MPI it started at exit, so
+ * runtimes may come and go. */
+static void mpi_atexit(void)
+{
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized && !g_any_hung) MPI_Finalize();
+}
 
 int zcomm__mpi_built(void)
 {
@@ -76,7 +85,10 @@ static zoff_status mpi_wait(zcomm *c, MPI_Request *rq, const char *op)
         if (rc != MPI_SUCCESS) return mpi_err(rc, op);
         if (done) return ZOFF_OK;
         uint64_t waited_ms = (zoff__now_ns() - t0) / 1000000u;
-        if (c->timeout_ms && waited_ms >= c->timeout_ms) return zcomm__timeout(c, op, waited_ms);
+        if (c->timeout_ms && waited_ms >= c->timeout_ms) {
+            ((mpi_impl *)c->impl)->pending = *rq;
+            return zcomm__timeout(c, op, waited_ms);
+        }
         zoff__sleep_ns(nap_ns);
         if (nap_ns < 500000) nap_ns *= 2;
     }
@@ -93,9 +105,11 @@ zoff_status zcomm__mpi_create(zcomm *c, const zcomm_config *cfg)
         int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
         if (rc != MPI_SUCCESS) return mpi_err(rc, "MPI_Init_thread");
         g_we_init = 1;
+        atexit(mpi_atexit);
     }
     mpi_impl *m = calloc(1, sizeof *m);
     if (!m) return zoff__err(-ENOMEM, "comm/mpi: out of memory");
+    m->pending = MPI_REQUEST_NULL;
     int rc = MPI_Comm_dup(MPI_COMM_WORLD, &m->world);
     if (rc != MPI_SUCCESS) {
         free(m);
@@ -124,7 +138,6 @@ zoff_status zcomm__mpi_create(zcomm *c, const zcomm_config *cfg)
     }
     (void)cfg;
     c->impl = m;
-    g_live++;
     return ZOFF_OK;
 }
 
@@ -132,16 +145,16 @@ void zcomm__mpi_destroy(zcomm *c)
 {
     mpi_impl *m = c->impl;
     if (!m) return;
-    /* after a timeout requests are still pending: freeing or finalising could block forever */
-    if (!c->broken) MPI_Comm_free(&m->world);
+    /* after a timeout a request may still be pending (peers may have joined since): finalising
+     * with it could block forever */
+    int done = 1;
+    if (m->pending != MPI_REQUEST_NULL) MPI_Test(&m->pending, &done, MPI_STATUS_IGNORE);
+    if (!done)
+        g_any_hung = 1;
+    else
+        MPI_Comm_free(&m->world);
     free(m);
     c->impl = NULL;
-    if (--g_live == 0 && g_we_init && !c->broken) {
-        int finalized = 0;
-        MPI_Finalized(&finalized);
-        if (!finalized) MPI_Finalize();
-        g_we_init = 0;
-    }
 }
 
 /* ---- reductions in rank order -----------------------------------------------------------------

@@ -216,6 +216,12 @@ typedef struct zoff_config {
     /* observability */
     char trace_path[ZOFF_PATH_MAX]; /* Chrome/Perfetto trace file; "" off */
 
+    /* several ranks, one process per GPU (docs/multi-gpu.md) */
+    int zero_stage; /* zero_optimization.stage (default 2). With several ranks the optimizer state
+                       is sharded; 0 and 1: gradients all-reduced, 2: reduce-scattered; 3 refused */
+    int ranks;      /* zoff.ranks: 0 = as the launcher says (mpirun/srun/torchrun environment),
+                       1 = this process alone even under a launcher */
+    uint64_t comm_timeout_ms; /* zoff.comm_timeout_ms: collective watchdog (0: wait forever) */
     /* optimizer kind and state format (appended; 0 = Adam with fp32 moments as before) */
     int optimizer_type;              /* zoff_optimizer_type, one for the whole runtime */
     int state_format;                /* zoff_state_format, one for the whole runtime */
@@ -397,6 +403,33 @@ ZOFF_API zoff_status zoff_save_with(zoff_runtime *rt, const char *dir, const cha
 /* Like zoff_load; copies the stored user JSON ("" if none) into user_json (len bytes, NUL
  * terminated; ZOFF_EINVAL if it does not fit, nothing loaded). user_json may be NULL. */
 ZOFF_API zoff_status zoff_load_with(zoff_runtime *rt, const char *dir, char *user_json, size_t len);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Several ranks (docs/multi-gpu.md)                                                          */
+/* ------------------------------------------------------------------------------------------ */
+/* Under mpirun/srun (several ranks in the environment, cfg.ranks 0) zoff_create joins the ranks
+ * (collective: every rank calls it) and each rank keeps the optimizer state of 1/N of the flat
+ * parameter space; zoff_step is then collective too. zoff_get_master/zoff_get_state fill only
+ * the elements this rank owns (own_begin/own_end below, in flat order of registration). */
+typedef struct zoff_rank_info {
+    size_t struct_size;
+    int rank, size;              /* this process among the ranks (0 of 1 alone) */
+    int local_rank, local_size;  /* among the ranks of this node */
+    int zero_stage;              /* as configured (0/1: grads all-reduced, 2: reduce-scattered) */
+    uint64_t own_begin, own_end; /* flat elements whose state this rank owns (after finalize) */
+    uint64_t total_numel;        /* all registered elements */
+    int numa_node, ncpus, first_cpu; /* placement of the arena and the Adam threads */
+    double comm_ms_last;             /* time of the last step in collectives (incl. widening) */
+    double comm_ms_total;            /* since finalize */
+    char backend[16];                /* "self", "mpi", "nccl" */
+} zoff_rank_info;
+
+#define ZOFF_RANK_INFO_INIT                                                                        \
+    {                                                                                              \
+        .struct_size = sizeof(zoff_rank_info)                                                      \
+    }
+
+ZOFF_API zoff_status zoff_get_rank_info(const zoff_runtime *rt, zoff_rank_info *out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Statistics                                                                                 */

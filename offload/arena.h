@@ -81,6 +81,10 @@ zoff_status ztopo_choose(const char *pci_bus_id, int forced_node, ztopo_choice *
 /* Same on a topology loaded from an hwloc XML string (tests use synthetic topologies). */
 zoff_status ztopo_choose_xml(const char *xml, const char *pci_bus_id, int forced_node,
                              ztopo_choice *out);
+/* Splits c's CPUs between `count` ranks that chose the same node: rank `index` gets a contiguous
+ * share without overlap (the first cpus % count ranks one more); when there are fewer CPUs than
+ * ranks each rank gets one CPU, shared round-robin. `out` = c with the share. */
+void ztopo_split_cpus(const ztopo_choice *c, int index, int count, ztopo_choice *out);
 /* Binds the calling thread to c's CPUs (all of them; the OS schedules among them). Returns 0,
  * -errno from sched_setaffinity, or ZOFF_EINVAL when c has no CPUs. */
 zoff_status ztopo_bind_thread(const ztopo_choice *c);

@@ -170,3 +170,24 @@ zoff_status ztopo_bind_thread(const ztopo_choice *c)
     CPU_FREE(set);
     return st;
 }
+
+void ztopo_split_cpus(const ztopo_choice *c, int index, int count, ztopo_choice *out)
+{
+    ztopo_choice r = *c;
+    if (count > 1 && c->ncpus > 0 && index >= 0 && index < count) {
+        if (c->ncpus < count) {
+            r.cpus[0] = c->cpus[index % c->ncpus];
+            r.ncpus = 1;
+        } else {
+            int base = c->ncpus / count, extra = c->ncpus % count;
+            int first = index * base + (index < extra ? index : extra);
+            r.ncpus = base + (index < extra ? 1 : 0);
+            for (int i = 0; i < r.ncpus; i++) r.cpus[i] = c->cpus[first + i];
+        }
+        char why[sizeof r.reason + 64];
+        snprintf(why, sizeof why, "%s; cpus split %d ways (share %d)", c->reason, count, index);
+        memcpy(r.reason, why, sizeof r.reason - 1);
+        r.reason[sizeof r.reason - 1] = '\0';
+    }
+    *out = r;
+}

@@ -37,6 +37,10 @@
 typedef struct zckpt_tensor {
     char name[ZCKPT_NAME_MAX]; /* full tensor name, e.g. "layer0.w.exp_avg" */
     uint64_t numel;            /* fp32 elements */
+    /* a ".master" tensor may carry its parameter's Adam step count (manifest key "step" of the
+     * tensor's entry; absent in checkpoints written before per-parameter step counts) */
+    int has_step; /* 1: adam_step is stored / was read */
+    int64_t adam_step;
 } zckpt_tensor;
 
 /* Everything but the tensors: stored in the manifest (and copied into __metadata__). */
@@ -52,6 +56,12 @@ typedef struct zckpt_meta {
      * before they were recorded: Adam, fp32). The tensors always hold fp32 moments. */
     char optimizer[16];
     char state_format[16];
+    /* the step pipeline (manifest object "pipeline"; absent in older checkpoints: all 0) */
+    int pipeline_overlap;        /* the zoff_overlap of the run that saved */
+    int64_t pipeline_steps;      /* steps since its finalize/load (the delayed warm-up) */
+    int pipeline_delayed_update; /* 1: `delayed` had an update whose 16-bit params were not on
+                                    the device yet: "<name>.device_param" tensors hold what the
+                                    device had (the master is one update ahead) */
 } zckpt_meta;
 
 typedef struct zckpt_writer zckpt_writer;

@@ -280,9 +280,15 @@ zoff_status zckpt__build_manifest(zckpt_writer *w, const zckpt_meta *m, const ch
         cJSON_AddNumberToObject(e, "numel", (double)t->t.numel);
         cJSON_AddNumberToObject(e, "offset", (double)t->off);
         cJSON_AddNumberToObject(e, "crc32c", t->crc);
+        if (t->t.has_step) cJSON_AddNumberToObject(e, "step", (double)t->t.adam_step);
     }
     cJSON_AddItemToObject(root, "tensors", ta);
     ta = NULL;
+    cJSON *pl = cJSON_AddObjectToObject(root, "pipeline");
+    if (!pl) goto nomem;
+    cJSON_AddNumberToObject(pl, "overlap", m->pipeline_overlap);
+    cJSON_AddNumberToObject(pl, "steps", (double)m->pipeline_steps);
+    cJSON_AddBoolToObject(pl, "delayed_update", m->pipeline_delayed_update != 0);
     if (m->extra_json[0])
         cJSON_AddRawToObject(root, "extra", m->extra_json);
     else
@@ -467,6 +473,26 @@ zoff_status zckpt__parse_manifest(zckpt_reader *r, const char *text)
         m->extra_json[len] = '\0';
     }
 
+    const cJSON *pl = cJSON_GetObjectItemCaseSensitive(root, "pipeline");
+    m->pipeline_overlap = 0;
+    m->pipeline_steps = 0;
+    m->pipeline_delayed_update = 0;
+    if (pl) {
+        double ov, ps;
+        const cJSON *du = cJSON_GetObjectItemCaseSensitive(pl, "delayed_update");
+        if (!cJSON_IsObject(pl) || !json_num(pl, "overlap", 1, 0, 2, &ov) ||
+            !json_num(pl, "steps", 1, 0, 9.0e15, &ps) || !cJSON_IsBool(du)) {
+            st = zckpt__ferr(r,
+                             "%s: \"pipeline\" is malformed (overlap 0..2, steps >= 0, "
+                             "delayed_update true/false)",
+                             ZCKPT_MANIFEST_FILE);
+            goto out;
+        }
+        m->pipeline_overlap = (int)ov;
+        m->pipeline_steps = (int64_t)ps;
+        m->pipeline_delayed_update = cJSON_IsTrue(du);
+    }
+
     const cJSON *ta = cJSON_GetObjectItemCaseSensitive(root, "tensors");
     if (!cJSON_IsArray(ta)) {
         st = zckpt__ferr(r, "%s: \"tensors\" missing or not an array", ZCKPT_MANIFEST_FILE);
@@ -491,6 +517,16 @@ zoff_status zckpt__parse_manifest(zckpt_reader *r, const char *text)
             st = zckpt__ferr(r, "%s: tensors[%zu] is malformed (name, numel, offset, crc32c)",
                              ZCKPT_MANIFEST_FILE, i);
             goto out;
+        }
+        if (cJSON_GetObjectItemCaseSensitive(e, "step")) {
+            double step;
+            if (!json_num(e, "step", 1, 0, 9.0e15, &step)) {
+                st = zckpt__ferr(r, "%s: tensors[%zu].step is not a step count (integer >= 0)",
+                                 ZCKPT_MANIFEST_FILE, i);
+                goto out;
+            }
+            t->t.has_step = 1;
+            t->t.adam_step = (int64_t)step;
         }
         snprintf(t->t.name, sizeof t->t.name, "%s", name->valuestring);
         t->t.numel = (uint64_t)numel;

@@ -83,6 +83,9 @@ ZOFF_API zoff_status zoff_config_default(zoff_config *cfg)
     cfg->overlap = ZOFF_OVERLAP_SYNC;
     cfg->delayed_warmup_steps = 10;
     cfg->cpu_threads = 0;
+    cfg->zero_stage = 2;
+    cfg->ranks = 0;
+    cfg->comm_timeout_ms = 300000;
     cfg->device = ZOFF_DEVICE_AUTO;
     cfg->cuda_device = 0;
     cfg->sim_gpu_bytes = ZOFF_GIB;
@@ -238,6 +241,12 @@ zoff_status zoff__config_validate(const zoff_config *cfg)
                          "zoff.tile_numel: %zu is not a multiple of the q8 block (%d values); q8 "
                          "tiles start on block boundaries",
                          cfg->tile_numel, Q8_BLOCK);
+    if (cfg->zero_stage < 0 || cfg->zero_stage > 3)
+        return zoff__err(ZOFF_ECONFIG, "zero_optimization.stage: expected 0, 1, 2 or 3, got %d",
+                         cfg->zero_stage);
+    if (cfg->ranks < 0 || cfg->ranks > 1)
+        return zoff__err(ZOFF_ECONFIG, "zoff.ranks: expected 0 (launcher) or 1 (alone), got %d",
+                         cfg->ranks);
 
     /* mixed precision, clipping */
     if (cfg->fp16_enabled != 0 && cfg->fp16_enabled != 1)
@@ -959,11 +968,16 @@ static const key_desc offload_param_keys[] = {
 static zoff_status on_stage(pctx *c, const cJSON *v, const char *path)
 {
     double x;
-    ZOFF_CHECK(get_number(c, v, path, 1, 1, 3, &x));
-    ZOFF_INFO(ZOFF_SUB_CONFIG,
-              "%s: %s = %d accepted (zoff offloads the optimizer state of one node whatever the "
-              "ZeRO stage)",
-              c->origin, path, (int)x);
+    ZOFF_CHECK(get_number(c, v, path, 1, 0, 3, &x));
+    c->cfg->zero_stage = (int)x;
+    return ZOFF_OK;
+}
+
+static zoff_status on_comm_timeout(pctx *c, const cJSON *v, const char *path)
+{
+    double x;
+    ZOFF_CHECK(get_number(c, v, path, 1, 0, MAX_EXACT_INT, &x));
+    c->cfg->comm_timeout_ms = (uint64_t)x;
     return ZOFF_OK;
 }
 
@@ -1013,6 +1027,8 @@ static const key_desc zoff_keys[] = {
     KFN("aio_odirect", on_aio_odirect),
     KBOOL("verify_crc", verify_crc),
     KSTR("trace_path", trace_path),
+    KINT("ranks", ranks, 0, 1),
+    KFN("comm_timeout_ms", on_comm_timeout),
     KEND,
 };
 
@@ -1299,6 +1315,11 @@ zoff_status zoff__config_apply_env(zoff_config *cfg)
             return env_err(ZOFF_PARAM_NUMA_NODE, "an integer >= -1 (-1: nearest the GPU)");
         work.numa_node = (int)v;
     }
+    if (zoff__param_set(ZOFF_PARAM_COMM_TIMEOUT_MS)) {
+        if (!env_int(ZOFF_PARAM_COMM_TIMEOUT_MS, 0, (long long)MAX_EXACT_INT, &v))
+            return env_err(ZOFF_PARAM_COMM_TIMEOUT_MS, "milliseconds >= 0 (0: wait forever)");
+        work.comm_timeout_ms = (uint64_t)v;
+    }
     if (zoff__param_set(ZOFF_PARAM_TRACE)) {
         const char *s = zoff__param_str(ZOFF_PARAM_TRACE);
         if (strlen(s) >= sizeof work.trace_path)
@@ -1382,6 +1403,7 @@ static cJSON *config_tree(const zoff_config *cfg)
 
     cJSON *zo = cJSON_AddObjectToObject(root, "zero_optimization");
     ADD(zo, zo);
+    if (ok) ADD(zo, cJSON_AddNumberToObject(zo, "stage", cfg->zero_stage));
     cJSON *oo = ok ? cJSON_AddObjectToObject(zo, "offload_optimizer") : NULL;
     ADD(oo, oo);
     if (ok) {
@@ -1426,6 +1448,8 @@ static cJSON *config_tree(const zoff_config *cfg)
         ADD(z, cJSON_AddNumberToObject(z, "aio_odirect", cfg->aio_odirect));
         ADD(z, cJSON_AddBoolToObject(z, "verify_crc", cfg->verify_crc));
         ADD(z, cJSON_AddStringToObject(z, "trace_path", cfg->trace_path));
+        ADD(z, cJSON_AddNumberToObject(z, "ranks", cfg->ranks));
+        ADD(z, cJSON_AddNumberToObject(z, "comm_timeout_ms", (double)cfg->comm_timeout_ms));
     }
 #undef ADD
     if (!ok) {

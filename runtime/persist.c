@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/half.h"
 #include "runtime/ckpt.h"
 #include "runtime/rt.h"
 
@@ -139,6 +140,7 @@ zoff_status zrt_state_io(zoff_runtime *rt, int id, float *master, float *exp_avg
                          int write)
 {
     const zrt_param *p = &rt->params[id];
+    if (p->part_first > p->part_last) return ZOFF_OK; /* another rank owns all of it */
     io_ctx c = {master, exp_avg, exp_avg_sq, write, NULL};
     unsigned flags = ZSTORE_READ | (write ? ZSTORE_WRITE : 0);
     ZOFF_CHECK(scratch_alloc(rt, &c.scratch));
@@ -167,19 +169,67 @@ static zoff_status save_seg(zoff_runtime *rt, void *vctx, const zstore_part *par
 }
 
 static const char *const suffix[3] = {".master", ".exp_avg", ".exp_avg_sq"};
+/* overlap delayed, an update launched whose 16-bit params are not on the device yet: the
+ * device's copy (widened to fp32), one update behind the master */
+static const char *const device_suffix = ".device_param";
 
-static zoff_status tensor_list(const zoff_runtime *rt, zckpt_tensor **out)
+/* The checkpoint's tensors: 3 per param (the master carries the param's step count), then with
+ * `device` one ".device_param" per param. */
+static zoff_status tensor_list(const zoff_runtime *rt, int device, zckpt_tensor **out)
 {
-    zckpt_tensor *t = calloc((size_t)rt->nparams * 3, sizeof *t);
+    size_t per = device ? 4 : 3, np = (size_t)rt->nparams;
+    zckpt_tensor *t = calloc(np * per, sizeof *t);
     if (!t) return zoff__err(-ENOMEM, "checkpoint: out of memory");
-    for (int q = 0; q < rt->nparams; q++)
-        for (int j = 0; j < 3; j++) {
+    for (size_t q = 0; q < np; q++) {
+        for (size_t j = 0; j < 3; j++) {
             snprintf(t[q * 3 + j].name, sizeof t[q * 3 + j].name, "%s%s", rt->params[q].name,
                      suffix[j]);
             t[q * 3 + j].numel = rt->params[q].numel;
         }
+        t[q * 3].has_step = 1;
+        t[q * 3].adam_step = rt->params[q].step;
+        if (device) {
+            zckpt_tensor *d = &t[np * 3 + q];
+            snprintf(d->name, sizeof d->name, "%s%s", rt->params[q].name, device_suffix);
+            d->numel = rt->params[q].numel;
+        }
+    }
     *out = t;
     return ZOFF_OK;
+}
+
+/* Writes what the device holds of every param (tensor np*3 + q), widened to fp32. */
+static zoff_status save_device_params(zoff_runtime *rt, zckpt_writer *w)
+{
+    zoff_status st = ZOFF_OK;
+    size_t chunk = rt->layout.stage_bytes / sizeof(float);
+    float *buf = malloc(chunk * sizeof(float));
+    if (!buf) return zoff__err(-ENOMEM, "zoff_save: out of memory");
+    ZOFF_CHECK_GOTO(zdev_stream_sync(rt->dev, rt->h2d), st, out); /* uploads queued by step */
+    for (int q = 0; q < rt->nparams; q++) {
+        const zrt_param *p = &rt->params[q];
+        for (size_t done = 0; done < p->numel; done += chunk) {
+            size_t m = ZOFF_MIN(chunk, p->numel - done);
+            int slot = (int)(rt->stage_next++ % ZRT_NSTAGE);
+            ZOFF_CHECK_GOTO(zdev_event_sync(rt->dev, rt->stage_ev[slot]), st, out);
+            const uint8_t *src = (const uint8_t *)p->dev_param + done * p->esize;
+            ZOFF_CHECK_GOTO(zdev_memcpy_d2h(rt->dev, rt->stage[slot], src, m * p->esize, rt->d2h),
+                            st, out);
+            ZOFF_CHECK_GOTO(zdev_stream_sync(rt->dev, rt->d2h), st, out);
+            const uint16_t *h = (const uint16_t *)rt->stage[slot];
+            if (p->dtype == ZOFF_DTYPE_F32)
+                memcpy(buf, rt->stage[slot], m * sizeof(float));
+            else if (p->dtype == ZOFF_DTYPE_F16)
+                for (size_t i = 0; i < m; i++) buf[i] = zoff_f16_to_f32(h[i]);
+            else
+                for (size_t i = 0; i < m; i++) buf[i] = zoff_bf16_to_f32(h[i]);
+            ZOFF_CHECK_GOTO(zckpt_writer_write(w, (size_t)rt->nparams * 3 + (size_t)q, buf, m), st,
+                            out);
+        }
+    }
+out:
+    free(buf);
+    return st;
 }
 
 static zoff_status save_impl(zoff_runtime *rt, const char *dir, const char *user_json)
@@ -189,6 +239,11 @@ static zoff_status save_impl(zoff_runtime *rt, const char *dir, const char *user
     zckpt_tensor *tensors = NULL;
     zckpt_meta *meta = NULL;
     if (!dir || !dir[0]) return zoff__err(ZOFF_EINVAL, "zoff_save: empty directory name");
+    if (rt->nranks > 1)
+        return zoff__err(ZOFF_EUNSUPPORTED,
+                         "zoff_save with %d ranks: sharded checkpoints are not "
+                         "built (docs/multi-gpu.md)",
+                         rt->nranks);
     if (user_json && user_json[0]) {
         if (strlen(user_json) >= sizeof meta->extra_json)
             return zoff__err(ZOFF_EINVAL, "zoff_save_with: user_json is %zu bytes (at most %zu)",
@@ -210,13 +265,21 @@ static zoff_status save_impl(zoff_runtime *rt, const char *dir, const char *user
     ZOFF_CHECK(zrt_drain(rt));
     meta = calloc(1, sizeof *meta);
     if (!meta) return zoff__err(-ENOMEM, "zoff_save: out of memory");
-    ZOFF_CHECK_GOTO(tensor_list(rt, &tensors), st, out);
-    ZOFF_CHECK_GOTO(zckpt_writer_open(dir, tensors, (size_t)rt->nparams * 3, &w), st, out);
+    /* overlap delayed between a launched update and the upload of its params: the device is
+     * one update behind the master, and an exact resume needs what it holds */
+    int device = rt->overlap == ZOFF_OVERLAP_DELAYED && rt->hold_active;
+    size_t per = device ? 4 : 3;
+    ZOFF_CHECK_GOTO(tensor_list(rt, device, &tensors), st, out);
+    ZOFF_CHECK_GOTO(zckpt_writer_open(dir, tensors, (size_t)rt->nparams * per, &w), st, out);
     save_ctx sc = {w, NULL};
     ZOFF_CHECK_GOTO(scratch_alloc(rt, &sc.scratch), st, out);
     st = pass_range(rt, 0, rt->layout.store.nparts - 1, ZSTORE_READ, -1, save_seg, &sc);
     free(sc.scratch);
     if (st < 0) goto out;
+    if (device) ZOFF_CHECK_GOTO(save_device_params(rt, w), st, out);
+    meta->pipeline_overlap = (int)rt->overlap;
+    meta->pipeline_steps = rt->sync_steps_done;
+    meta->pipeline_delayed_update = device;
     snprintf(meta->optimizer, sizeof meta->optimizer, "%s",
              zopt_kind_name((zopt_kind)rt->cfg.optimizer_type));
     snprintf(meta->state_format, sizeof meta->state_format, "%s",
@@ -264,7 +327,8 @@ ZOFF_API zoff_status zoff_save(zoff_runtime *rt, const char *dir)
 /* ---- load ------------------------------------------------------------------------------------ */
 typedef struct load_ctx {
     zckpt_reader *r;
-    size_t *idx; /* checkpoint tensor index of param q's tensor j: idx[q*3+j] */
+    size_t *idx; /* checkpoint tensor index of param q's tensor j: idx[q*4+j] (j = 3: the
+                    device copy, with a delayed update pending) */
     float *scratch;
 } load_ctx;
 
@@ -272,14 +336,33 @@ static zoff_status load_seg(zoff_runtime *rt, void *vctx, const zstore_part *par
                             size_t se, size_t n)
 {
     load_ctx *c = vctx;
-    ZOFF_CHECK(zckpt_reader_read(c->r, c->idx[q * 3 + 0], part->master + se, n));
+    ZOFF_CHECK(zckpt_reader_read(c->r, c->idx[q * 4 + 0], part->master + se, n));
     for (int j = 0; j < 2; j++) {
         float *dst = c->scratch;
         if (!dst) dst = j ? part->exp_avg_sq + se : part->exp_avg + se; /* fp32 Adam: in place */
-        ZOFF_CHECK(zckpt_reader_read(c->r, c->idx[q * 3 + 1 + (size_t)j], dst, n));
+        ZOFF_CHECK(zckpt_reader_read(c->r, c->idx[q * 4 + 1 + (size_t)j], dst, n));
         moment_set(rt, part, j, se, n, dst);
     }
     return zrt_upload_master(rt, &rt->params[q], e0, part->master + se, n);
+}
+
+/* Uploads the ".device_param" tensors (idx[q*4+3]) to the device params (not the hold). */
+static zoff_status load_device_params(zoff_runtime *rt, zckpt_reader *r, const size_t *idx)
+{
+    zoff_status st = ZOFF_OK;
+    size_t chunk = rt->layout.stage_bytes / sizeof(float);
+    float *buf = malloc(chunk * sizeof(float));
+    if (!buf) return zoff__err(-ENOMEM, "zoff_load: out of memory");
+    for (int q = 0; q < rt->nparams && st == ZOFF_OK; q++) {
+        const zrt_param *p = &rt->params[q];
+        for (size_t done = 0; done < p->numel && st == ZOFF_OK; done += chunk) {
+            size_t m = ZOFF_MIN(chunk, p->numel - done);
+            st = zckpt_reader_read(r, idx[q * 4 + 3], buf, m);
+            if (st == ZOFF_OK) st = zrt_upload_master(rt, p, done, buf, m);
+        }
+    }
+    free(buf);
+    return st;
 }
 
 static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json, size_t len)
@@ -289,9 +372,14 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
     zckpt_meta *meta = NULL;
     size_t *idx = NULL;
     if (!dir || !dir[0]) return zoff__err(ZOFF_EINVAL, "zoff_load: empty directory name");
+    if (rt->nranks > 1)
+        return zoff__err(ZOFF_EUNSUPPORTED,
+                         "zoff_load with %d ranks: sharded checkpoints are not "
+                         "built (docs/multi-gpu.md)",
+                         rt->nranks);
     ZOFF_CHECK(zrt_drain(rt));
     meta = calloc(1, sizeof *meta);
-    idx = calloc((size_t)rt->nparams * 3, sizeof *idx);
+    idx = calloc((size_t)rt->nparams * 4, sizeof *idx);
     if (!meta || !idx) {
         st = zoff__err(-ENOMEM, "zoff_load: out of memory");
         goto out;
@@ -300,10 +388,13 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
     ZOFF_CHECK_GOTO(zckpt_reader_meta(r, meta), st, out);
 
     /* 1. names and shapes */
+    int device = meta->pipeline_delayed_update;
+    int per = device ? 4 : 3;
     for (int q = 0; q < rt->nparams; q++)
-        for (int j = 0; j < 3; j++) {
+        for (int j = 0; j < per; j++) {
             char name[ZCKPT_NAME_MAX];
-            snprintf(name, sizeof name, "%s%s", rt->params[q].name, suffix[j]);
+            snprintf(name, sizeof name, "%s%s", rt->params[q].name,
+                     j < 3 ? suffix[j] : device_suffix);
             size_t k = 0;
             if (zckpt_reader_find(r, name, &k) < 0) {
                 st = zoff__err(ZOFF_EMISMATCH, "checkpoint %s has no tensor '%s' (parameter %d)",
@@ -318,13 +409,14 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
                                dir, name, (unsigned long long)t->numel, rt->params[q].numel);
                 goto out;
             }
-            idx[q * 3 + j] = k;
+            idx[q * 4 + j] = k;
         }
-    if (zckpt_reader_count(r) != (size_t)rt->nparams * 3) {
+    if (zckpt_reader_count(r) != (size_t)rt->nparams * (size_t)per) {
         /* name the first tensor no registered parameter claims */
         for (size_t k = 0; k < zckpt_reader_count(r); k++) {
             int used = 0;
-            for (size_t i = 0; i < (size_t)rt->nparams * 3 && !used; i++) used = idx[i] == k;
+            for (size_t i = 0; i < (size_t)rt->nparams * 4 && !used; i++)
+                used = (int)(i % 4) < per && idx[i] == k;
             if (!used) {
                 st = zoff__err(ZOFF_EMISMATCH,
                                "checkpoint %s: tensor '%s' belongs to no registered parameter", dir,
@@ -333,7 +425,7 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
             }
         }
         st = zoff__err(ZOFF_EMISMATCH, "checkpoint %s holds %zu tensors, expected %d", dir,
-                       zckpt_reader_count(r), rt->nparams * 3);
+                       zckpt_reader_count(r), rt->nparams * per);
         goto out;
     }
     if (meta->ngroups != rt->ngroups) {
@@ -384,18 +476,35 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
     /* 2. checksums of every tensor, before anything is touched */
     ZOFF_CHECK_GOTO(zckpt_reader_verify(r), st, out);
 
-    /* 3. the state, partition by partition, re-uploading the 16-bit params */
+    /* 3. the state, partition by partition, re-uploading the 16-bit params; a delayed run
+     * saved with an update pending goes on exactly: the cast of the master waits in the hold
+     * buffer, the device gets what it held */
     zrt_drop_hold(rt);
+    int same_pipeline =
+        rt->overlap == ZOFF_OVERLAP_DELAYED && meta->pipeline_overlap == ZOFF_OVERLAP_DELAYED;
+    int restore_hold = same_pipeline && device;
+    if (device && !restore_hold)
+        ZOFF_INFO(ZOFF_SUB_CKPT,
+                  "checkpoint %s was saved by overlap delayed with an update pending; this "
+                  "runtime is not `delayed`: the device gets the master's (newer) values",
+                  dir);
+    rt->hold_active = restore_hold; /* the uploads below also fill the hold buffer */
     load_ctx c = {r, idx, NULL};
     ZOFF_CHECK_GOTO(scratch_alloc(rt, &c.scratch), st, out);
     st = pass_range(rt, 0, rt->layout.store.nparts - 1, ZSTORE_WRITE, -1, load_seg, &c);
     free(c.scratch);
+    zrt_drop_hold(rt);
+    if (st == ZOFF_OK && restore_hold) st = load_device_params(rt, r, idx);
     if (st < 0) {
         st = zrt_break(rt, st);
         goto out;
     }
+    if (restore_hold) zrt_hold_restore(rt);
     rt->step = meta->step;
-    for (int q = 0; q < rt->nparams; q++) rt->params[q].step = meta->step;
+    for (int q = 0; q < rt->nparams; q++) {
+        const zckpt_tensor *t = zckpt_reader_tensor(r, idx[q * 4]);
+        rt->params[q].step = t->has_step ? t->adam_step : meta->step;
+    }
     rt->scaler.scale = meta->loss_scale;
     rt->scaler.good_steps = meta->scaler_good_steps;
     rt->scaler.hysteresis = meta->scaler_hysteresis;
@@ -403,7 +512,7 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
         rt->groups[g].cfg = meta->groups[g];
         rt->groups[g].cfg.struct_size = sizeof(zoff_group_config);
     }
-    rt->sync_steps_done = 0;
+    rt->sync_steps_done = same_pipeline ? meta->pipeline_steps : 0; /* no second warm-up */
     rt->delayed_unreported = 0;
     if (user_json) snprintf(user_json, len, "%s", meta->extra_json);
     ZOFF_INFO(ZOFF_SUB_CKPT, "loaded step %lld from %s", (long long)rt->step, dir);

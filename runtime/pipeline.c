@@ -183,8 +183,13 @@ static zoff_status update_tile(zoff_runtime *rt, zrt_update *u, zrt_param *q,
     zadam_tensor t = part->view;
     zstate_offset(&t, se);
     t.n = n;
-    t.grad = u->grads + q->buf_off + e0 * q->esize;
-    t.grad_dtype = q->dtype;
+    if (u->grads_f32) { /* several ranks: the averaged fp32 gradients of the owned range */
+        t.grad = u->grads_f32 + (q->flat_off + e0 - rt->own_begin);
+        t.grad_dtype = ZOFF_DTYPE_F32;
+    } else {
+        t.grad = u->grads + q->buf_off + e0 * q->esize;
+        t.grad_dtype = q->dtype;
+    }
     t.param_out = NULL;
     t.out_dtype = q->dtype;
     int slot = -1;
@@ -214,6 +219,8 @@ static zoff_status update_tile(zoff_runtime *rt, zrt_update *u, zrt_param *q,
                                                    t.param_out != NULL, q->dtype));
     if (u->to_hold) return hold_tile_done(rt, q);
     const void *src = t.param_out ? t.param_out : (const void *)t.param;
+    if (rt->pgather) /* several ranks: this rank's part of the all-gather */
+        memcpy(rt->pgather + q->buf_off + e0 * q->esize, src, n * q->esize);
     uint8_t *dst = (uint8_t *)q->dev_param + e0 * q->esize;
     ZOFF_CHECK(zdev_memcpy_h2d(rt->dev, dst, src, n * q->esize, rt->h2d));
     if (slot >= 0) ZOFF_CHECK(zdev_event_record(rt->dev, rt->stage_ev[slot], rt->h2d));
@@ -448,6 +455,19 @@ static void hold_arm(zoff_runtime *rt)
 void zrt_drop_hold(zoff_runtime *rt)
 {
     rt->hold_active = 0;
+}
+
+void zrt_hold_restore(zoff_runtime *rt)
+{
+    pthread_mutex_lock(&rt->hold_mu);
+    for (int i = 0; i < rt->nparams; i++) {
+        zrt_param *q = &rt->params[i];
+        q->hold_left = 0;
+        q->hold_ready = 1;
+        q->hold_declared = q->hold_uploaded = 0;
+    }
+    pthread_mutex_unlock(&rt->hold_mu);
+    rt->hold_active = 1;
 }
 
 /* ---- gradients ----------------------------------------------------------------------------- */
@@ -710,10 +730,15 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
     double ss = 0.0;
     size_t nf = 0;
     int nf_params = 0;
-    for (int i = 0; i < rt->nparams; i++) { /* in param order: deterministic */
-        ss += rt->params[i].sumsq;
-        nf += rt->params[i].nonfinite;
-        nf_params += rt->params[i].nonfinite > 0;
+    if (rt->nranks > 1) { /* reduce over the ranks, agree on norm and overflow (shard.c) */
+        st = zrt_shard_grads(rt, buf, &ss, &nf, &nf_params);
+        if (st < 0) return zrt_break(rt, st);
+    } else {
+        for (int i = 0; i < rt->nparams; i++) { /* in param order: deterministic */
+            ss += rt->params[i].sumsq;
+            nf += rt->params[i].nonfinite;
+            nf_params += rt->params[i].nonfinite > 0;
+        }
     }
     float scale = rt->scaler.scale;
     int overflow = nf > 0;
@@ -763,7 +788,9 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
             rt->step++;
         } else if (!skip) {
             update_prepare(rt, &local, rt->step + 1, grad_scale, buf, 0, 0);
+            if (rt->nranks > 1) local.grads_f32 = rt->gshard;
             st = zrt_run_update(rt, &local, NULL, nparts_of(rt));
+            if (st == ZOFF_OK && rt->nranks > 1) st = zrt_shard_gather(rt);
             if (st == ZOFF_OK) st = sync_uploads(rt);
             if (st < 0) return zrt_break(rt, st);
             report = &local;

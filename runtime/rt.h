@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "comm/comm.h"
 #include "common/common.h"
 #include "cpu_adam/adam.h"
 #include "gpu/device.h"
@@ -109,11 +110,13 @@ typedef enum zrt_state {
 
 /* One optimizer update over a list of partitions. */
 typedef struct zrt_update {
-    int64_t step;         /* step number for bias correction (>= 1) */
-    float grad_scale;     /* clip_coef / loss_scale */
-    const uint8_t *grads; /* gradient buffer of this step */
-    int to_hold;          /* 1: write 16-bit params into the hold buffer (delayed) */
-    int skip_nonfinite;   /* 1: leave params with non-finite grads untouched (eager) */
+    int64_t step;           /* step number for bias correction (>= 1) */
+    float grad_scale;       /* clip_coef / loss_scale */
+    const uint8_t *grads;   /* gradient buffer of this step */
+    const float *grads_f32; /* several ranks: the averaged fp32 gradients of the owned range
+                               (element 0 = flat element own_begin); NULL: use `grads` */
+    int to_hold;            /* 1: write 16-bit params into the hold buffer (delayed) */
+    int skip_nonfinite;     /* 1: leave params with non-finite grads untouched (eager) */
     zadam_hparams hp[ZOFF_MAX_GROUPS];
     /* results, accumulated */
     uint64_t adam_ns, adam_bytes, h2d_bytes;
@@ -233,6 +236,18 @@ struct zoff_runtime {
                                 for upload yet */
     pthread_mutex_t hold_mu; /* hold_* flags of the params; serialises hold uploads */
 
+    /* several ranks (shard.c); nranks 1: everything below unused */
+    zcomm *comm;
+    int nranks, rank;
+    uint64_t shard_numel;  /* ceil(total_numel / nranks): rank r owns [r * shard, (r+1) * shard) */
+    float *gfull;          /* nranks * shard_numel: this rank's gradients as fp32, flat order */
+    float *gshard;         /* shard_numel: averaged gradients of the owned range */
+    uint8_t *pgather;      /* param_bytes: the new 16-bit params, laid out like the grad buffer */
+    size_t *gather_counts; /* bytes of pgather rank r writes */
+    size_t *gather_displs;
+    double *agree; /* 2 * nparams + 2 doubles: per-param declared / non-finite, sumsq */
+    double comm_ms_last, comm_ms_total;
+
     /* stats and trace */
     zoff_stats stats;
     uint64_t step_begin_ns; /* first grad_ready of the step (or end of the previous step) */
@@ -258,6 +273,10 @@ void zrt_pipeline_fini(zoff_runtime *rt);        /* destroy: stop workers */
 zoff_status zrt_drain(zoff_runtime *rt);
 /* Forgets the pending delayed uploads (load re-uploads the params itself). */
 void zrt_drop_hold(zoff_runtime *rt);
+/* Load of a delayed checkpoint with an update pending: the hold buffer holds that update's
+ * 16-bit params (already written), none uploaded yet; the next step uploads them as after a
+ * launched update. */
+void zrt_hold_restore(zoff_runtime *rt);
 /* Marks the runtime unusable after a failure half way through changing its state. */
 zoff_status zrt_break(zoff_runtime *rt, zoff_status st);
 zoff_status zrt_grad_ready(zoff_runtime *rt, int id, zoff_stream producer);
@@ -281,6 +300,24 @@ zoff_status zrt_trace_open(zoff_runtime *rt);
 void zrt_trace_close(zoff_runtime *rt);
 void zrt_store_io_hook(void *user, int is_write, size_t part, size_t bytes, uint64_t issue_ns,
                        uint64_t done_ns);
+
+/* shard.c: several ranks */
+/* zoff_create: opens the communicator when the launcher started several ranks (cfg.ranks 0). */
+zoff_status zrt_shard_create(zoff_runtime *rt);
+/* zoff_finalize, before the layout: this rank's range [own_begin, own_end). */
+void zrt_shard_range(zoff_runtime *rt);
+/* zoff_finalize, after the arena: reduce/gather buffers, the CPU split between local ranks
+ * (updates rt->topo) and this rank's swap paths (written into `paths`, len bytes). */
+zoff_status zrt_shard_place(zoff_runtime *rt, char *paths, size_t len);
+zoff_status zrt_shard_alloc(zoff_runtime *rt);
+/* zoff_step after the gradients landed: agree on declared params, reduce (stage 2: reduce-scatter,
+ * stage 0/1: all-reduce) into gshard, agree on the sum of squares and non-finite counts. Sets
+ * p->declared / p->nonfinite to the agreed values. */
+zoff_status zrt_shard_grads(zoff_runtime *rt, const uint8_t *buf, double *sumsq, size_t *nonfinite,
+                            int *nf_params);
+/* zoff_step after the update: all-gather the new 16-bit params, upload the other ranks' parts. */
+zoff_status zrt_shard_gather(zoff_runtime *rt);
+void zrt_shard_destroy(zoff_runtime *rt);
 
 /* persist.c: the state of one parameter range, through the store (swapping as needed). */
 zoff_status zrt_state_io(zoff_runtime *rt, int id, float *master, float *exp_avg, float *exp_avg_sq,

@@ -90,6 +90,7 @@ static zoff_status create_impl(const zoff_config *cfg_in, zoff_runtime **out)
     dc.sim_pcie_gbps = rt->cfg.sim_pcie_gbps;
     dc.sim_jitter_seed = rt->cfg.sim_jitter_seed;
     ZOFF_CHECK_GOTO(zdev_open(&dc, &rt->dev), st, fail);
+    ZOFF_CHECK_GOTO(zrt_shard_create(rt), st, fail);
     snprintf(rt->stats.device_name, sizeof rt->stats.device_name, "%s", zdev_name(rt->dev));
     ZOFF_CHECK_GOTO(zrt_trace_open(rt), st, fail);
     zrt_scaler_init(&rt->scaler, &rt->cfg);
@@ -147,6 +148,7 @@ static void release_finalized(zoff_runtime *rt)
     rt->hold = NULL;
     zadam_destroy(rt->adam);
     rt->adam = NULL;
+    zrt_shard_destroy(rt);
     free(rt->part_pending);
     free(rt->part_nparams);
     free(rt->part_first_param);
@@ -167,6 +169,7 @@ ZOFF_API void zoff_destroy(zoff_runtime *rt)
         free(rt->params[i].init_master);
     }
     free(rt->params);
+    zcomm_destroy(rt->comm);
     if (rt->dev) zdev_close(rt->dev);
     pthread_mutex_destroy(&rt->land_mu);
     pthread_cond_destroy(&rt->land_cv);
@@ -318,8 +321,15 @@ static zoff_status build_maps(zoff_runtime *rt)
     size_t pn = rt->cfg.partition_numel;
     for (int i = 0; i < rt->nparams; i++) {
         zrt_param *p = &rt->params[i];
-        uint64_t lo = p->flat_off - rt->own_begin;
-        uint64_t hi = lo + p->numel - 1;
+        uint64_t b = ZOFF_MAX(p->flat_off, rt->own_begin);
+        uint64_t e = ZOFF_MIN(p->flat_off + p->numel, rt->own_end);
+        if (e <= b) { /* another rank owns all of it: no partition */
+            p->part_first = 1;
+            p->part_last = 0;
+            continue;
+        }
+        uint64_t lo = b - rt->own_begin;
+        uint64_t hi = e - rt->own_begin - 1;
         p->part_first = (size_t)(lo / pn);
         p->part_last = (size_t)(hi / pn);
         for (size_t k = p->part_first; k <= p->part_last; k++) {
@@ -394,8 +404,7 @@ static zoff_status finalize_impl(zoff_runtime *rt)
     if (rt->nparams == 0)
         return zoff__err(ZOFF_EINVAL, "zoff_finalize: no parameters registered (zoff_add_param)");
     zoff_config *c = &rt->cfg;
-    rt->own_begin = 0;
-    rt->own_end = rt->total_numel;
+    zrt_shard_range(rt);
 
     /* plan first: refuse what cannot fit before allocating anything */
     ZOFF_CHECK(zrt_layout_compute(c, rt->own_end - rt->own_begin, rt->param_bytes, rt->any_f32,
@@ -414,6 +423,9 @@ static zoff_status finalize_impl(zoff_runtime *rt)
         rt->topo.numa_node = -1;
     }
     zoff__clear_error();
+    char swap_paths[ZOFF_PATH_MAX];
+    snprintf(swap_paths, sizeof swap_paths, "%s", c->nvme_path);
+    ZOFF_CHECK(zrt_shard_place(rt, swap_paths, sizeof swap_paths));
     ZOFF_INFO(ZOFF_SUB_INIT, "NUMA node %d (%s), %d cpus", rt->topo.numa_node, rt->topo.reason,
               rt->topo.ncpus);
 
@@ -438,7 +450,7 @@ static zoff_status finalize_impl(zoff_runtime *rt)
 
     zswap_config sc;
     memset(&sc, 0, sizeof sc);
-    sc.paths = c->nvme_path;
+    sc.paths = swap_paths;
     sc.odirect = c->aio_odirect;
     sc.verify_crc = c->verify_crc;
     sc.aio.engine = c->aio_engine;
@@ -476,6 +488,7 @@ static zoff_status finalize_impl(zoff_runtime *rt)
     for (int i = 0; i < ZRT_NSTAGE; i++)
         ZOFF_CHECK_GOTO(zdev_event_create(rt->dev, &rt->stage_ev[i]), st, fail);
 
+    ZOFF_CHECK_GOTO(zrt_shard_alloc(rt), st, fail);
     ZOFF_CHECK_GOTO(build_maps(rt), st, fail);
     ZOFF_CHECK_GOTO(init_state(rt), st, fail);
     ZOFF_CHECK_GOTO(zrt_pipeline_init(rt), st, fail);

@@ -12,8 +12,13 @@
  *  - zoff_grads_discard: gradients declared then discarded do not reach the next step (the run
  *    equals one that never declared them); eager refuses to discard once a partition ran;
  *  - non-finite gradients: fp32 sync and bf16 delayed skip the whole step (nothing changes, the
- *    step counter stays, the result and zoff_stats say so) and the warning names the parameter.
+ *    step counter stays, the result and zoff_stats say so) and the warning names the parameter;
+ *  - checkpoints: per-parameter step counts are saved and loaded (a checkpoint without them
+ *    loads every parameter at the global step); a sync run and a delayed run (saved with an
+ *    update pending, and inside the warm-up) resumed from a checkpoint equal the uninterrupted
+ *    run bit for bit, device params included, with gradients computed from the device params.
  */
+#include "runtime/ckpt.h"
 #include "test_runtime_util.h"
 
 static int g_nvme;
@@ -455,6 +460,154 @@ static void test_nonfinite_bf16_delayed(void **state)
     run_nonfinite(ZOFF_OVERLAP_DELAYED, ZOFF_DTYPE_BF16);
 }
 
+/* Gradients that depend on what the device holds (a trainer's backward reads its params):
+ * g = 0.1 * param + noise. */
+static void grads_from_device(tr_model *m, tr_grads *gr, zt_rng *rng)
+{
+    for (int i = 0; i < m->np; i++) {
+        void *d = device_copy(m, i);
+        zt_fill_normal(rng, gr->g[i], m->numel[i], 0.02f);
+        for (size_t k = 0; k < m->numel[i]; k++) gr->g[i][k] += 0.1f * tr_to_f32(m->dt, d, k);
+        free(d);
+    }
+}
+
+/* `steps` steps of the missing-gradient schedule from step `first`; with `save` set, a
+ * checkpoint after step save_at - 1 is written there. */
+static void ckpt_steps(tr_model *m, zt_rng *rng, int first, int steps, const char *save,
+                       int save_at)
+{
+    tr_grads gr;
+    tr_grads_init(&gr, m);
+    for (int s = first; s < first + steps; s++) {
+        if (save && s == save_at) assert_int_equal(zoff_save(m->rt, save), 0);
+        int have[3];
+        for (int i = 0; i < 3; i++) have[i] = has_grad(s, i);
+        assert_int_equal(zoff_params_ready(m->rt, NULL), 0);
+        grads_from_device(m, &gr, rng);
+        backward_some(m, gr.g, gr.gq, have);
+        assert_int_equal(zoff_step(m->rt, NULL, NULL), 0);
+    }
+    assert_int_equal(zoff_params_ready(m->rt, NULL), 0);
+    tr_grads_free(&gr);
+}
+
+/* Per-parameter step counts and (delayed) the pending update survive a checkpoint: the resumed
+ * run equals the uninterrupted one bit for bit, device params included. */
+static void run_ckpt(zoff_overlap ov, int save_at)
+{
+    zoff_config c;
+    tr_config(&c, ZOFF_DTYPE_BF16);
+    c.overlap = ov;
+    c.delayed_warmup_steps = 3;
+    char *dir = setup_tier(&c);
+    char *ck = zt_mkdtemp("ckpt");
+    char path[600];
+    snprintf(path, sizeof path, "%s/ck", ck);
+    tr_model a, b;
+    open_model(&a, &c, ZOFF_DTYPE_BF16);
+    zt_rng ra, rb;
+    zt_rng_seed(&ra, 21);
+    ckpt_steps(&a, &ra, 0, STEPS, path, save_at);
+    /* the resumed run: the rng stream of the first save_at steps is replayed */
+    open_model(&b, &c, ZOFF_DTYPE_BF16);
+    zt_rng_seed(&rb, 21);
+    {
+        tr_grads gr;
+        tr_grads_init(&gr, &b);
+        for (int s = 0; s < save_at; s++)
+            for (int i = 0; i < 3; i++) zt_fill_normal(&rb, gr.g[i], k_numel[i], 0.02f);
+        tr_grads_free(&gr);
+    }
+    zoff_status st = zoff_load(b.rt, path);
+    if (st) fprintf(stderr, "load: %s\n", zoff_last_error(b.rt));
+    assert_int_equal(st, 0);
+    ckpt_steps(&b, &rb, save_at, STEPS - save_at, NULL, 0);
+    tr_state sa, sb;
+    tr_state_get(&a, &sa);
+    tr_state_get(&b, &sb);
+    assert_int_equal(tr_state_diff(&sa, &sb), 0);
+    for (int i = 0; i < 3; i++) {
+        int64_t pa, pb;
+        assert_int_equal(zoff_get_param_step(a.rt, a.id[i], &pa), 0);
+        assert_int_equal(zoff_get_param_step(b.rt, b.id[i], &pb), 0);
+        assert_int_equal(pa, pb);
+        void *da = device_copy(&a, i), *db = device_copy(&b, i);
+        assert_memory_equal(da, db, k_numel[i] * 2);
+        free(da);
+        free(db);
+    }
+    tr_state_free(&sa);
+    tr_state_free(&sb);
+    tr_close(&a);
+    tr_close(&b);
+    zt_rmtree(ck);
+    free(ck);
+    cleanup_dir(dir);
+}
+
+static void test_checkpoint_sync(void **state)
+{
+    (void)state;
+    run_ckpt(ZOFF_OVERLAP_SYNC, 6);
+}
+
+static void test_checkpoint_delayed(void **state)
+{
+    (void)state;
+    run_ckpt(ZOFF_OVERLAP_DELAYED, 6); /* an update pending: the device one behind */
+    run_ckpt(ZOFF_OVERLAP_DELAYED, 2); /* inside the warm-up */
+}
+
+/* A checkpoint written before per-parameter step counts (no "step" in the tensor entries, no
+ * "pipeline"): every parameter loads with the global step. */
+static void test_checkpoint_without_param_steps(void **state)
+{
+    (void)state;
+    zoff_config c;
+    tr_config(&c, ZOFF_DTYPE_F32);
+    tr_model m;
+    open_model(&m, &c, ZOFF_DTYPE_F32);
+    char *ck = zt_mkdtemp("ckpt-old");
+    char path[600];
+    snprintf(path, sizeof path, "%s/ck", ck);
+    zckpt_tensor t[9];
+    memset(t, 0, sizeof t);
+    for (int q = 0; q < 3; q++)
+        for (int j = 0; j < 3; j++) {
+            static const char *const sfx[3] = {"master", "exp_avg", "exp_avg_sq"};
+            snprintf(t[q * 3 + j].name, sizeof t[0].name, "layer%d.w.%s", q, sfx[j]);
+            t[q * 3 + j].numel = k_numel[q];
+        }
+    zckpt_writer *w = NULL;
+    assert_int_equal(zckpt_writer_open(path, t, 9, &w), 0);
+    for (int k = 0; k < 9; k++) {
+        float *v = calloc(t[k].numel, sizeof(float));
+        assert_int_equal(zckpt_writer_write(w, (size_t)k, v, t[k].numel), 0);
+        free(v);
+    }
+    zckpt_meta *meta = calloc(1, sizeof *meta);
+    meta->step = 17;
+    meta->loss_scale = 1.0f;
+    meta->scaler_hysteresis = 2;
+    meta->ngroups = 1;
+    meta->groups[0] = c.optimizer;
+    assert_int_equal(zckpt_writer_commit(w, meta), 0);
+    free(meta);
+    assert_int_equal(zoff_set_param_step(m.rt, m.id[1], 3), 0);
+    zoff_status st = zoff_load(m.rt, path);
+    if (st) fprintf(stderr, "load: %s\n", zoff_last_error(m.rt));
+    assert_int_equal(st, 0);
+    for (int i = 0; i < 3; i++) {
+        int64_t ps = -1;
+        assert_int_equal(zoff_get_param_step(m.rt, m.id[i], &ps), 0);
+        assert_int_equal(ps, 17);
+    }
+    tr_close(&m);
+    zt_rmtree(ck);
+    free(ck);
+}
+
 static void test_bad_flags(void **state)
 {
     (void)state;
@@ -481,11 +634,19 @@ int main(int argc, char **argv)
 {
     g_nvme = argc > 1 && !strcmp(argv[1], "nvme");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_missing_sync_f32),       cmocka_unit_test(test_missing_sync_f16),
-        cmocka_unit_test(test_missing_eager_bf16),     cmocka_unit_test(test_missing_delayed_bf16),
-        cmocka_unit_test(test_zero_missing_flag),      cmocka_unit_test(test_discard),
-        cmocka_unit_test(test_discard_eager_refused),  cmocka_unit_test(test_nonfinite_fp32_sync),
-        cmocka_unit_test(test_nonfinite_bf16_delayed), cmocka_unit_test(test_bad_flags),
+        cmocka_unit_test(test_missing_sync_f32),
+        cmocka_unit_test(test_missing_sync_f16),
+        cmocka_unit_test(test_missing_eager_bf16),
+        cmocka_unit_test(test_missing_delayed_bf16),
+        cmocka_unit_test(test_zero_missing_flag),
+        cmocka_unit_test(test_discard),
+        cmocka_unit_test(test_discard_eager_refused),
+        cmocka_unit_test(test_nonfinite_fp32_sync),
+        cmocka_unit_test(test_nonfinite_bf16_delayed),
+        cmocka_unit_test(test_checkpoint_sync),
+        cmocka_unit_test(test_checkpoint_delayed),
+        cmocka_unit_test(test_checkpoint_without_param_steps),
+        cmocka_unit_test(test_bad_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

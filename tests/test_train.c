@@ -10,6 +10,8 @@
  *                    the step-time breakdown was measured
  *   resume           2N steps in one run vs N steps + checkpoint + resume + N steps: the same
  *                    final loss and bit-identical master weights, Adam moments and 16-bit params
+ *   resume_delayed   the same with --overlap delayed, resumed past the warm-up (an update in
+ *                    flight: the device one update behind the master) and inside it
  *   sigint           SIGINT to a running `zoff train` finishes the step, writes a checkpoint that
  *                    loads, exits 130, and a resume from it runs to the end
  *   q8               300 steps with q8 (blockwise 8-bit) Adam moments vs the same run (same seed)
@@ -414,31 +416,43 @@ static double last_loss(const char *json)
     return v;
 }
 
-static void test_resume_bit_identical(void **state)
+/* 2N steps in one run vs N (`until`) + checkpoint + resume + N, with --overlap `overlap`. */
+static void resume_check(const char *overlap, const char *until)
 {
-    (void)state;
-    char *ja = tmp_path("a.json"), *jb = tmp_path("b.json"), *jb1 = tmp_path("b1.json");
-    char *ca = tmp_path("ckpt-a"), *cb = tmp_path("ckpt-b"), *swap = tmp_path("swap-r");
+    char tag[64], name[96];
+#define TMP(var, what)                                                                             \
+    snprintf(name, sizeof name, "%s-%s", tag, what);                                               \
+    char *var = tmp_path(name)
+    snprintf(tag, sizeof tag, "%s-%s", overlap, until);
+    TMP(ja, "a.json");
+    TMP(jb, "b.json");
+    TMP(jb1, "b1.json");
+    TMP(ca, "ckpt-a");
+    TMP(cb, "ckpt-b");
+    TMP(swap, "swap-r");
+#undef TMP
     /* fp16 so that the loss scaler's state is part of what must survive the checkpoint */
     run_result r = run_zoff((const char *[]){
-        "train",       TINY, "--steps",    "24", "--dtype",         "fp16", "--offload", "nvme",
-        "--nvme-path", swap, "--ckpt-dir", ca,   "--ckpt-interval", "0",    "--json",    ja,
-        "--samples",   "0",  "--quiet",    NULL});
+        "train",       TINY, "--steps",    "24",    "--dtype",         "fp16", "--offload", "nvme",
+        "--nvme-path", swap, "--ckpt-dir", ca,      "--ckpt-interval", "0",    "--json",    ja,
+        "--samples",   "0",  "--overlap",  overlap, "--quiet",         NULL});
     expect_status(&r, 0, NULL);
     free(r.out);
-    r = run_zoff((const char *[]){"train",       TINY,        "--steps",    "24",        "--until",
-                                  "12",          "--dtype",   "fp16",       "--offload", "nvme",
-                                  "--nvme-path", swap,        "--ckpt-dir", cb,          "--json",
-                                  jb1,           "--samples", "0",          "--quiet",   NULL});
+    r = run_zoff((const char *[]){"train",      TINY,    "--steps",   "24",   "--until",     until,
+                                  "--dtype",    "fp16",  "--offload", "nvme", "--nvme-path", swap,
+                                  "--ckpt-dir", cb,      "--json",    jb1,    "--samples",   "0",
+                                  "--overlap",  overlap, "--quiet",   NULL});
     expect_status(&r, 0, NULL);
     free(r.out);
-    r = run_zoff((const char *[]){"train", TINY, "--steps", "24", "--dtype", "fp16", "--offload",
-                                  "nvme", "--nvme-path", swap, "--resume", cb, "--json", jb,
-                                  "--samples", "0", "--no-progress", NULL});
+    r = run_zoff((const char *[]){
+        "train",       TINY,    "--steps",       "24", "--dtype", "fp16", "--offload", "nvme",
+        "--nvme-path", swap,    "--resume",      cb,   "--json",  jb,     "--samples", "0",
+        "--overlap",   overlap, "--no-progress", NULL});
     expect_status(&r, 0, "resumed from");
     free(r.out);
     double la = last_loss(ja), lb = last_loss(jb);
-    printf("final loss: one run %.9g, resumed %.9g\n", la, lb);
+    printf("--overlap %s, resumed at %s: final loss: one run %.9g, resumed %.9g\n", overlap, until,
+           la, lb);
     assert_memory_equal(&la, &lb, sizeof la);
     char ua[4097], ub[4097];
     size_t na, nb;
@@ -471,6 +485,21 @@ static void test_resume_bit_identical(void **state)
     free(ca);
     free(cb);
     free(swap);
+}
+
+static void test_resume_bit_identical(void **state)
+{
+    (void)state;
+    resume_check("sync", "12");
+}
+
+/* delayed: resumed past the warm-up (an update pending: the device one update behind the master)
+ * and inside it */
+static void test_resume_delayed_bit_identical(void **state)
+{
+    (void)state;
+    resume_check("delayed", "12");
+    resume_check("delayed", "5");
 }
 
 /* ---- SIGINT -------------------------------------------------------------------------------------
@@ -604,7 +633,8 @@ static void test_q8_loss_margin(void **state)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s ZOFF_BINARY cli|loss TIER DTYPE|resume|sigint\n", argv[0]);
+        fprintf(stderr, "usage: %s ZOFF_BINARY cli|loss TIER DTYPE|resume|resume_delayed|sigint\n",
+                argv[0]);
         return 2;
     }
     g_zoff = argv[1];
@@ -629,6 +659,9 @@ int main(int argc, char **argv)
     } else if (!strcmp(argv[2], "q8")) {
         const struct CMUnitTest tests[] = {cmocka_unit_test(test_q8_loss_margin)};
         rc = cmocka_run_group_tests_name("train_q8", tests, NULL, NULL);
+    } else if (!strcmp(argv[2], "resume_delayed")) {
+        const struct CMUnitTest tests[] = {cmocka_unit_test(test_resume_delayed_bit_identical)};
+        rc = cmocka_run_group_tests_name("train_resume_delayed", tests, NULL, NULL);
     } else if (!strcmp(argv[2], "sigint")) {
         const struct CMUnitTest tests[] = {cmocka_unit_test(test_sigint_checkpoint)};
         rc = cmocka_run_group_tests_name("train_sigint", tests, NULL, NULL);

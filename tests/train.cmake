@@ -8,7 +8,8 @@ zoff_add_test(NAME test_gpt_grad
 target_include_directories(test_gpt_grad PRIVATE ${CMAKE_SOURCE_DIR}/examples/gpt)
 #   test_train:    runs the `zoff` binary on a tiny model (test_train.c, mode in argv[2]):
 #                  cli (quick): errors, --help, demo config, --until; loss_<tier>_<dtype> (slow):
-#                  the loss falls; resume (slow): 2N vs N + resume + N bit-identical; sigint:
+#                  the loss falls; resume (slow): 2N vs N + resume + N bit-identical (also
+#                  resume_delayed: --overlap delayed, resumed past and inside the warm-up); sigint:
 #                  Ctrl-C gives a loadable checkpoint and exit 130.
 if(TARGET zoff_gpt AND TARGET zoff)
   zoff_add_test(NAME test_train SOURCES test_train.c LIBS zoff_gpt ${CJSON_LINK_LIBRARIES}
@@ -28,6 +29,8 @@ if(TARGET zoff_gpt AND TARGET zoff)
   endforeach()
   zoff_add_test_variant(NAME test_train_resume EXE test_train ARGS $<TARGET_FILE:zoff> resume
                         LABELS slow nvme TIMEOUT 600)
+  zoff_add_test_variant(NAME test_train_resume_delayed EXE test_train
+                        ARGS $<TARGET_FILE:zoff> resume_delayed LABELS slow nvme TIMEOUT 600)
   zoff_add_test_variant(NAME test_train_sigint EXE test_train ARGS $<TARGET_FILE:zoff> sigint
                         LABELS nvme TIMEOUT 300)
   #                q8 (slow): 300 steps with q8 moments end within 5% of the fp32-moment loss.

@@ -6,7 +6,11 @@ tiers, Adam with L2 decay, an lr schedule, backward hooks, closures); bf16 and f
 follow the fp32 torch trajectory closely (the fp32 master weights live in zoff). Also: state_dict
 round trips (zoff -> zoff, torch -> zoff, zoff -> torch), zoff save/load continuing
 bit-identically, frozen parameters left alone, a model reloaded under the optimizer, and bad
-configs raising ZoffError with a message naming the key.
+configs raising ZoffError with a message naming the key. Parameters whose .grad is None
+(conditional branches, an unused parameter) are skipped exactly as torch.optim.AdamW and Adam skip
+them, with the same per-parameter step counts (also through state dicts both ways and zoff
+checkpoints); a refused step (sparse gradient after others were handed) and an abandoned backward
+change nothing; a NaN gradient skips the step with a RuntimeWarning naming the parameter.
 """
 
 import copy
@@ -290,6 +294,156 @@ def test_frozen_params_untouched_and_zero_grad():
     assert torch.equal(frozen, before)
     opt.zero_grad()
     assert all(p.grad is None for p in zm.parameters())
+
+
+# ---- parameters without a gradient, refused steps, non-finite gradients -----------------------------
+class Branchy(torch.nn.Module):
+    """Conditional computation: head `a` or `b` by step, a layer used only from step 6 on, and
+    a parameter never used (its .grad stays None, as for an MoE expert no token reached)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.inp = torch.nn.Linear(16, 32)
+        self.late = torch.nn.Linear(32, 32)
+        self.a = torch.nn.Linear(32, 4)
+        self.b = torch.nn.Linear(32, 4)
+        self.unused = torch.nn.Parameter(torch.randn(8))
+
+    def forward(self, x, t):
+        h = torch.tanh(self.inp(x))
+        if t >= 6:
+            h = torch.tanh(self.late(h))
+        return self.a(h) if t % 3 else self.b(h)
+
+
+# The first update of `late` (step 6) moves an element whose gradient is near eps by
+# lr * g / (|g| + eps): fp32 rounding of g shows up as 1.9e-6 there (1 element of 1024, measured);
+# a wrong step count or a zero-gradient update instead of a skip is off by 1e-5 to 1e-3.
+BRANCHY_ATOL = 5e-6
+
+
+def train_branchy(model, opt, steps, start=0):
+    for t in range(start, start + steps):
+        opt.zero_grad()
+        x, y = batch(t)
+        torch.nn.functional.mse_loss(model(x, t), y).backward()
+        opt.step()
+
+
+def state_steps(opt):
+    return {i: int(st["step"].item()) for i, st in opt.state_dict()["state"].items()}
+
+
+@pytest.mark.parametrize("cls", ["AdamW", "Adam"])
+@pytest.mark.parametrize("grad_hooks", [False, True])
+def test_none_grads_skipped_like_torch(cls, grad_hooks):
+    ref, zm = Branchy(), Branchy()
+    topt = getattr(torch.optim, cls)(ref.parameters(), lr=3e-3, weight_decay=0.05)
+    zopt = getattr(zoff.torch, cls)(zm.parameters(), lr=3e-3, weight_decay=0.05,
+                                    grad_hooks=grad_hooks)
+    train_branchy(ref, topt, 5)
+    train_branchy(zm, zopt, 5)
+    # `late` and `unused` never had a gradient: no state, as in torch; the heads' step counts
+    # differ from each other and from the global count
+    assert state_steps(zopt) == state_steps(topt)
+    assert torch.equal(zm.late.weight, ref.late.weight)
+    assert torch.equal(zm.unused, ref.unused)
+    assert zopt.last_step_result.params_without_grad == 5  # b.weight/bias, late.*, unused
+    train_branchy(ref, topt, 15, start=5)
+    train_branchy(zm, zopt, 15, start=5)
+    assert_params_close(zm, ref, atol=BRANCHY_ATOL)
+    assert state_steps(zopt) == state_steps(topt)
+    assert zm.unused.detach().equal(ref.unused.detach())
+    zs, ts = zopt.state_dict()["state"], topt.state_dict()["state"]
+    for i in ts:
+        for k in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(zs[i][k], ts[i][k], atol=1e-7, rtol=1e-4)
+    # per-parameter steps survive state dicts both ways
+    back = copy.deepcopy(zm)
+    bopt = getattr(torch.optim, cls)(back.parameters(), lr=3e-3, weight_decay=0.05)
+    bopt.load_state_dict(zopt.state_dict())
+    z2 = copy.deepcopy(ref)
+    z2opt = getattr(zoff.torch, cls)(z2.parameters(), lr=3e-3, weight_decay=0.05)
+    z2opt.load_state_dict(topt.state_dict())
+    assert state_steps(z2opt) == state_steps(topt)
+    train_branchy(ref, topt, 6, start=20)
+    train_branchy(z2, z2opt, 6, start=20)
+    train_branchy(back, bopt, 6, start=20)
+    train_branchy(zm, zopt, 6, start=20)
+    assert_params_close(z2, ref, atol=BRANCHY_ATOL)
+    assert_params_close(zm, back, atol=BRANCHY_ATOL)
+    assert state_steps(z2opt) == state_steps(topt)
+
+
+def test_per_param_steps_survive_zoff_checkpoint(scratch):
+    za, zb = Branchy(), Branchy()
+    oa = zoff.torch.AdamW(za.parameters(), lr=3e-3)
+    train_branchy(za, oa, 8)
+    oa.save(scratch / "ck")
+    ob = zoff.torch.AdamW(zb.parameters(), lr=3e-3)
+    ob.load(scratch / "ck")
+    assert state_steps(ob) == state_steps(oa)
+    assert 0 not in state_steps(oa).values()
+    train_branchy(za, oa, 4, start=8)
+    train_branchy(zb, ob, 4, start=8)
+    assert max_diff(za, zb) == 0.0
+
+
+def test_refused_step_changes_nothing():
+    """A step refused after gradients were handed (by the hooks during backward) leaves zoff as
+    it was: the retry after zero_grad() + backward equals a run without the refused attempt."""
+    for grad_hooks in (False, True):
+        ref, zm = twins()
+        extra_r = torch.nn.Parameter(torch.ones(4))
+        extra_z = torch.nn.Parameter(torch.ones(4))
+        topt = torch.optim.AdamW(list(ref.parameters()) + [extra_r], lr=3e-3)
+        zopt = zoff.torch.AdamW(list(zm.parameters()) + [extra_z], lr=3e-3,
+                                grad_hooks=grad_hooks)
+        train(ref, topt, steps=3)
+        train(zm, zopt, steps=3)
+        # a refused attempt with other gradients (and a sparse one) ...
+        zopt.zero_grad()
+        (10 * loss_of(zm, 99)).backward()
+        extra_z.grad = torch.ones(4).to_sparse()
+        with pytest.raises(TypeError, match="sparse"):
+            zopt.step()
+        assert zopt.runtime.step_count == 3
+        # ... changes nothing: the retry trains on this step's gradients only
+        train(ref, topt, steps=3, start=3)
+        train(zm, zopt, steps=3, start=3)
+        assert_params_close(zm, ref)
+        assert torch.equal(extra_z, extra_r)
+        # a backward abandoned with zero_grad() (hooks already handed its gradients)
+        zopt.zero_grad()
+        loss_of(zm, 98).backward()
+        zopt.zero_grad()
+        train(ref, topt, steps=2, start=6)
+        train(zm, zopt, steps=2, start=6)
+        assert_params_close(zm, ref)
+
+
+def test_nonfinite_grad_skips_step_and_warns():
+    ref, zm = twins()
+    topt = torch.optim.AdamW(ref.parameters(), lr=3e-3)
+    zopt = zoff.torch.AdamW(zm.parameters(), lr=3e-3)
+    train(ref, topt, steps=3)
+    train(zm, zopt, steps=3)
+    before = copy.deepcopy(zm)
+    zopt.zero_grad()
+    loss_of(zm, 50).backward()
+    zm[2].weight.grad[0, 0] = float("nan")
+    with pytest.warns(RuntimeWarning, match=r"param\.2.*skipped"):
+        zopt.step()
+    r = zopt.last_step_result
+    assert r.skipped and r.overflow and r.params_nonfinite == 1 and r.step == 3
+    assert max_diff(zm, before) == 0.0
+    st = zopt.stats()
+    assert st["nonfinite_steps"] == 1 and st["nonfinite_grads"] == 1 and st["skipped_steps"] == 1
+    # the run goes on as torch's without that batch
+    train(ref, topt, steps=3, start=3)
+    train(zm, zopt, steps=3, start=3)
+    assert_params_close(zm, ref)
 
 
 # ---- errors ------------------------------------------------------------------------------------------

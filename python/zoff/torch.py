@@ -30,6 +30,7 @@ import contextlib
 import copy
 import json
 import os
+import warnings
 import weakref
 
 import numpy as np
@@ -313,19 +314,27 @@ class _ZoffOptimizer(torch.optim.Optimizer):
             return torch.cuda.current_stream(slot.param.device).cuda_stream
         return None
 
-    def _hand_grad(self, slot):
-        p = slot.param
-        g = p.grad
-        if g is None:
-            return
+    def _check_grad(self, slot):
+        """Raises when slot's gradient cannot be handed to zoff (nothing is handed)."""
+        g = slot.param.grad
         if slot.handed:
             raise ZoffError(_lib.ZOFF_ESTATE, "ZOFF_ESTATE",
                             f"zoff.torch: the gradient of {slot.name} was already handed to "
                             "zoff this step (a second backward before step()?); wrap the "
                             "earlier backward passes of gradient accumulation in "
                             "optimizer.no_grad_hooks()")
-        if g.is_sparse:
+        if g.is_sparse or g.layout != torch.strided:
             raise TypeError(f"zoff.torch: sparse gradient of {slot.name} is not supported")
+        if g.shape != slot.param.shape:
+            raise ValueError(f"zoff.torch: the gradient of {slot.name} has shape "
+                             f"{tuple(g.shape)}, the parameter {tuple(slot.param.shape)}")
+
+    def _hand_grad(self, slot):
+        p = slot.param
+        g = p.grad
+        if g is None:
+            return
+        self._check_grad(slot)
         if slot.mode == "view":
             slot.grad_view.view(p.shape).copy_(g)
         elif slot.mode == "cuda":
@@ -385,17 +394,54 @@ class _ZoffOptimizer(torch.optim.Optimizer):
                 loss = closure()
         self._sync_changed_params()
         self._sync_groups()
-        for s in self._slots:
-            if s is not None and not s.handed:
-                self._hand_grad(s)
+        # A refused step changes nothing: every gradient is checked before any is handed, and
+        # when something still fails, the gradients handed so far (also by the hooks during
+        # backward) are discarded, so a retry after zero_grad() + backward starts clean.
+        pending = [s for s in self._slots
+                   if s is not None and not s.handed and s.param.grad is not None]
         try:
-            self.last_step_result = self._rt.step()
-        finally:
-            for s in self._slots:
-                if s is not None:
-                    s.handed = False
+            for s in pending:
+                self._check_grad(s)
+            for s in pending:
+                self._hand_grad(s)
+            res = self._rt.step()
+        except BaseException:
+            self._discard_handed()
+            raise
+        for s in self._slots:
+            if s is not None:
+                s.handed = False
+        self.last_step_result = res
+        if res.params_nonfinite:
+            self._warn_nonfinite(res)
         self._pull_params()
         return loss
+
+    def _discard_handed(self):
+        """Makes zoff forget the gradients handed since the last step."""
+        if any(s is not None and s.handed for s in self._slots):
+            try:
+                self._rt.grads_discard()
+            finally:
+                for s in self._slots:
+                    if s is not None:
+                        s.handed = False
+
+    def zero_grad(self, set_to_none=True):
+        """torch.optim.Optimizer.zero_grad; gradients the hooks already handed to zoff this
+        step (a backward abandoned before step()) are forgotten too."""
+        self._discard_handed()
+        super().zero_grad(set_to_none=set_to_none)
+
+    def _warn_nonfinite(self, res):
+        names = [s.name for s in self._slots
+                 if s is not None and s.param.grad is not None
+                 and not torch.isfinite(s.param.grad).all()]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        what = ("the step was skipped (no parameter changed)" if res.skipped else
+                f"those parameters were left untouched, {res.params_updated} updated")
+        warnings.warn(f"zoff.torch: non-finite gradient (inf/NaN) in {res.params_nonfinite} "
+                      f"parameter(s) ({shown}): {what}", RuntimeWarning, stacklevel=3)
 
     # ---- information ------------------------------------------------------------------------
     @property
@@ -443,17 +489,17 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         exp_avg / exp_avg_sq are fp32 (zoff keeps them in fp32); 'master' (fp32 master weights)
         is present for fp16/bf16 parameters. Empty state before the first step, as in torch."""
         self._alive()
-        step = self._rt.step_count
         groups, state, index = [], {}, 0
         for group in self.param_groups:
             packed = {k: v for k, v in group.items() if k != "params"}
             packed["params"] = list(range(index, index + len(group["params"])))
             groups.append(packed)
             index += len(group["params"])
-        if step > 0:
-            for i, s in enumerate(self._slots):
-                if s is None:
-                    continue
+        for i, s in enumerate(self._slots):
+            if s is None:
+                continue
+            step = self._rt.get_param_step(s.pid)
+            if step > 0:  # torch has no state for a parameter never stepped
                 m, v = self._rt.get_state(s.pid)
                 entry = {"step": torch.tensor(float(step)),
                          "exp_avg": torch.from_numpy(m).view(s.param.shape),
@@ -469,8 +515,9 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         """Loads a state dict of this class or of torch.optim.AdamW/Adam (same parameter
         order). Hyperparameters of the groups are taken from it. The master weights become the
         saved 'master' when present, else the current parameter values (so load the model's
-        weights first, as with any torch optimizer). zoff keeps one step counter: every saved
-        per-parameter 'step' must be equal."""
+        weights first, as with any torch optimizer). Each parameter's 'step' becomes its step
+        count (bias correction); a parameter without saved state starts from step 0 with zero
+        moments, as in torch."""
         self._alive()
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
@@ -490,14 +537,8 @@ class _ZoffOptimizer(torch.optim.Optimizer):
                     g[k] = v
             self._group_hparams(g)  # validates the loaded flags
         saved_state = state_dict["state"]
-        steps = set()
-        for st in saved_state.values():
-            if "step" in st:
-                steps.add(int(_as_float(st["step"])))
-        if len(steps) > 1:
-            raise ValueError(f"zoff.torch: the state dict's parameters have different step "
-                             f"counts {sorted(steps)}; zoff keeps one step counter")
-        step = steps.pop() if steps else 0
+        steps = [int(_as_float(st["step"])) for st in saved_state.values() if "step" in st]
+        step = max(steps) if steps else 0  # zoff's global count: steps taken
 
         def flat(t, s, key):
             a = t.detach().reshape(-1).float().cpu().numpy()
@@ -507,6 +548,8 @@ class _ZoffOptimizer(torch.optim.Optimizer):
             return a
 
         by_index = {id_map[k]: v for k, v in saved_state.items() if k in id_map}
+        if self._rt.step_count != step:
+            self._rt.set_step(step)
         for i, s in enumerate(self._slots):
             if s is None:
                 continue
@@ -515,12 +558,12 @@ class _ZoffOptimizer(torch.optim.Optimizer):
             if st is None:
                 zeros = np.zeros(s.numel, dtype=np.float32)
                 self._rt.set_state(s.pid, master=cur, exp_avg=zeros, exp_avg_sq=zeros)
+                self._rt.set_param_step(s.pid, 0)
                 continue
             master = flat(st["master"], s, "master") if "master" in st else cur
             self._rt.set_state(s.pid, master=master, exp_avg=flat(st["exp_avg"], s, "exp_avg"),
                                exp_avg_sq=flat(st["exp_avg_sq"], s, "exp_avg_sq"))
-        if self._rt.step_count != step:
-            self._rt.set_step(step)
+            self._rt.set_param_step(s.pid, int(_as_float(st["step"])) if "step" in st else step)
         self._sync_groups()
         self._pull_params()
 

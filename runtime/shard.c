@@ -1,0 +1,335 @@
+/*
+ * shard.c — several ranks (one process per GPU), the ZeRO way: rank r of N owns the flat range
+ * [r * S, min((r + 1) * S, total)) with S = ceil(total / N) and keeps only that range's fp32
+ * master and Adam state (in its own store, on its own NUMA node, cores and swap paths).
+ *
+ * A step (sync overlap): every rank's 16-bit gradients land in its host gradient buffer as today;
+ * they are widened to fp32 in flat order and averaged over the ranks through the collective layer
+ * (stage 2: reduce-scatter, each rank receives its range; stages 0/1: all-reduce, each rank uses
+ * its range) in rank order (comm/mpi.c), so the result does not depend on MPI. One small all-
+ * reduce then agrees on the sum of squares and the non-finite counts, so every rank takes the
+ * same skip / clip decision. Each rank runs the fused CPU Adam on its range only (fp32 gradients),
+ * uploads its new 16-bit range, and the ranges are all-gathered (bytes, in place) so every rank
+ * uploads the others' parts into its own parameters.
+ *
+ * Owns: the communicator, the fp32 reduce buffers, the 16-bit gather buffer, the CPU split and
+ * the swap-path choice of this rank.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/half.h"
+#include "runtime/rt.h"
+
+zoff_status zrt_shard_create(zoff_runtime *rt)
+{
+    rt->nranks = 1;
+    rt->rank = 0;
+    if (rt->cfg.ranks == 1) return ZOFF_OK;
+    int r, n, lr, ln;
+    zcomm_env_ranks(&r, &n, &lr, &ln);
+    if (n <= 1) return ZOFF_OK;
+    if (rt->cfg.zero_stage == 3)
+        return zoff__err(ZOFF_ECONFIG, "zero_optimization.stage 3 (parameter partitioning) is not "
+                                       "built; with several ranks use stage 1 or 2");
+    zcomm_config cc;
+    zcomm_config_default(&cc);
+    cc.timeout_ms = rt->cfg.comm_timeout_ms;
+    cc.dev = rt->dev;
+    /* the step reduces host copies of the gradients: the MPI backend carries it on every device */
+    cc.backend = ZCOMM_MPI;
+    ZOFF_CHECK(zcomm_create(&cc, &rt->comm));
+    rt->nranks = zcomm_size(rt->comm);
+    rt->rank = zcomm_rank(rt->comm);
+    if (rt->overlap != ZOFF_OVERLAP_SYNC) {
+        ZOFF_WARN(ZOFF_SUB_STEP,
+                  "rank %d: several ranks run overlap sync (eager/delayed are "
+                  "single-rank modes)",
+                  rt->rank);
+        rt->overlap = ZOFF_OVERLAP_SYNC;
+    }
+    if (rt->cfg.zero_stage == 0)
+        ZOFF_INFO(ZOFF_SUB_STEP, "zero_optimization.stage 0 with several ranks: gradients are "
+                                 "all-reduced and the optimizer state is sharded (stage 1)");
+    return ZOFF_OK;
+}
+
+void zrt_shard_range(zoff_runtime *rt)
+{
+    if (rt->nranks <= 1) {
+        rt->own_begin = 0;
+        rt->own_end = rt->total_numel;
+        return;
+    }
+    uint64_t n = (uint64_t)rt->nranks;
+    rt->shard_numel = (rt->total_numel + n - 1) / n;
+    /* q8 state: every rank's range starts a q8 block (parameters do too, runtime.c) */
+    if (rt->cfg.state_format == ZOFF_STATE_Q8)
+        rt->shard_numel = ZOFF_ALIGN_UP(rt->shard_numel, (uint64_t)ZSTATE_Q8_BLOCK);
+    rt->own_begin = ZOFF_MIN((uint64_t)rt->rank * rt->shard_numel, rt->total_numel);
+    rt->own_end = ZOFF_MIN(rt->own_begin + rt->shard_numel, rt->total_numel);
+    if (rt->own_end == rt->own_begin) { /* tiny models: a rank may own nothing */
+        rt->own_begin = rt->own_end = rt->total_numel;
+    }
+}
+
+/* Byte offset in the gradient/gather buffer layout of flat element e (e == total: the end). */
+static size_t flat_to_byte(const zoff_runtime *rt, uint64_t e)
+{
+    if (e >= rt->total_numel) return (size_t)rt->param_bytes;
+    int lo = 0, hi = rt->nparams - 1;
+    while (lo < hi) { /* last param with flat_off <= e */
+        int mid = (lo + hi + 1) / 2;
+        if (rt->params[mid].flat_off <= e)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    const zrt_param *p = &rt->params[lo];
+    return p->buf_off + (size_t)(e - p->flat_off) * p->esize;
+}
+
+static uint64_t host_hash(void)
+{
+    char h[256] = "";
+    gethostname(h, sizeof h - 1);
+    uint64_t x = 1469598103934665603ull;
+    for (const char *c = h; *c; c++) x = (x ^ (uint8_t)*c) * 1099511628211ull;
+    return x & ((1ull << 52) - 1); /* exact in a double */
+}
+
+zoff_status zrt_shard_place(zoff_runtime *rt, char *paths, size_t len)
+{
+    if (rt->nranks <= 1) return ZOFF_OK;
+    /* CPUs: ranks on the same host that chose the same NUMA node split its cores */
+    size_t n = (size_t)rt->nranks;
+    double *all = calloc(2 * n, sizeof *all);
+    if (!all) return zoff__err(-ENOMEM, "ranks: out of memory");
+    double mine[2] = {(double)host_hash(), (double)rt->topo.numa_node};
+    zcomm_set_context(rt->comm, 0, "finalize: placement", -1);
+    zoff_status st = zcomm_all_gather(rt->comm, mine, all, 2, ZCOMM_F64, NULL);
+    if (st < 0) {
+        free(all);
+        return st;
+    }
+    int index = 0, count = 0;
+    for (size_t r = 0; r < n; r++) {
+        if (all[2 * r] != mine[0] || all[2 * r + 1] != mine[1]) continue;
+        if ((int)r < rt->rank) index++;
+        count++;
+    }
+    free(all);
+    ztopo_split_cpus(&rt->topo, index, count, &rt->topo);
+    /* swap paths: with several paths, local rank l takes paths l, l + L, l + 2L, ... (L local
+     * ranks); with fewer paths than local ranks, path l % npaths */
+    if (!paths[0]) return ZOFF_OK;
+    char *copy = strdup(paths);
+    if (!copy) return zoff__err(-ENOMEM, "ranks: out of memory");
+    char *list[256];
+    int np = 0;
+    for (char *save = NULL, *t = strtok_r(copy, ",", &save); t && np < 256;
+         t = strtok_r(NULL, ",", &save))
+        list[np++] = t;
+    int l = zcomm_local_rank(rt->comm), L = zcomm_local_size(rt->comm);
+    if (np > 1 && L > 0) {
+        char out[ZOFF_PATH_MAX] = "";
+        size_t used = 0;
+        if (np < L) {
+            snprintf(out, sizeof out, "%s", list[l % np]);
+        } else {
+            for (int i = l % L; i < np; i += L) {
+                int w = snprintf(out + used, sizeof out - used, "%s%s", used ? "," : "", list[i]);
+                if (w < 0 || (size_t)w >= sizeof out - used) break;
+                used += (size_t)w;
+            }
+        }
+        snprintf(paths, len, "%s", out);
+    }
+    free(copy);
+    ZOFF_INFO(ZOFF_SUB_INIT, "rank %d (local %d of %d): numa node %d, %d cpus from %d, swap '%s'",
+              rt->rank, l, L, rt->topo.numa_node, rt->topo.ncpus, rt->topo.cpus[0], paths);
+    return ZOFF_OK;
+}
+
+zoff_status zrt_shard_alloc(zoff_runtime *rt)
+{
+    if (rt->nranks <= 1) return ZOFF_OK;
+    size_t n = (size_t)rt->nranks;
+    size_t full = (size_t)rt->shard_numel * n;
+    rt->gfull = calloc(full ? full : 1, sizeof(float));
+    rt->gshard = calloc(rt->shard_numel ? rt->shard_numel : 1, sizeof(float));
+    rt->pgather = calloc(rt->param_bytes ? rt->param_bytes : 1, 1);
+    rt->gather_counts = calloc(2 * n, sizeof(size_t));
+    rt->agree = calloc(2 * (size_t)rt->nparams + 2, sizeof(double));
+    if (!rt->gfull || !rt->gshard || !rt->pgather || !rt->gather_counts || !rt->agree)
+        return zoff__err(-ENOMEM, "ranks: out of memory for the reduce buffers (%zu elements)",
+                         full);
+    rt->gather_displs = rt->gather_counts + n;
+    for (size_t r = 0; r < n; r++) {
+        uint64_t b = ZOFF_MIN((uint64_t)r * rt->shard_numel, rt->total_numel);
+        uint64_t e = ZOFF_MIN(b + rt->shard_numel, rt->total_numel);
+        size_t bb = flat_to_byte(rt, b), eb = flat_to_byte(rt, e);
+        rt->gather_displs[r] = bb;
+        rt->gather_counts[r] = eb - bb;
+    }
+    return ZOFF_OK;
+}
+
+void zrt_shard_destroy(zoff_runtime *rt)
+{
+    free(rt->gfull);
+    free(rt->gshard);
+    free(rt->pgather);
+    free(rt->gather_counts);
+    free(rt->agree);
+    rt->gfull = rt->gshard = NULL;
+    rt->pgather = NULL;
+    rt->gather_counts = rt->gather_displs = NULL;
+    rt->agree = NULL;
+}
+
+/* fp32 copy of n gradient elements of dtype dt. */
+static void widen(float *dst, const void *src, zoff_dtype dt, size_t n)
+{
+    if (dt == ZOFF_DTYPE_F32) {
+        memcpy(dst, src, n * sizeof(float));
+    } else if (dt == ZOFF_DTYPE_F16) {
+        const uint16_t *h = src;
+        for (size_t i = 0; i < n; i++) dst[i] = zoff_f16_to_f32(h[i]);
+    } else {
+        const uint16_t *h = src;
+        for (size_t i = 0; i < n; i++) dst[i] = zoff_bf16_to_f32(h[i]);
+    }
+}
+
+zoff_status zrt_shard_grads(zoff_runtime *rt, const uint8_t *buf, double *sumsq, size_t *nonfinite,
+                            int *nf_params)
+{
+    uint64_t t0 = zoff__now_ns();
+    int np = rt->nparams;
+    int64_t step = rt->step + 1;
+    /* 1. which params have a gradient on some rank (the others contribute zeros) */
+    for (int i = 0; i < np; i++) rt->agree[i] = rt->params[i].declared ? 1.0 : 0.0;
+    zcomm_set_context(rt->comm, step, "agree on declared gradients", -1);
+    ZOFF_CHECK(
+        zcomm_all_reduce(rt->comm, rt->agree, rt->agree, (size_t)np, ZCOMM_F64, ZCOMM_MAX, NULL));
+    /* 2. this rank's gradients as fp32 in flat order */
+    for (int i = 0; i < np; i++) {
+        zrt_param *p = &rt->params[i];
+        float *dst = rt->gfull + p->flat_off;
+        if (rt->agree[i] == 0.0) {
+            memset(dst, 0, p->numel * sizeof(float));
+            continue;
+        }
+        if (!p->declared && !rt->zero_missing)
+            memset(dst, 0, p->numel * sizeof(float));
+        else
+            widen(dst, buf + p->buf_off, p->dtype, p->numel);
+        p->declared = 1;
+    }
+    /* 3. average over the ranks: stage 2 reduce-scatter, stages 0/1 all-reduce */
+    size_t S = (size_t)rt->shard_numel;
+    if (rt->cfg.zero_stage >= 2) {
+        zcomm_set_context(rt->comm, step, "reduce-scatter gradients", 0);
+        ZOFF_CHECK(
+            zcomm_reduce_scatter(rt->comm, rt->gfull, rt->gshard, S, ZCOMM_F32, ZCOMM_AVG, NULL));
+    } else {
+        zcomm_set_context(rt->comm, step, "all-reduce gradients", 0);
+        ZOFF_CHECK(zcomm_all_reduce(rt->comm, rt->gfull, rt->gfull, S * (size_t)rt->nranks,
+                                    ZCOMM_F32, ZCOMM_AVG, NULL));
+        memcpy(rt->gshard, rt->gfull + (size_t)rt->rank * S, S * sizeof(float));
+    }
+    /* 4. sum of squares and non-finite counts of the owned range, agreed by every rank */
+    memset(rt->agree, 0, (2 * (size_t)np + 2) * sizeof(double));
+    for (int i = 0; i < np; i++) {
+        const zrt_param *p = &rt->params[i];
+        uint64_t lo = ZOFF_MAX(p->flat_off, rt->own_begin);
+        uint64_t hi = ZOFF_MIN(p->flat_off + p->numel, rt->own_end);
+        double ss = 0.0;
+        size_t nf = 0;
+        for (uint64_t e = lo; e < hi; e++) {
+            float g = rt->gshard[e - rt->own_begin];
+            if (!isfinite(g))
+                nf++;
+            else
+                ss += (double)g * (double)g;
+        }
+        rt->agree[np + i] = (double)nf;
+        rt->agree[2 * np] += ss;
+    }
+    zcomm_set_context(rt->comm, step, "agree on norm and overflow", -1);
+    ZOFF_CHECK(zcomm_all_reduce(rt->comm, rt->agree + np, rt->agree + np, (size_t)np + 1, ZCOMM_F64,
+                                ZCOMM_SUM, NULL));
+    size_t nf = 0;
+    int nfp = 0;
+    for (int i = 0; i < np; i++) {
+        size_t c = (size_t)rt->agree[np + i];
+        rt->params[i].nonfinite = c;
+        rt->params[i].sumsq = 0.0;
+        nf += c;
+        nfp += c > 0;
+    }
+    *sumsq = rt->agree[2 * np];
+    *nonfinite = nf;
+    *nf_params = nfp;
+    rt->comm_ms_last = zoff__ns_to_ms(zoff__now_ns() - t0);
+    return ZOFF_OK;
+}
+
+zoff_status zrt_shard_gather(zoff_runtime *rt)
+{
+    uint64_t t0 = zoff__now_ns();
+    zcomm_set_context(rt->comm, rt->step + 1, "all-gather parameters", -1);
+    ZOFF_CHECK(zcomm_all_gatherv_inplace(rt->comm, rt->pgather, rt->gather_counts,
+                                         rt->gather_displs, ZCOMM_U8, NULL));
+    /* upload the parts of the updated params that other ranks own */
+    for (int i = 0; i < rt->nparams; i++) {
+        zrt_param *p = &rt->params[i];
+        if (p->upd_skip) continue;
+        uint64_t pe = p->flat_off + p->numel;
+        uint64_t segs[2][2] = {{p->flat_off, ZOFF_MIN(pe, rt->own_begin)},
+                               {ZOFF_MAX(p->flat_off, rt->own_end), pe}};
+        for (int k = 0; k < 2; k++) {
+            if (segs[k][1] <= segs[k][0]) continue;
+            size_t off = (size_t)(segs[k][0] - p->flat_off) * p->esize;
+            size_t bytes = (size_t)(segs[k][1] - segs[k][0]) * p->esize;
+            ZOFF_CHECK(zdev_memcpy_h2d(rt->dev, (uint8_t *)p->dev_param + off,
+                                       rt->pgather + p->buf_off + off, bytes, rt->h2d));
+            atomic_fetch_add(&rt->own_h2d_bytes, (uint64_t)bytes);
+        }
+    }
+    rt->comm_ms_last += zoff__ns_to_ms(zoff__now_ns() - t0);
+    rt->comm_ms_total += rt->comm_ms_last;
+    return ZOFF_OK;
+}
+
+ZOFF_API zoff_status zoff_get_rank_info(const zoff_runtime *rt, zoff_rank_info *out)
+{
+    zoff__clear_error();
+    if (!rt || !out) return zoff__err(ZOFF_EINVAL, "zoff_get_rank_info: NULL argument");
+    if (out->struct_size == 0 || out->struct_size > sizeof *out)
+        return zoff__err(ZOFF_EINVAL, "zoff_get_rank_info: struct_size %zu (expected %zu)",
+                         out->struct_size, sizeof *out);
+    zoff_rank_info r;
+    memset(&r, 0, sizeof r);
+    r.struct_size = out->struct_size;
+    r.rank = rt->rank;
+    r.size = rt->nranks;
+    r.local_rank = zcomm_local_rank(rt->comm);
+    r.local_size = zcomm_local_size(rt->comm);
+    r.zero_stage = rt->cfg.zero_stage;
+    r.own_begin = rt->own_begin;
+    r.own_end = rt->own_end;
+    r.total_numel = rt->total_numel;
+    r.numa_node = rt->topo.numa_node;
+    r.ncpus = rt->topo.ncpus;
+    r.first_cpu = rt->topo.ncpus > 0 ? rt->topo.cpus[0] : -1;
+    r.comm_ms_last = rt->comm_ms_last;
+    r.comm_ms_total = rt->comm_ms_total;
+    snprintf(r.backend, sizeof r.backend, "%s", zcomm_backend_name(zcomm_kind(rt->comm)));
+    memcpy(out, &r, out->struct_size);
+    return ZOFF_OK;
+}

@@ -1,0 +1,247 @@
+/*
+ * test_shard.c — the sharded step (runtime/shard.c) under mpirun with 2 and 3 ranks on the sim
+ * device, tier from argv[1] (cpu | nvme). In each process a single-rank runtime (cfg.ranks = 1)
+ * is the reference, fed the gradient the ranks average. Checks, for ZeRO stages 1 and 2:
+ *  - fp16, every rank the same gradient: 100 steps of the sharded run equal the single-rank run
+ *    bit for bit (every 16-bit param after every step, the fp32 master / exp_avg / exp_avg_sq of
+ *    the owned range at the end);
+ *  - fp32 params, a different gradient on every rank: the reference gets their mean computed as
+ *    the collective does (fp32 adds in rank order, then / N), and again 100 steps are bit-equal;
+ *  - fp16 overflow on one rank only (an inf in rank N-1's gradient at step 5): every rank skips
+ *    the step, halves the loss scale and leaves the parameters untouched, like the reference;
+ *  - the owned ranges are [r * S, (r + 1) * S) with S = ceil(total / N), and zoff_get_rank_info
+ *    reports rank, size and backend; checkpoints with several ranks say they are not built.
+ * Exits 77 only when the launcher did not start several ranks and MPI is not built.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "test_runtime_util.h"
+
+static const char *g_tier = "cpu";
+static int g_rank, g_size;
+
+/* Gradient value of (step, param, element, rank): a hash mapped to [-1, 1). */
+static float gval(int step, int p, size_t k, int rank)
+{
+    uint64_t x = (uint64_t)step * 0x9E3779B97F4A7C15ull ^ (uint64_t)p * 0xBF58476D1CE4E5B9ull ^
+                 (uint64_t)k * 0x94D049BB133111EBull ^ (uint64_t)rank * 0xD6E8FEB86659FD93ull;
+    x ^= x >> 31;
+    x *= 0x9E3779B97F4A7C15ull;
+    x ^= x >> 29;
+    return (float)((double)(x >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+static void setup_cfg(zoff_config *c, zoff_dtype dt, int stage, int ranks, char **dir)
+{
+    tr_config(c, dt);
+    c->zero_stage = stage;
+    c->ranks = ranks;
+    c->comm_timeout_ms = 60000;
+    c->optimizer.lr = 1e-2f;
+    if (strcmp(g_tier, "nvme") == 0) {
+        *dir = tr_nvme(c, 0.0f);
+        c->aio_odirect = 0;
+    }
+}
+
+/* Pushes this step's gradients: vals[i][k] (already in the dtype's precision, times scale). */
+static void push(tr_model *m, float *const *vals)
+{
+    size_t es = zoff_dtype_size(m->dt);
+    for (int i = m->np - 1; i >= 0; i--) {
+        for (size_t k = 0; k < m->numel[i]; k++) {
+            if (m->dt == ZOFF_DTYPE_F32)
+                m->hgradf[i][k] = vals[i][k];
+            else
+                m->hgrad[i][k] = tr_from_f32(m->dt, vals[i][k]);
+        }
+        assert_int_equal(
+            zoff_device_upload(m->rt, m->dgrad[i], m->hgrad[i], m->numel[i] * es, NULL), 0);
+        assert_int_equal(zoff_grad_ready(m->rt, m->id[i], NULL), 0);
+    }
+}
+
+static size_t compare_params(tr_model *a, tr_model *b)
+{
+    size_t bad = 0, es = zoff_dtype_size(a->dt);
+    for (int i = 0; i < a->np; i++) {
+        assert_int_equal(zoff_params_ready(a->rt, NULL), 0);
+        assert_int_equal(zoff_params_ready(b->rt, NULL), 0);
+        if (memcmp(a->dparam[i], b->dparam[i], a->numel[i] * es) != 0) {
+            for (size_t k = 0; k < a->numel[i] && bad < 5; k++)
+                if (memcmp((uint8_t *)a->dparam[i] + k * es, (uint8_t *)b->dparam[i] + k * es,
+                           es) != 0) {
+                    fprintf(stderr, "rank %d: param %d[%zu]: %g vs reference %g\n", g_rank, i, k,
+                            (double)tr_to_f32(a->dt, a->dparam[i], k),
+                            (double)tr_to_f32(a->dt, b->dparam[i], k));
+                    bad++;
+                }
+            bad++;
+        }
+    }
+    return bad;
+}
+
+/* The owned part of every param's master and moments equal the reference's. */
+static void compare_state(tr_model *a, tr_model *b)
+{
+    zoff_rank_info ri = ZOFF_RANK_INFO_INIT;
+    assert_int_equal(zoff_get_rank_info(a->rt, &ri), 0);
+    uint64_t off = 0;
+    for (int i = 0; i < a->np; i++) {
+        size_t n = a->numel[i];
+        float *x[3], *y[3];
+        for (int j = 0; j < 3; j++) {
+            x[j] = zt_malloc(n * sizeof(float));
+            y[j] = zt_malloc(n * sizeof(float));
+        }
+        assert_int_equal(zoff_get_master(a->rt, a->id[i], x[0]), 0);
+        assert_int_equal(zoff_get_state(a->rt, a->id[i], x[1], x[2]), 0);
+        assert_int_equal(zoff_get_master(b->rt, b->id[i], y[0]), 0);
+        assert_int_equal(zoff_get_state(b->rt, b->id[i], y[1], y[2]), 0);
+        uint64_t lo = ZOFF_MAX(off, ri.own_begin), hi = ZOFF_MIN(off + n, ri.own_end);
+        for (int j = 0; j < 3; j++) {
+            if (hi > lo)
+                assert_int_equal(
+                    memcmp(x[j] + (lo - off), y[j] + (lo - off), (size_t)(hi - lo) * sizeof(float)),
+                    0);
+            free(x[j]);
+            free(y[j]);
+        }
+        off += n;
+    }
+}
+
+static const size_t k_numel[] = {1000, 37, 2503, 1024, 777};
+#define NP ((int)(sizeof k_numel / sizeof k_numel[0]))
+
+static void run_case(zoff_dtype dt, int stage, int per_rank, int overflow_step, int steps)
+{
+    zoff_config cs, cr;
+    char *d1 = NULL, *d2 = NULL;
+    setup_cfg(&cs, dt, stage, 0, &d1);
+    setup_cfg(&cr, dt, stage, 1, &d2);
+    tr_model ms, mr;
+    assert_int_equal(tr_open(&ms, &cs, NP, k_numel, dt, 42), 0);
+    assert_int_equal(tr_open(&mr, &cr, NP, k_numel, dt, 42), 0);
+
+    zoff_rank_info ri = ZOFF_RANK_INFO_INIT;
+    assert_int_equal(zoff_get_rank_info(ms.rt, &ri), 0);
+    assert_int_equal(ri.rank, g_rank);
+    assert_int_equal(ri.size, g_size);
+    assert_string_equal(ri.backend, "mpi");
+    uint64_t S = (ri.total_numel + (uint64_t)g_size - 1) / (uint64_t)g_size;
+    assert_true(ri.own_begin == (uint64_t)g_rank * S);
+    assert_true(ri.own_end == ZOFF_MIN(ri.own_begin + S, ri.total_numel));
+
+    float *vals[NP], *ref[NP];
+    for (int i = 0; i < NP; i++) {
+        vals[i] = zt_malloc(k_numel[i] * sizeof(float));
+        ref[i] = zt_malloc(k_numel[i] * sizeof(float));
+    }
+    int skipped = 0;
+    for (int t = 1; t <= steps; t++) {
+        float scale = 1.0f;
+        assert_int_equal(zoff_get_loss_scale(ms.rt, &scale), 0);
+        float rscale = 0.0f;
+        assert_int_equal(zoff_get_loss_scale(mr.rt, &rscale), 0);
+        assert_true(scale == rscale);
+        for (int i = 0; i < NP; i++)
+            for (size_t k = 0; k < k_numel[i]; k++) {
+                if (!per_rank) { /* the same 16-bit gradient on every rank */
+                    float v = gval(t, i, k, 0) * 1e-3f * scale;
+                    vals[i][k] = dt == ZOFF_DTYPE_F32
+                                     ? v
+                                     : tr_to_f32(dt, (uint16_t[]){tr_from_f32(dt, v)}, 0);
+                    ref[i][k] = vals[i][k];
+                } else { /* fp32, different per rank; reference = the collective's mean */
+                    vals[i][k] = gval(t, i, k, g_rank) * scale;
+                    float a = 0.0f;
+                    for (int r = 0; r < g_size; r++) {
+                        float v = gval(t, i, k, r) * scale;
+                        a = r == 0 ? v : a + v;
+                    }
+                    ref[i][k] = a / (float)g_size;
+                }
+            }
+        if (t == overflow_step) {
+            if (g_rank == g_size - 1) vals[2][5] = INFINITY;
+            ref[2][5] = INFINITY;
+        }
+        push(&ms, vals);
+        push(&mr, ref);
+        zoff_step_result rs = ZOFF_STEP_RESULT_INIT, rr = ZOFF_STEP_RESULT_INIT;
+        assert_int_equal(zoff_step(ms.rt, NULL, &rs), 0);
+        assert_int_equal(zoff_step(mr.rt, NULL, &rr), 0);
+        assert_int_equal(rs.skipped, rr.skipped);
+        assert_int_equal(rs.overflow, rr.overflow);
+        assert_true(rs.step == rr.step);
+        assert_true(rs.loss_scale == rr.loss_scale);
+        if (isfinite(rr.grad_norm))
+            assert_true(fabs(rs.grad_norm - rr.grad_norm) <= 1e-5 * rr.grad_norm + 1e-30);
+        skipped += rs.skipped;
+        size_t bad = compare_params(&ms, &mr);
+        if (bad) fprintf(stderr, "rank %d: step %d: %zu params differ\n", g_rank, t, bad);
+        assert_int_equal(bad, 0);
+    }
+    if (overflow_step > 0) assert_int_equal(skipped, 1);
+    compare_state(&ms, &mr);
+    zoff_rank_info r2 = ZOFF_RANK_INFO_INIT;
+    assert_int_equal(zoff_get_rank_info(ms.rt, &r2), 0);
+    assert_true(r2.comm_ms_total > 0.0);
+    assert_int_equal(zoff_save(ms.rt, "/nonexistent-shard-ckpt"), ZOFF_EUNSUPPORTED);
+    for (int i = 0; i < NP; i++) {
+        free(vals[i]);
+        free(ref[i]);
+    }
+    tr_close(&ms);
+    tr_close(&mr);
+    if (d1) zt_rmtree(d1);
+    if (d2) zt_rmtree(d2);
+    free(d1);
+    free(d2);
+}
+
+static void test_stage2_same_grads(void **state)
+{
+    (void)state;
+    run_case(ZOFF_DTYPE_F16, 2, 0, 0, 100);
+}
+static void test_stage1_same_grads(void **state)
+{
+    (void)state;
+    run_case(ZOFF_DTYPE_F16, 1, 0, 0, 100);
+}
+static void test_stage2_rank_grads_f32(void **state)
+{
+    (void)state;
+    run_case(ZOFF_DTYPE_F32, 2, 1, 0, 100);
+}
+static void test_stage1_rank_grads_f32(void **state)
+{
+    (void)state;
+    run_case(ZOFF_DTYPE_F32, 1, 1, 0, 30);
+}
+static void test_overflow_one_rank(void **state)
+{
+    (void)state;
+    run_case(ZOFF_DTYPE_F16, 2, 0, 5, 12);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1) g_tier = argv[1];
+    int r, n, lr, ln;
+    zcomm_env_ranks(&r, &n, &lr, &ln);
+    if (n < 2) zt_skip_all("run under mpirun with several ranks (ctest does)");
+    if (!zcomm_backend_built(ZCOMM_MPI)) zt_skip_all("this zoff was built without MPI");
+    g_rank = r;
+    g_size = n;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stage2_same_grads),     cmocka_unit_test(test_stage1_same_grads),
+        cmocka_unit_test(test_stage2_rank_grads_f32), cmocka_unit_test(test_stage1_rank_grads_f32),
+        cmocka_unit_test(test_overflow_one_rank),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL) ? 1 : 0;
+}
