@@ -50,9 +50,10 @@ typedef struct bs_opts {
     int threads;
     size_t partition_numel;
     float ratio;
-    zopt_kind optim;     /* --optim */
-    zstate_fmt state;    /* --state */
-    int ranks;           /* --ranks N: run under mpirun -np N (sharded step) */
+    zopt_kind optim;  /* --optim */
+    zstate_fmt state; /* --state */
+    int crc;   /* verify_crc of the runtime and of the nvme-alone pass (default: on, as zoff's) */
+    int ranks; /* --ranks N: run under mpirun -np N (sharded step) */
     uint64_t own_params; /* elements whose Adam this rank runs (params / ranks, rounded up) */
     double link_gbps;    /* modeled GPU-GPU link bandwidth for the collectives (GB/s) */
 } bs_opts;
@@ -64,9 +65,11 @@ static void usage(FILE *f)
             "                       [--busy-ms MS per layer | auto] [--steps S (5)]\n"
             "                       [--nvme-path DIR (/var/tmp)] [--overlap sync|eager|delayed]\n"
             "                       [--dtype fp16|bf16] [--pcie-gbps G (25)] [--threads T]\n"
-            "                       [--partition-numel N] [--ratio R] [--json FILE]\n"
+            "                       [--partition-numel N] [--ratio R] [--crc 0|1 (1)]\n"
             "                       [--state fp32|bf16|q8] [--optim adam|lion|adagrad]\n"
-            "                       [--ranks N (under mpirun -np N)] [--link-gbps G (100)]\n"
+            "                       [--json FILE] [--ranks N (under mpirun -np N)]\n"
+            "                       [--link-gbps G (100)]\n"
+            "       zoff bench step --stream ... (streamed weights; --stream --help)\n"
             "  --busy-ms auto (default) makes the stand-in GPU as busy as the slowest other\n"
             "  component: a balanced pipeline, the hardest case for overlap.\n");
 }
@@ -90,7 +93,7 @@ typedef struct bs_comp {
 } bs_comp;
 
 typedef struct bs_alone {
-    bs_comp busy, d2h, h2d, adam, sumsq, nvme;
+    bs_comp busy, d2h, h2d, adam, sumsq, nvme, crc;
 } bs_alone;
 
 /* 2^-7 in fp16 or bf16: weights and gradients of a plausible size (no subnormal moments). */
@@ -263,7 +266,10 @@ static zoff_status nvme_open(bs_nvme *n, const bs_opts *o, size_t swapped)
     zarena_config ac = {
         .bytes = sz.pool_bytes, .numa_node = -1, .pin = 1, .huge_pages = 1, .name = "bench-nvme"};
     ZOFF_CHECK_GOTO(zarena_create(&ac, &n->arena), st, fail);
-    zswap_config sc = {.paths = o->nvme_path, .odirect = -1, .aio = {.engine = ZOFF_AIO_AUTO}};
+    zswap_config sc = {.paths = o->nvme_path,
+                       .odirect = -1,
+                       .verify_crc = o->crc,
+                       .aio = {.engine = ZOFF_AIO_AUTO}};
     zstore_config cfg = {.numel = numel,
                          .partition_numel = o->partition_numel,
                          .tier = ZOFF_TIER_NVME,
@@ -386,6 +392,20 @@ static zoff_status one_step(bs_model *m, uint64_t busy_ns, zoff_step_result *r)
     return zoff_params_ready(m->rt, m->s);
 }
 
+/* crc32c (the swap store's, hardware instruction where the CPU has it) over what a step swaps:
+ * every swapped byte once when written and once when read back. One thread, as in the store. */
+static void crc_alone(const bs_slice *sl, uint64_t swap_bytes, bs_comp *out)
+{
+    const void *buf = sl->p;
+    size_t len = sl->n * sizeof(float); /* the fp32 master slice: real data, in memory */
+    double t0 = now_ms(), c0 = cpu_ms();
+    volatile uint32_t sink = 0;
+    for (int r = 0; r < 4; r++) sink ^= zoff__crc32c(0, buf, len);
+    (void)sink;
+    double k = 2.0 * (double)swap_bytes / (4.0 * (double)len);
+    *out = (bs_comp){(now_ms() - t0) * k, (cpu_ms() - c0) * k};
+}
+
 /* Everything but GPU busy, measured alone. */
 static zoff_status measure_alone(bs_model *m, bs_slice *sl, bs_nvme *nv, const bs_opts *o,
                                  bs_alone *a)
@@ -395,6 +415,8 @@ static zoff_status measure_alone(bs_model *m, bs_slice *sl, bs_nvme *nv, const b
     ZOFF_CHECK(copies_alone(m, 0, &a->d2h));
     ZOFF_CHECK(copies_alone(m, 1, &a->h2d));
     if (nv->store) ZOFF_CHECK(nvme_pass(nv, ZSTORE_READ | ZSTORE_WRITE, &a->nvme));
+    if (nv->store)
+        crc_alone(sl, (uint64_t)nv->swapped * o->partition_numel * ZSTORE_ELEM_BYTES, &a->crc);
     return ZOFF_OK;
 }
 
@@ -467,6 +489,9 @@ static int parse_args(int argc, char **argv, bs_opts *o)
             if (zstate_fmt_parse(v, &o->state) != 0) return -1;
         } else if (zb_arg_match(&i, argc, argv, "--optim", &v)) {
             if (zopt_kind_parse(v, &o->optim) != 0) return -1;
+        } else if (zb_arg_match(&i, argc, argv, "--crc", &v)) {
+            if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) return -1;
+            o->crc = v[0] == '1';
         } else {
             fprintf(stderr, "zoff bench step: unknown argument '%s'\n", argv[i]);
             return -1;
@@ -496,8 +521,12 @@ static const char *disturbed(bs_comp a, bs_comp b, char *buf, size_t len)
     return buf;
 }
 
+int zoff_bench_step_stream_main(int argc, char **argv); /* bench_stream.c */
+
 int zoff_bench_step_main(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--stream")) return zoff_bench_step_stream_main(argc, argv);
     bs_opts o = {.params = (uint64_t)256 << 20,
                  .layers = 24,
                  .tier = ZOFF_TIER_CPU,
@@ -513,7 +542,8 @@ int zoff_bench_step_main(int argc, char **argv)
                  .ratio = 0.0f,
                  .ranks = 1,
                  .own_params = 0,
-                 .link_gbps = 100.0};
+                 .link_gbps = 100.0,
+                 .crc = 1};
     int pa = parse_args(argc, argv, &o);
     if (pa != 0) {
         if (pa < 0) usage(stderr);
@@ -530,6 +560,7 @@ int zoff_bench_step_main(int argc, char **argv)
     c.ratio = o.ratio;
     c.overlap = o.overlap;
     c.delayed_warmup_steps = 1;
+    c.verify_crc = o.crc;
     c.cpu_threads = o.threads;
     c.sim_pcie_gbps = o.pcie_gbps;
     c.sim_gpu_bytes = (size_t)(o.params * 4 + 64 * ZOFF_MIB);
@@ -563,13 +594,14 @@ int zoff_bench_step_main(int argc, char **argv)
     char b1[32], b2[32];
     const double state_bpe = zstate_elem_bytes(o.optim, o.state);
     fprintf(con,
-            "zoff bench step: %llu params (%s of %s %s state), %d layers, tier %s, overlap %s, "
+            "zoff bench step: %llu params (%s of %s %s state), %d layers, tier %s%s, overlap %s, "
             "%s, sim PCIe %.1f GB/s per direction, OMP_WAIT_POLICY=%s\n",
             (unsigned long long)o.params,
             zoff__fmt_bytes((uint64_t)((double)o.params * state_bpe), b1, sizeof b1),
             zopt_kind_name(o.optim), zstate_fmt_name(o.state), o.layers,
-            o.tier == ZOFF_TIER_CPU ? "cpu" : "nvme", overlap_name(o.overlap),
-            zoff_dtype_name(o.dtype), o.pcie_gbps,
+            o.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
+            o.tier == ZOFF_TIER_NVME ? (o.crc ? " (crc32c on)" : " (crc32c off)") : "",
+            overlap_name(o.overlap), zoff_dtype_name(o.dtype), o.pcie_gbps,
             getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(unset)");
     if (o.ranks > 1)
         fprintf(con,
@@ -646,7 +678,8 @@ int zoff_bench_step_main(int argc, char **argv)
 
     bs_alone a = {comp_mean(a0.busy, a1.busy),   comp_mean(a0.d2h, a1.d2h),
                   comp_mean(a0.h2d, a1.h2d),     comp_mean(a0.adam, a1.adam),
-                  comp_mean(a0.sumsq, a1.sumsq), comp_mean(a0.nvme, a1.nvme)};
+                  comp_mean(a0.sumsq, a1.sumsq), comp_mean(a0.nvme, a1.nvme),
+                  comp_mean(a0.crc, a1.crc)};
     const struct {
         const char *name;
         double ms;
@@ -710,6 +743,19 @@ int zoff_bench_step_main(int argc, char **argv)
                   "read and written once per step",
                   o.params ? (double)plan.nvme_bytes / (double)o.params : 0.0,
                   zopt_kind_name(o.optim), zstate_fmt_name(o.state));
+    if (nv.store) {
+        uint64_t swapped = (uint64_t)nv.swapped * zstate_bytes(o.optim, o.state, o.partition_numel);
+        zb_table_rowf(t,
+                      "crc32c alone|%.1f|%.1f|%s x 2 (out + in), %s, %.1f GB/s (%.1f per cpu "
+                      "second), %.0f%% of nvme alone%s",
+                      a.crc.ms, a.crc.cpu, zoff__fmt_bytes(swapped, b1, sizeof b1),
+                      zoff__crc32c_hw() ? "sse4.2 crc32" : "table",
+                      a.crc.ms > 0 ? 2.0 * (double)swapped / (a.crc.ms * 1e6) : 0.0,
+                      a.crc.cpu > 0 ? 2.0 * (double)swapped / (a.crc.cpu * 1e6) : 0.0,
+                      a.nvme.ms > 0 ? 100.0 * a.crc.ms / a.nvme.ms : 0.0,
+                      o.crc ? " (included in nvme alone and the steps)"
+                            : " (--crc 0: not in this run)");
+    }
     zb_table_rowf(t, "lower bound|%.1f|-|largest alone: %s", lb, cand[imax].name);
     zb_table_rowf(t, "cpu-work bound|%.1f|%.1f|cpu ms of the components / %d cores", cpu_lb,
                   cpu_work, ncpu);

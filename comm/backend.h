@@ -21,9 +21,9 @@ struct zcomm {
     void *impl; /* backend state */
 };
 
-/* Makes the watchdog's message: "rank R of N: <op> did not complete in T ms (step, phase,
- * bucket)". Returns -ETIMEDOUT. */
-zoff_status zcomm__timeout(zcomm *c, const char *op, uint64_t waited_ms);
+/* Makes the watchdog's message: "rank R of N stuck in <op> for T ms at step S, phase P, bucket B"
+ * plus `who` (the backend's finding about the missing ranks, may be NULL). Returns -ETIMEDOUT. */
+zoff_status zcomm__timeout(zcomm *c, const char *op, uint64_t waited_ms, const char *who);
 
 /* Waits for the work queued on `s` (host-buffer backends). */
 zoff_status zcomm__stream_ready(zcomm *c, zdev_stream *s);

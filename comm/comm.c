@@ -212,17 +212,18 @@ void zcomm_get_stats(const zcomm *c, zcomm_stats *out)
     if (c && out) *out = c->stats;
 }
 
-zoff_status zcomm__timeout(zcomm *c, const char *op, uint64_t waited_ms)
+zoff_status zcomm__timeout(zcomm *c, const char *op, uint64_t waited_ms, const char *who)
 {
     c->broken = 1;
     char bucket[32] = "none";
     if (c->ctx_bucket >= 0) snprintf(bucket, sizeof bucket, "%d", c->ctx_bucket);
-    zoff_status st = zoff__err(
-        -ETIMEDOUT,
-        "comm watchdog: rank %d of %d stuck in %s for %llu ms at step %lld, phase '%s', bucket %s: "
-        "another rank died or stopped calling the collective (timeout %llu ms)",
-        c->rank, c->size, op, (unsigned long long)waited_ms, (long long)c->ctx_step,
-        c->ctx_phase[0] ? c->ctx_phase : "-", bucket, (unsigned long long)c->timeout_ms);
+    zoff_status st = zoff__err(-ETIMEDOUT,
+                               "comm watchdog: rank %d of %d stuck in %s for %llu ms at step %lld, "
+                               "phase '%s', bucket %s: another rank died or stopped calling the "
+                               "collective (timeout %llu ms)%s%s",
+                               c->rank, c->size, op, (unsigned long long)waited_ms,
+                               (long long)c->ctx_step, c->ctx_phase[0] ? c->ctx_phase : "-", bucket,
+                               (unsigned long long)c->timeout_ms, who ? "; " : "", who ? who : "");
     ZOFF_WARN(ZOFF_SUB_STEP, "%s", zoff__last_error_tls());
     return st;
 }

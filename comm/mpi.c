@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +75,67 @@ static MPI_Datatype mpi_type(zcomm_dtype dt)
     return MPI_BYTE;
 }
 
+/* After a timeout: which ranks are alive? Every rank that timed out pings every other one (one
+ * int, a tag of its own) and waits up to min(timeout / 2, 5 s) for their pings; the ranks not heard
+ * from are dead or stuck elsewhere. Unmatched receives are cancelled, sends freed. */
+#define ZCOMM_PING_TAG 0x7a6f
+static void probe_peers(zcomm *c, char *out, size_t len)
+{
+    mpi_impl *m = c->impl;
+    int n = c->size;
+    MPI_Request *rq = calloc(2 * (size_t)n, sizeof *rq);
+    int *got = calloc((size_t)n, sizeof *got), *in = calloc((size_t)n, sizeof *in);
+    if (!rq || !got || !in) {
+        snprintf(out, len, "(no memory to probe the other ranks)");
+        goto done;
+    }
+    int me = c->rank;
+    for (int r = 0; r < n; r++) {
+        rq[r] = rq[n + r] = MPI_REQUEST_NULL;
+        if (r == me) continue;
+        MPI_Irecv(&in[r], 1, MPI_INT, r, ZCOMM_PING_TAG, m->world, &rq[r]);
+        MPI_Isend(&c->rank, 1, MPI_INT, r, ZCOMM_PING_TAG, m->world, &rq[n + r]);
+    }
+    uint64_t wait_ms = ZOFF_MIN(ZOFF_MAX(c->timeout_ms / 2, (uint64_t)200), (uint64_t)5000);
+    uint64_t t0 = zoff__now_ns();
+    int missing = n - 1;
+    while (missing > 0 && (zoff__now_ns() - t0) / 1000000u < wait_ms) {
+        for (int r = 0; r < n; r++) {
+            if (r == me || got[r]) continue;
+            int done = 0;
+            if (MPI_Test(&rq[r], &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && done) {
+                got[r] = 1;
+                missing--;
+            }
+        }
+        zoff__sleep_ns(1000000);
+    }
+    size_t used = 0;
+    used += (size_t)snprintf(out, len,
+                             missing ? "not responding: rank"
+                                     : "every other rank "
+                                       "responds (a rank "
+                                       "calls another "
+                                       "collective)");
+    int first = 1;
+    for (int r = 0; r < n && used < len; r++) {
+        if (r == me || got[r]) continue;
+        used += (size_t)snprintf(out + used, len - used, "%s %d", first ? "" : ",", r);
+        first = 0;
+    }
+    for (int r = 0; r < n; r++) /* receives: cancelled, so nothing lands in freed memory */
+        if (rq[r] != MPI_REQUEST_NULL && !got[r]) {
+            MPI_Cancel(&rq[r]);
+            MPI_Wait(&rq[r], MPI_STATUS_IGNORE);
+        }
+    for (int r = n; r < 2 * n; r++) /* sends: one int, copied at once; never waited for */
+        if (rq[r] != MPI_REQUEST_NULL) MPI_Request_free(&rq[r]);
+done:
+    free(rq);
+    free(got);
+    free(in);
+}
+
 /* Polls `rq` until done or the watchdog fires. */
 static zoff_status mpi_wait(zcomm *c, MPI_Request *rq, const char *op)
 {
@@ -87,7 +149,9 @@ static zoff_status mpi_wait(zcomm *c, MPI_Request *rq, const char *op)
         uint64_t waited_ms = (zoff__now_ns() - t0) / 1000000u;
         if (c->timeout_ms && waited_ms >= c->timeout_ms) {
             ((mpi_impl *)c->impl)->pending = *rq;
-            return zcomm__timeout(c, op, waited_ms);
+            char who[256];
+            probe_peers(c, who, sizeof who);
+            return zcomm__timeout(c, op, waited_ms, who);
         }
         zoff__sleep_ns(nap_ns);
         if (nap_ns < 500000) nap_ns *= 2;

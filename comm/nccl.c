@@ -218,7 +218,7 @@ zoff_status zcomm__nccl_barrier(zcomm *c)
         if (ae != ncclSuccess && ae != ncclInProgress) return nccl_err(ae, "barrier (async error)");
         uint64_t waited_ms = (zoff__now_ns() - t0) / 1000000u;
         if (c->timeout_ms && waited_ms >= c->timeout_ms)
-            return zcomm__timeout(c, "barrier", waited_ms);
+            return zcomm__timeout(c, "barrier", waited_ms, NULL);
         zoff__sleep_ns(100000);
     }
 }

@@ -76,7 +76,8 @@ ZOFF_API int zoff_version_number(void);
     X(ZOFF_EFORMAT, -1010, "bad file format or version")                                           \
     X(ZOFF_EMISMATCH, -1011, "checkpoint does not match the registered parameters")                \
     X(ZOFF_ESHORTIO, -1012, "short read or write that could not be completed")                     \
-    X(ZOFF_EINTERRUPTED, -1013, "interrupted")
+    X(ZOFF_EINTERRUPTED, -1013, "interrupted")                                                     \
+    X(ZOFF_EDIVERGED, -1014, "training diverged (loss scale stuck at its minimum)")
 
 typedef enum zoff_status_code {
 #define ZOFF__STATUS_ENUM(name, value, desc) name = value,
@@ -222,6 +223,18 @@ typedef struct zoff_config {
     int ranks;      /* zoff.ranks: 0 = as the launcher says (mpirun/srun/torchrun environment),
                        1 = this process alone even under a launcher */
     uint64_t comm_timeout_ms; /* zoff.comm_timeout_ms: collective watchdog (0: wait forever) */
+
+    /* divergence: fp16 dynamic scaling; after this many consecutive overflows with the loss
+     * scale already at min_loss_scale, zoff_step returns ZOFF_EDIVERGED (default 10; 0: never) */
+    int min_scale_overflow_limit;
+    /* parameter streaming (zero_optimization.offload_param; "Parameter streaming" below) */
+    int stream_params;        /* 1: trainers register their 16-bit weights as streamed
+                                 (offload_param.device "cpu"); zoff_plan plans for it. The
+                                 runtime streams exactly the params added with dev_param NULL. */
+    int prefetch_depth;       /* units fetched ahead of the one in use: the device holds
+                                 prefetch_depth + 1 unit slots (offload_param.buffer_count - 1;
+                                 default 2) */
+    size_t stream_slot_bytes; /* bytes per slot; 0 (default): the largest unit */
     /* optimizer kind and state format (appended; 0 = Adam with fp32 moments as before) */
     int optimizer_type;              /* zoff_optimizer_type, one for the whole runtime */
     int state_format;                /* zoff_state_format, one for the whole runtime */
@@ -274,7 +287,8 @@ ZOFF_API zoff_status zoff_get_group(const zoff_runtime *rt, int group_id, zoff_g
 /* Registers a parameter. The trainer owns `dev_param` and `dev_grad` (device memory of
  * `numel` elements of `dtype`; both must stay valid until zoff_destroy). `init_master`: numel
  * fp32 initial values (copied), or NULL to read them from dev_param. Only before finalize.
- * Names must be unique (they key checkpoints). */
+ * Names must be unique (they key checkpoints). dev_param NULL registers a streamed parameter
+ * (init_master required; see "Parameter streaming"). */
 ZOFF_API zoff_status zoff_add_param(zoff_runtime *rt, const char *name, size_t numel,
                                     zoff_dtype dtype, void *dev_param, void *dev_grad,
                                     const float *init_master, int group, int *param_id);
@@ -465,6 +479,16 @@ typedef struct zoff_stats {
     int64_t nonfinite_steps; /* steps in which some gradient had an inf/NaN element */
     int64_t nonfinite_grads; /* parameter gradients with an inf/NaN element, over all steps */
     int64_t missing_grads;   /* parameters skipped for lack of a gradient, over all steps */
+    /* parameter streaming, totals since zoff_finalize */
+    uint64_t fetches;            /* zoff_fetch calls on units with streamed params */
+    uint64_t fetch_hits;         /* ... whose weights were already in a slot (kept or prefetched) */
+    uint64_t fetch_misses;       /* ... loaded on demand (not prefetched: slower) */
+    uint64_t fetch_out_of_order; /* ... not the unit the schedule expected next */
+    uint64_t prefetches;         /* unit loads started ahead of their fetch */
+    uint64_t stream_h2d_bytes;   /* weight bytes uploaded into slots */
+    double fetch_wait_ms;        /* time consumer streams waited for a fetched unit's upload */
+    uint64_t slot_bytes;         /* bytes per unit slot (0: nothing streamed) */
+    int nslots;                  /* prefetch_depth + 1 (0: nothing streamed) */
 } zoff_stats;
 
 #define ZOFF_STATS_INIT                                                                            \
@@ -473,6 +497,54 @@ typedef struct zoff_stats {
     }
 
 ZOFF_API zoff_status zoff_get_stats(const zoff_runtime *rt, zoff_stats *out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Parameter streaming                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+/* For models whose 16-bit weights do not fit the GPU. A parameter added with dev_param = NULL is
+ * *streamed*: its 16-bit copy lives in pinned host memory, written there directly by the CPU
+ * Adam output, and zoff uploads it into a device slot when its unit is fetched. A parameter
+ * added with a dev_param stays *resident* (trainer-owned device memory, as always): tied
+ * embeddings and small layers lose nothing. Streamed params need init_master.
+ *
+ * A unit groups parameters that are used together (one transformer block; the embeddings; the
+ * head). The schedule (zoff_set_schedule) says in which order forward and backward use units.
+ * At zoff_finalize zoff allocates one device slab of prefetch_depth + 1 slots of
+ * stream_slot_bytes (default: the largest unit) and refuses with ZOFF_ENOFIT, naming the knob
+ * and the bytes, when it does not fit. docs/runtime.md ("Parameter streaming") has the design.
+ *
+ * All calls: the trainer's thread, after zoff_finalize (add_unit/set_schedule: before). */
+
+/* Groups `nparams` registered parameters into a unit named `name` (unique). A parameter belongs
+ * to at most one unit (ZOFF_EINVAL names both units otherwise); every streamed parameter must
+ * belong to one by zoff_finalize. Resident parameters may be in units (fetch is then free).
+ * Only before zoff_finalize. */
+ZOFF_API zoff_status zoff_add_unit(zoff_runtime *rt, const char *name, const int *param_ids,
+                                   int nparams, int *unit_id);
+
+/* Declares the forward order of the units (`nforward` unit ids; a unit may appear more than
+ * once) and the backward order (`backward` NULL: the forward order reversed). Without a schedule
+ * the forward order is the units' registration order. Only before zoff_finalize. */
+ZOFF_API zoff_status zoff_set_schedule(zoff_runtime *rt, const int *forward, int nforward,
+                                       const int *backward, int nbackward);
+
+/* Makes the unit's 16-bit weights resident in a device slot for work queued on `stream` after
+ * this call (stream-ordered: `stream` waits for the upload on the device; NULL: the calling
+ * thread blocks until it is done), and starts uploading the next units of the schedule into free
+ * slots. A fetch the schedule did not expect (a skipped unit, a unit run twice, another order)
+ * is served the same way, only without the prefetch having hidden it; it is counted in
+ * zoff_stats. Fetching an already fetched unit adds a reference (release it as often).
+ * ZOFF_ESTATE when every slot holds a fetched unit (release one, or raise prefetch_depth). */
+ZOFF_API zoff_status zoff_fetch(zoff_runtime *rt, int unit_id, zoff_stream stream);
+
+/* The device address of a parameter's 16-bit weights: for a streamed parameter valid while its
+ * unit is fetched (ZOFF_ESTATE otherwise), for a resident one its dev_param. */
+ZOFF_API zoff_status zoff_param_ptr(zoff_runtime *rt, int param_id, void **dev);
+
+/* Ends the use of a fetched unit by the work queued on `stream` so far: its slot may be
+ * overwritten once that work is done (NULL: the default stream). ZOFF_ESTATE when the unit is
+ * not fetched (e.g. released twice). */
+ZOFF_API zoff_status zoff_release(zoff_runtime *rt, int unit_id, zoff_stream stream);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Planning                                                                                   */
@@ -489,6 +561,15 @@ typedef struct zoff_plan_report {
     uint64_t no_offload_bytes; /* what training would need on the GPU without offload (16 B/p) */
     int fits;                  /* 1: fits; 0: see `advice` */
     char advice[512];          /* what does not fit and the knob to change */
+    /* parameter streaming (cfg->stream_params = 1; docs/runtime.md "Parameter streaming") */
+    int streamed;                       /* 1: planned with streamed 16-bit weights */
+    int layers;                         /* units the weights were split into */
+    uint64_t slot_bytes;                /* one unit slot (the largest unit) */
+    int nslots;                         /* prefetch_depth + 1 */
+    uint64_t activation_bytes;          /* estimate for batch x seq_len, included in gpu_bytes */
+    uint64_t h2d_bytes_per_step;        /* weights up in forward and again in backward */
+    uint64_t d2h_bytes_per_step;        /* 16-bit gradients down */
+    uint64_t min_tokens_per_microbatch; /* compute hides the weight uploads from this many */
 } zoff_plan_report;
 
 /* Predicts bytes per tier for a model of `total_params` parameters without allocating
@@ -499,14 +580,24 @@ typedef struct zoff_plan_report {
  * model beyond 2^58 parameters, whose byte counts no machine holds; ZOFF_ECONFIG for a bad
  * config. Thread-safe. */
 ZOFF_API zoff_status zoff_plan(const zoff_config *cfg, size_t total_params, zoff_plan_report *out);
+/* With cfg->stream_params = 1 the plan is the streaming one: the device holds prefetch_depth + 1
+ * unit slots, the gradient path and the activations, not the weights (docs/runtime.md). */
 
 /* What a plan compares against, beyond the config. */
 typedef struct zoff_plan_options {
     size_t struct_size;
     uint64_t gpu_mem_bytes; /* > 0: plan for a GPU with this much free memory (not this host's
                                device); 0: ask the configured device (sim: sim_gpu_bytes) */
+    /* the model and GPU a streaming plan (cfg->stream_params) needs */
+    int layers;        /* units (transformer blocks); 0: GPT-like from the params (h = 128 L,
+                          12 h^2 params per block) */
+    int hidden;        /* model width; 0: from params and layers (12 h^2 per block) */
+    int batch;         /* sequences per micro-batch (default 1) */
+    int seq_len;       /* tokens per sequence (default 2048) */
+    double gpu_tflops; /* achieved 16-bit TFLOP/s of the GPU (default 400) */
+    double pcie_gbps;  /* host-to-device GB/s (default 25: PCIe 4.0 x16) */
 } zoff_plan_options;
-/* Fills `o` with defaults (nothing overridden). */
+/* Fills `o` with defaults (nothing overridden; the streaming figures above). */
 ZOFF_API zoff_status zoff_plan_options_default(zoff_plan_options *o);
 /* zoff_plan with options (`opt` may be NULL: defaults). */
 ZOFF_API zoff_status zoff_plan_with(const zoff_config *cfg, uint64_t total_params,

@@ -79,7 +79,9 @@ ZOFF_API zoff_status zoff_config_default(zoff_config *cfg)
     cfg->aio_queue_depth = 32;
     cfg->aio_engine = ZOFF_AIO_AUTO;
     cfg->aio_odirect = -1;
-    cfg->verify_crc = 0;
+    cfg->verify_crc = 1;
+    cfg->min_scale_overflow_limit =
+        10; /* crc32c per swapped extent: corruption is caught by default */
     cfg->overlap = ZOFF_OVERLAP_SYNC;
     cfg->delayed_warmup_steps = 10;
     cfg->cpu_threads = 0;
@@ -91,6 +93,9 @@ ZOFF_API zoff_status zoff_config_default(zoff_config *cfg)
     cfg->sim_gpu_bytes = ZOFF_GIB;
     cfg->sim_pcie_gbps = 25.0;
     cfg->sim_jitter_seed = 0;
+    cfg->stream_params = 0;
+    cfg->prefetch_depth = 2;
+    cfg->stream_slot_bytes = 0;
     return ZOFF_OK;
 }
 
@@ -368,11 +373,26 @@ zoff_status zoff__config_validate(const zoff_config *cfg)
                          cfg->cuda_device);
     if (cfg->sim_gpu_bytes < 1)
         return zoff__err(ZOFF_ECONFIG, "zoff.sim_gpu_bytes: expected a size >= 1 byte, got 0");
+    if (cfg->stream_params != 0 && cfg->stream_params != 1)
+        return zoff__err(ZOFF_ECONFIG,
+                         "zero_optimization.offload_param.device: stream_params must be 0 or 1, "
+                         "got %d",
+                         cfg->stream_params);
+    if (cfg->prefetch_depth < 0 || cfg->prefetch_depth > 64)
+        return zoff__err(ZOFF_ECONFIG,
+                         "zoff.prefetch_depth: expected an integer in [0, 64] "
+                         "(offload_param.buffer_count - 1), got %d",
+                         cfg->prefetch_depth);
     if (!finite_in(cfg->sim_pcie_gbps, 0.0, HUGE_VAL))
         return zoff__err(ZOFF_ECONFIG,
                          "zoff.sim_pcie_gbps: expected a finite number >= 0 (0: unthrottled), "
                          "got %g",
                          cfg->sim_pcie_gbps);
+    if (cfg->min_scale_overflow_limit < 0)
+        return zoff__err(ZOFF_ECONFIG,
+                         "zoff.min_scale_overflow_limit: expected an integer >= 0 (0: never "
+                         "stop), got %d",
+                         cfg->min_scale_overflow_limit);
     if (!str_terminated(cfg->trace_path, sizeof cfg->trace_path))
         return zoff__err(ZOFF_ECONFIG, "zoff.trace_path: not NUL-terminated within %d bytes",
                          ZOFF_PATH_MAX);
@@ -798,11 +818,34 @@ static zoff_status on_partition_numel(pctx *c, const cJSON *v, const char *path)
 
 static zoff_status on_offload_param_device(pctx *c, const cJSON *v, const char *path)
 {
-    if (cJSON_IsString(v) && strcasecmp(v->valuestring, "none") == 0) return ZOFF_OK;
+    if (cJSON_IsString(v) && strcasecmp(v->valuestring, "none") == 0) {
+        c->cfg->stream_params = 0;
+        return ZOFF_OK;
+    }
+    if (cJSON_IsString(v) && strcasecmp(v->valuestring, "cpu") == 0) {
+        c->cfg->stream_params = 1;
+        return ZOFF_OK;
+    }
     return bad_type(c, path,
-                    "\"none\" (zoff keeps the 16-bit parameters on the GPU; parameter offload is "
-                    "not supported)",
+                    "\"none\" (16-bit weights resident on the GPU) or \"cpu\" (streamed layer by "
+                    "layer from pinned host memory; nvme is not supported for parameters)",
                     v);
+}
+
+static zoff_status on_offload_param_buffer_count(pctx *c, const cJSON *v, const char *path)
+{
+    double x;
+    ZOFF_CHECK(get_number(c, v, path, 1, 1, 65, &x));
+    c->cfg->prefetch_depth = (int)x - 1;
+    return ZOFF_OK;
+}
+
+static zoff_status on_offload_param_buffer_size(pctx *c, const cJSON *v, const char *path)
+{
+    uint64_t x;
+    ZOFF_CHECK(get_size(c, v, path, 1, MAX_EXACT_INT / 2, &x));
+    c->cfg->stream_slot_bytes = (size_t)x * 2; /* elements of 16-bit weights */
+    return ZOFF_OK;
 }
 
 static zoff_status on_use_gds(pctx *c, const cJSON *v, const char *path)
@@ -956,11 +999,11 @@ static const key_desc offload_optimizer_keys[] = {
 
 static const key_desc offload_param_keys[] = {
     KFN("device", on_offload_param_device),
-    KIGN("nvme_path", K_IGNORE_ANY, "parameter offload is not supported"),
-    KIGN("pin_memory", K_IGNORE_ANY, "parameter offload is not supported"),
-    KIGN("buffer_count", K_IGNORE_ANY, "parameter offload is not supported"),
-    KIGN("buffer_size", K_IGNORE_ANY, "parameter offload is not supported"),
-    KIGN("max_in_cpu", K_IGNORE_ANY, "parameter offload is not supported"),
+    KIGN("nvme_path", K_IGNORE_ANY, "streamed weights live in pinned host memory"),
+    KIGN("pin_memory", K_IGNORE_ANY, "streamed weights always live in pinned host memory"),
+    KFN("buffer_count", on_offload_param_buffer_count),
+    KFN("buffer_size", on_offload_param_buffer_size),
+    KIGN("max_in_cpu", K_IGNORE_ANY, "every streamed weight lives in host memory"),
     KEND,
 };
 
@@ -1021,6 +1064,8 @@ static const key_desc zoff_keys[] = {
     KENUM("device", device, device_names),
     KINT("cuda_device", cuda_device, 0, 65535),
     KSIZE("sim_gpu_bytes", sim_gpu_bytes, 1, MAX_EXACT_INT),
+    KINT("prefetch_depth", prefetch_depth, 0, 64),
+    KSIZE("stream_slot_bytes", stream_slot_bytes, 0, MAX_EXACT_INT),
     KDOUBLE("sim_pcie_gbps", sim_pcie_gbps, 0, INF),
     KFN("sim_jitter_seed", on_jitter_seed),
     KENUM("aio_engine", aio_engine, engine_names),
@@ -1029,6 +1074,7 @@ static const key_desc zoff_keys[] = {
     KSTR("trace_path", trace_path),
     KINT("ranks", ranks, 0, 1),
     KFN("comm_timeout_ms", on_comm_timeout),
+    KINT("min_scale_overflow_limit", min_scale_overflow_limit, 0, 1000000000),
     KEND,
 };
 
@@ -1413,6 +1459,9 @@ static cJSON *config_tree(const zoff_config *cfg)
         ADD(oo, cJSON_AddNumberToObject(oo, "buffer_count", cfg->buffer_count));
         ADD(oo, cJSON_AddNumberToObject(oo, "ratio", zoff__float_json(cfg->ratio)));
     }
+    cJSON *op = ok ? cJSON_AddObjectToObject(zo, "offload_param") : NULL;
+    ADD(op, op);
+    if (ok) ADD(op, cJSON_AddStringToObject(op, "device", cfg->stream_params ? "cpu" : "none"));
     cJSON *aio = cJSON_AddObjectToObject(root, "aio");
     ADD(aio, aio);
     if (ok) {
@@ -1435,6 +1484,8 @@ static cJSON *config_tree(const zoff_config *cfg)
         ADD(z, cJSON_AddStringToObject(z, "device", enum_to_name(device_names, (int)cfg->device)));
         ADD(z, cJSON_AddNumberToObject(z, "cuda_device", cfg->cuda_device));
         ADD(z, cJSON_AddNumberToObject(z, "sim_gpu_bytes", (double)cfg->sim_gpu_bytes));
+        ADD(z, cJSON_AddNumberToObject(z, "prefetch_depth", cfg->prefetch_depth));
+        ADD(z, cJSON_AddNumberToObject(z, "stream_slot_bytes", (double)cfg->stream_slot_bytes));
         ADD(z, cJSON_AddNumberToObject(z, "sim_pcie_gbps", cfg->sim_pcie_gbps));
         if ((double)cfg->sim_jitter_seed <= MAX_EXACT_INT) {
             ADD(z, cJSON_AddNumberToObject(z, "sim_jitter_seed", (double)cfg->sim_jitter_seed));
@@ -1450,6 +1501,8 @@ static cJSON *config_tree(const zoff_config *cfg)
         ADD(z, cJSON_AddStringToObject(z, "trace_path", cfg->trace_path));
         ADD(z, cJSON_AddNumberToObject(z, "ranks", cfg->ranks));
         ADD(z, cJSON_AddNumberToObject(z, "comm_timeout_ms", (double)cfg->comm_timeout_ms));
+        ADD(z,
+            cJSON_AddNumberToObject(z, "min_scale_overflow_limit", cfg->min_scale_overflow_limit));
     }
 #undef ADD
     if (!ok) {

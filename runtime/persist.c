@@ -232,6 +232,92 @@ out:
     return st;
 }
 
+/* ---- several ranks --------------------------------------------------------------------------- */
+/* Which elements of param p each rank owns: counts[r] elements from displs[r] (param-relative). */
+static void owner_slices(const zoff_runtime *rt, const zrt_param *p, size_t *counts, size_t *displs)
+{
+    for (int r = 0; r < rt->nranks; r++) {
+        uint64_t b = ZOFF_MIN((uint64_t)r * rt->shard_numel, rt->total_numel);
+        uint64_t e = ZOFF_MIN(b + rt->shard_numel, rt->total_numel);
+        uint64_t lo = ZOFF_MAX(p->flat_off, b), hi = ZOFF_MIN(p->flat_off + p->numel, e);
+        counts[r] = hi > lo ? (size_t)(hi - lo) : 0;
+        displs[r] = hi > lo ? (size_t)(lo - p->flat_off) : 0;
+    }
+}
+
+/* Several ranks: each parameter's master and moments are assembled from the owners' slices
+ * (an all-gather per tensor) and rank 0 writes them: the checkpoint has the single-rank format,
+ * so it loads with any number of ranks. Every rank returns the same status. */
+static zoff_status save_sharded(zoff_runtime *rt, const char *dir, zckpt_tensor *tensors,
+                                zckpt_meta *meta)
+{
+    zoff_status st = ZOFF_OK, wst = ZOFF_OK;
+    zckpt_writer *w = NULL;
+    size_t maxn = 0, n = (size_t)rt->nranks;
+    for (int q = 0; q < rt->nparams; q++) maxn = ZOFF_MAX(maxn, rt->params[q].numel);
+    float *buf[3] = {malloc(maxn * sizeof(float)), malloc(maxn * sizeof(float)),
+                     malloc(maxn * sizeof(float))};
+    size_t *cd = malloc(2 * n * sizeof *cd);
+    if (!buf[0] || !buf[1] || !buf[2] || !cd) {
+        st = zoff__err(-ENOMEM, "zoff_save: out of memory");
+        goto out;
+    }
+    if (rt->rank == 0) wst = zckpt_writer_open(dir, tensors, (size_t)rt->nparams * 3, &w);
+    zcomm_set_context(rt->comm, rt->step, "checkpoint save", -1);
+    for (int q = 0; q < rt->nparams; q++) {
+        const zrt_param *p = &rt->params[q];
+        owner_slices(rt, p, cd, cd + n);
+        ZOFF_CHECK_GOTO(zrt_state_io(rt, q, buf[0], buf[1], buf[2], 0), st, out);
+        for (int j = 0; j < 3; j++)
+            ZOFF_CHECK_GOTO(
+                zcomm_all_gatherv_inplace(rt->comm, buf[j], cd, cd + n, ZCOMM_F32, NULL), st, out);
+        for (int j = 0; j < 3 && rt->rank == 0 && wst == ZOFF_OK; j++)
+            wst = zckpt_writer_write(w, (size_t)q * 3 + (size_t)j, buf[j], p->numel);
+    }
+    if (rt->rank == 0 && wst == ZOFF_OK) {
+        wst = zckpt_writer_commit(w, meta);
+        w = NULL;
+    }
+    char why[ZRT_ERR_MAX] = "";
+    if (wst < 0) snprintf(why, sizeof why, "%s", zoff__last_error_tls());
+    double failed = wst < 0 ? 1.0 : 0.0;
+    ZOFF_CHECK_GOTO(zcomm_broadcast(rt->comm, &failed, 1, ZCOMM_F64, 0, NULL), st, out);
+    if (failed != 0.0)
+        st = rt->rank == 0 ? zoff__err(wst, "%s", why)
+                           : zoff__err(ZOFF_EINVAL, "zoff_save: rank 0 could not write %s", dir);
+out:
+    if (w) zckpt_writer_abort(w);
+    for (int j = 0; j < 3; j++) free(buf[j]);
+    free(cd);
+    return st;
+}
+
+/* Several ranks: every rank reads each parameter's tensors whole, keeps its slice and uploads
+ * the whole 16-bit copy. */
+static zoff_status load_sharded(zoff_runtime *rt, zckpt_reader *r, const size_t *idx)
+{
+    zoff_status st = ZOFF_OK;
+    size_t maxn = 0;
+    for (int q = 0; q < rt->nparams; q++) maxn = ZOFF_MAX(maxn, rt->params[q].numel);
+    float *buf[3] = {malloc(maxn * sizeof(float)), malloc(maxn * sizeof(float)),
+                     malloc(maxn * sizeof(float))};
+    if (!buf[0] || !buf[1] || !buf[2]) {
+        st = zoff__err(-ENOMEM, "zoff_load: out of memory");
+        goto out;
+    }
+    for (int q = 0; q < rt->nparams; q++) {
+        const zrt_param *p = &rt->params[q];
+        for (int j = 0; j < 3; j++)
+            ZOFF_CHECK_GOTO(zckpt_reader_read(r, idx[q * 4 + (size_t)j], buf[j], p->numel), st,
+                            out);
+        ZOFF_CHECK_GOTO(zrt_state_io(rt, q, buf[0], buf[1], buf[2], 1), st, out);
+        ZOFF_CHECK_GOTO(zrt_upload_master(rt, p, 0, buf[0], p->numel), st, out);
+    }
+out:
+    for (int j = 0; j < 3; j++) free(buf[j]);
+    return st;
+}
+
 static zoff_status save_impl(zoff_runtime *rt, const char *dir, const char *user_json)
 {
     zoff_status st = ZOFF_OK;
@@ -239,11 +325,6 @@ static zoff_status save_impl(zoff_runtime *rt, const char *dir, const char *user
     zckpt_tensor *tensors = NULL;
     zckpt_meta *meta = NULL;
     if (!dir || !dir[0]) return zoff__err(ZOFF_EINVAL, "zoff_save: empty directory name");
-    if (rt->nranks > 1)
-        return zoff__err(ZOFF_EUNSUPPORTED,
-                         "zoff_save with %d ranks: sharded checkpoints are not "
-                         "built (docs/multi-gpu.md)",
-                         rt->nranks);
     if (user_json && user_json[0]) {
         if (strlen(user_json) >= sizeof meta->extra_json)
             return zoff__err(ZOFF_EINVAL, "zoff_save_with: user_json is %zu bytes (at most %zu)",
@@ -270,6 +351,23 @@ static zoff_status save_impl(zoff_runtime *rt, const char *dir, const char *user
     int device = rt->overlap == ZOFF_OVERLAP_DELAYED && rt->hold_active;
     size_t per = device ? 4 : 3;
     ZOFF_CHECK_GOTO(tensor_list(rt, device, &tensors), st, out);
+    if (rt->nranks > 1) { /* the metadata first: rank 0 commits it after the gathers */
+        meta->pipeline_overlap = (int)rt->overlap;
+        meta->pipeline_steps = rt->sync_steps_done;
+        meta->step = rt->step;
+        meta->loss_scale = rt->scaler.scale;
+        meta->scaler_good_steps = rt->scaler.good_steps;
+        meta->scaler_hysteresis = rt->scaler.hysteresis;
+        meta->ngroups = rt->ngroups;
+        for (int g = 0; g < rt->ngroups; g++) meta->groups[g] = rt->groups[g].cfg;
+        if (user_json) snprintf(meta->extra_json, sizeof meta->extra_json, "%s", user_json);
+        snprintf(meta->optimizer, sizeof meta->optimizer, "%s",
+                 zopt_kind_name((zopt_kind)rt->cfg.optimizer_type));
+        snprintf(meta->state_format, sizeof meta->state_format, "%s",
+                 zstate_fmt_name((zstate_fmt)rt->cfg.state_format));
+        st = save_sharded(rt, dir, tensors, meta);
+        goto out;
+    }
     ZOFF_CHECK_GOTO(zckpt_writer_open(dir, tensors, (size_t)rt->nparams * per, &w), st, out);
     save_ctx sc = {w, NULL};
     ZOFF_CHECK_GOTO(scratch_alloc(rt, &sc.scratch), st, out);
@@ -372,11 +470,6 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
     zckpt_meta *meta = NULL;
     size_t *idx = NULL;
     if (!dir || !dir[0]) return zoff__err(ZOFF_EINVAL, "zoff_load: empty directory name");
-    if (rt->nranks > 1)
-        return zoff__err(ZOFF_EUNSUPPORTED,
-                         "zoff_load with %d ranks: sharded checkpoints are not "
-                         "built (docs/multi-gpu.md)",
-                         rt->nranks);
     ZOFF_CHECK(zrt_drain(rt));
     meta = calloc(1, sizeof *meta);
     idx = calloc((size_t)rt->nparams * 4, sizeof *idx);
@@ -491,7 +584,10 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
     rt->hold_active = restore_hold; /* the uploads below also fill the hold buffer */
     load_ctx c = {r, idx, NULL};
     ZOFF_CHECK_GOTO(scratch_alloc(rt, &c.scratch), st, out);
-    st = pass_range(rt, 0, rt->layout.store.nparts - 1, ZSTORE_WRITE, -1, load_seg, &c);
+    if (rt->nranks > 1)
+        st = load_sharded(rt, r, idx);
+    else
+        st = pass_range(rt, 0, rt->layout.store.nparts - 1, ZSTORE_WRITE, -1, load_seg, &c);
     free(c.scratch);
     zrt_drop_hold(rt);
     if (st == ZOFF_OK && restore_hold) st = load_device_params(rt, r, idx);
@@ -538,7 +634,23 @@ ZOFF_API zoff_status zoff_load_with(zoff_runtime *rt, const char *dir, char *use
                                      "zoff_load in the middle of a step (%d "
                                      "gradients declared): load between steps",
                                      rt->declared_count));
-    return zrt_ret(rt, load_impl(rt, dir, user_json, len));
+    zoff_status st = load_impl(rt, dir, user_json, len);
+    if (rt->nranks > 1) { /* every rank loads or none goes on */
+        char why[ZRT_ERR_MAX] = "";
+        if (st < 0) snprintf(why, sizeof why, "%s", zoff__last_error_tls());
+        double failed = st < 0 ? 1.0 : 0.0;
+        zcomm_set_context(rt->comm, rt->step, "checkpoint load", -1);
+        zoff_status cs =
+            zcomm_all_reduce(rt->comm, &failed, &failed, 1, ZCOMM_F64, ZCOMM_MAX, NULL);
+        if (cs < 0) return zrt_ret(rt, zrt_break(rt, cs));
+        if (st < 0) return zrt_ret(rt, zoff__err(st, "%s", why));
+        if (failed != 0.0)
+            return zrt_ret(rt, zrt_break(rt, zoff__err(ZOFF_EMISMATCH,
+                                                       "zoff_load: another rank could not load "
+                                                       "%s",
+                                                       dir)));
+    }
+    return zrt_ret(rt, st);
 }
 
 ZOFF_API zoff_status zoff_load(zoff_runtime *rt, const char *dir)

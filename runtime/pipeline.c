@@ -200,6 +200,10 @@ static zoff_status update_tile(zoff_runtime *rt, zrt_update *u, zrt_param *q,
                              tile_idx);
         ZOFF_CHECK(zdev_event_sync(rt->dev, rt->tiles[tile_idx].ev));
         t.param_out = rt->hold + q->buf_off + e0 * q->esize;
+    } else if (q->streamed) {
+        /* the host copy is the tile target: a fetch uploads it from there */
+        ZOFF_CHECK(zrt_stream_host_wait(rt, q));
+        t.param_out = q->host16 + e0 * q->esize;
     } else if (q->dtype == ZOFF_DTYPE_F32 && part->resident) {
         t.param_out = NULL; /* the fp32 master itself is uploaded */
     } else {
@@ -218,6 +222,7 @@ static zoff_status update_tile(zoff_runtime *rt, zrt_update *u, zrt_param *q,
                                                    (zstate_fmt)rt->cfg.state_format, q->dtype,
                                                    t.param_out != NULL, q->dtype));
     if (u->to_hold) return hold_tile_done(rt, q);
+    if (q->streamed) return ZOFF_OK;
     const void *src = t.param_out ? t.param_out : (const void *)t.param;
     if (rt->pgather) /* several ranks: this rank's part of the all-gather */
         memcpy(rt->pgather + q->buf_off + e0 * q->esize, src, n * q->esize);
@@ -799,6 +804,10 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
         }
     }
     rt->sync_steps_done++;
+    if (rt->nunits) {
+        st = zrt_stream_step_end(rt, report != NULL && !skip);
+        if (st < 0) return zrt_break(rt, st);
+    }
 
     if (nf_params > 0) {
         char names[512];
@@ -854,6 +863,15 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
                  (long long)rt->step, skip, isfinite(norm) ? norm : -1.0);
         zztrace_event(rt->trace, rt->tr_step, "zoff_step", t0, t0 + step_ns, args);
     }
+    if (!eager && zrt_scaler_diverged(&rt->scaler))
+        return zoff__err(ZOFF_EDIVERGED,
+                         "zoff_step: training diverged: the gradients overflowed (inf/NaN) in %d "
+                         "consecutive steps with the loss scale already at its minimum %g "
+                         "(fp16.min_loss_scale), so no loss scale makes them finite; the model "
+                         "or the optimizer state is broken (lr too high, or corrupted state: "
+                         "resume from the last checkpoint with a lower lr). Limit: "
+                         "zoff.min_scale_overflow_limit %d",
+                         rt->scaler.at_min, (double)rt->scaler.min_scale, rt->scaler.at_min_limit);
     return ZOFF_OK;
 }
 
@@ -892,6 +910,7 @@ zoff_status zrt_params_ready(zoff_runtime *rt, zoff_stream consumer)
 zoff_status zrt_upload_master(zoff_runtime *rt, const zrt_param *p, size_t e0, const float *master,
                               size_t n)
 {
+    if (p->streamed) return zrt_stream_write_host(rt, p, e0, master, n);
     size_t chunk = rt->layout.stage_bytes / p->esize;
     int last = -1;
     for (size_t done = 0; done < n; done += chunk) {

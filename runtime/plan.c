@@ -57,6 +57,14 @@ zoff_status zrt_layout_compute(const zoff_config *cfg, uint64_t numel, uint64_t 
     return ZOFF_OK;
 }
 
+void zrt_layout_stream(zrt_layout *l, uint64_t streamed_bytes, uint64_t slab_bytes)
+{
+    l->stream_host_bytes = round4k(streamed_bytes);
+    l->slab_bytes = slab_bytes;
+    l->arena_bytes += l->stream_host_bytes;
+    l->gpu_bytes = l->gpu_bytes - ZOFF_MIN(l->gpu_bytes, streamed_bytes) + slab_bytes;
+}
+
 zoff_status zrt_plan_report(const zoff_config *cfg, const zrt_layout *l, zdev *dev, int check_gpu,
                             uint64_t gpu_mem_bytes, zoff_plan_report *out)
 {
@@ -97,13 +105,24 @@ zoff_status zrt_plan_report(const zoff_config *cfg, const zrt_layout *l, zdev *d
 
     if (check_gpu && r.gpu_available && l->gpu_bytes > r.gpu_available) {
         int sim = dev ? zdev_kind(dev) == ZOFF_DEVICE_SIM : cfg->device == ZOFF_DEVICE_SIM;
-        ADVISE("params + grads need %s on the device but %s is free: the model does not fit "
-               "this GPU even with offload (%s)",
-               zoff__fmt_bytes(l->gpu_bytes, a, sizeof a),
-               zoff__fmt_bytes(r.gpu_available, b, sizeof b),
-               gpu_mem_bytes ? "plan for a larger GPU (zoff plan --gpu-mem)"
-               : sim         ? "sim device: raise zoff.sim_gpu_bytes"
-                             : "use more GPUs or a smaller model");
+        if (l->slab_bytes)
+            ADVISE("streamed weights need %s on the device (%s of unit slots + gradients + "
+                   "activations) but %s is free: lower zoff.prefetch_depth (offload_param."
+                   "buffer_count), use more, smaller units, or a smaller micro-batch",
+                   zoff__fmt_bytes(l->gpu_bytes, a, sizeof a),
+                   zoff__fmt_bytes(l->slab_bytes, c, sizeof c),
+                   zoff__fmt_bytes(r.gpu_available, b, sizeof b));
+        else
+            ADVISE("params + grads need %s on the device but %s is free: the model does not fit "
+                   "this GPU even with offload (%s)",
+                   zoff__fmt_bytes(l->gpu_bytes, a, sizeof a),
+                   zoff__fmt_bytes(r.gpu_available, b, sizeof b),
+                   gpu_mem_bytes ? "stream the weights (zoff plan --stream), or plan for a "
+                                   "larger GPU (zoff plan --gpu-mem)"
+                   : sim         ? "sim device: raise zoff.sim_gpu_bytes, or stream the weights "
+                                   "(offload_param.device cpu)"
+                                 : "stream the weights (zoff train --stream, offload_param.device "
+                                   "cpu)");
     }
 
     uint64_t host_need = l->arena_bytes;
@@ -165,11 +184,51 @@ zoff_status zrt_plan_report(const zoff_config *cfg, const zrt_layout *l, zdev *d
     return ZOFF_OK;
 }
 
+/* The streaming figures of a plan (docs/runtime.md, "Parameter streaming"): all weights are
+ * streamed in `layers` equal units; the device holds prefetch_depth + 1 slots, the gradient
+ * path's device bytes (already in l->gpu_bytes) and the activations of one micro-batch with
+ * activation checkpointing per block: the block inputs (2 B x tokens x h x layers) plus one
+ * block's working set (34 B x tokens x h, Korthikanti et al. 2022, without the s^2 score term of
+ * a fused attention). */
+static void plan_stream(const zoff_config *cfg, uint64_t params, size_t esize,
+                        const zoff_plan_options *sh, zrt_layout *l, zoff_plan_report *r)
+{
+    double p = (double)params;
+    int layers = sh->layers;
+    if (layers <= 0) layers = (int)ceil(cbrt(p / (12.0 * 128.0 * 128.0)));
+    if (layers < 1) layers = 1;
+    double h = sh->hidden > 0 ? (double)sh->hidden : sqrt(p / (12.0 * (double)layers));
+    uint64_t unit = ((params + (uint64_t)layers - 1) / (uint64_t)layers) * esize;
+    uint64_t slot = cfg->stream_slot_bytes > unit ? cfg->stream_slot_bytes : unit;
+    slot = ZOFF_ALIGN_UP(slot, 256u);
+    int nslots = cfg->prefetch_depth + 1;
+    double tokens = (double)sh->batch * (double)sh->seq_len;
+    uint64_t act = (uint64_t)(2.0 * tokens * h * (double)layers + 34.0 * tokens * h);
+    zrt_layout_stream(l, params * esize, (uint64_t)nslots * slot);
+    l->gpu_bytes += act;
+    r->streamed = 1;
+    r->layers = layers;
+    r->slot_bytes = slot;
+    r->nslots = nslots;
+    r->activation_bytes = act;
+    /* forward uploads every unit; backward again, except the units still in a slot at the turn */
+    uint64_t kept = (uint64_t)ZOFF_MIN(nslots, layers) * unit;
+    r->h2d_bytes_per_step = 2 * params * esize - ZOFF_MIN(kept, params * esize);
+    r->d2h_bytes_per_step = params * esize;
+    /* 2 x 2 B/param up vs 6 FLOP/param/token: tokens >= (4 / 6) x FLOP/s / (B/s) */
+    double f = sh->gpu_tflops * 1e12, b = sh->pcie_gbps * 1e9;
+    r->min_tokens_per_microbatch = (uint64_t)ceil(2.0 * (double)esize * f / (6.0 * b));
+}
+
 ZOFF_API zoff_status zoff_plan_options_default(zoff_plan_options *o)
 {
     if (!o) return zoff__err(ZOFF_EINVAL, "zoff_plan_options_default: NULL");
     memset(o, 0, sizeof *o);
     o->struct_size = sizeof *o;
+    o->batch = 1;
+    o->seq_len = 2048;
+    o->gpu_tflops = 400.0;
+    o->pcie_gbps = 25.0;
     return ZOFF_OK;
 }
 
@@ -210,6 +269,13 @@ ZOFF_API zoff_status zoff_plan_with(const zoff_config *cfg_in, uint64_t total_pa
                          (unsigned long long)total_params);
     zrt_layout l;
     ZOFF_CHECK(zrt_layout_compute(&cfg, total_params, total_params * esize, esize == 4, &l));
+    if (opt.batch < 1 || opt.seq_len < 1 || opt.layers < 0 || opt.hidden < 0 ||
+        !(opt.gpu_tflops > 0) || !(opt.pcie_gbps > 0))
+        return zoff__err(ZOFF_EINVAL, "zoff_plan_with: batch, seq_len, gpu_tflops and pcie_gbps "
+                                      "must be > 0, layers and hidden >= 0");
+    zoff_plan_report sr;
+    memset(&sr, 0, sizeof sr);
+    if (cfg.stream_params) plan_stream(&cfg, total_params, (size_t)esize, &opt, &l, &sr);
     if (!opt.gpu_mem_bytes) {
         zdev_config dc;
         zdev_config_default(&dc);
@@ -227,6 +293,14 @@ ZOFF_API zoff_status zoff_plan_with(const zoff_config *cfg_in, uint64_t total_pa
     st = zrt_plan_report(&cfg, &l, dev, 1, opt.gpu_mem_bytes, &r);
     if (dev) zdev_close(dev);
     if (st < 0) return st;
+    r.streamed = sr.streamed;
+    r.layers = sr.layers;
+    r.slot_bytes = sr.slot_bytes;
+    r.nslots = sr.nslots;
+    r.activation_bytes = sr.activation_bytes;
+    r.h2d_bytes_per_step = sr.h2d_bytes_per_step;
+    r.d2h_bytes_per_step = sr.d2h_bytes_per_step;
+    r.min_tokens_per_microbatch = sr.min_tokens_per_microbatch;
     *out = r;
     zoff__clear_error();
     return ZOFF_OK;

@@ -37,6 +37,8 @@ typedef struct zrt_scaler {
     int hysteresis_cfg; /* configured hysteresis (delayed shift) */
     int hysteresis;     /* remaining overflows tolerated before the scale is halved */
     int64_t good_steps; /* clean steps since the last overflow or raise */
+    int at_min_limit;   /* cfg.min_scale_overflow_limit (0: never diverged) */
+    int at_min;         /* consecutive overflows with the scale already at min_scale */
 } zrt_scaler;
 
 /* Sets up the scaler from the config: fp16 dynamic (scale 2^initial_scale_power), fp16 static
@@ -45,6 +47,8 @@ void zrt_scaler_init(zrt_scaler *s, const zoff_config *cfg);
 /* Feeds one step's overflow flag; returns 1 when the step must be skipped (any overflow).
  * DeepSpeed DynamicLossScaler semantics (consecutive_hysteresis off). */
 int zrt_scaler_update(zrt_scaler *s, int overflow);
+/* 1 when the last at_min_limit steps all overflowed at the minimum scale (dynamic only). */
+int zrt_scaler_diverged(const zrt_scaler *s);
 
 /* ---- worker thread (pipeline.c) ----------------------------------------------------------- */
 typedef struct zrt_job {
@@ -100,7 +104,34 @@ typedef struct zrt_param {
     double sumsq;      /* sum of squares of the landed 16-bit (or fp32) gradient */
     size_t nonfinite;  /* non-finite elements in it */
     struct zoff_runtime *rt;
+    /* streaming (stream.c): dev_param NULL at registration */
+    int streamed;    /* 1: the 16-bit copy lives in host16, uploaded into a unit slot */
+    int unit;        /* unit it belongs to, -1: none */
+    size_t slot_off; /* byte offset in its unit's slot */
+    size_t host_off; /* byte offset of host16 in rt->host16 */
+    uint8_t *host16; /* pinned host copy, written by the Adam output */
 } zrt_param;
+
+/* ---- parameter streaming (stream.c) --------------------------------------------------------- */
+typedef struct zrt_unit {
+    char *name;
+    int *params; /* registered ids */
+    int nparams;
+    uint64_t bytes;      /* streamed bytes in a slot (params 256-byte aligned) */
+    int slot;            /* slot holding its weights (possibly still loading), -1: none */
+    int refs;            /* fetched and not yet released */
+    uint64_t version;    /* bumped whenever its host copies change */
+    zdev_event *host_ev; /* after the last upload that reads its host copies */
+} zrt_unit;
+
+typedef struct zrt_slot {
+    uint8_t *dev;       /* slot_bytes of device memory in the slab */
+    int unit;           /* -1: empty */
+    uint64_t version;   /* the unit's version it holds */
+    int prefetched;     /* loaded ahead and not fetched yet */
+    zdev_event *loaded; /* the upload into it is done */
+    zdev_event *freed;  /* the consumer's work before its last release is done */
+} zrt_slot;
 
 typedef enum zrt_state {
     ZRT_CREATED = 0, /* add_group / add_param allowed */
@@ -137,8 +168,10 @@ typedef struct zrt_layout {
     uint64_t stage_bytes; /* one staging tile */
     int nstage;
     zstore_sizes store;
-    uint64_t arena_bytes; /* everything above, each 4 KiB-rounded: the pinned arena size */
-    uint64_t gpu_bytes;   /* 16-bit params + grads on the device (trainer-owned) */
+    uint64_t arena_bytes;       /* everything above, each 4 KiB-rounded: the pinned arena size */
+    uint64_t gpu_bytes;         /* 16-bit params + grads on the device (trainer-owned) + slab */
+    uint64_t stream_host_bytes; /* pinned host copies of the streamed params */
+    uint64_t slab_bytes;        /* device: the streaming slots */
     uint64_t no_offload_bytes;
 } zrt_layout;
 
@@ -146,6 +179,9 @@ typedef struct zrt_layout {
  * (sum of numel * dtype size), `any_f32`: some params are fp32. cfg must be validated. */
 zoff_status zrt_layout_compute(const zoff_config *cfg, uint64_t numel, uint64_t param_bytes,
                                int any_f32, zrt_layout *out);
+/* Streaming: `streamed_bytes` of the params live in pinned host copies instead of the device,
+ * whose zoff slab takes `slab_bytes`. Adjusts arena and GPU bytes of a computed layout. */
+void zrt_layout_stream(zrt_layout *l, uint64_t streamed_bytes, uint64_t slab_bytes);
 /* Fills the plan report (bytes vs available, fits, advice) for a layout. `dev` may be NULL
  * (then the GPU side is checked against cfg->sim_gpu_bytes for sim, skipped otherwise);
  * check_gpu = 0 skips the GPU comparison (finalize: the trainer already allocated it);
@@ -247,6 +283,19 @@ struct zoff_runtime {
     size_t *gather_displs;
     double *agree; /* 2 * nparams + 2 doubles: per-param declared / non-finite, sumsq */
     double comm_ms_last, comm_ms_total;
+    /* parameter streaming (stream.c) */
+    zrt_unit *units;
+    int nunits, cap_units;
+    int *sched; /* forward then backward unit ids */
+    int nsched, nsched_fwd, sched_set;
+    int cursor; /* index in sched of the next expected fetch */
+    zrt_slot *slots;
+    int nslots;
+    uint64_t slot_bytes;
+    void *slab;              /* device: nslots * slot_bytes */
+    uint8_t *host16;         /* pinned host copies of the streamed params */
+    uint64_t streamed_bytes; /* bytes of all streamed params */
+    _Atomic uint64_t fetch_wait_ns;
 
     /* stats and trace */
     zoff_stats stats;
@@ -318,6 +367,25 @@ zoff_status zrt_shard_grads(zoff_runtime *rt, const uint8_t *buf, double *sumsq,
 /* zoff_step after the update: all-gather the new 16-bit params, upload the other ranks' parts. */
 zoff_status zrt_shard_gather(zoff_runtime *rt);
 void zrt_shard_destroy(zoff_runtime *rt);
+/* stream.c */
+/* finalize: checks units/schedule, lays out slots and host copies (before the layout). */
+zoff_status zrt_stream_prepare(zoff_runtime *rt);
+/* finalize, after the arena exists: host copies, slab, events. */
+zoff_status zrt_stream_init(zoff_runtime *rt);
+void zrt_stream_fini(zoff_runtime *rt); /* release_finalized */
+void zrt_stream_free(zoff_runtime *rt); /* destroy: units and schedule */
+/* Before the update rewrites param p's host copy: waits for uploads still reading it. */
+zoff_status zrt_stream_host_wait(zoff_runtime *rt, const zrt_param *p);
+/* End of zoff_step: `updated`: every unit's host copies changed. The schedule starts again and
+ * the first units of the next forward are prefetched. */
+zoff_status zrt_stream_step_end(zoff_runtime *rt, int updated);
+/* Casts master[0..n) into streamed param p's host copy from element e0 (set_state, load, init)
+ * and marks its unit's slot copy stale. */
+zoff_status zrt_stream_write_host(zoff_runtime *rt, const zrt_param *p, size_t e0,
+                                  const float *master, size_t n);
+zoff_status zrt_fetch(zoff_runtime *rt, int unit, zoff_stream stream);
+zoff_status zrt_release(zoff_runtime *rt, int unit, zoff_stream stream);
+zoff_status zrt_param_ptr(zoff_runtime *rt, int param, void **dev);
 
 /* persist.c: the state of one parameter range, through the store (swapping as needed). */
 zoff_status zrt_state_io(zoff_runtime *rt, int id, float *master, float *exp_avg, float *exp_avg_sq,

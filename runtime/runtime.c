@@ -124,6 +124,7 @@ ZOFF_API zoff_status zoff_create_from_json(const char *json, zoff_runtime **out)
 static void release_finalized(zoff_runtime *rt)
 {
     zrt_pipeline_fini(rt);
+    zrt_stream_fini(rt);
     if (rt->dev) {
         if (rt->h2d) (void)zdev_stream_sync(rt->dev, rt->h2d);
         if (rt->d2h) (void)zdev_stream_sync(rt->dev, rt->d2h);
@@ -170,6 +171,7 @@ ZOFF_API void zoff_destroy(zoff_runtime *rt)
     }
     free(rt->params);
     zcomm_destroy(rt->comm);
+    zrt_stream_free(rt);
     if (rt->dev) zdev_close(rt->dev);
     pthread_mutex_destroy(&rt->land_mu);
     pthread_cond_destroy(&rt->land_cv);
@@ -240,8 +242,12 @@ static zoff_status add_param_impl(zoff_runtime *rt, const char *name, size_t num
     if (numel == 0) return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): numel is 0", name);
     if (zoff_dtype_size(dtype) == 0)
         return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): unknown dtype %d", name, (int)dtype);
-    if (!dev_param || !dev_grad)
-        return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): dev_param and dev_grad are required",
+    if (!dev_grad)
+        return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): dev_grad is required", name);
+    if (!dev_param && !init_master)
+        return zoff__err(ZOFF_EINVAL,
+                         "zoff_add_param('%s'): a streamed param (dev_param NULL) needs "
+                         "init_master (its initial values)",
                          name);
     if (group < 0 || group >= rt->ngroups)
         return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): unknown group %d (have %d)", name,
@@ -282,6 +288,8 @@ static zoff_status add_param_impl(zoff_runtime *rt, const char *name, size_t num
      * boundaries) line up with blocks; the gap holds zero state that nothing reads */
     if (rt->cfg.state_format == ZOFF_STATE_Q8)
         rt->total_numel = ZOFF_ALIGN_UP(rt->total_numel, (uint64_t)ZSTATE_Q8_BLOCK);
+    p.streamed = dev_param == NULL;
+    p.unit = -1;
     p.flat_off = rt->total_numel;
     p.buf_off = (size_t)ZOFF_ALIGN_UP(rt->param_bytes, 64u);
     p.rt = rt;
@@ -356,6 +364,7 @@ static zoff_status init_partition(zoff_runtime *rt, const zstore_part *part)
         size_t e0 = (size_t)(lo - p->flat_off), n = (size_t)(hi - lo);
         if (p->init_master) {
             memcpy(dst, p->init_master + e0, n * sizeof(float));
+            if (p->streamed) ZOFF_CHECK(zrt_stream_write_host(rt, p, e0, dst, n));
             continue;
         }
         /* read the trainer's values from dev_param through a staging tile */
@@ -405,10 +414,24 @@ static zoff_status finalize_impl(zoff_runtime *rt)
         return zoff__err(ZOFF_EINVAL, "zoff_finalize: no parameters registered (zoff_add_param)");
     zoff_config *c = &rt->cfg;
     zrt_shard_range(rt);
+    ZOFF_CHECK(zrt_stream_prepare(rt));
+    if (rt->streamed_bytes && rt->overlap != ZOFF_OVERLAP_SYNC) {
+        ZOFF_WARN(ZOFF_SUB_STEP,
+                  "streamed parameters: overlap %s is not supported with streaming, using sync",
+                  rt->overlap == ZOFF_OVERLAP_EAGER ? "eager" : "delayed");
+        rt->overlap = ZOFF_OVERLAP_SYNC;
+        c->overlap = ZOFF_OVERLAP_SYNC;
+    }
+    if (rt->streamed_bytes && rt->nranks > 1)
+        return zoff__err(ZOFF_EUNSUPPORTED,
+                         "zoff_finalize: streamed parameters (dev_param NULL) with %d ranks: "
+                         "parameter streaming runs on one rank in this version",
+                         rt->nranks);
 
     /* plan first: refuse what cannot fit before allocating anything */
     ZOFF_CHECK(zrt_layout_compute(c, rt->own_end - rt->own_begin, rt->param_bytes, rt->any_f32,
                                   &rt->layout));
+    zrt_layout_stream(&rt->layout, rt->streamed_bytes, (uint64_t)rt->nslots * rt->slot_bytes);
     zoff_plan_report rep;
     ZOFF_CHECK(zrt_plan_report(c, &rt->layout, rt->dev, 0, 0, &rep));
     if (!rep.fits) return zoff__err(ZOFF_ENOFIT, "zoff_finalize: %s", rep.advice);
@@ -446,6 +469,12 @@ static zoff_status finalize_impl(zoff_runtime *rt)
         void *p = NULL;
         ZOFF_CHECK_GOTO(zarena_alloc(rt->arena, rt->layout.stage_bytes, "staging", &p), st, fail);
         rt->stage[i] = p;
+    }
+    if (rt->layout.stream_host_bytes) {
+        void *p = NULL;
+        ZOFF_CHECK_GOTO(
+            zarena_alloc(rt->arena, rt->layout.stream_host_bytes, "streamed params", &p), st, fail);
+        rt->host16 = p;
     }
 
     zswap_config sc;
@@ -487,6 +516,7 @@ static zoff_status finalize_impl(zoff_runtime *rt)
     ZOFF_CHECK_GOTO(zdev_event_create(rt->dev, &rt->params_ev), st, fail);
     for (int i = 0; i < ZRT_NSTAGE; i++)
         ZOFF_CHECK_GOTO(zdev_event_create(rt->dev, &rt->stage_ev[i]), st, fail);
+    ZOFF_CHECK_GOTO(zrt_stream_init(rt), st, fail);
 
     ZOFF_CHECK_GOTO(zrt_shard_alloc(rt), st, fail);
     ZOFF_CHECK_GOTO(build_maps(rt), st, fail);

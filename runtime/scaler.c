@@ -7,7 +7,9 @@
  *  - after `window` consecutive clean steps (counted since the last overflow) the scale doubles
  *    (but stays at 2^127 once there: the scale is an fp32) and the hysteresis is restored.
  * A static scale (loss_scale > 0) and the no-fp16 case (scale 1) never change; an overflow there
- * still skips the step. Owns nothing but the zrt_scaler struct.
+ * still skips the step. Divergence: `min_scale_overflow_limit` consecutive overflows with the
+ * scale already at its minimum (DeepSpeed raises at the minimum too). Owns nothing but the
+ * zrt_scaler struct.
  */
 #include <math.h>
 
@@ -27,12 +29,23 @@ void zrt_scaler_init(zrt_scaler *s, const zoff_config *cfg)
     s->hysteresis_cfg = cfg->hysteresis > 0 ? cfg->hysteresis : 1;
     s->hysteresis = s->hysteresis_cfg;
     s->good_steps = 0;
+    s->at_min_limit = cfg->min_scale_overflow_limit;
+    s->at_min = 0;
+}
+
+int zrt_scaler_diverged(const zrt_scaler *s)
+{
+    return s->dynamic && s->at_min_limit > 0 && s->at_min >= s->at_min_limit;
 }
 
 int zrt_scaler_update(zrt_scaler *s, int overflow)
 {
     if (!s->dynamic) return overflow ? 1 : 0;
     if (overflow) {
+        if (s->scale <= s->min_scale)
+            s->at_min++;
+        else
+            s->at_min = 0;
         if (s->hysteresis_cfg == 1 || s->hysteresis == 1) {
             float lowered = s->scale / 2.0f;
             s->scale = lowered > s->min_scale ? lowered : s->min_scale;
@@ -42,6 +55,7 @@ int zrt_scaler_update(zrt_scaler *s, int overflow)
         s->good_steps = 0;
         return 1;
     }
+    s->at_min = 0;
     s->good_steps++;
     if (s->good_steps % s->window == 0) {
         s->hysteresis = s->hysteresis_cfg;

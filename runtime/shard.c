@@ -35,6 +35,11 @@ zoff_status zrt_shard_create(zoff_runtime *rt)
     if (rt->cfg.zero_stage == 3)
         return zoff__err(ZOFF_ECONFIG, "zero_optimization.stage 3 (parameter partitioning) is not "
                                        "built; with several ranks use stage 1 or 2");
+    if (rt->cfg.state_format == ZOFF_STATE_Q8)
+        return zoff__err(ZOFF_ECONFIG,
+                         "zoff.state_format \"q8\" with several ranks is not built (the rank "
+                         "ranges would have to follow the q8 blocks through the gradient "
+                         "exchange); use \"bf16\" or \"fp32\" moments with several ranks");
     zcomm_config cc;
     zcomm_config_default(&cc);
     cc.timeout_ms = rt->cfg.comm_timeout_ms;
@@ -66,9 +71,6 @@ void zrt_shard_range(zoff_runtime *rt)
     }
     uint64_t n = (uint64_t)rt->nranks;
     rt->shard_numel = (rt->total_numel + n - 1) / n;
-    /* q8 state: every rank's range starts a q8 block (parameters do too, runtime.c) */
-    if (rt->cfg.state_format == ZOFF_STATE_Q8)
-        rt->shard_numel = ZOFF_ALIGN_UP(rt->shard_numel, (uint64_t)ZSTATE_Q8_BLOCK);
     rt->own_begin = ZOFF_MIN((uint64_t)rt->rank * rt->shard_numel, rt->total_numel);
     rt->own_end = ZOFF_MIN(rt->own_begin + rt->shard_numel, rt->total_numel);
     if (rt->own_end == rt->own_begin) { /* tiny models: a rank may own nothing */

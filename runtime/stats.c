@@ -77,12 +77,14 @@ ZOFF_API zoff_status zoff_get_stats(const zoff_runtime *rt, zoff_stats *out)
         return zoff__err(ZOFF_EINVAL, "zoff_get_stats: bad struct_size %zu", out->struct_size);
     zoff_stats o = rt->stats;
     o.struct_size = sizeof o;
+    o.fetch_wait_ms = zoff__ns_to_ms(atomic_load(&((zoff_runtime *)(uintptr_t)rt)->fetch_wait_ns));
     uint64_t b = atomic_load(&((zoff_runtime *)(uintptr_t)rt)->wait_begin_ns);
     uint64_t e = atomic_load(&((zoff_runtime *)(uintptr_t)rt)->wait_end_ns);
     o.trainer_wait_ms = rt->wait_block_ms + (e > b && b ? zoff__ns_to_ms(e - b) : 0.0);
     zdev_stats d;
     zdev_get_stats(rt->dev, &d);
-    o.device_bytes = 0; /* zoff allocates nothing on the device; the trainer owns params/grads */
+    /* zoff's own device memory: the streaming slab (the trainer owns resident params/grads) */
+    o.device_bytes = (uint64_t)rt->nslots * rt->slot_bytes;
     if (rt->arena) {
         zarena_stats as;
         zarena_get_stats(rt->arena, &as);

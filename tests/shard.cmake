@@ -11,6 +11,28 @@ if(ZOFF_HAVE_MPI AND MPIEXEC_EXECUTABLE)
                             ARGS ${ZOFF_MPIRUN_FLAGS} -np ${np} $<TARGET_FILE:test_shard> ${tier})
     endforeach()
   endforeach()
+  # a checkpoint saved by 3 ranks loads with 2 and with 1 and goes on as without the restart
+  set(ckdir ${CMAKE_BINARY_DIR}/test-tmp/shard-ckpt)
+  zoff_add_test_variant(NAME test_shard_ckpt_save_np3 EXE ${MPIEXEC_EXECUTABLE} LABELS mpi
+                        TIMEOUT 300 ARGS ${ZOFF_MPIRUN_FLAGS} -np 3 $<TARGET_FILE:test_shard>
+                        cpu save ${ckdir})
+  zoff_add_test_variant(NAME test_shard_ckpt_load_np2 EXE ${MPIEXEC_EXECUTABLE} LABELS mpi
+                        TIMEOUT 300 ARGS ${ZOFF_MPIRUN_FLAGS} -np 2 $<TARGET_FILE:test_shard>
+                        nvme load ${ckdir})
+  zoff_add_test_variant(NAME test_shard_ckpt_load_np1 EXE test_shard LABELS mpi TIMEOUT 300
+                        ARGS cpu load ${ckdir})
+  # the last of 3 ranks dies mid-step: the others fail within the watchdog timeout naming the
+  # phase and the dead rank (--enable-recovery: mpirun lets the survivors run instead of killing
+  # them at once; the killed rank makes mpirun's exit status non-zero, so the output decides)
+  zoff_add_test_variant(NAME test_shard_kill_np3 EXE ${MPIEXEC_EXECUTABLE} LABELS mpi TIMEOUT 120
+                        ARGS ${ZOFF_MPIRUN_FLAGS} --enable-recovery -np 3
+                             $<TARGET_FILE:test_shard> cpu kill)
+  set_tests_properties(test_shard_kill_np3 PROPERTIES
+                       PASS_REGULAR_EXPRESSION "rank 0: watchdog WORKED"
+                       FAIL_REGULAR_EXPRESSION "watchdog FAILED")
+  set_tests_properties(test_shard_ckpt_save_np3 PROPERTIES FIXTURES_SETUP shard_ckpt)
+  set_tests_properties(test_shard_ckpt_load_np2 test_shard_ckpt_load_np1 PROPERTIES
+                       FIXTURES_REQUIRED shard_ckpt)
 else()
   zoff_add_test(NAME test_shard SOURCES test_shard.c MODULES runtime LABELS mpi ARGS cpu
                 TIMEOUT 60)

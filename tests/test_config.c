@@ -56,6 +56,7 @@ static void assert_config_equal(const zoff_config *a, const zoff_config *b)
     assert_true(a->sim_pcie_gbps == b->sim_pcie_gbps);
     assert_true(a->sim_jitter_seed == b->sim_jitter_seed);
     assert_string_equal(a->trace_path, b->trace_path);
+    assert_int_equal(a->min_scale_overflow_limit, b->min_scale_overflow_limit);
 }
 
 static void test_defaults(void **state)
@@ -90,7 +91,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.aio_queue_depth, 32);
     assert_int_equal(c.aio_engine, ZOFF_AIO_AUTO);
     assert_int_equal(c.aio_odirect, -1);
-    assert_int_equal(c.verify_crc, 0);
+    assert_int_equal(c.verify_crc, 1); /* on by default (issue #11) */
     assert_int_equal(c.overlap, ZOFF_OVERLAP_SYNC);
     assert_int_equal(c.delayed_warmup_steps, 10);
     assert_int_equal(c.cpu_threads, 0);
@@ -146,7 +147,7 @@ static const char *full_config =
     "      \"delayed_warmup_steps\": 3, \"cpu_threads\": 2, \"cpu_isa\": \"avx2\",\n"
     "      \"numa_node\": 0, \"device\": \"sim\", \"cuda_device\": 1, \"sim_gpu_bytes\": \"2G\",\n"
     "      \"sim_pcie_gbps\": 12.5, \"sim_jitter_seed\": 42, \"aio_engine\": \"threads\",\n"
-    "      \"aio_odirect\": true, \"verify_crc\": true, \"trace_path\": \"/tmp/t.json\"},\n"
+    "      \"aio_odirect\": true, \"verify_crc\": false, \"trace_path\": \"/tmp/t.json\"},\n"
     "  \"model\": {\"n_layer\": 12, \"anything\": [1, {\"goes\": null}]},\n"
     "  \"train\": {\"steps\": 100}\n"
     "}\n";
@@ -190,7 +191,7 @@ static void test_full_deepspeed(void **state)
     assert_true(c.sim_jitter_seed == 42);
     assert_int_equal(c.aio_engine, ZOFF_AIO_THREADS);
     assert_int_equal(c.aio_odirect, 1);
-    assert_int_equal(c.verify_crc, 1);
+    assert_int_equal(c.verify_crc, 0); /* off only when asked */
     assert_string_equal(c.trace_path, "/tmp/t.json");
 
     /* The same from a file. */
@@ -310,8 +311,10 @@ static const bad_case bad_cases[] = {
      "zero_optimization.offload_optimizer.buffer_count: expected an integer >= 3"},
     {"{\"zero_optimization\": {\"offload_optimizer\": {\"device\": \"none\"}}}",
      "zero_optimization.offload_optimizer.device: \"none\" is not supported"},
-    {"{\"zero_optimization\": {\"offload_param\": {\"device\": \"cpu\"}}}",
+    {"{\"zero_optimization\": {\"offload_param\": {\"device\": \"nvme\"}}}",
      "zero_optimization.offload_param.device: expected \"none\""},
+    {"{\"zero_optimization\": {\"offload_param\": {\"buffer_count\": 0}}}",
+     "zero_optimization.offload_param.buffer_count"},
     {"{\"aio\": {\"use_gds\": true}}", "aio.use_gds: GPUDirect Storage is not supported"},
     {"{\"optimizer\": {\"params\": {\"amsgrad\": true}}}", "optimizer.params.amsgrad: AMSGrad"},
     {"{\"optimizer\": {\"type\": \"AdamW\", \"params\": {\"adam_w_mode\": false}}}",
@@ -528,7 +531,8 @@ static void test_round_trip(void **state)
     a.aio_queue_depth = 64;
     a.aio_engine = ZOFF_AIO_URING;
     a.aio_odirect = 0;
-    a.verify_crc = 1;
+    a.verify_crc = 0;
+    a.min_scale_overflow_limit = 3;
     a.overlap = ZOFF_OVERLAP_EAGER;
     a.delayed_warmup_steps = 0;
     a.cpu_threads = 7;

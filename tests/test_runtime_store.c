@@ -8,7 +8,9 @@
  *  - an injected I/O error surfaces from the pass with its errno and a message, the pass ends
  *    cleanly and the next pass works;
  *  - with verify_crc a flipped byte in a swap file is ZOFF_ECORRUPT naming the key; under the
- *    runtime the step fails with it and the runtime refuses further steps, naming the cause.
+ *    runtime, in the DEFAULT config (verify_crc on by default), the next swap-in reports it with
+ *    the swap file's path and offset, the step fails with it and the runtime refuses further
+ *    steps, naming the cause.
  */
 #include "test_runtime_util.h"
 
@@ -221,7 +223,7 @@ static void test_crc_runtime(void **state)
     zoff_config c;
     tr_config(&c, ZOFF_DTYPE_BF16);
     char *dir = tr_nvme(&c, 0.0f);
-    c.verify_crc = 1;
+    assert_int_equal(c.verify_crc, 1); /* the default: corruption is caught without asking */
     tr_model m;
     static const size_t numel[2] = {2500, 1200};
     assert_int_equal(tr_open(&m, &c, 2, numel, ZOFF_DTYPE_BF16, 3), 0);
@@ -240,6 +242,9 @@ static void test_crc_runtime(void **state)
     tr_backward(&m, gr.g, 1.0f, gr.gq, 0);
     assert_int_equal(zoff_step(m.rt, NULL, &res), ZOFF_ECORRUPT);
     fprintf(stderr, "step said: %s\n", zoff_last_error(m.rt));
+    char where[1200];
+    snprintf(where, sizeof where, "%s offset %llu", path, (unsigned long long)off);
+    assert_non_null(strstr(zoff_last_error(m.rt), where)); /* the file and the extent's offset */
     assert_int_equal(zoff_step(m.rt, NULL, &res), ZOFF_ESTATE);
     assert_non_null(strstr(zoff_last_error(m.rt), "unusable"));
     float x[2500];

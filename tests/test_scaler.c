@@ -3,10 +3,15 @@
  * DeepSpeed's DynamicLossScaler.update_scale (cur_iter / last_overflow_iter bookkeeping,
  * delayed_shift = hysteresis, consecutive_hysteresis off) over random overflow sequences and
  * configurations; plus the static-scale and no-fp16 cases (scale fixed, overflow still skips).
+ * Divergence: N consecutive overflows with the scale already at its minimum (a clean step resets
+ * the count) make zrt_scaler_diverged true, and under the runtime zoff_step returns
+ * ZOFF_EDIVERGED with a diagnosis naming the limit (min_scale_overflow_limit; 0 never stops).
  */
 #include <math.h>
+#include <string.h>
 
 #include "runtime/rt.h"
+#include "zoff.h"
 #include "zt.h"
 
 /* DeepSpeed's algorithm, kept in its own terms. */
@@ -127,12 +132,90 @@ static void test_static_and_none(void **state)
     assert_true(s.scale == 1.0f);
 }
 
+static void test_diverged_scaler(void **state)
+{
+    (void)state;
+    zoff_config c;
+    zoff_config_default(&c);
+    assert_int_equal(c.min_scale_overflow_limit, 10); /* on by default */
+    c.fp16_enabled = 1;
+    c.initial_scale_power = 2; /* scale 4 */
+    c.hysteresis = 1;
+    c.min_loss_scale = 1.0f;
+    c.min_scale_overflow_limit = 3;
+    zrt_scaler s;
+    zrt_scaler_init(&s, &c);
+    zrt_scaler_update(&s, 1); /* 4 -> 2 */
+    zrt_scaler_update(&s, 1); /* 2 -> 1 */
+    assert_true(s.scale == 1.0f);
+    assert_false(zrt_scaler_diverged(&s));
+    zrt_scaler_update(&s, 1); /* at the minimum: 1 */
+    zrt_scaler_update(&s, 1); /* 2 */
+    assert_false(zrt_scaler_diverged(&s));
+    zrt_scaler_update(&s, 0); /* a clean step resets the count */
+    for (int i = 0; i < 2; i++) zrt_scaler_update(&s, 1);
+    assert_false(zrt_scaler_diverged(&s));
+    zrt_scaler_update(&s, 1);
+    assert_true(zrt_scaler_diverged(&s));
+    c.min_scale_overflow_limit = 0; /* never */
+    zrt_scaler_init(&s, &c);
+    for (int i = 0; i < 100; i++) zrt_scaler_update(&s, 1);
+    assert_false(zrt_scaler_diverged(&s));
+}
+
+/* Under the runtime: inf gradients every step stop with ZOFF_EDIVERGED once the scale sits at
+ * its minimum for the limit's steps. */
+static void test_diverged_runtime(void **state)
+{
+    (void)state;
+    zoff_config c;
+    zoff_config_default(&c);
+    c.device = ZOFF_DEVICE_SIM;
+    c.fp16_enabled = 1;
+    c.initial_scale_power = 2;
+    c.hysteresis = 1;
+    c.min_scale_overflow_limit = 3;
+    zoff_runtime *rt = NULL;
+    assert_int_equal(zoff_create(&c, &rt), 0);
+    enum { N = 256 };
+    float init[N];
+    for (int i = 0; i < N; i++) init[i] = 0.01f * (float)i;
+    void *p = NULL, *g = NULL;
+    assert_int_equal(zoff_device_alloc(rt, N * 2, &p), 0);
+    assert_int_equal(zoff_device_alloc(rt, N * 2, &g), 0);
+    int id;
+    assert_int_equal(zoff_add_param(rt, "w", N, ZOFF_DTYPE_F16, p, g, init, 0, &id), 0);
+    assert_int_equal(zoff_finalize(rt), 0);
+    uint16_t inf[N];
+    for (int i = 0; i < N; i++) inf[i] = 0x7c00; /* fp16 +inf */
+    zoff_step_result r = {.struct_size = sizeof r};
+    zoff_status st = ZOFF_OK;
+    int steps = 0;
+    while (st == ZOFF_OK && steps < 20) {
+        assert_int_equal(zoff_device_upload(rt, g, inf, sizeof inf, NULL), 0);
+        assert_int_equal(zoff_grad_ready(rt, id, NULL), 0);
+        st = zoff_step(rt, NULL, &r);
+        steps++;
+        if (st == ZOFF_OK) assert_int_equal(r.skipped, 1);
+    }
+    /* 4 -> 2 -> 1, then 3 overflows at 1 */
+    assert_int_equal(st, ZOFF_EDIVERGED);
+    assert_int_equal(steps, 5);
+    assert_int_equal(r.skipped, 1);
+    const char *m = zoff_last_error(rt);
+    print_message("%s\n", m);
+    assert_non_null(strstr(m, "diverged"));
+    assert_non_null(strstr(m, "min_scale_overflow_limit"));
+    assert_string_equal(zoff_status_name(ZOFF_EDIVERGED), "ZOFF_EDIVERGED");
+    zoff_destroy(rt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dynamic_matches_deepspeed),
-        cmocka_unit_test(test_known_sequence),
-        cmocka_unit_test(test_static_and_none),
+        cmocka_unit_test(test_dynamic_matches_deepspeed), cmocka_unit_test(test_known_sequence),
+        cmocka_unit_test(test_static_and_none),           cmocka_unit_test(test_diverged_scaler),
+        cmocka_unit_test(test_diverged_runtime),
     };
     return cmocka_run_group_tests_name("scaler", tests, NULL, NULL);
 }

@@ -10,11 +10,22 @@
  *  - fp16 overflow on one rank only (an inf in rank N-1's gradient at step 5): every rank skips
  *    the step, halves the loss scale and leaves the parameters untouched, like the reference;
  *  - the owned ranges are [r * S, (r + 1) * S) with S = ceil(total / N), and zoff_get_rank_info
- *    reports rank, size and backend; checkpoints with several ranks say they are not built.
+ *    reports rank, size and backend;
+ *  - with `save DIR` / `load DIR` arguments: a checkpoint saved by N ranks at step 10 loads with M
+ *    ranks (1 included) and steps 11..20 give the 16-bit params of the run without restart;
+ *  - two "nodes" (rank groups with their own ZOFF_LOCAL_RANK numbering and swap paths): local
+ *    ranks as set, swap files only under the rank's share of its node's paths, same results;
+ *  - with `kill`: the last rank dies mid-step, the others fail within the watchdog timeout with a
+ *    message naming the step, the phase and the dead rank.
  * Exits 77 only when the launcher did not start several ranks and MPI is not built.
  */
+#include <errno.h>
 #include <math.h>
+#include <dirent.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "test_runtime_util.h"
 
@@ -190,7 +201,6 @@ static void run_case(zoff_dtype dt, int stage, int per_rank, int overflow_step, 
     zoff_rank_info r2 = ZOFF_RANK_INFO_INIT;
     assert_int_equal(zoff_get_rank_info(ms.rt, &r2), 0);
     assert_true(r2.comm_ms_total > 0.0);
-    assert_int_equal(zoff_save(ms.rt, "/nonexistent-shard-ckpt"), ZOFF_EUNSUPPORTED);
     for (int i = 0; i < NP; i++) {
         free(vals[i]);
         free(ref[i]);
@@ -229,9 +239,207 @@ static void test_overflow_one_rank(void **state)
     run_case(ZOFF_DTYPE_F16, 2, 0, 5, 12);
 }
 
+/* ---- checkpoints across rank counts: `test_shard TIER save DIR` (several ranks) writes a
+ * checkpoint at step 10 and DIR.expected (every 16-bit param after step 20 without a restart);
+ * `test_shard TIER load DIR` (any number of ranks, 1 included) loads it, runs steps 11..20 and
+ * compares. fp16, the same gradient on every rank, stage 2. */
+static void ckpt_steps(tr_model *m, int from, int to)
+{
+    float *vals[NP];
+    for (int i = 0; i < NP; i++) vals[i] = zt_malloc(k_numel[i] * sizeof(float));
+    for (int t = from; t <= to; t++) {
+        float scale = 1.0f;
+        assert_int_equal(zoff_get_loss_scale(m->rt, &scale), 0);
+        for (int i = 0; i < NP; i++)
+            for (size_t k = 0; k < k_numel[i]; k++) vals[i][k] = gval(t, i, k, 0) * 1e-3f * scale;
+        push(m, vals);
+        zoff_step_result r = ZOFF_STEP_RESULT_INIT;
+        assert_int_equal(zoff_step(m->rt, NULL, &r), 0);
+    }
+    assert_int_equal(zoff_params_ready(m->rt, NULL), 0);
+    for (int i = 0; i < NP; i++) free(vals[i]);
+}
+
+static int ckpt_mode(const char *mode, const char *dir)
+{
+    zoff_config c;
+    char *nv = NULL;
+    setup_cfg(&c, ZOFF_DTYPE_F16, 2, 0, &nv);
+    tr_model m;
+    assert_int_equal(tr_open(&m, &c, NP, k_numel, ZOFF_DTYPE_F16, 42), 0);
+    char expected[1100];
+    snprintf(expected, sizeof expected, "%s.expected", dir);
+    int bad = 0;
+    if (strcmp(mode, "save") == 0) {
+        ckpt_steps(&m, 1, 10);
+        if (zoff_save(m.rt, dir) != 0) {
+            fprintf(stderr, "rank %d: zoff_save: %s\n", g_rank, zoff_last_error(m.rt));
+            return 1;
+        }
+        ckpt_steps(&m, 11, 20);
+        if (g_rank == 0) {
+            FILE *f = fopen(expected, "wb");
+            assert_non_null(f);
+            for (int i = 0; i < NP; i++) fwrite(m.dparam[i], 2, k_numel[i], f);
+            fclose(f);
+        }
+    } else {
+        if (zoff_load(m.rt, dir) != 0) {
+            fprintf(stderr, "rank %d: zoff_load: %s\n", g_rank, zoff_last_error(m.rt));
+            return 1;
+        }
+        int64_t step = -1;
+        assert_int_equal(zoff_get_step(m.rt, &step), 0);
+        assert_true(step == 10);
+        ckpt_steps(&m, 11, 20);
+        FILE *f = fopen(expected, "rb");
+        assert_non_null(f);
+        for (int i = 0; i < NP; i++) {
+            uint16_t *h = zt_malloc(k_numel[i] * 2);
+            assert_int_equal(fread(h, 2, k_numel[i], f), k_numel[i]);
+            if (memcmp(h, m.dparam[i], k_numel[i] * 2) != 0) {
+                fprintf(stderr, "rank %d of %d: param %d differs after the restart\n", g_rank,
+                        g_size, i);
+                bad++;
+            }
+            free(h);
+        }
+        fclose(f);
+    }
+    printf("rank %d of %d: checkpoint %s %s: %s\n", g_rank, g_size, mode, dir,
+           bad ? "MISMATCH" : "ok");
+    tr_close(&m);
+    if (nv) zt_rmtree(nv);
+    free(nv);
+    return bad ? 1 : 0;
+}
+
+/* Two "nodes" on one machine: the first ceil(N/2) ranks are node 0, the rest node 1, numbered
+ * from 0 on each node through ZOFF_LOCAL_RANK / ZOFF_LOCAL_SIZE; every node has two swap paths
+ * of its own. Each rank must report its node-local rank, put its swap files only under the
+ * paths of its share (local rank l of L: paths l, l+L, ...) and the run must still equal the
+ * single-rank one bit for bit. */
+static int has_my_rundir(const char *dir)
+{
+    char pid[32];
+    snprintf(pid, sizeof pid, "%d-", (int)getpid());
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int found = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (strstr(e->d_name, pid)) found = 1;
+    closedir(d);
+    return found;
+}
+
+static void test_two_nodes(void **state)
+{
+    (void)state;
+    int half = (g_size + 1) / 2;
+    int node = g_rank < half ? 0 : 1;
+    int local = node ? g_rank - half : g_rank, lsize = node ? g_size - half : half;
+    const char *tmp = getenv("ZOFF_TEST_TMP") ? getenv("ZOFF_TEST_TMP") : "/tmp";
+    char base[512], p[2][2][600];
+    snprintf(base, sizeof base, "%s/shard-nodes", tmp);
+    mkdir(base, 0755);
+    for (int n = 0; n < 2; n++)
+        for (int k = 0; k < 2; k++) {
+            snprintf(p[n][k], sizeof p[n][k], "%s/node%d-disk%d", base, n, k);
+            mkdir(p[n][k], 0755);
+        }
+    char v[16];
+    snprintf(v, sizeof v, "%d", local);
+    setenv("ZOFF_LOCAL_RANK", v, 1);
+    snprintf(v, sizeof v, "%d", lsize);
+    setenv("ZOFF_LOCAL_SIZE", v, 1);
+    zoff_config cs, cr;
+    tr_config(&cs, ZOFF_DTYPE_F16);
+    cs.comm_timeout_ms = 60000;
+    cs.tier = ZOFF_TIER_NVME;
+    cs.buffer_count = 3;
+    cs.aio_odirect = 0;
+    snprintf(cs.nvme_path, sizeof cs.nvme_path, "%s,%s", p[node][0], p[node][1]);
+    tr_config(&cr, ZOFF_DTYPE_F16);
+    cr.ranks = 1;
+    tr_model ms, mr;
+    assert_int_equal(tr_open(&ms, &cs, NP, k_numel, ZOFF_DTYPE_F16, 42), 0);
+    assert_int_equal(tr_open(&mr, &cr, NP, k_numel, ZOFF_DTYPE_F16, 42), 0);
+    unsetenv("ZOFF_LOCAL_RANK");
+    unsetenv("ZOFF_LOCAL_SIZE");
+    zoff_rank_info ri = ZOFF_RANK_INFO_INIT;
+    assert_int_equal(zoff_get_rank_info(ms.rt, &ri), 0);
+    assert_int_equal(ri.local_rank, local);
+    assert_int_equal(ri.local_size, lsize);
+    for (int n = 0; n < 2; n++)
+        for (int k = 0; k < 2; k++) {
+            int want = n == node && (lsize == 1 || k == local % 2);
+            if (has_my_rundir(p[n][k]) != want)
+                fprintf(stderr, "rank %d (node %d, local %d of %d): swap under %s: %d, want %d\n",
+                        g_rank, node, local, lsize, p[n][k], !want, want);
+            assert_int_equal(has_my_rundir(p[n][k]), want);
+        }
+    ckpt_steps(&ms, 1, 10);
+    ckpt_steps(&mr, 1, 10);
+    assert_int_equal(compare_params(&ms, &mr), 0);
+    tr_close(&ms);
+    tr_close(&mr);
+}
+
+/* ---- `test_shard TIER kill`: the last rank dies (SIGKILL) in the middle of step 3, after its
+ * gradients were handed over; the others must fail within the watchdog timeout (1.5 s) with a
+ * message naming the phase and the missing rank, then exit 0 (mpirun reports the killed rank). */
+static int kill_mode(void)
+{
+    zoff_config c;
+    char *nv = NULL;
+    setup_cfg(&c, ZOFF_DTYPE_F16, 2, 0, &nv);
+    c.comm_timeout_ms = 1500;
+    tr_model m;
+    assert_int_equal(tr_open(&m, &c, NP, k_numel, ZOFF_DTYPE_F16, 42), 0);
+    ckpt_steps(&m, 1, 2);
+    float *vals[NP];
+    for (int i = 0; i < NP; i++) {
+        vals[i] = zt_malloc(k_numel[i] * sizeof(float));
+        for (size_t k = 0; k < k_numel[i]; k++) vals[i][k] = gval(3, i, k, 0);
+    }
+    push(&m, vals);
+    if (g_rank == g_size - 1) {
+        fflush(stdout);
+        raise(SIGKILL);
+    }
+    uint64_t t0 = zoff__now_ns();
+    zoff_step_result r = ZOFF_STEP_RESULT_INIT;
+    zoff_status st = zoff_step(m.rt, NULL, &r);
+    double s = (double)(zoff__now_ns() - t0) / 1e9;
+    const char *msg = zoff_last_error(m.rt);
+    printf("rank %d: zoff_step returned %d after %.2f s: %s\n", g_rank, st, s, msg);
+    fflush(stdout);
+    int ok = st == -ETIMEDOUT && s < 10.0 && strstr(msg, "phase") && strstr(msg, "step 3");
+    char want[64];
+    snprintf(want, sizeof want, "not responding: rank %d", g_size - 1);
+    ok = ok && strstr(msg, want) != NULL;
+    printf("rank %d: watchdog %s\n", g_rank, ok ? "WORKED" : "FAILED");
+    fflush(stdout);
+    _exit(ok ? 0 : 1); /* MPI cannot finalise with a dead peer */
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) g_tier = argv[1];
+    if (argc > 2 && strcmp(argv[2], "kill") == 0) {
+        int r, n, lr, ln;
+        zcomm_env_ranks(&r, &n, &lr, &ln);
+        g_rank = r;
+        g_size = n;
+        return kill_mode();
+    }
+    if (argc > 3) { /* checkpoint mode: any number of ranks */
+        int r, n, lr, ln;
+        zcomm_env_ranks(&r, &n, &lr, &ln);
+        g_rank = r;
+        g_size = n;
+        return ckpt_mode(argv[2], argv[3]);
+    }
     int r, n, lr, ln;
     zcomm_env_ranks(&r, &n, &lr, &ln);
     if (n < 2) zt_skip_all("run under mpirun with several ranks (ctest does)");
@@ -241,7 +449,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stage2_same_grads),     cmocka_unit_test(test_stage1_same_grads),
         cmocka_unit_test(test_stage2_rank_grads_f32), cmocka_unit_test(test_stage1_rank_grads_f32),
-        cmocka_unit_test(test_overflow_one_rank),
+        cmocka_unit_test(test_overflow_one_rank),     cmocka_unit_test(test_two_nodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL) ? 1 : 0;
 }

@@ -1,7 +1,8 @@
 /*
  * cmd_plan.c — `zoff plan --params N [--config cfg.json] [--dtype fp32|fp16|bf16] [--tier
- * cpu|nvme] [--nvme-path DIR] [--ratio R] [--gpu-mem SIZE] [--json]`: bytes per memory tier for a
- * model of N parameters under a config, next to what this machine has (device memory or the
+ * cpu|nvme] [--nvme-path DIR] [--ratio R] [--gpu-mem SIZE] [--json] [--stream ...]`: bytes per
+ * memory tier for a model of N parameters under a config, next to what this machine has (device
+ * memory or the
  * --gpu-mem a GPU elsewhere has, MemAvailable, free space under the nvme paths), and whether it
  * fits; when it does not, the advice names the knob to change as a JSON key and, where this
  * command has one, its flag. Exit code 0: fits; 1: does not fit; 2: bad input (usage, numbers,
@@ -26,21 +27,30 @@ typedef struct plan_opts {
     const char *config, *tier, *nvme_path, *ratio, *dtype, *state, *optim;
     uint64_t gpu_mem_bytes; /* 0: this machine's device */
     int json;
+    int stream;              /* --stream: 16-bit weights streamed from host memory */
+    int prefetch_depth;      /* -1: the config's */
+    zoff_plan_options shape; /* layers, batch, seq_len, gpu_tflops, pcie_gbps */
 } plan_opts;
 
 static void plan_usage(FILE *f)
 {
-    fprintf(f, "usage: zoff plan --params N [--config cfg.json] [--dtype fp32|fp16|bf16]\n"
-               "                 [--tier cpu|nvme] [--nvme-path DIR[,DIR...]] [--ratio R]\n"
-               "                 [--gpu-mem SIZE] [--state fp32|bf16|q8]\n"
-               "                 [--optim adam|lion|adagrad] [--json]\n"
-               "  --params N      parameters: 7000000000, 7e9, 7B (decimal billions), 1.5B,\n"
-               "                  or binary 7G (7 * 2^30); k/M/G/T are powers of 1024\n"
-               "  --dtype D       parameter/gradient dtype (default: the config's, else fp32)\n"
-               "  --gpu-mem SIZE  plan for a GPU with SIZE free (e.g. 80G), not this machine's\n"
-               "  --state F       optimizer moment format (q8: ~6 B/param of Adam state, not 12)\n"
-               "  --optim O       optimizer (Lion and Adagrad keep one moment)\n"
-               "  exit status: 0 fits, 1 does not fit, 2 bad input\n");
+    fprintf(f,
+            "usage: zoff plan --params N [--config cfg.json] [--dtype fp32|fp16|bf16]\n"
+            "                 [--tier cpu|nvme] [--nvme-path DIR[,DIR...]] [--ratio R]\n"
+            "                 [--gpu-mem SIZE] [--state fp32|bf16|q8] [--optim adam|lion|adagrad]\n"
+            "                 [--json]\n"
+            "                 [--stream [--layers L] [--batch B] [--seq S] [--prefetch-depth D]\n"
+            "                  [--gpu-tflops T (400)] [--pcie-gbps G (25)]]\n"
+            "  --params N      parameters: 7000000000, 7e9, 7B (decimal billions), 1.5B,\n"
+            "                  or binary 7G (7 * 2^30); k/M/G/T are powers of 1024\n"
+            "  --dtype D       parameter/gradient dtype (default: the config's, else fp32)\n"
+            "  --gpu-mem SIZE  plan for a GPU with SIZE free (e.g. 80G), not this machine's\n"
+            "  --state F       optimizer moment format (q8: ~6 B/param of Adam state, not 12)\n"
+            "  --optim O       optimizer (Lion and Adagrad keep one moment)\n"
+            "  --stream        16-bit weights streamed layer by layer from pinned host memory:\n"
+            "                  the GPU holds prefetch_depth + 1 layer slots, the gradient path\n"
+            "                  and the activations of B x S tokens (docs/runtime.md)\n"
+            "  exit status: 0 fits, 1 does not fit, 2 bad input\n");
 }
 
 /* "--key value" or "--key=value" */
@@ -102,6 +112,20 @@ static int parse_args(int argc, char **argv, plan_opts *o)
             o->optim = v;
         } else if (!strcmp(argv[i], "--json")) {
             o->json = 1;
+        } else if (!strcmp(argv[i], "--stream")) {
+            o->stream = 1;
+        } else if ((v = arg_value(&i, argc, argv, "--layers"))) {
+            o->shape.layers = atoi(v);
+        } else if ((v = arg_value(&i, argc, argv, "--batch"))) {
+            o->shape.batch = atoi(v);
+        } else if ((v = arg_value(&i, argc, argv, "--seq"))) {
+            o->shape.seq_len = atoi(v);
+        } else if ((v = arg_value(&i, argc, argv, "--prefetch-depth"))) {
+            o->prefetch_depth = atoi(v);
+        } else if ((v = arg_value(&i, argc, argv, "--gpu-tflops"))) {
+            o->shape.gpu_tflops = atof(v);
+        } else if ((v = arg_value(&i, argc, argv, "--pcie-gbps"))) {
+            o->shape.pcie_gbps = atof(v);
         } else {
             fprintf(stderr, "zoff plan: unknown argument '%s'\n", argv[i]);
             plan_usage(stderr);
@@ -185,6 +209,8 @@ static int apply_opts(const plan_opts *o, zoff_config *cfg)
         }
         cfg->ratio = (float)r;
     }
+    if (o->stream) cfg->stream_params = 1;
+    if (o->prefetch_depth >= 0) cfg->prefetch_depth = o->prefetch_depth;
     return 0;
 }
 
@@ -226,6 +252,8 @@ int zoff_cmd_plan(int argc, char **argv)
         }
     plan_opts o;
     memset(&o, 0, sizeof o);
+    o.prefetch_depth = -1;
+    zoff_plan_options_default(&o.shape);
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc;
     zoff_config cfg;
@@ -235,8 +263,7 @@ int zoff_cmd_plan(int argc, char **argv)
         return 2;
     }
     if ((rc = apply_opts(&o, &cfg))) return rc;
-    zoff_plan_options popt;
-    zoff_plan_options_default(&popt);
+    zoff_plan_options popt = o.shape;
     popt.gpu_mem_bytes = o.gpu_mem_bytes;
     zoff_plan_report r;
     memset(&r, 0, sizeof r);
@@ -273,6 +300,21 @@ int zoff_cmd_plan(int argc, char **argv)
                (unsigned long long)r.nvme_bytes, (unsigned long long)r.nvme_available,
                (unsigned long long)r.no_offload_bytes, r.fits ? "true" : "false");
         json_string(advice);
+        if (r.streamed)
+            printf(", \"stream\": true, \"layers\": %d, \"slot_bytes\": %llu, \"nslots\": %d, "
+                   "\"activation_bytes\": %llu, \"h2d_bytes_per_step\": %llu, "
+                   "\"d2h_bytes_per_step\": %llu, \"pcie_bytes_per_step\": %llu, "
+                   "\"min_tokens_per_microbatch\": %llu, \"tokens_per_microbatch\": %llu, "
+                   "\"gpu_tflops\": %g, \"pcie_gbps\": %g",
+                   r.layers, (unsigned long long)r.slot_bytes, r.nslots,
+                   (unsigned long long)r.activation_bytes, (unsigned long long)r.h2d_bytes_per_step,
+                   (unsigned long long)r.d2h_bytes_per_step,
+                   (unsigned long long)(r.h2d_bytes_per_step + r.d2h_bytes_per_step),
+                   (unsigned long long)r.min_tokens_per_microbatch,
+                   (unsigned long long)popt.batch * (unsigned long long)popt.seq_len,
+                   popt.gpu_tflops, popt.pcie_gbps);
+        else
+            printf(", \"stream\": false");
         printf("}\n");
         return r.fits ? 0 : 1;
     }
@@ -294,6 +336,20 @@ int zoff_cmd_plan(int argc, char **argv)
            r.nvme_bytes ? zoff_format_bytes(r.nvme_available, b, sizeof b) : "-");
     printf("  without offload the GPU would need %s (16 B/param)\n",
            zoff_format_bytes(r.no_offload_bytes, a, sizeof a));
+    if (r.streamed) {
+        uint64_t tokens = (uint64_t)popt.batch * (uint64_t)popt.seq_len;
+        printf("  streamed weights: %d units, %d slots of %s on the GPU; activations ~%s for %llu "
+               "tokens per micro-batch\n",
+               r.layers, r.nslots, zoff_format_bytes(r.slot_bytes, a, sizeof a),
+               zoff_format_bytes(r.activation_bytes, b, sizeof b), (unsigned long long)tokens);
+        printf("  PCIe per step: %s up (weights in forward and backward), %s down (gradients)\n",
+               zoff_format_bytes(r.h2d_bytes_per_step, a, sizeof a),
+               zoff_format_bytes(r.d2h_bytes_per_step, b, sizeof b));
+        printf("  compute hides the uploads from ~%llu tokens per micro-batch (%g TFLOP/s, %g GB/s:"
+               " 4 B/param up vs 6 FLOP/param/token)%s\n",
+               (unsigned long long)r.min_tokens_per_microbatch, popt.gpu_tflops, popt.pcie_gbps,
+               tokens < r.min_tokens_per_microbatch ? "; this micro-batch is transfer-bound" : "");
+    }
     if (r.fits)
         printf("fits\n");
     else

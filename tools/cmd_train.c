@@ -59,6 +59,10 @@ static void usage(FILE *out)
         "                       sets betas 0.9/0.99, adagrad eps 1e-10, as their papers/torch)\n"
         "  --state fp32|bf16|q8 format of the optimizer moments (q8: blockwise 8-bit, ~6 B/param)\n"
         "  --sim-gpu-bytes SIZE capacity of the sim device (e.g. 24M, 1G)\n"
+        "  --stream             stream the 16-bit weights block by block from pinned host memory\n"
+        "                       (automatic when params + gradients do not fit the device);\n"
+        "                       --no-stream turns the automatic choice off\n"
+        "  --prefetch-depth N   streamed blocks uploaded ahead of the one in use (default 2)\n"
         "checkpoints:\n"
         "  --ckpt-dir DIR       where checkpoints go (default ./zoff-run/ckpt, or the --resume "
         "dir)\n"
@@ -114,7 +118,10 @@ enum {
     O_QUIET,
     O_OPTIM,
     O_STATE,
-    O_DEVICE
+    O_DEVICE,
+    O_STREAM,
+    O_NOSTREAM,
+    O_PREFETCH
 };
 
 static const struct option long_opts[] = {
@@ -142,6 +149,9 @@ static const struct option long_opts[] = {
     {"overlap", required_argument, 0, O_OVERLAP},
     {"sim-gpu-bytes", required_argument, 0, O_SIMGPU},
     {"device", required_argument, 0, O_DEVICE},
+    {"stream", no_argument, 0, O_STREAM},
+    {"no-stream", no_argument, 0, O_NOSTREAM},
+    {"prefetch-depth", required_argument, 0, O_PREFETCH},
     {"ckpt-dir", required_argument, 0, O_CKPTDIR},
     {"ckpt-interval", required_argument, 0, O_CKPTI},
     {"resume", required_argument, 0, O_RESUME},
@@ -367,6 +377,19 @@ int zoff_cmd_train(int argc, char **argv)
             break;
         case O_SIMGPU:
             if (!(rc = parse_size(name, optarg, &sz))) o.zcfg.sim_gpu_bytes = sz;
+            break;
+        case O_STREAM:
+            o.stream = 1;
+            break;
+        case O_NOSTREAM:
+            o.stream = 0;
+            break;
+        case O_PREFETCH:
+            o.zcfg.prefetch_depth = atoi(optarg);
+            if (o.zcfg.prefetch_depth < 0 || o.zcfg.prefetch_depth > 64) {
+                fprintf(stderr, "zoff train: --prefetch-depth must be in [0, 64]\n");
+                rc = 2;
+            }
             break;
         case O_DEVICE:
             if (!strcmp(optarg, "sim"))

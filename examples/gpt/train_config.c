@@ -250,6 +250,7 @@ int gpt_train_defaults(gpt_train_opts *o, char *err, size_t errlen)
     o->eval_batches = 1;
     o->log_interval = 1;
     o->temperature = 0.8f;
+    o->stream = -1;
     int rc = load_zoff_part(o, "built-in demo config", NULL, gpt_demo_config_json, err, errlen);
     if (rc) return rc;
     int given = 0;

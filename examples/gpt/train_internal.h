@@ -48,16 +48,19 @@ typedef struct gpt_trainer {
     gpt_model *model;
     gpt_data data;
     const char *data_path;
-    uint16_t *dev_params; /* device: 16-bit parameters (lay.total_numel) */
-    uint16_t *dev_grads;  /* device: 16-bit gradients */
-    size_t dev_bytes;     /* device bytes the trainer allocated */
-    float *params;        /* host: fp32 compute copy of dev_params */
-    float *grads;         /* host: fp32 gradients of the backward */
-    int *ids;             /* zoff parameter id of each tensor */
-    int32_t *x, *y;       /* (B, T) batch */
-    gpt_rng rng;          /* training batches */
-    int64_t iter;         /* steps done */
-    int64_t start_iter;   /* steps done when this run started (resume) */
+    uint16_t *dev_params;  /* device: 16-bit parameters (lay.total_numel) */
+    uint16_t *dev_grads;   /* device: 16-bit gradients */
+    size_t dev_bytes;      /* device bytes the trainer allocated */
+    float *params;         /* host: fp32 compute copy of dev_params */
+    float *grads;          /* host: fp32 gradients of the backward */
+    int *ids;              /* zoff parameter id of each tensor */
+    int stream;            /* 1: 16-bit weights streamed, one zoff unit per backward stage */
+    int *stage_unit;       /* stream: zoff unit of each stage (lay.nstages) */
+    size_t resident_numel; /* stream: elements of dev_params (the resident tensors) */
+    int32_t *x, *y;        /* (B, T) batch */
+    gpt_rng rng;           /* training batches */
+    int64_t iter;          /* steps done */
+    int64_t start_iter;    /* steps done when this run started (resume) */
     int group_decay, group_nodecay;
     int tty; /* progress bar on stdout */
     double peak_lr;

@@ -102,13 +102,59 @@ static void from_16(float *dst, const uint16_t *src, size_t n, zoff_dtype dt)
     }
 }
 
-/* The fp32 compute copy := the 16-bit device parameters (padding stays 0). */
-static void refresh_params(gpt_trainer *t)
+/* Streaming: a tensor stays resident (trainer-owned device memory) when it is a tied
+ * embedding: wte is used by the first and the last layer, wpe travels with it. */
+static int tensor_resident(const gpt_trainer *t, const gpt_tensor *tn)
+{
+    return !t->stream || (t->o->model.tied && tn->stage == t->lay.nstages - 1);
+}
+
+/* The fp32 compute copy of stage `stage`'s tensors := their 16-bit device values (from the
+ * fetched slot when streamed; the unit must be fetched). */
+static zoff_status refresh_stage(gpt_trainer *t, int stage)
 {
     for (int i = 0; i < t->lay.ntensors; i++) {
         const gpt_tensor *tn = &t->lay.tensors[i];
-        from_16(t->params + tn->offset, t->dev_params + tn->offset, tn->numel, t->o->dtype);
+        if (tn->stage != stage) continue;
+        const uint16_t *src = t->dev_params + tn->offset;
+        if (!tensor_resident(t, tn)) {
+            void *p = NULL;
+            zoff_status st = zoff_param_ptr(t->rt, t->ids[i], &p);
+            if (st != ZOFF_OK) return st;
+            src = p;
+        }
+        from_16(t->params + tn->offset, src, tn->numel, t->o->dtype);
     }
+    return ZOFF_OK;
+}
+
+/* The fp32 compute copy := the 16-bit device parameters (padding stays 0). Streamed: every unit
+ * in forward order (embeddings, blocks 0..L-1, head), fetched, read and released: the device
+ * never holds more than zoff's slots of them. */
+static zoff_status refresh_params(gpt_trainer *t)
+{
+    if (!t->stream) {
+        for (int i = 0; i < t->lay.ntensors; i++) {
+            const gpt_tensor *tn = &t->lay.tensors[i];
+            from_16(t->params + tn->offset, t->dev_params + tn->offset, tn->numel, t->o->dtype);
+        }
+        return ZOFF_OK;
+    }
+    for (int s = t->lay.nstages - 1; s >= 0; s--) {
+        zoff_status st = zoff_fetch(t->rt, t->stage_unit[s], NULL);
+        if (st == ZOFF_OK) st = refresh_stage(t, s);
+        zoff_status st2 = zoff_release(t->rt, t->stage_unit[s], NULL);
+        if (st != ZOFF_OK) return st;
+        if (st2 != ZOFF_OK) return st2;
+    }
+    return ZOFF_OK;
+}
+
+/* Streamed backward: the weights of `stage` come into their slot and into the compute copy. */
+static zoff_status fetch_stage(gpt_trainer *t, int stage)
+{
+    zoff_status st = zoff_fetch(t->rt, t->stage_unit[stage], NULL);
+    return st == ZOFF_OK ? refresh_stage(t, stage) : st;
 }
 
 /* Linear warm-up to the peak, then cosine decay to min_lr at the last step. it is 0-based. */
@@ -145,6 +191,14 @@ static int on_stage(int stage, void *user)
         if (tn->stage != stage) continue;
         to_16(t->dev_grads + tn->offset, t->grads + tn->offset, tn->numel, t->o->dtype);
         zoff_status st = zoff_grad_ready(t->rt, t->ids[i], NULL);
+        if (st != ZOFF_OK) {
+            t->cb_status = st;
+            return st;
+        }
+    }
+    if (t->stream) { /* this stage's weights are done with; the next stage's come in */
+        zoff_status st = zoff_release(t->rt, t->stage_unit[stage], NULL);
+        if (st == ZOFF_OK && stage + 1 < t->lay.nstages) st = fetch_stage(t, stage + 1);
         if (st != ZOFF_OK) {
             t->cb_status = st;
             return st;
@@ -318,7 +372,10 @@ static int resume(gpt_trainer *t)
         rc = zfail(t, st, "resume: params_ready");
         goto out;
     }
-    refresh_params(t);
+    if ((st = refresh_params(t)) != ZOFF_OK) {
+        rc = zfail(t, st, "resume: zoff_fetch");
+        goto out;
+    }
     gpt_report_line(t, "resumed from %s at step %" PRId64, o->resume_dir, t->iter);
     rc = 0;
 out:
@@ -380,8 +437,42 @@ static int setup(gpt_trainer *t)
                 "the GPU uses the library's CUDA path).\n");
         return GPT_EXIT_USAGE;
     }
-    t->dev_bytes = 2 * n * sizeof(uint16_t);
-    if ((st = zoff_device_alloc(t->rt, n * sizeof(uint16_t), (void **)&t->dev_params)) != ZOFF_OK)
+    /* stream the weights when asked, or when params + gradients do not fit the device */
+    t->stream = o->stream == 1 || (o->stream == -1 && cfg.stream_params);
+    if (o->stream == -1 && !t->stream) {
+        zoff_plan_report rep;
+        memset(&rep, 0, sizeof rep);
+        rep.struct_size = sizeof rep;
+        if (zoff_plan(&cfg, t->lay.param_count, &rep) == ZOFF_OK && rep.gpu_available &&
+            rep.gpu_bytes > rep.gpu_available) {
+            char b1[32], b2[32];
+            if (!o->quiet)
+                printf("zoff train: 16-bit params + gradients need %s, the device has %s: "
+                       "streaming the weights block by block (--no-stream to refuse)\n",
+                       gpt_fmt_bytes((double)rep.gpu_bytes, b1, sizeof b1),
+                       gpt_fmt_bytes((double)rep.gpu_available, b2, sizeof b2));
+            t->stream = 1;
+        }
+    }
+    t->resident_numel = n;
+    if (t->stream) {
+        t->resident_numel = 0;
+        for (int i = 0; i < t->lay.ntensors; i++) {
+            const gpt_tensor *tn = &t->lay.tensors[i];
+            if (tensor_resident(t, tn))
+                t->resident_numel = tn->offset + tn->numel > t->resident_numel
+                                        ? tn->offset + tn->numel
+                                        : t->resident_numel;
+        }
+        t->stage_unit = calloc((size_t)t->lay.nstages, sizeof(int));
+        if (!t->stage_unit) {
+            fprintf(stderr, "zoff train: out of memory\n");
+            return GPT_EXIT_FAIL;
+        }
+    }
+    t->dev_bytes = (t->resident_numel + n) * sizeof(uint16_t);
+    if (t->resident_numel && (st = zoff_device_alloc(t->rt, t->resident_numel * sizeof(uint16_t),
+                                                     (void **)&t->dev_params)) != ZOFF_OK)
         return zfail(t, st, "device memory for the 16-bit parameters");
     if ((st = zoff_device_alloc(t->rt, n * sizeof(uint16_t), (void **)&t->dev_grads)) != ZOFF_OK)
         return zfail(t, st, "device memory for the 16-bit gradients");
@@ -397,16 +488,45 @@ static int setup(gpt_trainer *t)
 
     /* initial parameters: exact fp32 masters, their 16-bit rounding on the device */
     gpt_init_params(&t->lay, &o->model, t->params, o->seed);
-    to_16(t->dev_params, t->params, n, o->dtype);
+    if (t->resident_numel) to_16(t->dev_params, t->params, t->resident_numel, o->dtype);
     for (int i = 0; i < t->lay.ntensors; i++) {
         const gpt_tensor *tn = &t->lay.tensors[i];
-        st = zoff_add_param(t->rt, tn->name, tn->numel, o->dtype, t->dev_params + tn->offset,
+        st = zoff_add_param(t->rt, tn->name, tn->numel, o->dtype,
+                            tensor_resident(t, tn) ? t->dev_params + tn->offset : NULL,
                             t->dev_grads + tn->offset, t->params + tn->offset,
                             tn->decay ? t->group_decay : t->group_nodecay, &t->ids[i]);
         if (st != ZOFF_OK) return zfail(t, st, "zoff_add_param");
     }
+    if (t->stream) { /* one unit per backward stage; forward runs them from the last stage */
+        int *ids = calloc((size_t)t->lay.ntensors, sizeof(int));
+        int *fwd = calloc((size_t)t->lay.nstages, sizeof(int));
+        if (!ids || !fwd) {
+            free(ids);
+            free(fwd);
+            fprintf(stderr, "zoff train: out of memory\n");
+            return GPT_EXIT_FAIL;
+        }
+        for (int sg = 0; sg < t->lay.nstages && st == ZOFF_OK; sg++) {
+            int k = 0;
+            for (int i = 0; i < t->lay.ntensors; i++)
+                if (t->lay.tensors[i].stage == sg) ids[k++] = t->ids[i];
+            char name[32];
+            if (sg == 0)
+                snprintf(name, sizeof name, "head");
+            else if (sg == t->lay.nstages - 1)
+                snprintf(name, sizeof name, "embeddings");
+            else
+                snprintf(name, sizeof name, "h.%d", t->lay.nstages - 2 - sg);
+            st = zoff_add_unit(t->rt, name, ids, k, &t->stage_unit[sg]);
+            fwd[t->lay.nstages - 1 - sg] = t->stage_unit[sg];
+        }
+        if (st == ZOFF_OK) st = zoff_set_schedule(t->rt, fwd, t->lay.nstages, NULL, 0);
+        free(ids);
+        free(fwd);
+        if (st != ZOFF_OK) return zfail(t, st, "zoff_add_unit");
+    }
     if ((st = zoff_finalize(t->rt)) != ZOFF_OK) return zfail(t, st, "zoff_finalize");
-    refresh_params(t);
+    if ((st = refresh_params(t)) != ZOFF_OK) return zfail(t, st, "zoff_fetch");
     gpt_rng_seed(&t->rng, o->seed ^ 0x5eed0fda7aull);
 
     snprintf(t->ckpt_dir, sizeof t->ckpt_dir, "%s",
@@ -429,7 +549,7 @@ static int setup(gpt_trainer *t)
 static void teardown(gpt_trainer *t)
 {
     if (t->rt) {
-        zoff_device_free(t->rt, t->dev_params);
+        if (t->dev_params) zoff_device_free(t->rt, t->dev_params);
         zoff_device_free(t->rt, t->dev_grads);
         zoff_destroy(t->rt);
     }
@@ -439,6 +559,7 @@ static void teardown(gpt_trainer *t)
     free(t->params);
     free(t->grads);
     free(t->ids);
+    free(t->stage_unit);
     free(t->x);
     free(t->y);
     free(t->steps);
@@ -467,6 +588,7 @@ static int train_step(gpt_trainer *t)
         return GPT_EXIT_FAIL;
     }
     t->cb_status = ZOFF_OK;
+    if (t->stream && (st = fetch_stage(t, 0)) != ZOFF_OK) return zfail(t, st, "zoff_fetch");
     int rc = gpt_backward(t->model, t->params, t->grads, m.loss_scale, on_stage, t);
     if (rc != 0) return zfail(t, t->cb_status ? t->cb_status : rc, "zoff_grad_ready");
     uint64_t t1 = gpt_now_ns();
@@ -474,10 +596,18 @@ static int train_step(gpt_trainer *t)
     zoff_step_result r;
     memset(&r, 0, sizeof r);
     r.struct_size = sizeof r;
-    if ((st = zoff_step(t->rt, NULL, &r)) != ZOFF_OK) return zfail(t, st, "zoff_step");
+    if ((st = zoff_step(t->rt, NULL, &r)) != ZOFF_OK) {
+        rc = zfail(t, st, "zoff_step");
+        if (st == ZOFF_EDIVERGED)
+            fprintf(stderr,
+                    "zoff train: stopped at step %" PRId64 " (nothing saved: the state "
+                    "diverged)%s%s\n",
+                    t->iter, t->last_ckpt[0] ? "; the last checkpoint is " : "", t->last_ckpt);
+        return rc;
+    }
     uint64_t t2 = gpt_now_ns();
     if ((st = zoff_params_ready(t->rt, NULL)) != ZOFF_OK) return zfail(t, st, "zoff_params_ready");
-    refresh_params(t);
+    if ((st = refresh_params(t)) != ZOFF_OK) return zfail(t, st, "zoff_fetch");
     uint64_t t3 = gpt_now_ns();
 
     zoff_stats s;

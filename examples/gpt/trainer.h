@@ -55,6 +55,8 @@ typedef struct gpt_train_opts {
     char json_path[GPT_PATH_MAX];  /* per-step metrics; "" off */
     char plot_path[GPT_PATH_MAX];  /* PNG loss curve (gnuplot); "" off */
     zoff_config zcfg;              /* the runtime configuration */
+    int stream; /* 16-bit weights streamed block by block: 1 on, 0 off, -1 (default) when
+                   zcfg.stream_params is set or params + gradients do not fit the device */
 } gpt_train_opts;
 
 /* The built-in demo configuration, as JSON text (examples/configs/demo.json is the same). */

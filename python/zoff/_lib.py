@@ -38,6 +38,7 @@ ZOFF_EFORMAT = -1010
 ZOFF_EMISMATCH = -1011
 ZOFF_ESHORTIO = -1012
 ZOFF_EINTERRUPTED = -1013
+ZOFF_EDIVERGED = -1014
 
 # ---- enums -------------------------------------------------------------------------------------
 DTYPE_F32 = 0
@@ -155,6 +156,15 @@ class StatsC(ctypes.Structure):
         ("nonfinite_steps", ctypes.c_int64),
         ("nonfinite_grads", ctypes.c_int64),
         ("missing_grads", ctypes.c_int64),
+        ("fetches", ctypes.c_uint64),
+        ("fetch_hits", ctypes.c_uint64),
+        ("fetch_misses", ctypes.c_uint64),
+        ("fetch_out_of_order", ctypes.c_uint64),
+        ("prefetches", ctypes.c_uint64),
+        ("stream_h2d_bytes", ctypes.c_uint64),
+        ("fetch_wait_ms", ctypes.c_double),
+        ("slot_bytes", ctypes.c_uint64),
+        ("nslots", ctypes.c_int),
     ]
 
 
@@ -173,6 +183,14 @@ class PlanReportC(ctypes.Structure):
         ("no_offload_bytes", ctypes.c_uint64),
         ("fits", ctypes.c_int),
         ("advice", ctypes.c_char * 512),
+        ("streamed", ctypes.c_int),
+        ("layers", ctypes.c_int),
+        ("slot_bytes", ctypes.c_uint64),
+        ("nslots", ctypes.c_int),
+        ("activation_bytes", ctypes.c_uint64),
+        ("h2d_bytes_per_step", ctypes.c_uint64),
+        ("d2h_bytes_per_step", ctypes.c_uint64),
+        ("min_tokens_per_microbatch", ctypes.c_uint64),
     ]
 
 
@@ -233,6 +251,13 @@ _FUNCS = {
     "zoff_stream_create": (_st, [_p, ctypes.POINTER(_p)]),
     "zoff_stream_destroy": (None, [_p, _p]),
     "zoff_stream_synchronize": (_st, [_p, _p]),
+    "zoff_add_unit": (_st, [_p, _cs, ctypes.POINTER(ctypes.c_int), ctypes.c_int,
+                            ctypes.POINTER(ctypes.c_int)]),
+    "zoff_set_schedule": (_st, [_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int,
+                                ctypes.POINTER(ctypes.c_int), ctypes.c_int]),
+    "zoff_fetch": (_st, [_p, ctypes.c_int, _p]),
+    "zoff_release": (_st, [_p, ctypes.c_int, _p]),
+    "zoff_param_ptr": (_st, [_p, ctypes.c_int, ctypes.POINTER(_p)]),
 }
 
 _lock = threading.Lock()

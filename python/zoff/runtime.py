@@ -387,6 +387,42 @@ class Runtime:
         """Plans, allocates host memory and swap; the runtime is then ready for steps."""
         self._call("zoff_finalize")
 
+    # ---- parameter streaming (docs/runtime.md "Parameter streaming") -------------------------
+    def add_unit(self, name, param_ids):
+        """Groups registered parameters (ids) into a unit fetched together. Before finalize.
+        Returns the unit id."""
+        ids = [int(i) for i in param_ids]
+        arr = (ctypes.c_int * max(1, len(ids)))(*ids)
+        uid = ctypes.c_int(-1)
+        self._call("zoff_add_unit", str(name).encode(), arr, len(ids), ctypes.byref(uid))
+        return uid.value
+
+    def set_schedule(self, forward, backward=None):
+        """The forward order of the units (ids); backward None: forward reversed."""
+        f = [int(u) for u in forward]
+        fa = (ctypes.c_int * max(1, len(f)))(*f)
+        if backward is None:
+            self._call("zoff_set_schedule", fa, len(f), None, 0)
+        else:
+            b = [int(u) for u in backward]
+            ba = (ctypes.c_int * max(1, len(b)))(*b)
+            self._call("zoff_set_schedule", fa, len(f), ba, len(b))
+
+    def fetch(self, unit, stream=None):
+        """Makes the unit's 16-bit weights resident (stream-ordered; None: blocks)."""
+        self._call("zoff_fetch", int(unit), _stream(stream))
+
+    def release(self, unit, stream=None):
+        """Ends the use of a fetched unit by the work queued on `stream` so far."""
+        self._call("zoff_release", int(unit), _stream(stream))
+
+    def param_ptr(self, pid):
+        """Device address of a parameter's 16-bit weights (streamed: while its unit is
+        fetched)."""
+        ptr = ctypes.c_void_p()
+        self._call("zoff_param_ptr", int(pid), ctypes.byref(ptr))
+        return int(ptr.value or 0)
+
     # ---- per step ---------------------------------------------------------------------------
     def set_grad(self, pid, grad):
         """Uploads `grad` (numel floats) cast to the parameter's dtype into its device gradient

@@ -76,7 +76,7 @@ def _load_config(config):
 class _Slot:
     """One registered parameter: the torch tensor and its zoff buffers."""
 
-    __slots__ = ("param", "pid", "name", "numel", "nbytes", "mode", "dev_param", "dev_grad",
+    __slots__ = ("param", "pid", "name", "numel", "nbytes", "mode", "dev_param", "dev_grad", "shape",
                  "param_view", "grad_view", "grad_buf", "handed", "version")
 
 
@@ -127,6 +127,8 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         self._defer_hooks = 0
         self._building = True
         self.last_step_result = None
+        self._stream = None  # zoff.torch.stream(): {id(param): unit index}, unit lists
+        self._setup_args = (offload, nvme_path, config, grad_hooks)
         super().__init__(params, defaults)
         self._building = False
         try:
@@ -198,6 +200,19 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         if torch.bfloat16 in dtypes and "bf16" not in cfg:
             cfg["bf16"] = {"enabled": True}
         dev_bytes = sum(2 * p.numel() * p.element_size() for p in params if p.requires_grad)
+        if self._stream is not None:
+            # streamed weights leave the device: their gradients, the resident params and
+            # prefetch_depth + 1 unit slots stay
+            streamed = self._stream["of"]
+            unit_bytes = [sum(p.numel() * p.element_size() for p in u) for u in
+                          self._stream["units"]]
+            depth = self._stream["prefetch_depth"]
+            dev_bytes = sum((1 if id(p) in streamed else 2) * p.numel() * p.element_size()
+                            for p in params if p.requires_grad)
+            dev_bytes += (depth + 1) * (max(unit_bytes) + 4096 * 16)
+            op = zero.setdefault("offload_param", {})
+            op["device"] = "cpu"
+            op["buffer_count"] = depth + 1
         _device_config(cfg, "cuda" if on_cuda else "sim",
                        next(iter(cuda_devices)) if on_cuda else 0, dev_bytes)
         if on_cuda and str(cfg["zoff"]["device"]).lower() == "sim":
@@ -234,6 +249,19 @@ class _ZoffOptimizer(torch.optim.Optimizer):
                     continue
                 self._slots.append(self._register(p, name, self._group_ids[gi], on_cuda,
                                                   host_ok))
+        if self._stream is not None:
+            by_param = {id(s.param): s for s in self._slots if s is not None}
+            self._stream["uids"] = []
+            self._stream["slots"] = []
+            for k, unit in enumerate(self._stream["units"]):
+                slots = [by_param[id(p)] for p in unit if id(p) in by_param]
+                if not slots:
+                    raise ValueError(f"zoff.torch.stream: unit {k} has no parameter this "
+                                     "optimizer trains")
+                self._stream["slots"].append(slots)
+                self._stream["uids"].append(
+                    self._rt.add_unit(f"unit.{k}", [s.pid for s in slots]))
+            self._rt.set_schedule(self._stream["uids"])
         self._rt.finalize()
         if grad_hooks:
             self._install_hooks()
@@ -255,6 +283,21 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         s.handed = False
         zdt = _ZDTYPE[p.dtype]
         init = p.detach().reshape(-1).float().cpu().numpy()
+        s.shape = p.shape
+        if self._stream is not None and id(p) in self._stream["of"]:
+            if on_cuda or not host_ok:
+                raise ZoffError(_lib.ZOFF_EUNSUPPORTED, "ZOFF_EUNSUPPORTED",
+                                "zoff.torch.stream: streaming needs CPU tensors on the sim "
+                                "device (host-addressable slots) in this version")
+            s.mode = "stream"
+            s.dev_param = 0  # NULL: zoff keeps the 16-bit copy and uploads it into a slot
+            s.dev_grad = self._rt.device_alloc(s.nbytes)
+            s.grad_view = _host_view(s.dev_grad, s.nbytes, p.dtype)
+            s.grad_view.zero_()
+            s.pid = self._rt.add_param_ptr(name, s.numel, zdt, 0, s.dev_grad, init_master=init,
+                                           group=gid)
+            s.version = p._version
+            return s
         if on_cuda:
             if not p.is_contiguous():
                 raise ValueError(f"zoff.torch: CUDA parameter {name} is not contiguous")
@@ -325,9 +368,9 @@ class _ZoffOptimizer(torch.optim.Optimizer):
                             "optimizer.no_grad_hooks()")
         if g.is_sparse or g.layout != torch.strided:
             raise TypeError(f"zoff.torch: sparse gradient of {slot.name} is not supported")
-        if g.shape != slot.param.shape:
+        if g.shape != slot.shape:
             raise ValueError(f"zoff.torch: the gradient of {slot.name} has shape "
-                             f"{tuple(g.shape)}, the parameter {tuple(slot.param.shape)}")
+                             f"{tuple(g.shape)}, the parameter {tuple(slot.shape)}")
 
     def _hand_grad(self, slot):
         p = slot.param
@@ -335,8 +378,8 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         if g is None:
             return
         self._check_grad(slot)
-        if slot.mode == "view":
-            slot.grad_view.view(p.shape).copy_(g)
+        if slot.mode in ("view", "stream"):
+            slot.grad_view.view(slot.shape).copy_(g)
         elif slot.mode == "cuda":
             slot.grad_buf.view(p.shape).copy_(g)
         else:
@@ -356,7 +399,7 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         """Parameters modified in place by the user since the last step (e.g. a model
         load_state_dict after the optimizer was built) become the new master weights."""
         for s in self._slots:
-            if s is not None and s.param._version != s.version:
+            if s is not None and s.mode != "stream" and s.param._version != s.version:
                 self._rt.set_state(s.pid, master=s.param.detach().reshape(-1).float().cpu()
                                    .numpy())
                 s.version = s.param._version
@@ -370,7 +413,7 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         else:
             self._rt.params_ready(None)
         for s in self._slots:
-            if s is None:
+            if s is None or s.mode == "stream":  # streamed: the next fetch brings them
                 continue
             p = s.param
             if s.mode == "view":
@@ -394,6 +437,8 @@ class _ZoffOptimizer(torch.optim.Optimizer):
                 loss = closure()
         self._sync_changed_params()
         self._sync_groups()
+        if self._stream is not None:
+            self._stream_release_all()
         # A refused step changes nothing: every gradient is checked before any is handed, and
         # when something still fails, the gradients handed so far (also by the hooks during
         # backward) are discarded, so a retry after zero_grad() + backward starts clean.
@@ -416,6 +461,77 @@ class _ZoffOptimizer(torch.optim.Optimizer):
             self._warn_nonfinite(res)
         self._pull_params()
         return loss
+
+    # ---- streaming (zoff.torch.stream) ------------------------------------------------------
+    def _restream(self, units, prefetch_depth):
+        """Rebuilds the runtime with the parameters of `units` streamed (before any step)."""
+        self._alive()
+        if self._rt.step_count != 0:
+            raise ZoffError(_lib.ZOFF_ESTATE, "ZOFF_ESTATE",
+                            "zoff.torch.stream: call it before the first optimizer step")
+        if self._stream is not None:
+            raise ZoffError(_lib.ZOFF_ESTATE, "ZOFF_ESTATE",
+                            "zoff.torch.stream: this optimizer already streams")
+        of = {}
+        for k, u in enumerate(units):
+            for p in u:
+                if id(p) in of:
+                    raise ValueError(f"zoff.torch.stream: a parameter is in units {of[id(p)]} "
+                                     f"and {k} (a parameter is in at most one unit)")
+                of[id(p)] = k
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+        for s in self._slots:
+            if s is not None:
+                s.param_view = s.grad_view = None
+        self._rt.close()
+        self._rt = None
+        self._slots = []
+        self._group_ids = []
+        self._pushed = []
+        self._stream = {"of": of, "units": [list(u) for u in units],
+                        "prefetch_depth": 2 if prefetch_depth is None else int(prefetch_depth),
+                        "refs": [0] * len(units), "seen": [set() for _ in units]}
+        try:
+            self._setup(*self._setup_args)
+        except BaseException:
+            self.close()
+            raise
+
+    def _stream_fetch(self, k):
+        st = self._stream
+        self._rt.fetch(st["uids"][k], None)
+        st["refs"][k] += 1
+        for s in st["slots"][k]:
+            view = _host_view(self._rt.param_ptr(s.pid), s.nbytes, s.param.dtype)
+            s.param.data = view.view(s.shape)
+
+    def _stream_release(self, k):
+        st = self._stream
+        if st["refs"][k] == 0:
+            return
+        st["refs"][k] -= 1
+        self._rt.release(st["uids"][k], None)
+        if st["refs"][k] == 0:
+            for s in st["slots"][k]:
+                s.param.data = torch.empty(0, dtype=s.param.dtype)
+
+    def _stream_release_all(self):
+        st = self._stream
+        for k in range(len(st["uids"])):
+            while st["refs"][k] > 0:
+                self._stream_release(k)
+            st["seen"][k].clear()
+
+    def _stream_grad_done(self, k, p):
+        """Backward: once every trained param of unit k accumulated its gradient, the unit's
+        slot is released."""
+        st = self._stream
+        st["seen"][k].add(id(p))
+        if len(st["seen"][k]) == len(st["slots"][k]):
+            st["seen"][k].clear()
+            self._stream_release(k)
 
     def _discard_handed(self):
         """Makes zoff forget the gradients handed since the last step."""
@@ -469,6 +585,10 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         for h in self._hooks:
             h.remove()
         self._hooks = []
+        if self._stream is not None:
+            for h in self._stream.get("hooks", []):
+                h.remove()
+            self._stream["hooks"] = []
         for s in self._slots:
             if s is not None:
                 s.param_view = s.grad_view = None
@@ -703,3 +823,114 @@ class Adagrad(_ZoffOptimizer):
                          foreach=foreach, differentiable=differentiable, fused=fused,
                          offload=offload, nvme_path=nvme_path, config=config,
                          grad_hooks=grad_hooks, state_format=state_format)
+
+
+# ---- parameter streaming ------------------------------------------------------------------------
+class _StreamLinear(torch.autograd.Function):
+    """y = x W^T + b that saves the weight *parameter* itself for backward (torch's own linear
+    saves a transposed view, which would keep pointing at a slot that may hold another unit's
+    weights by the time backward runs; the parameter's .data is re-pointed at the re-fetched
+    slot by the backward pre-hook)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return torch.nn.functional.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, weight = ctx.saved_tensors
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = gy.matmul(weight.to(gy.dtype))
+        if ctx.needs_input_grad[1]:
+            gw = gy.reshape(-1, gy.shape[-1]).t().mm(x.reshape(-1, x.shape[-1]).to(gy.dtype))
+            gw = gw.to(weight.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = gy.reshape(-1, gy.shape[-1]).sum(0).to(weight.dtype)
+        return gx, gw, gb
+
+
+def stream_linear(module):
+    """Makes every torch.nn.Linear inside `module` compute through _StreamLinear (the same
+    forward values; a backward that reads the weight through the parameter). zoff.torch.stream
+    applies it to its units; apply it to a non-streamed copy of a model to compare the two
+    bit for bit."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.Linear) and not getattr(m, "_zoff_stream_linear", False):
+            def fwd(x, m=m):
+                return _StreamLinear.apply(x, m.weight, m.bias)
+            m.forward = fwd
+            m._zoff_stream_linear = True
+    return module
+
+
+class StreamHandle:
+    """What zoff.torch.stream returns: the optimizer's units and a remove() for the hooks."""
+
+    def __init__(self, optimizer, hooks):
+        self._opt = weakref.ref(optimizer)
+        self._hooks = hooks
+
+    @property
+    def units(self):
+        """The zoff unit ids, in the order given."""
+        opt = self._opt()
+        return list(opt._stream["uids"]) if opt is not None and opt._stream else []
+
+    def remove(self):
+        """Removes the module and parameter hooks (the optimizer keeps streaming; a forward
+        without the hooks would find empty parameters)."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+
+def stream(model, optimizer, units, prefetch_depth=None):
+    """Streams the 16-bit weights of `units` (an iterable of torch.nn.Modules, e.g.
+    model.blocks, in forward order) through zoff: each module becomes a zoff unit; its
+    parameters are registered with zoff without device copies (their 16-bit values live in
+    zoff's pinned host memory, written by the CPU Adam), fetched into one of prefetch_depth + 1
+    slots by a forward pre-hook and released after the module's forward, fetched again by a
+    backward pre-hook and released once the unit's gradients accumulated. Outside a fetch a
+    streamed parameter's .data is an empty tensor. Parameters outside the units (embeddings,
+    head) stay resident. Call it after creating the zoff.torch optimizer and before its first
+    step; the model code does not change (nn.Linear inside the units computes through
+    stream_linear). CPU tensors (sim device) only in this version; docs/python.md."""
+    if not isinstance(optimizer, _ZoffOptimizer):
+        raise TypeError("zoff.torch.stream: the optimizer must be a zoff.torch.AdamW or Adam")
+    units = list(units)
+    if not units:
+        raise ValueError("zoff.torch.stream: no units")
+    if not hasattr(torch.Tensor, "register_post_accumulate_grad_hook"):
+        raise ZoffError(_lib.ZOFF_EUNSUPPORTED, "ZOFF_EUNSUPPORTED",
+                        f"zoff.torch.stream needs torch >= 2.1; this is {torch.__version__}")
+    params = [[p for p in m.parameters() if p.requires_grad] for m in units]
+    optimizer._restream(params, prefetch_depth)
+    me = weakref.ref(optimizer)
+    hooks = []
+    for k, m in enumerate(units):
+        stream_linear(m)
+
+        def pre(_mod, _args, k=k):
+            me()._stream_fetch(k)
+
+        def post(_mod, _args, _out, k=k):
+            me()._stream_release(k)
+
+        def bpre(_mod, _grad_out, k=k):
+            me()._stream_fetch(k)
+
+        hooks.append(m.register_forward_pre_hook(pre))
+        hooks.append(m.register_forward_hook(post))
+        hooks.append(m.register_full_backward_pre_hook(bpre))
+        for p in params[k]:
+            def done(q, k=k):
+                me()._stream_grad_done(k, q)
+            hooks.append(p.register_post_accumulate_grad_hook(done))
+    for slots in optimizer._stream["slots"]:
+        for s in slots:
+            s.param.data = torch.empty(0, dtype=s.param.dtype)
+    optimizer._stream["hooks"] = hooks
+    return StreamHandle(optimizer, hooks)
