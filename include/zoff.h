@@ -407,7 +407,12 @@ ZOFF_API zoff_status zoff_set_param_step(zoff_runtime *rt, int param_id, int64_t
 /* Checkpoints: `dir` receives optimizer.safetensors + zoff_manifest.json, written to a
  * temporary directory, fsynced and renamed into place (the previous checkpoint stays whole on
  * any failure). zoff_load checks names, shapes and checksums; ZOFF_EMISMATCH / ZOFF_ECORRUPT
- * name the tensor. A checkpoint loads into any tier / partition size. */
+ * name the tensor. A checkpoint loads into any tier / partition size. It holds the master
+ * weights, moments, each parameter's step count (older checkpoints without them load every
+ * parameter at the global step), the loss scaler, the groups and the step pipeline: in overlap
+ * `delayed` the warm-up progress and, while an update's params wait for their upload, what the
+ * device holds, so a resumed delayed run equals the uninterrupted one bit for bit (loaded by a
+ * runtime of another mode, the device gets the master's values). Save and load between steps. */
 ZOFF_API zoff_status zoff_save(zoff_runtime *rt, const char *dir);
 ZOFF_API zoff_status zoff_load(zoff_runtime *rt, const char *dir);
 /* Like zoff_save, also storing `user_json` (a JSON object text of at most 4 KiB, or NULL) in the

@@ -9,6 +9,9 @@
  *  - delayed: after the warm-up, zoff_step(t) launches the update of step t on the update worker
  *    and returns; its 16-bit params wait in the hold buffer and are uploaded by zoff_step(t+1),
  *    once the gradients of t+1 landed (the device no longer reads the params of step t+1).
+ * Every update leaves the parameters without a gradient this step untouched (and, in eager,
+ * those with a non-finite one): their tiles are not visited, their step counts do not advance;
+ * each parameter's bias correction uses its own step count (zrt_param.step / upd_step).
  * Owns: the two worker threads, the staging-tile ring, the tile list and events of the delayed
  * mode, the eager readiness counters.
  */

@@ -414,6 +414,9 @@ static void wait_end(void *arg)
 static zoff_status consumer_wait(zoff_runtime *rt, int k, zoff_stream stream)
 {
     zrt_slot *s = &rt->slots[k];
+    int done = 0;
+    ZOFF_CHECK(zdev_event_query(rt->dev, s->loaded, &done));
+    if (done) return ZOFF_OK; /* prefetched and landed: nothing to wait for, no stream op */
     if (!stream) {
         uint64_t t0 = zoff__now_ns();
         ZOFF_CHECK(zdev_event_sync(rt->dev, s->loaded));

@@ -144,7 +144,7 @@ static void test_order_before_finalize(void **state)
     zoff_destroy(rt);
 }
 
-/* grad_ready twice, step with missing gradients (zero gradient), accessors, set_step. */
+/* grad_ready twice, step with missing gradients (skipped), accessors, set_step. */
 static void test_steps_and_accessors(void **state)
 {
     (void)state;
@@ -173,9 +173,10 @@ static void test_steps_and_accessors(void **state)
     zoff_step_result r = {.struct_size = sizeof(zoff_step_result)};
     assert_int_equal(zoff_step(m.rt, &a, &r), ZOFF_EINVAL);
     assert_msg(m.rt, "flags");
-    /* param 1 never declared: it gets a zero gradient */
+    /* param 1 never declared: skipped (test_grad_skip checks the details) */
     assert_int_equal(zoff_step(m.rt, NULL, &r), 0);
     assert_int_equal(r.skipped, 0);
+    assert_int_equal(r.params_without_grad, 1);
     assert_int_equal(zoff_get_step(m.rt, &r.step), 0);
     assert_int_equal(r.step, 1);
     assert_int_equal(zoff_set_step(m.rt, -1), ZOFF_EINVAL);
@@ -184,7 +185,7 @@ static void test_steps_and_accessors(void **state)
     assert_int_equal(zoff_get_step(m.rt, &s), 0);
     assert_int_equal(s, 41);
 
-    /* zero gradient and no weight decay: Adam moves nothing for param 1 */
+    /* no gradient: nothing moves for param 1 */
     float before[200], after[200];
     assert_int_equal(zoff_get_master(m.rt, m.id[1], before), 0);
     assert_int_equal(zoff_step(m.rt, NULL, &r), 0);
