@@ -85,6 +85,10 @@ zoff_status ztopo_choose_xml(const char *xml, const char *pci_bus_id, int forced
  * share without overlap (the first cpus % count ranks one more); when there are fewer CPUs than
  * ranks each rank gets one CPU, shared round-robin. `out` = c with the share. */
 void ztopo_split_cpus(const ztopo_choice *c, int index, int count, ztopo_choice *out);
+/* The swap paths of node-local rank l of L from a comma-separated list: with several paths rank
+ * l takes paths l, l+L, l+2L, ... (joined by commas; with fewer paths than ranks, path l % n);
+ * one path is shared. Writes at most len bytes (NUL included) to out. */
+void ztopo_rank_paths(const char *paths, int l, int L, char *out, size_t len);
 /* Binds the calling thread to c's CPUs (all of them; the OS schedules among them). Returns 0,
  * -errno from sched_setaffinity, or ZOFF_EINVAL when c has no CPUs. */
 zoff_status ztopo_bind_thread(const ztopo_choice *c);

@@ -11,6 +11,7 @@
 #include <hwloc.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "offload/arena.h"
@@ -190,4 +191,31 @@ void ztopo_split_cpus(const ztopo_choice *c, int index, int count, ztopo_choice 
         r.reason[sizeof r.reason - 1] = '\0';
     }
     *out = r;
+}
+
+void ztopo_rank_paths(const char *paths, int l, int L, char *out, size_t len)
+{
+    char copy[4096];
+    snprintf(copy, sizeof copy, "%s", paths ? paths : "");
+    char *list[256];
+    int np = 0;
+    for (char *save = NULL, *t = strtok_r(copy, ",", &save); t && np < 256;
+         t = strtok_r(NULL, ",", &save))
+        list[np++] = t;
+    if (len == 0) return;
+    out[0] = '\0';
+    if (np <= 1 || L <= 1 || l < 0) {
+        snprintf(out, len, "%s", paths ? paths : "");
+        return;
+    }
+    if (np < L) {
+        snprintf(out, len, "%s", list[l % np]);
+        return;
+    }
+    size_t used = 0;
+    for (int i = l % L; i < np; i += L) {
+        int w = snprintf(out + used, len - used, "%s%s", used ? "," : "", list[i]);
+        if (w < 0 || (size_t)w >= len - used) break;
+        used += (size_t)w;
+    }
 }

@@ -29,7 +29,9 @@
 
 #include "common/common.h"
 
-#define ZCKPT_FORMAT_VERSION 1
+/* 2: the manifest ends with its own crc32c ("manifest_crc32c") and records the crc32c of the
+ * safetensors header ("header_crc32c"); version 1 checkpoints (no such checksums) still load. */
+#define ZCKPT_FORMAT_VERSION 2
 #define ZCKPT_DATA_FILE      "optimizer.safetensors"
 #define ZCKPT_MANIFEST_FILE  "zoff_manifest.json"
 #define ZCKPT_NAME_MAX       256

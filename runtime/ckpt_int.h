@@ -48,6 +48,7 @@ struct zckpt_writer {
     size_t n;
     wtensor *ts;
     uint64_t header_len; /* JSON header bytes (padded); the data starts at 8 + header_len */
+    uint32_t header_crc; /* crc32c of the 8 + header_len header bytes (set by commit) */
     uint64_t data_bytes;
     uint64_t chunks;
     uint64_t unkicked; /* bytes written since writeback was last started */
@@ -68,6 +69,8 @@ struct zckpt_reader {
     int fd;
     uint64_t data_start;          /* 8 + header length */
     uint64_t manifest_data_bytes; /* file size the manifest recorded (0: not recorded) */
+    int has_header_crc;           /* format >= 2: header_crc is the manifest's */
+    uint32_t header_crc;          /* crc32c of the safetensors header bytes, from the manifest */
     size_t n;
     rtensor *ts;
     size_t *by_name; /* indices sorted by name */
@@ -123,8 +126,15 @@ zoff_status zckpt__build_header(zckpt_writer *w, const zckpt_meta *m, const char
 /* The manifest text (caller frees with cJSON_free). */
 zoff_status zckpt__build_manifest(zckpt_writer *w, const zckpt_meta *m, const char *created,
                                   char **out);
-/* Parses the manifest text into r->meta, r->info, r->ts (allocated), r->n. */
+/* Parses the manifest text into r->meta, r->info, r->ts (allocated), r->n; every value range-
+ * checked as the config parser checks it (ZOFF_EFORMAT naming the field). */
 zoff_status zckpt__parse_manifest(zckpt_reader *r, const char *text);
+/* Format >= 2: the manifest text ends exactly with its own crc32c member, computed over the text
+ * before it. ZOFF_ECORRUPT when it does not (any edited byte). */
+zoff_status zckpt__check_manifest_crc(const zckpt_reader *r, const char *text);
+/* The __metadata__ copies in the safetensors header (step, scaler, groups, extra) against the
+ * manifest's values. ZOFF_ECORRUPT naming the first that differs. */
+zoff_status zckpt__check_header_meta(const zckpt_reader *r, const cJSON *metadata);
 /* ZOFF_EFORMAT "checkpoint <dir>: <message>". */
 zoff_status zckpt__ferr(const zckpt_reader *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

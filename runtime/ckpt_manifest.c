@@ -33,6 +33,40 @@ zoff_status zckpt__ferr(const zckpt_reader *r, const char *fmt, ...)
     return zoff__err(ZOFF_EFORMAT, "checkpoint %s: %s", r->dir, msg);
 }
 
+#define MANIFEST_CRC_SUFFIX_FMT ",\n\t\"manifest_crc32c\":\t\"%08x\"\n}\n"
+
+zoff_status zckpt__check_manifest_crc(const zckpt_reader *r, const char *text)
+{
+    if (r->info.format_version < 2) return ZOFF_OK; /* written before manifests had a crc */
+    const char *key = strstr(text, "\"manifest_crc32c\"");
+    const char *last = NULL;
+    while (key) { /* the last occurrence: the closing member */
+        last = key;
+        key = strstr(key + 1, "\"manifest_crc32c\"");
+    }
+    const char *comma = last;
+    while (comma && comma > text && *comma != ',') comma--;
+    if (!last || !comma || *comma != ',')
+        return zoff__err(ZOFF_ECORRUPT,
+                         "checkpoint %s: %s has no manifest_crc32c at its end (edited?)", r->dir,
+                         ZCKPT_MANIFEST_FILE);
+    size_t bl = (size_t)(comma - text);
+    uint32_t crc = zoff__crc32c(0, text, bl);
+    char want[64];
+    snprintf(want, sizeof want, MANIFEST_CRC_SUFFIX_FMT, crc);
+    if (strcmp(comma, want) != 0) {
+        unsigned stored = 0;
+        const char *q = strchr(last + 17, '"');
+        if (q) sscanf(q + 1, "%8x", &stored);
+        return zoff__err(ZOFF_ECORRUPT,
+                         "checkpoint %s: %s is corrupt or was edited: its bytes have crc32c "
+                         "%08x, its manifest_crc32c says %08x (the manifest's step, loss scale, "
+                         "hyperparameters and trainer state cannot be trusted)",
+                         r->dir, ZCKPT_MANIFEST_FILE, crc, stored);
+    }
+    return ZOFF_OK;
+}
+
 static const char *skip_ws(const char *p)
 {
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
@@ -249,6 +283,52 @@ out:
     return st;
 }
 
+/* One __metadata__ string against the value the manifest gives. 0 when equal (or absent and
+ * optional). */
+static int meta_differs(const cJSON *md, const char *key, const char *want, int required)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, key);
+    if (!v) return required;
+    return !cJSON_IsString(v) || strcmp(v->valuestring, want) != 0;
+}
+
+zoff_status zckpt__check_header_meta(const zckpt_reader *r, const cJSON *md)
+{
+    const zckpt_meta *m = &r->meta;
+    int req = r->info.format_version >= 2;
+    if (!cJSON_IsObject(md)) {
+        if (!req) return ZOFF_OK;
+        return zoff__err(ZOFF_ECORRUPT, "checkpoint %s: %s has no __metadata__", r->dir,
+                         ZCKPT_DATA_FILE);
+    }
+    char num[64];
+    const char *bad = NULL;
+    snprintf(num, sizeof num, "%d", r->info.format_version);
+    if (meta_differs(md, "format_version", num, req)) bad = "format_version";
+    snprintf(num, sizeof num, "%lld", (long long)m->step);
+    if (!bad && meta_differs(md, "step", num, req)) bad = "step";
+    snprintf(num, sizeof num, "%.9g", (double)m->loss_scale);
+    if (!bad && meta_differs(md, "loss_scale", num, req)) bad = "loss_scale";
+    snprintf(num, sizeof num, "%lld", (long long)m->scaler_good_steps);
+    if (!bad && meta_differs(md, "scaler_good_steps", num, req)) bad = "scaler_good_steps";
+    snprintf(num, sizeof num, "%d", m->scaler_hysteresis);
+    if (!bad && meta_differs(md, "scaler_hysteresis", num, req)) bad = "scaler_hysteresis";
+    if (!bad && m->extra_json[0] && meta_differs(md, "extra", m->extra_json, 0)) bad = "extra";
+    if (!bad && cJSON_GetObjectItemCaseSensitive(md, "groups")) {
+        cJSON *ga = groups_json(m);
+        char *gt = ga ? cJSON_PrintUnformatted(ga) : NULL;
+        if (!gt || meta_differs(md, "groups", gt, 0)) bad = "groups";
+        cJSON_free(gt);
+        cJSON_Delete(ga);
+    }
+    if (bad)
+        return zoff__err(ZOFF_ECORRUPT,
+                         "checkpoint %s: \"%s\" in %s differs from its copy in the __metadata__ "
+                         "of %s (one of them was edited or corrupted)",
+                         r->dir, bad, ZCKPT_MANIFEST_FILE, ZCKPT_DATA_FILE);
+    return ZOFF_OK;
+}
+
 zoff_status zckpt__build_manifest(zckpt_writer *w, const zckpt_meta *m, const char *created,
                                   char **out)
 {
@@ -293,8 +373,25 @@ zoff_status zckpt__build_manifest(zckpt_writer *w, const zckpt_meta *m, const ch
         cJSON_AddRawToObject(root, "extra", m->extra_json);
     else
         cJSON_AddNullToObject(root, "extra");
-    *out = cJSON_Print(root);
-    if (!*out) goto nomem;
+    cJSON_AddNumberToObject(root, "header_crc32c", w->header_crc);
+    char *body = cJSON_Print(root);
+    if (!body) goto nomem;
+    /* the manifest's own checksum closes it: "<body without its '}'>,\n\t"manifest_crc32c":
+     * \t"xxxxxxxx"\n}\n", the crc over everything before that member */
+    size_t bl = strlen(body);
+    while (bl > 0 && body[bl - 1] != '}') bl--;
+    if (bl > 0) bl--; /* drop the closing brace */
+    while (bl > 0 && (body[bl - 1] == '\n' || body[bl - 1] == ' ' || body[bl - 1] == '\t')) bl--;
+    char *text = cJSON_malloc(bl + 64);
+    if (!text) {
+        cJSON_free(body);
+        goto nomem;
+    }
+    uint32_t crc = zoff__crc32c(0, body, bl);
+    memcpy(text, body, bl);
+    snprintf(text + bl, 64, MANIFEST_CRC_SUFFIX_FMT, crc);
+    cJSON_free(body);
+    *out = text;
     cJSON_Delete(root);
     return ZOFF_OK;
 nomem:
@@ -367,6 +464,14 @@ static zoff_status parse_group(zckpt_reader *r, const cJSON *g, int i, zoff_grou
     out->beta2 = (float)cJSON_GetArrayItem(b, 1)->valuedouble;
     out->adamw_mode = cJSON_IsTrue(aw);
     out->bias_correction = cJSON_IsTrue(bc);
+    /* the ranges the config parser enforces (lr, betas, eps, weight decay) */
+    char path[64];
+    snprintf(path, sizeof path, "groups[%d]", i);
+    if (zoff__group_config_validate(out, path) != ZOFF_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", zoff__last_error_tls());
+        return zckpt__ferr(r, "%s: %s", ZCKPT_MANIFEST_FILE, msg);
+    }
     return ZOFF_OK;
 }
 
@@ -415,19 +520,28 @@ zoff_status zckpt__parse_manifest(zckpt_reader *r, const char *text)
         goto out;
     }
     m->step = (int64_t)x;
+    if (m->step < 0) {
+        st = zckpt__ferr(r, "%s: \"step\" %lld is negative", ZCKPT_MANIFEST_FILE,
+                         (long long)m->step);
+        goto out;
+    }
     if (!json_num(root, "loss_scale", 0, -HUGE_VAL, HUGE_VAL, &x)) {
         st = zckpt__ferr(r, "%s: \"loss_scale\" missing or not a number", ZCKPT_MANIFEST_FILE);
         goto out;
     }
+    if (!(x > 0.0 && x <= 0x1p127)) { /* a loss scale is a positive fp32 */
+        st = zckpt__ferr(r, "%s: \"loss_scale\" %g is outside (0, 2^127]", ZCKPT_MANIFEST_FILE, x);
+        goto out;
+    }
     m->loss_scale = (float)x;
-    if (!json_num(root, "scaler_good_steps", 1, -9.0e15, 9.0e15, &x)) {
-        st = zckpt__ferr(r, "%s: \"scaler_good_steps\" missing or not an integer",
+    if (!json_num(root, "scaler_good_steps", 1, 0, 9.0e15, &x)) {
+        st = zckpt__ferr(r, "%s: \"scaler_good_steps\" missing or not an integer >= 0",
                          ZCKPT_MANIFEST_FILE);
         goto out;
     }
     m->scaler_good_steps = (int64_t)x;
-    if (!json_num(root, "scaler_hysteresis", 1, -2147483648.0, 2147483647.0, &x)) {
-        st = zckpt__ferr(r, "%s: \"scaler_hysteresis\" missing or not an integer",
+    if (!json_num(root, "scaler_hysteresis", 1, 0, 2147483647.0, &x)) {
+        st = zckpt__ferr(r, "%s: \"scaler_hysteresis\" missing or not an integer >= 0",
                          ZCKPT_MANIFEST_FILE);
         goto out;
     }
@@ -443,6 +557,15 @@ zoff_status zckpt__parse_manifest(zckpt_reader *r, const char *text)
             goto out;
         }
         snprintf(dst, sizeof m->optimizer, "%s", o->valuestring);
+    }
+    if (r->info.format_version >= 2) {
+        if (!json_num(root, "header_crc32c", 1, 0, 4294967295.0, &x)) {
+            st = zckpt__ferr(r, "%s: \"header_crc32c\" missing or not a crc32c",
+                             ZCKPT_MANIFEST_FILE);
+            goto out;
+        }
+        r->has_header_crc = 1;
+        r->header_crc = (uint32_t)x;
     }
 
     const cJSON *groups = cJSON_GetObjectItemCaseSensitive(root, "groups");

@@ -72,6 +72,19 @@ static zoff_status check_data_file(zckpt_reader *r)
         st = zckpt__ferr(r, "%s: the header is not a JSON object", ZCKPT_DATA_FILE);
         goto out;
     }
+    if (r->has_header_crc) { /* every byte of the header, padding included */
+        uint32_t crc = zoff__crc32c(zoff__crc32c(0, lenb, 8), htext, hl);
+        if (crc != r->header_crc) {
+            st = zoff__err(ZOFF_ECORRUPT,
+                           "checkpoint %s: the safetensors header of %s (bytes 0..%llu) is "
+                           "corrupt or was edited: crc32c %08x, the manifest says %08x",
+                           r->dir, ZCKPT_DATA_FILE, (unsigned long long)(8 + hl), crc,
+                           r->header_crc);
+            goto out;
+        }
+    }
+    ZOFF_CHECK_GOTO(
+        zckpt__check_header_meta(r, cJSON_GetObjectItemCaseSensitive(h, "__metadata__")), st, out);
     size_t nh = 0;
     for (const cJSON *e = h->child; e; e = e->next)
         if (strcmp(e->string, "__metadata__") != 0) nh++;
@@ -229,6 +242,7 @@ zoff_status zckpt_reader_open(const char *dir, zckpt_reader **out)
         goto fail;
     }
     ZOFF_CHECK_GOTO(check_data_file(r), st, fail);
+    ZOFF_CHECK_GOTO(zckpt__check_manifest_crc(r, mtext), st, fail);
     free(mtext);
     *out = r;
     return ZOFF_OK;

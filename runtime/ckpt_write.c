@@ -235,6 +235,7 @@ zoff_status zckpt_writer_commit(zckpt_writer *w, const zckpt_meta *meta)
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tmv);
 
     ZOFF_CHECK_GOTO(zckpt__build_header(w, meta, created, &header), st, out);
+    w->header_crc = zoff__crc32c(0, header, 8 + w->header_len);
     ZOFF_CHECK_GOTO(zckpt__pwrite_full(w->fd, header, 8 + w->header_len, 0, w->data_path), st, out);
     zckpt__fault_point("header", 0);
     if (ZOFF_SYS(fsync(w->fd)) < 0) {

@@ -22,6 +22,10 @@
 #define CPU_THREADS_MAX 1024
 /* Values per q8 block (= Q8_BLOCK of cpu_adam/adam.h). */
 #define Q8_BLOCK 256
+/* Upper bounds of a group's hyperparameters (config, zoff_set_group, checkpoint manifests). */
+#define GROUP_LR_MAX  1000.0
+#define GROUP_EPS_MAX 1.0
+#define GROUP_WD_MAX  1000.0
 
 #include "runtime/config.h"
 
@@ -178,21 +182,23 @@ zoff_status zoff__group_config_validate(const zoff_group_config *g, const char *
                          "%s: struct_size is %zu, expected %zu (initialise the group with "
                          "zoff_group_config_default())",
                          path, g->struct_size, sizeof *g);
-    if (!finite_in(g->lr, 0.0, HUGE_VAL))
-        return zoff__err(ZOFF_ECONFIG, "%s.lr: expected a finite number >= 0, got %g", path,
-                         (double)g->lr);
+    /* upper bounds far above any training (they refuse typos and corrupted values: a weight
+     * decay of 1e30 zeroes every weight in one step) */
+    if (!finite_in(g->lr, 0.0, GROUP_LR_MAX))
+        return zoff__err(ZOFF_ECONFIG, "%s.lr: expected a number in [0, %g], got %g", path,
+                         GROUP_LR_MAX, (double)g->lr);
     if (!(g->beta1 >= 0.0f && g->beta1 < 1.0f))
         return zoff__err(ZOFF_ECONFIG, "%s.betas[0]: expected a number in [0, 1), got %g", path,
                          (double)g->beta1);
     if (!(g->beta2 >= 0.0f && g->beta2 < 1.0f))
         return zoff__err(ZOFF_ECONFIG, "%s.betas[1]: expected a number in [0, 1), got %g", path,
                          (double)g->beta2);
-    if (!finite_in(g->eps, 0.0, HUGE_VAL))
-        return zoff__err(ZOFF_ECONFIG, "%s.eps: expected a finite number >= 0, got %g", path,
-                         (double)g->eps);
-    if (!finite_in(g->weight_decay, 0.0, HUGE_VAL))
-        return zoff__err(ZOFF_ECONFIG, "%s.weight_decay: expected a finite number >= 0, got %g",
-                         path, (double)g->weight_decay);
+    if (!finite_in(g->eps, 0.0, GROUP_EPS_MAX))
+        return zoff__err(ZOFF_ECONFIG, "%s.eps: expected a number in [0, %g], got %g", path,
+                         GROUP_EPS_MAX, (double)g->eps);
+    if (!finite_in(g->weight_decay, 0.0, GROUP_WD_MAX))
+        return zoff__err(ZOFF_ECONFIG, "%s.weight_decay: expected a number in [0, %g], got %g",
+                         path, GROUP_WD_MAX, (double)g->weight_decay);
     if (g->adamw_mode != 0 && g->adamw_mode != 1)
         return zoff__err(ZOFF_ECONFIG, "%s.adam_w_mode: expected 0 or 1, got %d", path,
                          g->adamw_mode);

@@ -40,6 +40,13 @@ zoff_status zrt_shard_create(zoff_runtime *rt)
                          "zoff.state_format \"q8\" with several ranks is not built (the rank "
                          "ranges would have to follow the q8 blocks through the gradient "
                          "exchange); use \"bf16\" or \"fp32\" moments with several ranks");
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK") &&
+        !getenv("SLURM_NTASKS"))
+        return zoff__err(ZOFF_EUNSUPPORTED,
+                         "the environment says %d ranks (WORLD_SIZE: torchrun?) but no MPI "
+                         "launcher started them: the sharded step runs under mpirun/srun only "
+                         "(docs/multi-gpu.md); set zoff.ranks = 1 to run this process alone",
+                         n);
     zcomm_config cc;
     zcomm_config_default(&cc);
     cc.timeout_ms = rt->cfg.comm_timeout_ms;
@@ -127,30 +134,12 @@ zoff_status zrt_shard_place(zoff_runtime *rt, char *paths, size_t len)
     ztopo_split_cpus(&rt->topo, index, count, &rt->topo);
     /* swap paths: with several paths, local rank l takes paths l, l + L, l + 2L, ... (L local
      * ranks); with fewer paths than local ranks, path l % npaths */
-    if (!paths[0]) return ZOFF_OK;
-    char *copy = strdup(paths);
-    if (!copy) return zoff__err(-ENOMEM, "ranks: out of memory");
-    char *list[256];
-    int np = 0;
-    for (char *save = NULL, *t = strtok_r(copy, ",", &save); t && np < 256;
-         t = strtok_r(NULL, ",", &save))
-        list[np++] = t;
     int l = zcomm_local_rank(rt->comm), L = zcomm_local_size(rt->comm);
-    if (np > 1 && L > 0) {
-        char out[ZOFF_PATH_MAX] = "";
-        size_t used = 0;
-        if (np < L) {
-            snprintf(out, sizeof out, "%s", list[l % np]);
-        } else {
-            for (int i = l % L; i < np; i += L) {
-                int w = snprintf(out + used, sizeof out - used, "%s%s", used ? "," : "", list[i]);
-                if (w < 0 || (size_t)w >= sizeof out - used) break;
-                used += (size_t)w;
-            }
-        }
+    if (paths[0]) {
+        char out[ZOFF_PATH_MAX];
+        ztopo_rank_paths(paths, l, L, out, sizeof out);
         snprintf(paths, len, "%s", out);
     }
-    free(copy);
     ZOFF_INFO(ZOFF_SUB_INIT, "rank %d (local %d of %d): numa node %d, %d cpus from %d, swap '%s'",
               rt->rank, l, L, rt->topo.numa_node, rt->topo.ncpus, rt->topo.cpus[0], paths);
     return ZOFF_OK;

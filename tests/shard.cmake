@@ -37,3 +37,25 @@ else()
   zoff_add_test(NAME test_shard SOURCES test_shard.c MODULES runtime LABELS mpi ARGS cpu
                 TIMEOUT 60)
 endif()
+# `zoff train` under mpirun: 2 data-parallel ranks train, checkpoint, and 3 ranks resume from it
+if(ZOFF_HAVE_MPI AND MPIEXEC_EXECUTABLE AND TARGET zoff)
+  set(trdir ${CMAKE_BINARY_DIR}/test-tmp/train-mpi)
+  set(trargs --layers 2 --width 64 --batch 2 --offload cpu --quiet --samples 0 --eval-interval 0
+      --nvme-path ${trdir}-swap)
+  zoff_add_test_variant(NAME test_train_mpi_np2 EXE ${MPIEXEC_EXECUTABLE} LABELS mpi TIMEOUT 300
+                        ARGS ${ZOFF_MPIRUN_FLAGS} -np 2 $<TARGET_FILE:zoff> train --steps 6
+                             --until 3 --ckpt-dir ${trdir} ${trargs})
+  zoff_add_test_variant(NAME test_train_mpi_resume_np3 EXE ${MPIEXEC_EXECUTABLE} LABELS mpi
+                        TIMEOUT 300
+                        ARGS ${ZOFF_MPIRUN_FLAGS} -np 3 $<TARGET_FILE:zoff> train --steps 6
+                             --resume ${trdir} ${trargs})
+  set_tests_properties(test_train_mpi_np2 PROPERTIES FIXTURES_SETUP train_mpi)
+  set_tests_properties(test_train_mpi_resume_np3 PROPERTIES FIXTURES_REQUIRED train_mpi)
+endif()
+# placement of several ranks on one node: core split and swap-path shares; `zoff info --ranks`
+zoff_add_test(NAME test_placement SOURCES test_placement.c MODULES offload LABELS quick TIMEOUT 60)
+if(TARGET zoff)
+  add_test(NAME test_info_ranks COMMAND zoff info --ranks 3 --path /tmp --path . --json)
+  set_tests_properties(test_info_ranks PROPERTIES LABELS quick TIMEOUT 60
+                       PASS_REGULAR_EXPRESSION "\"swap_paths\"")
+endif()

@@ -15,6 +15,11 @@
  *  - corruption: a flipped byte in one tensor -> ZOFF_ECORRUPT naming that tensor (verify and
  *    read), others still read; truncated file, bad header length, garbage header, unknown
  *    format_version, missing manifest/tensor -> ZOFF_EFORMAT naming the problem;
+ *  - every byte covered: a flipped byte anywhere in the manifest, the safetensors length and
+ *    header (padding included) or the data makes open + verify fail (ZOFF_ECORRUPT or
+ *    ZOFF_EFORMAT), and `zoff ckpt verify` exit 1; a manifest whose values were edited and its
+ *    checksum recomputed is still refused, naming the field (loss_scale -4096, weight_decay
+ *    1e30, a negative step), or caught by the copies in the safetensors __metadata__ (step);
  *  - `zoff ckpt show|verify` exit codes (0 ok, 1 corrupt or unreadable, 2 usage).
  * With `--write-fixture DIR` it only writes the deterministic checkpoint that
  * tests/check_safetensors.py reads with the Python safetensors package; `--bench GIB DIR` times
@@ -540,6 +545,124 @@ static void expect_format_error(const char *dir, const char *what)
     assert_null(r);
 }
 
+/* Open + verify: ZOFF_OK, or the first failure. */
+static zoff_status open_verify(const char *dir)
+{
+    zckpt_reader *r = NULL;
+    zoff_status st = zckpt_reader_open(dir, &r);
+    if (st == ZOFF_OK) st = zckpt_reader_verify(r);
+    zckpt_reader_close(r);
+    return st;
+}
+
+/* Flips bit 0 of each byte at `stride` steps in [from, to) of `path`; every one must fail. */
+static void flip_each(const char *dir, const char *path, uint64_t from, uint64_t to,
+                      uint64_t stride, const char *what)
+{
+    size_t n = 0;
+    for (uint64_t off = from; off < to; off += stride, n++) {
+        uint8_t b, x;
+        read_at(path, off, &b, 1);
+        x = b ^ 0x01;
+        patch(path, off, &x, 1);
+        zoff_status st = open_verify(dir);
+        patch(path, off, &b, 1);
+        if (st != ZOFF_ECORRUPT && st != ZOFF_EFORMAT) {
+            fprintf(stderr, "%s: flipping byte %llu ('%c') went unnoticed (%s)\n", what,
+                    (unsigned long long)off, b >= 0x20 && b < 0x7f ? b : '?', zoff_status_name(st));
+            fail();
+        }
+    }
+    print_message("%s: %zu flipped bytes, each caught\n", what, n);
+    assert_int_equal(open_verify(dir), ZOFF_OK);
+}
+
+/* Rewrites the manifest's closing checksum for its current text (an edit made "consistent"). */
+static void reseal_manifest(const char *dir)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", dir, ZCKPT_MANIFEST_FILE);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char text[1 << 16];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    char *at = strstr(text, ",\n\t\"manifest_crc32c\"");
+    assert_non_null(at);
+    uint32_t crc = zoff__crc32c(0, text, (size_t)(at - text));
+    snprintf(at, sizeof text - (size_t)(at - text), ",\n\t\"manifest_crc32c\":\t\"%08x\"\n}\n",
+             crc);
+    f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_every_byte(void **state)
+{
+    (void)state;
+    char *parent = fast_tmpdir("ckpt-bytes");
+    char dir[512], data[600], man[600];
+    snprintf(dir, sizeof dir, "%s/ck", parent);
+    snprintf(data, sizeof data, "%s/%s", dir, ZCKPT_DATA_FILE);
+    snprintf(man, sizeof man, "%s/%s", dir, ZCKPT_MANIFEST_FILE);
+    assert_int_equal(write_ckpt(dir, 3, 1234, 4096), ZOFF_OK);
+    assert_int_equal(open_verify(dir), ZOFF_OK);
+    struct stat sm, sd;
+    assert_int_equal(stat(man, &sm), 0);
+    assert_int_equal(stat(data, &sd), 0);
+    uint8_t lenb[8];
+    read_at(data, 0, lenb, 8);
+    uint64_t hl = 0;
+    for (int i = 0; i < 8; i++) hl |= (uint64_t)lenb[i] << (8 * i);
+    /* the manifest: every byte */
+    flip_each(dir, man, 0, (uint64_t)sm.st_size, 1, "manifest");
+    /* the safetensors length and JSON header: every byte of the JSON, the padding sampled */
+    char *h = zt_malloc(hl + 1);
+    read_at(data, 8, h, hl);
+    h[hl] = '\0';
+    uint64_t json_end = 8 + strlen(h);
+    while (json_end > 8 && h[json_end - 9] == ' ') json_end--;
+    free(h);
+    flip_each(dir, data, 0, json_end + 8, 1, "safetensors header");
+    flip_each(dir, data, json_end + 8, 8 + hl, 509, "header padding");
+    /* the data: sampled, first and last byte included */
+    flip_each(dir, data, 8 + hl, (uint64_t)sd.st_size, 4093, "data");
+    flip_each(dir, data, (uint64_t)sd.st_size - 1, (uint64_t)sd.st_size, 1, "last data byte");
+    assert_int_equal(zoff_cmd_ckpt(3, (char *[]){"ckpt", "verify", dir, NULL}), 0);
+    uint8_t b;
+    read_at(man, 40, &b, 1);
+    b ^= 1;
+    patch(man, 40, &b, 1);
+    assert_int_equal(zoff_cmd_ckpt(3, (char *[]){"ckpt", "verify", dir, NULL}), 1);
+
+    /* edits made consistent (checksum recomputed): the values are range-checked like a config */
+    assert_int_equal(write_ckpt(dir, 3, 1234, 4096), ZOFF_OK);
+    edit_manifest(dir, "\"loss_scale\":\t4096", "\"loss_scale\":\t-4096");
+    reseal_manifest(dir);
+    expect_format_error(dir, "loss_scale");
+    assert_int_equal(write_ckpt(dir, 3, 1234, 4096), ZOFF_OK);
+    edit_manifest(dir, "\"weight_decay\":\t0.01", "\"weight_decay\":\t1e30");
+    reseal_manifest(dir);
+    expect_format_error(dir, "weight_decay");
+    assert_int_equal(write_ckpt(dir, 3, 1234, 4096), ZOFF_OK);
+    edit_manifest(dir, "\"step\":\t1234", "\"step\":\t-5");
+    reseal_manifest(dir);
+    expect_format_error(dir, "\"step\" -5 is negative");
+    /* a plausible value: caught by the copy in the safetensors metadata */
+    assert_int_equal(write_ckpt(dir, 3, 1234, 4096), ZOFF_OK);
+    edit_manifest(dir, "\"step\":\t1234", "\"step\":\t1235");
+    reseal_manifest(dir);
+    assert_int_equal(open_verify(dir), ZOFF_ECORRUPT);
+    assert_non_null(strstr(zoff__last_error_tls(), "\"step\""));
+    /* without resealing: the manifest's own checksum */
+    assert_int_equal(write_ckpt(dir, 3, 1234, 4096), ZOFF_OK);
+    edit_manifest(dir, "\"step\":\t1234", "\"step\":\t1235");
+    assert_int_equal(open_verify(dir), ZOFF_ECORRUPT);
+    zt_rmtree(parent);
+    free(parent);
+}
+
 static void test_format_errors(void **state)
 {
     (void)state;
@@ -581,7 +704,7 @@ static void test_format_errors(void **state)
 
     /* unknown format version */
     assert_int_equal(write_ckpt(dir, 1, 1, 100003), ZOFF_OK);
-    edit_manifest(dir, "\"format_version\":\t1", "\"format_version\":\t99");
+    edit_manifest(dir, "\"format_version\":\t2", "\"format_version\":\t99");
     expect_format_error(dir, "format_version 99 is not supported");
 
     /* no manifest, no data file */
@@ -758,10 +881,15 @@ int main(int argc, char **argv)
     if (argc == 3 && !strcmp(argv[1], "--write-fixture")) return write_fixture(argv[2]);
     if (argc == 4 && !strcmp(argv[1], "--bench")) return bench(atof(argv[2]), argv[3]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_writer_errors),
-        cmocka_unit_test(test_crash_exchange), cmocka_unit_test(test_crash_fallback),
-        cmocka_unit_test(test_live_leftover),  cmocka_unit_test(test_corrupt),
-        cmocka_unit_test(test_format_errors),  cmocka_unit_test(test_cmd),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_writer_errors),
+        cmocka_unit_test(test_crash_exchange),
+        cmocka_unit_test(test_crash_fallback),
+        cmocka_unit_test(test_live_leftover),
+        cmocka_unit_test(test_corrupt),
+        cmocka_unit_test(test_format_errors),
+        cmocka_unit_test(test_every_byte),
+        cmocka_unit_test(test_cmd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

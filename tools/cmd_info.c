@@ -507,24 +507,114 @@ static void print_text(const cJSON *r)
     }
 }
 
+/* ---- --ranks N: the placement plan of N ranks on this node
+ * --------------------------------------- Rank r drives GPU r (GPUs in ordinal order; none on the
+ * sim device), takes the NUMA node nearest it, the ranks that chose the same node split its cores
+ * (ztopo_split_cpus) and local rank r takes its share of the --path list as swap paths
+ * (ztopo_rank_paths): what zoff_finalize does under mpirun -np N. */
+static void gather_ranks(cJSON *root, int nranks, const char *const *paths, int npaths)
+{
+    zdev_gpu_info gpus[64];
+    int ngpu = 0;
+    if (zdev_cuda_list(gpus, 64, &ngpu) != 0) ngpu = 0;
+    zoff__clear_error();
+    char joined[4096] = "";
+    size_t used = 0;
+    for (int i = 0; i < npaths && used < sizeof joined; i++)
+        used +=
+            (size_t)snprintf(joined + used, sizeof joined - used, "%s%s", i ? "," : "", paths[i]);
+    ztopo_choice *ch = calloc((size_t)nranks, sizeof *ch);
+    cJSON *arr = cJSON_AddArrayToObject(root, "ranks");
+    if (!ch || !arr) {
+        free(ch);
+        return;
+    }
+    for (int r = 0; r < nranks; r++) {
+        const char *bus = ngpu > 0 ? gpus[r % ngpu].pci_bus_id : NULL;
+        if (ztopo_choose(bus, -1, &ch[r]) != 0) {
+            memset(&ch[r], 0, sizeof ch[r]);
+            ch[r].numa_node = -1;
+        }
+    }
+    zoff__clear_error();
+    for (int r = 0; r < nranks; r++) {
+        int index = 0, count = 0;
+        for (int k = 0; k < nranks; k++) {
+            if (ch[k].numa_node != ch[r].numa_node) continue;
+            if (k < r) index++;
+            count++;
+        }
+        ztopo_choice mine;
+        ztopo_split_cpus(&ch[r], index, count, &mine);
+        char sw[4096];
+        ztopo_rank_paths(joined, r, nranks, sw, sizeof sw);
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "rank", r);
+        cJSON_AddStringToObject(j, "gpu", ngpu > 0 ? gpus[r % ngpu].pci_bus_id : "none (sim)");
+        cJSON_AddNumberToObject(j, "numa_node", mine.numa_node);
+        cJSON *cpus = cJSON_AddArrayToObject(j, "cpus");
+        for (int c = 0; c < mine.ncpus; c++)
+            cJSON_AddItemToArray(cpus, cJSON_CreateNumber(mine.cpus[c]));
+        cJSON_AddStringToObject(j, "swap_paths", sw);
+        cJSON_AddItemToArray(arr, j);
+    }
+    free(ch);
+}
+
+static void print_ranks(const cJSON *root)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "ranks");
+    if (!arr) return;
+    printf("\nplacement of %d local ranks (mpirun -np %d on this node)\n", cJSON_GetArraySize(arr),
+           cJSON_GetArraySize(arr));
+    printf("  %-4s  %-14s  %-4s  %-24s  %s\n", "rank", "gpu", "numa", "cpus (adam threads)",
+           "swap paths");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr)
+    {
+        char cpus[256] = "";
+        size_t used = 0;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(e, "cpus"))
+        {
+            if (used < sizeof cpus)
+                used += (size_t)snprintf(cpus + used, sizeof cpus - used, "%s%d", used ? "," : "",
+                                         (int)c->valuedouble);
+        }
+        printf("  %-4d  %-14s  %-4d  %-24s  %s\n",
+               (int)cJSON_GetObjectItemCaseSensitive(e, "rank")->valuedouble,
+               cJSON_GetObjectItemCaseSensitive(e, "gpu")->valuestring,
+               (int)cJSON_GetObjectItemCaseSensitive(e, "numa_node")->valuedouble, cpus,
+               cJSON_GetObjectItemCaseSensitive(e, "swap_paths")->valuestring);
+    }
+}
+
 /* ---- command ------------------------------------------------------------------------------------
  */
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: zoff info [--path DIR ...] [--json]\n"
+    fprintf(out, "usage: zoff info [--path DIR ...] [--ranks N] [--json]\n"
                  "  CPU and ISA, cores, NUMA nodes and memory, GPUs and their NUMA node, block\n"
                  "  devices and their locality, locked-memory limits, huge pages, io_uring, and\n"
                  "  for each --path (default: .) its filesystem, O_DIRECT support and free space.\n"
+                 "  --ranks N  the placement plan of N ranks on this node (mpirun -np N): GPU,\n"
+                 "             NUMA node, cores of the Adam threads, swap paths (from --path)\n"
                  "  --json  print the same facts as one JSON object\n");
 }
 
 int zoff_cmd_info(int argc, char **argv)
 {
     const char *paths[MAX_PATHS];
-    int npaths = 0, json = 0;
+    int npaths = 0, json = 0, nranks = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) {
             json = 1;
+        } else if (!strcmp(argv[i], "--ranks") && i + 1 < argc) {
+            nranks = atoi(argv[++i]);
+            if (nranks < 1 || nranks > 1024) {
+                fprintf(stderr, "zoff info: --ranks %s: expected 1..1024\n", argv[i]);
+                return 2;
+            }
         } else if (!strcmp(argv[i], "--path") && i + 1 < argc) {
             if (npaths == MAX_PATHS) {
                 fprintf(stderr, "zoff info: at most %d --path options\n", MAX_PATHS);
@@ -555,6 +645,7 @@ int zoff_cmd_info(int argc, char **argv)
     gather_disks(root);
     gather_limits(root);
     gather_paths(root, paths, npaths);
+    if (nranks > 0) gather_ranks(root, nranks, paths, npaths);
 
     int rc = 0;
     if (json) {
@@ -567,6 +658,7 @@ int zoff_cmd_info(int argc, char **argv)
         }
     } else {
         print_text(root);
+        print_ranks(root);
     }
     cJSON_Delete(root);
     return rc;

@@ -133,7 +133,9 @@ void gpt_report_step(gpt_trainer *t, const gpt_step_metrics *m)
            "grad wait %.1f), params ready %.1f  |  d2h %.1f  h2d %.1f  nvme %.1f ms%s\n",
            m->tokens_per_s, m->iter_ms, m->compute_ms, m->zstep_ms, m->adam_ms, m->nvme_wait_ms,
            m->grad_wait_ms, m->ready_ms, m->d2h_ms, m->h2d_ms, m->nvme_ms,
-           m->skipped ? "  [update skipped: fp16 overflow]" : "");
+           !m->skipped                  ? ""
+           : o->dtype == ZOFF_DTYPE_F16 ? "  [update skipped: fp16 overflow]"
+                                        : "  [update skipped: non-finite gradient]");
     fflush(stdout);
 }
 
@@ -179,7 +181,9 @@ void gpt_report_summary(const gpt_trainer *t)
     printf("steps %" PRId64 "..%" PRId64 " in %.1f s (%.0f ms/step, %.0f tokens/s)",
            t->start_iter + 1, t->iter, wall, mean[6],
            n ? tokens / (mean[6] * (double)n / 1e3) : 0.0);
-    if (skipped) printf(", %zu update(s) skipped on fp16 overflow", skipped);
+    if (skipped)
+        printf(", %zu update(s) skipped on %s", skipped,
+               o->dtype == ZOFF_DTYPE_F16 ? "fp16 overflow" : "non-finite gradients");
     printf("\nloss: train %.3f -> %.3f (mean of the first / last %zu steps)", mean_loss(t, 0, k),
            mean_loss(t, n - k, k), k);
     if (t->nevals > 1)

@@ -58,9 +58,10 @@ typedef struct gpt_trainer {
     int *stage_unit;       /* stream: zoff unit of each stage (lay.nstages) */
     size_t resident_numel; /* stream: elements of dev_params (the resident tensors) */
     int32_t *x, *y;        /* (B, T) batch */
-    gpt_rng rng;           /* training batches */
-    int64_t iter;          /* steps done */
-    int64_t start_iter;    /* steps done when this run started (resume) */
+    int rank, nranks;   /* under mpirun -np N: data parallel, rank r takes the r-th of N batches */
+    gpt_rng rng;        /* training batches */
+    int64_t iter;       /* steps done */
+    int64_t start_iter; /* steps done when this run started (resume) */
     int group_decay, group_nodecay;
     int tty; /* progress bar on stdout */
     double peak_lr;

@@ -429,6 +429,19 @@ static int setup(gpt_trainer *t)
     zoff_config cfg = o->zcfg;
     if (cfg.device == ZOFF_DEVICE_AUTO) cfg.device = ZOFF_DEVICE_SIM; /* see trainer.h */
     if ((st = zoff_create(&cfg, &t->rt)) != ZOFF_OK) return zfail(NULL, st, "zoff_create");
+    zoff_rank_info ri = ZOFF_RANK_INFO_INIT;
+    if ((st = zoff_get_rank_info(t->rt, &ri)) != ZOFF_OK)
+        return zfail(NULL, st, "zoff_get_rank_info");
+    t->rank = ri.rank;
+    t->nranks = ri.size;
+    if (ri.size > 1) {
+        printf("zoff train: rank %d of %d (ZeRO stage %d, %s): data parallel, every rank takes "
+               "its own batch of each step; only rank 0 prints\n",
+               ri.rank, ri.size, ri.zero_stage, ri.backend);
+        fflush(stdout);
+        if (ri.rank != 0 && !freopen("/dev/null", "w", stdout))
+            fprintf(stderr, "zoff train: rank %d: cannot silence stdout\n", ri.rank);
+    }
     if (!zoff_device_host_accessible(t->rt)) {
         fprintf(stderr,
                 "zoff train: the runtime opened a CUDA device (ZOFF_DEVICE?): the example model "
@@ -581,7 +594,23 @@ static int train_step(gpt_trainer *t)
     if ((st = zoff_get_loss_scale(t->rt, &m.loss_scale)) != ZOFF_OK)
         return zfail(t, st, "zoff_get_loss_scale");
 
-    gpt_data_train_batch(&t->data, &t->rng, B, T, t->x, t->y);
+    /* N ranks draw the same N batches from the shared generator; rank r keeps the r-th (the
+     * global batch is N x B sequences, the gradients are averaged over the ranks) */
+    int nr = t->nranks > 0 ? t->nranks : 1;
+    for (int r = 0; r < nr; r++) {
+        if (r > t->rank) {
+            int32_t *sx = malloc((size_t)B * (size_t)T * 2 * sizeof(int32_t));
+            if (!sx) {
+                fprintf(stderr, "zoff train: out of memory\n");
+                return GPT_EXIT_FAIL;
+            }
+            for (; r < nr; r++)
+                gpt_data_train_batch(&t->data, &t->rng, B, T, sx, sx + (size_t)B * (size_t)T);
+            free(sx);
+            break;
+        }
+        gpt_data_train_batch(&t->data, &t->rng, B, T, t->x, t->y);
+    }
     memset(t->grads, 0, t->lay.total_numel * sizeof(float));
     if (gpt_forward(t->model, t->params, t->x, t->y, B, T, &m.loss) != 0) {
         fprintf(stderr, "zoff train: forward failed\n");
