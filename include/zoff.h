@@ -17,8 +17,11 @@
  *  - Thread safety: one zoff_runtime is used by one thread at a time (the trainer's thread).
  *    Different runtimes are independent. zoff_strerror/zoff_version are thread-safe.
  *
- * Logging and environment parameters (all declared in common/params.def; `zoff env` lists them
- * with their defaults and current values, docs/config.md documents them):
+ * The docs pages (docs/NAME.md) named below are installed with the library under
+ * <prefix>/share/doc/zoff/ (and are in the source tree's docs/).
+ *
+ * Logging and environment parameters (`zoff env` lists them with their defaults and current
+ * values, docs/config.md documents them):
  *  - ZOFF_DEBUG=NONE|WARN|INFO|TRACE (default WARN): log level, to stderr.
  *  - ZOFF_DEBUG_SUBSYS=INIT,ALLOC,PIN,NVME,ADAM,XFER,STEP,CKPT,CONFIG,DEV,ALL (default ALL);
  *    a leading ^ excludes one (ALL,^NVME). ZOFF_DEBUG_FILE=path writes the log to a file.
@@ -31,6 +34,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h> /* memset in the zoff_*_init() helpers */
 
 #ifdef __cplusplus
 extern "C" {
@@ -163,6 +167,46 @@ typedef struct zoff_group_config {
  * bias correction on. Returns ZOFF_EINVAL if g is NULL. */
 ZOFF_API zoff_status zoff_group_config_default(zoff_group_config *g);
 
+/* Learning-rate schedules: DeepSpeed's `scheduler.type` values, same parameters and formulas
+ * (deepspeed/runtime/lr_schedules.py). docs/config.md gives each formula. */
+typedef enum zoff_lr_schedule {
+    ZOFF_SCHED_NONE = 0,             /* the trainer sets lr (zoff_set_group) */
+    ZOFF_SCHED_WARMUP_LR = 1,        /* "WarmupLR" */
+    ZOFF_SCHED_WARMUP_DECAY_LR = 2,  /* "WarmupDecayLR" */
+    ZOFF_SCHED_WARMUP_COSINE_LR = 3, /* "WarmupCosineLR" (a ratio of each group's lr) */
+    ZOFF_SCHED_ONE_CYCLE = 4,        /* "OneCycle" (lr, and beta1 with cycle_momentum) */
+    ZOFF_SCHED_LR_RANGE_TEST = 5,    /* "LRRangeTest" */
+} zoff_lr_schedule;
+
+/* Parameters of the schedule (DeepSpeed's names and defaults; unused ones are ignored). */
+typedef struct zoff_scheduler_config {
+    zoff_lr_schedule type;
+    /* WarmupLR, WarmupDecayLR, WarmupCosineLR */
+    double warmup_min_lr;     /* 0 */
+    double warmup_max_lr;     /* NaN: the group's lr (WarmupLR); WarmupDecayLR default 0.001 */
+    int64_t warmup_num_steps; /* 1000 (DeepSpeed uses max(2, this)) */
+    int warmup_linear;        /* warmup_type: 0 "log" (default), 1 "linear" */
+    int64_t total_num_steps;  /* WarmupDecayLR, WarmupCosineLR: required */
+    double warmup_min_ratio;  /* WarmupCosineLR: 0 */
+    double cos_min_ratio;     /* WarmupCosineLR: 1e-4 */
+    /* OneCycle */
+    double cycle_min_lr, cycle_max_lr; /* required */
+    double decay_lr_rate;              /* 0 */
+    int64_t cycle_first_step_size;     /* 2000 */
+    int64_t cycle_second_step_size;    /* -1: same as the first */
+    int64_t cycle_first_stair_count;   /* 0: continuous */
+    int64_t cycle_second_stair_count;  /* -1: same as the first */
+    int64_t decay_step_size;           /* 0: no post-cycle decay */
+    int cycle_momentum;                /* 1: beta1 cycles too (beta2 is then 0.99, as DeepSpeed) */
+    double cycle_min_mom, cycle_max_mom; /* 0.8, 0.9 */
+    double decay_mom_rate;               /* 0 */
+    /* LRRangeTest */
+    double lr_range_test_min_lr;     /* 1e-3 */
+    int64_t lr_range_test_step_size; /* 2000 */
+    double lr_range_test_step_rate;  /* 1.0 */
+    int lr_range_test_staircase;     /* 0 */
+} zoff_scheduler_config;
+
 /* The runtime configuration. Fill with zoff_config_default() (or zoff_config_from_json(), which
  * starts from the defaults), then change fields. ZOFF_* environment variables override some
  * fields at zoff_create() time (docs/config.md lists them). */
@@ -235,6 +279,16 @@ typedef struct zoff_config {
                                  prefetch_depth + 1 unit slots (offload_param.buffer_count - 1;
                                  default 2) */
     size_t stream_slot_bytes; /* bytes per slot; 0 (default): the largest unit */
+
+    /* learning-rate schedule (DeepSpeed `scheduler`; type ZOFF_SCHED_NONE: the trainer's lr) */
+    zoff_scheduler_config scheduler;
+
+    /* batch (DeepSpeed keys; 0: not given). zoff_config_from_json* fills the missing ones and
+     * checks train_batch_size == micro * accumulation * world size as DeepSpeed does. The runtime
+     * itself applies one update per zoff_step; a trainer (zoff train) uses these values. */
+    int64_t train_batch_size;
+    int64_t train_micro_batch_size_per_gpu;
+    int64_t gradient_accumulation_steps;
     /* optimizer kind and state format (appended; 0 = Adam with fp32 moments as before) */
     int optimizer_type;              /* zoff_optimizer_type, one for the whole runtime */
     int state_format;                /* zoff_state_format, one for the whole runtime */
@@ -252,6 +306,46 @@ ZOFF_API zoff_status zoff_config_default(zoff_config *cfg);
 ZOFF_API zoff_status zoff_config_from_json(zoff_config *cfg, const char *path);
 /* Same from a NUL-terminated JSON string. */
 ZOFF_API zoff_status zoff_config_from_json_string(zoff_config *cfg, const char *json);
+
+/* Values a trainer supplies for DeepSpeed's "auto" (the Hugging Face Trainer convention). A
+ * field left at its "not supplied" value (NaN, 0 or -1 as noted) lets "auto" resolve to zoff's
+ * default; every resolution is logged (WARN level, subsystem CONFIG) with its source. */
+typedef struct zoff_trainer_values {
+    size_t struct_size;
+    double lr, weight_decay, eps; /* NaN: not supplied */
+    double beta1, beta2;          /* NaN: not supplied */
+    double gradient_clipping;     /* NaN: not supplied */
+    int64_t train_batch_size;     /* 0: not supplied */
+    int64_t train_micro_batch_size_per_gpu;
+    int64_t gradient_accumulation_steps;
+    int64_t world_size;       /* 0: 1 (ranks the batch is split over) */
+    int64_t warmup_num_steps; /* -1: not supplied (scheduler.params.warmup_num_steps) */
+    int64_t total_num_steps;  /* 0: not supplied (scheduler.params.total_num_steps) */
+    double warmup_min_lr;     /* NaN: not supplied */
+    int fp16, bf16;           /* -1: not supplied; 0/1 */
+} zoff_trainer_values;
+
+/* Sets every field of `tv` to "not supplied". Returns ZOFF_EINVAL if tv is NULL. */
+ZOFF_API zoff_status zoff_trainer_values_default(zoff_trainer_values *tv);
+/* zoff_config_from_json / _string with the trainer's values for "auto" (tv may be NULL: every
+ * "auto" takes zoff's default). All errors of the file are reported in one message, one line
+ * each; keys of DeepSpeed's schema that zoff does not use are accepted with one warning line
+ * each (docs/config.md lists them and what zoff does instead). */
+ZOFF_API zoff_status zoff_config_from_json_with(zoff_config *cfg, const char *path,
+                                                const zoff_trainer_values *tv);
+ZOFF_API zoff_status zoff_config_from_json_string_with(zoff_config *cfg, const char *json,
+                                                       const zoff_trainer_values *tv);
+
+/* The learning rate the schedule `s` gives the optimizer step number `step` (1 = the first
+ * update; skipped fp16-overflow steps do not count, as in DeepSpeed) for a group whose own lr is
+ * `group_lr` (WarmupCosineLR scales it; WarmupLR without warmup_max_lr rises to it). With
+ * OneCycle and cycle_momentum, *beta1 and *beta2 receive the cycled betas (either may be NULL);
+ * otherwise they are left unchanged. Returns ZOFF_EINVAL for NULL s/lr or step < 1. */
+ZOFF_API zoff_status zoff_scheduler_lr(const zoff_scheduler_config *s, double group_lr,
+                                       int64_t step, double *lr, double *beta1, double *beta2);
+
+/* What a group runs, for logs and headers: "AdamW" or "Adam (L2 weight decay)". Static. */
+ZOFF_API const char *zoff_optimizer_name(const zoff_group_config *g);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Runtime                                                                                    */
@@ -280,7 +374,10 @@ ZOFF_API const char *zoff_last_error(const zoff_runtime *rt);
  * Only before zoff_finalize. */
 ZOFF_API zoff_status zoff_add_group(zoff_runtime *rt, const zoff_group_config *g, int *group_id);
 /* Changes a group's hyperparameters (e.g. the lr of a schedule); takes effect at the next step.
- * Allowed any time between steps. */
+ * Allowed any time between steps. With a configured scheduler (cfg->scheduler), the runtime sets
+ * each group's lr before every step (zoff_get_group shows it); zoff_set_group before
+ * zoff_finalize sets the values the schedule starts from, after it the trainer takes that
+ * group's lr over (the scheduler no longer touches it). */
 ZOFF_API zoff_status zoff_set_group(zoff_runtime *rt, int group_id, const zoff_group_config *g);
 ZOFF_API zoff_status zoff_get_group(const zoff_runtime *rt, int group_id, zoff_group_config *g);
 
@@ -341,6 +438,28 @@ typedef struct zoff_step_result {
     int params_nonfinite;    /* parameters whose gradient had an inf/NaN element */
 } zoff_step_result;
 
+/* Initialisers: `zoff_step_result r = ZOFF_STEP_RESULT_INIT;` in C and C++. In C they are
+ * designated initialisers (usable for static objects too); C++ before C++20 has none, so there
+ * they call the zoff_*_init() functions below, which work in every C and C++ version
+ * (`auto r = zoff_step_result_init();`) and compile cleanly under -Wall -Wextra -pedantic. */
+static inline zoff_step_args zoff_step_args_init(void)
+{
+    zoff_step_args a;
+    memset(&a, 0, sizeof a);
+    a.struct_size = sizeof a;
+    return a;
+}
+static inline zoff_step_result zoff_step_result_init(void)
+{
+    zoff_step_result r;
+    memset(&r, 0, sizeof r);
+    r.struct_size = sizeof r;
+    return r;
+}
+#ifdef __cplusplus
+#define ZOFF_STEP_ARGS_INIT   zoff_step_args_init()
+#define ZOFF_STEP_RESULT_INIT zoff_step_result_init()
+#else
 #define ZOFF_STEP_ARGS_INIT                                                                        \
     {                                                                                              \
         .struct_size = sizeof(zoff_step_args), .flags = 0                                          \
@@ -349,6 +468,7 @@ typedef struct zoff_step_result {
     {                                                                                              \
         .struct_size = sizeof(zoff_step_result)                                                    \
     }
+#endif
 
 /* Runs the optimizer step over the registered parameters whose gradient was declared with
  * zoff_grad_ready since the last step. Queues the upload of the new 16-bit parameters;
@@ -496,10 +616,21 @@ typedef struct zoff_stats {
     int nslots;                  /* prefetch_depth + 1 (0: nothing streamed) */
 } zoff_stats;
 
+static inline zoff_stats zoff_stats_init(void)
+{
+    zoff_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    return s;
+}
+#ifdef __cplusplus
+#define ZOFF_STATS_INIT zoff_stats_init()
+#else
 #define ZOFF_STATS_INIT                                                                            \
     {                                                                                              \
         .struct_size = sizeof(zoff_stats)                                                          \
     }
+#endif
 
 ZOFF_API zoff_status zoff_get_stats(const zoff_runtime *rt, zoff_stats *out);
 

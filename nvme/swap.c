@@ -541,24 +541,77 @@ out:
  * store preallocates there (filesystems that report no size, like ramfs, are not checked).
  * `reclaim`: remove leftovers of dead runs first (not from a planner). *free_sum: free bytes
  * over the paths' filesystems (each counted once; may be NULL). */
+/* mkdir -p `path` (mode 0777 & umask, like `mkdir -p`). Returns 0 or -errno. */
+static int mkdirs(const char *path)
+{
+    char buf[ZOFF_PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return -ENAMETOOLONG;
+    for (char *q = buf + 1;; q++) {
+        if (*q == '/' || *q == '\0') {
+            char c = *q;
+            *q = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -errno;
+            *q = c;
+            if (c == '\0') break;
+        }
+    }
+    return 0;
+}
+
+/* The nearest existing ancestor of a missing `path` into buf (a planner examines it: the store
+ * creates the path there). Returns 0 or -errno. */
+static int existing_ancestor(const char *path, char *buf, size_t len)
+{
+    if (snprintf(buf, len, "%s", path) >= (int)len) return -ENAMETOOLONG;
+    struct stat sb;
+    while (stat(buf, &sb) != 0) {
+        if (errno != ENOENT) return -errno;
+        char *slash = strrchr(buf, '/');
+        if (!slash) return snprintf(buf, len, ".") < 0 ? -EINVAL : 0;
+        if (slash == buf) {
+            buf[1] = '\0';
+            return 0;
+        }
+        *slash = '\0';
+    }
+    return 0;
+}
+
 static zoff_status check_paths(zswap_store *s, char **paths, int reclaim, uint64_t *free_sum)
 {
     struct stat st[ZSWAP_MAX_PATHS];
+    int missing[ZSWAP_MAX_PATHS] = {0};
+    char where[ZSWAP_MAX_PATHS][ZOFF_PATH_MAX]; /* the directory examined for each path */
     for (int p = 0; p < s->npaths; p++) {
+        snprintf(where[p], sizeof where[p], "%s", paths[p]);
         long rc = ZOFF_SYS(stat(paths[p], &st[p]));
+        if (rc == -ENOENT && reclaim) { /* the store creates a missing directory, as zoff train */
+            int e = mkdirs(paths[p]);
+            if (e < 0)
+                return zoff__err(e, "swap path %s does not exist and cannot be created: %s",
+                                 paths[p], strerror(-e));
+            ZOFF_INFO(ZOFF_SUB_NVME, "swap path %s did not exist: created", paths[p]);
+            rc = ZOFF_SYS(stat(paths[p], &st[p]));
+        } else if (rc == -ENOENT) { /* a planner: examine where it will be created */
+            int e = existing_ancestor(paths[p], where[p], sizeof where[p]);
+            if (e < 0) return zoff__err(e, "swap path %s: %s", paths[p], strerror(-e));
+            missing[p] = 1;
+            rc = ZOFF_SYS(stat(where[p], &st[p]));
+        }
         if (rc < 0)
             return zoff__err((zoff_status)rc, "swap path %s: %s", paths[p], strerror((int)-rc));
         if (!S_ISDIR(st[p].st_mode))
-            return zoff__err(-ENOTDIR, "swap path %s is not a directory", paths[p]);
+            return zoff__err(-ENOTDIR, "swap path %s is not a directory", where[p]);
         for (int q = 0; q < p; q++)
-            if (st[q].st_dev == st[p].st_dev && st[q].st_ino == st[p].st_ino)
+            if (!missing[p] && !missing[q] && st[q].st_dev == st[p].st_dev &&
+                st[q].st_ino == st[p].st_ino)
                 return zoff__err(ZOFF_EINVAL, "swap paths %s and %s are the same directory",
                                  paths[q], paths[p]);
     }
     for (int p = 0; p < s->npaths; p++) {
-        if (access(paths[p], W_OK | X_OK) != 0) {
+        if (access(where[p], W_OK | X_OK) != 0) {
             int e = errno;
-            return zoff__err(-e, "swap path %s is not writable: %s%s", paths[p], strerror(e),
+            return zoff__err(-e, "swap path %s is not writable: %s%s", where[p], strerror(e),
                              e == EROFS ? " (read-only filesystem)" : "");
         }
     }
@@ -576,10 +629,10 @@ static zoff_status check_paths(zswap_store *s, char **paths, int reclaim, uint64
             on_fs++;
             for (int f = 0; f < s->nfpp; f++) need += device_bytes(s, q + f * s->npaths);
         }
-        ZOFF_CHECK(zswap_free_bytes(paths[p], &free_bytes));
+        ZOFF_CHECK(zswap_free_bytes(where[p], &free_bytes));
         if (free_sum) *free_sum += free_bytes;
         struct statvfs sv;
-        if (statvfs(paths[p], &sv) == 0 && sv.f_blocks == 0) {
+        if (statvfs(where[p], &sv) == 0 && sv.f_blocks == 0) {
             /* ramfs and friends keep no block counts: the space cannot be checked. */
             ZOFF_INFO(ZOFF_SUB_NVME, "filesystem of %s reports no size: free space not checked",
                       paths[p]);

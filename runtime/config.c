@@ -97,6 +97,32 @@ ZOFF_API zoff_status zoff_config_default(zoff_config *cfg)
     cfg->sim_gpu_bytes = ZOFF_GIB;
     cfg->sim_pcie_gbps = 25.0;
     cfg->sim_jitter_seed = 0;
+    /* DeepSpeed's scheduler defaults (deepspeed/runtime/lr_schedules.py) */
+    zoff_scheduler_config *sc = &cfg->scheduler;
+    sc->type = ZOFF_SCHED_NONE;
+    sc->warmup_min_lr = 0.0;
+    sc->warmup_max_lr = NAN;
+    sc->warmup_num_steps = 1000;
+    sc->warmup_linear = 0;
+    sc->total_num_steps = 0;
+    sc->warmup_min_ratio = 0.0;
+    sc->cos_min_ratio = 1e-4;
+    sc->cycle_min_lr = NAN;
+    sc->cycle_max_lr = NAN;
+    sc->decay_lr_rate = 0.0;
+    sc->cycle_first_step_size = 2000;
+    sc->cycle_second_step_size = -1;
+    sc->cycle_first_stair_count = 0;
+    sc->cycle_second_stair_count = -1;
+    sc->decay_step_size = 0;
+    sc->cycle_momentum = 1;
+    sc->cycle_min_mom = 0.8;
+    sc->cycle_max_mom = 0.9;
+    sc->decay_mom_rate = 0.0;
+    sc->lr_range_test_min_lr = 1e-3;
+    sc->lr_range_test_step_size = 2000;
+    sc->lr_range_test_step_rate = 1.0;
+    sc->lr_range_test_staircase = 0;
     cfg->stream_params = 0;
     cfg->prefetch_depth = 2;
     cfg->stream_slot_bytes = 0;
@@ -211,6 +237,61 @@ zoff_status zoff__group_config_validate(const zoff_group_config *g, const char *
 static int str_terminated(const char *s, size_t len)
 {
     return memchr(s, '\0', len) != NULL;
+}
+
+zoff_status zoff__scheduler_validate(const zoff_scheduler_config *s)
+{
+    const char *p = "scheduler.params";
+    switch (s->type) {
+    case ZOFF_SCHED_NONE:
+        return ZOFF_OK;
+    case ZOFF_SCHED_WARMUP_LR:
+    case ZOFF_SCHED_WARMUP_DECAY_LR:
+    case ZOFF_SCHED_WARMUP_COSINE_LR:
+        if (s->warmup_num_steps < 1)
+            return zoff__err(ZOFF_ECONFIG,
+                             "%s.warmup_num_steps: expected a positive integer, got %lld", p,
+                             (long long)s->warmup_num_steps);
+        if (s->warmup_linear != 0 && s->warmup_linear != 1)
+            return zoff__err(ZOFF_ECONFIG, "%s.warmup_type: expected \"log\" or \"linear\"", p);
+        if (!finite_in(s->warmup_min_lr, 0, HUGE_VAL) ||
+            !(isnan(s->warmup_max_lr) || finite_in(s->warmup_max_lr, 0, HUGE_VAL)))
+            return zoff__err(ZOFF_ECONFIG, "%s.warmup_min_lr/warmup_max_lr: expected numbers >= 0",
+                             p);
+        if (s->type != ZOFF_SCHED_WARMUP_LR && s->total_num_steps < 1)
+            return zoff__err(
+                ZOFF_ECONFIG, "%s.total_num_steps: required by %s (a positive integer)", p,
+                s->type == ZOFF_SCHED_WARMUP_DECAY_LR ? "WarmupDecayLR" : "WarmupCosineLR");
+        if (!finite_in(s->warmup_min_ratio, 0, 1) || !finite_in(s->cos_min_ratio, 0, 1))
+            return zoff__err(ZOFF_ECONFIG, "%s.warmup_min_ratio/cos_min_ratio: expected [0, 1]", p);
+        return ZOFF_OK;
+    case ZOFF_SCHED_ONE_CYCLE:
+        if (!finite_in(s->cycle_min_lr, 0, HUGE_VAL) || !finite_in(s->cycle_max_lr, 0, HUGE_VAL))
+            return zoff__err(ZOFF_ECONFIG,
+                             "%s.cycle_min_lr and cycle_max_lr: required by OneCycle (numbers >= "
+                             "0)",
+                             p);
+        if (s->cycle_first_step_size < 1)
+            return zoff__err(ZOFF_ECONFIG, "%s.cycle_first_step_size: expected >= 1, got %lld", p,
+                             (long long)s->cycle_first_step_size);
+        if (s->decay_step_size < 0 || s->cycle_first_stair_count < 0)
+            return zoff__err(ZOFF_ECONFIG,
+                             "%s.decay_step_size/cycle_first_stair_count: expected >= 0", p);
+        if (!finite_in(s->cycle_min_mom, 0, 1) || !finite_in(s->cycle_max_mom, 0, 1) ||
+            !isfinite(s->decay_mom_rate) || !isfinite(s->decay_lr_rate))
+            return zoff__err(ZOFF_ECONFIG, "%s: OneCycle momentum bounds must be in [0, 1)", p);
+        return ZOFF_OK;
+    case ZOFF_SCHED_LR_RANGE_TEST:
+        if (s->lr_range_test_step_size < 1)
+            return zoff__err(ZOFF_ECONFIG,
+                             "%s.lr_range_test_step_size: expected a positive integer", p);
+        if (!finite_in(s->lr_range_test_min_lr, 0, HUGE_VAL) ||
+            !isfinite(s->lr_range_test_step_rate))
+            return zoff__err(ZOFF_ECONFIG, "%s.lr_range_test_min_lr/step_rate: expected numbers",
+                             p);
+        return ZOFF_OK;
+    }
+    return zoff__err(ZOFF_ECONFIG, "scheduler.type: unknown schedule %d", (int)s->type);
 }
 
 zoff_status zoff__config_validate(const zoff_config *cfg)
@@ -402,15 +483,29 @@ zoff_status zoff__config_validate(const zoff_config *cfg)
     if (!str_terminated(cfg->trace_path, sizeof cfg->trace_path))
         return zoff__err(ZOFF_ECONFIG, "zoff.trace_path: not NUL-terminated within %d bytes",
                          ZOFF_PATH_MAX);
-    return ZOFF_OK;
+    if (cfg->train_batch_size < 0 || cfg->train_micro_batch_size_per_gpu < 0 ||
+        cfg->gradient_accumulation_steps < 0)
+        return zoff__err(ZOFF_ECONFIG, "train_batch_size, train_micro_batch_size_per_gpu and "
+                                       "gradient_accumulation_steps: expected >= 0 (0: not given)");
+    return zoff__scheduler_validate(&cfg->scheduler);
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* JSON reader                                                                                */
 /* ------------------------------------------------------------------------------------------ */
+#define ERRS_MAX 3584 /* all error lines of one parse (fits zoff_last_error's buffer) */
+
 typedef struct pctx {
-    const char *origin; /* file name or "json string" for messages */
-    zoff_config *cfg;   /* the copy being filled (committed to the caller on success) */
+    const char *origin;            /* file name or "json string" for messages */
+    zoff_config *cfg;              /* the copy being filled (committed to the caller on success) */
+    const zoff_trainer_values *tv; /* values for "auto" (never NULL inside the parser) */
+    char errs[ERRS_MAX];           /* every error of this parse, one per line */
+    size_t errs_len;
+    int nerr;
+    int lion_adagrad;        /* unused since Lion/Adagrad run as themselves (always 0) */
+    int sched_given;         /* a "scheduler" section was read */
+    char sched_keys[16][40]; /* scheduler.params keys given (checked against the type) */
+    int nsched_keys;
     /* cross-key facts resolved after the walk */
     int opt_type;        /* -1 not given, 0 "Adam", 1 "AdamW" */
     int adam_w_mode;     /* -1 not given, else 0/1 */
@@ -421,6 +516,7 @@ typedef struct pctx {
 
 typedef enum kind {
     K_OBJECT,      /* a nested section (sub table) */
+    K_INT64,       /* int64_t field, integral number in [lo, hi] */
     K_BOOL,        /* int field, JSON true/false */
     K_INT,         /* int field, integral number in [lo, hi] */
     K_FLOAT,       /* float field, number in [lo, hi] */
@@ -450,16 +546,24 @@ struct key_desc {
     const char *note;       /* K_IGNORE_*: why zoff has no use for it */
 };
 
-static zoff_status cerr(const pctx *c, const char *path, const char *fmt, ...)
+static zoff_status cerr(pctx *c, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static zoff_status cerr(const pctx *c, const char *path, const char *fmt, ...)
+/* Records one error line ("origin: path: message"); parsing goes on so that one pass reports
+ * every error of the file. Returns ZOFF_ECONFIG. */
+static zoff_status cerr(pctx *c, const char *path, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (c->errs_len < sizeof c->errs) {
+        int w = snprintf(c->errs + c->errs_len, sizeof c->errs - c->errs_len, "%s%s: %s: %s",
+                         c->nerr ? "\n" : "", c->origin, path, msg);
+        if (w > 0) c->errs_len = ZOFF_MIN(sizeof c->errs, c->errs_len + (size_t)w);
+    }
+    c->nerr++;
     return zoff__err(ZOFF_ECONFIG, "%s: %s: %s", c->origin, path, msg);
 }
 
@@ -490,7 +594,7 @@ static const char *describe(const cJSON *v, char *buf, size_t len)
     return buf;
 }
 
-static zoff_status bad_type(const pctx *c, const char *path, const char *want, const cJSON *v)
+static zoff_status bad_type(pctx *c, const char *path, const char *want, const cJSON *v)
 {
     char got[96];
     return cerr(c, path, "expected %s, got %s", want, describe(v, got, sizeof got));
@@ -515,15 +619,15 @@ static void *field(pctx *c, const key_desc *d)
     return (char *)c->cfg + d->off;
 }
 
-static zoff_status get_bool(const pctx *c, const cJSON *v, const char *path, int *out)
+static zoff_status get_bool(pctx *c, const cJSON *v, const char *path, int *out)
 {
     if (!cJSON_IsBool(v)) return bad_type(c, path, "true or false", v);
     *out = cJSON_IsTrue(v) ? 1 : 0;
     return ZOFF_OK;
 }
 
-static zoff_status get_number(const pctx *c, const cJSON *v, const char *path, int integral,
-                              double lo, double hi, double *out)
+static zoff_status get_number(pctx *c, const cJSON *v, const char *path, int integral, double lo,
+                              double hi, double *out)
 {
     char want[96];
     range_text(integral ? "an integer" : "a number", lo, hi, want, sizeof want);
@@ -537,7 +641,7 @@ static zoff_status get_number(const pctx *c, const cJSON *v, const char *path, i
 }
 
 /* An integral number, or a size string such as "16M" / "2GiB" (k = 1024). */
-static zoff_status get_size(const pctx *c, const cJSON *v, const char *path, double lo, double hi,
+static zoff_status get_size(pctx *c, const cJSON *v, const char *path, double lo, double hi,
                             uint64_t *out)
 {
     char want[128], got[96];
@@ -556,8 +660,7 @@ static zoff_status get_size(const pctx *c, const cJSON *v, const char *path, dou
     return ZOFF_OK;
 }
 
-static zoff_status get_string(const pctx *c, const cJSON *v, const char *path, char *buf,
-                              size_t len)
+static zoff_status get_string(pctx *c, const cJSON *v, const char *path, char *buf, size_t len)
 {
     if (!cJSON_IsString(v)) return bad_type(c, path, "a string", v);
     if (strlen(v->valuestring) >= len)
@@ -567,7 +670,7 @@ static zoff_status get_string(const pctx *c, const cJSON *v, const char *path, c
     return ZOFF_OK;
 }
 
-static zoff_status get_enum(const pctx *c, const cJSON *v, const char *path, const enum_name *names,
+static zoff_status get_enum(pctx *c, const cJSON *v, const char *path, const enum_name *names,
                             int *out)
 {
     char want[128];
@@ -579,7 +682,7 @@ static zoff_status get_enum(const pctx *c, const cJSON *v, const char *path, con
     return ZOFF_OK;
 }
 
-static void info_ignored(const pctx *c, const char *path, const char *note)
+static void info_ignored(pctx *c, const char *path, const char *note)
 {
     ZOFF_INFO(ZOFF_SUB_CONFIG, "%s: %s is accepted and ignored (%s)", c->origin, path, note);
 }
@@ -605,8 +708,7 @@ static size_t edit_distance(const char *a, const char *b)
     return row[lb];
 }
 
-static zoff_status unknown_key(const pctx *c, const char *path, const char *key,
-                               const key_desc *keys)
+static zoff_status unknown_key(pctx *c, const char *path, const char *key, const key_desc *keys)
 {
     const char *best = NULL;
     size_t best_d = SIZE_MAX;
@@ -618,10 +720,18 @@ static zoff_status unknown_key(const pctx *c, const char *path, const char *key,
             best = d->key;
         }
     }
-    if (strcmp(key, "scheduler") == 0)
-        return cerr(c, path,
-                    "unknown key: zoff runs no learning-rate schedule; the trainer changes lr "
-                    "between steps with zoff_set_group()");
+    /* DeepSpeed keys of the same section that zoff accepts and ignores are candidates too */
+    size_t plen = strlen(path) - strlen(key); /* "section." prefix of path */
+    for (const zoff__ds_key *k = zoff__ds_keys(); k->path; k++) {
+        if (strncmp(k->path, path, plen) != 0 || strchr(k->path + plen, '.')) continue;
+        const char *cand = k->path + plen;
+        size_t dist = edit_distance(key, cand);
+        size_t shorter = ZOFF_MIN(strlen(key), strlen(cand));
+        if (dist <= ZOFF_MAX((size_t)1, shorter / 3) && dist < best_d) {
+            best_d = dist;
+            best = cand;
+        }
+    }
     if (best) return cerr(c, path, "unknown key (did you mean \"%s\"?)", best);
     char list[400];
     size_t used = 0;
@@ -636,14 +746,26 @@ static zoff_status unknown_key(const pctx *c, const char *path, const char *key,
 
 static zoff_status walk(pctx *c, const cJSON *obj, const char *path, const key_desc *keys);
 
+static zoff_status apply_auto(pctx *c, const key_desc *d, const cJSON *v, const char *path);
+
+static int is_auto(const cJSON *v)
+{
+    return cJSON_IsString(v) && strcmp(v->valuestring, "auto") == 0;
+}
+
 static zoff_status apply(pctx *c, const key_desc *d, const cJSON *v, const char *path)
 {
     double x;
     uint64_t u;
     int i = 0;
+    if (is_auto(v) && d->kind != K_OBJECT && d->kind != K_SKIP) return apply_auto(c, d, v, path);
     switch (d->kind) {
     case K_OBJECT:
         return walk(c, v, path, d->sub);
+    case K_INT64:
+        ZOFF_CHECK(get_number(c, v, path, 1, d->lo, d->hi, &x));
+        *(int64_t *)field(c, d) = (int64_t)x;
+        return ZOFF_OK;
     case K_BOOL:
         ZOFF_CHECK(get_bool(c, v, path, &i));
         *(int *)field(c, d) = i;
@@ -690,20 +812,115 @@ static zoff_status apply(pctx *c, const key_desc *d, const cJSON *v, const char 
     return zoff__err(ZOFF_EINTERNAL, "config: key kind %d of %s", (int)d->kind, path);
 }
 
+/* Warns once about a DeepSpeed key zoff does not act on; `detail` says what was given. */
+static void warn_ignored(pctx *c, const char *path, const char *detail, const char *note)
+{
+    ZOFF_WARN(ZOFF_SUB_CONFIG, "%s: %s%s is accepted and ignored: %s", c->origin, path, detail,
+              note);
+}
+
+/* A section that is switched off ("enabled": false, "device": "none"): ignoring it changes
+ * nothing, so it is said at INFO level only. */
+static int section_off(const cJSON *v)
+{
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(v, "enabled");
+    const cJSON *dev = cJSON_GetObjectItemCaseSensitive(v, "device");
+    if (en && cJSON_IsFalse(en)) return 1;
+    if (dev && cJSON_IsString(dev) && strcasecmp(dev->valuestring, "none") == 0) return 1;
+    return 0;
+}
+
+/* Type-checks a value against DeepSpeed's schema type ("auto" is accepted for scalars). */
+static zoff_status ds_check_type(pctx *c, const zoff__ds_key *k, const cJSON *v, const char *path)
+{
+    if (is_auto(v) && k->type != DS_OBJECT) return ZOFF_OK;
+    switch (k->type) {
+    case DS_BOOL:
+        return cJSON_IsBool(v) ? ZOFF_OK : bad_type(c, path, "true or false", v);
+    case DS_INT:
+        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+            return bad_type(c, path, "an integer", v);
+        return ZOFF_OK;
+    case DS_NUMBER:
+        return cJSON_IsNumber(v) ? ZOFF_OK : bad_type(c, path, "a number", v);
+    case DS_STRING:
+        return cJSON_IsString(v) ? ZOFF_OK : bad_type(c, path, "a string", v);
+    case DS_LIST:
+        return cJSON_IsArray(v) ? ZOFF_OK : bad_type(c, path, "an array", v);
+    case DS_OBJECT:
+    case DS_OPAQUE:
+        return cJSON_IsObject(v) ? ZOFF_OK : bad_type(c, path, "an object", v);
+    case DS_ANY:
+        return ZOFF_OK;
+    }
+    return ZOFF_OK;
+}
+
+/* A key of DeepSpeed's schema that zoff does not act on: check it (a section's keys against the
+ * schema too) and warn once. */
+static zoff_status ds_ignored(pctx *c, const zoff__ds_key *k, const cJSON *v, const char *path,
+                              int quiet)
+{
+    int bad = c->nerr;
+    ZOFF_CHECK(ds_check_type(c, k, v, path));
+    if (k->type == DS_OBJECT) {
+        for (const cJSON *it = v->child; it; it = it->next) {
+            char sub[PATH_LEN];
+            snprintf(sub, sizeof sub, "%s.%s", path, it->string);
+            const zoff__ds_key *sk = zoff__ds_key_find(sub);
+            static const key_desc none[] = {{.key = NULL}};
+            if (!sk)
+                unknown_key(c, sub, it->string, none);
+            else
+                ds_ignored(c, sk, it, sub, 1);
+        }
+    }
+    if (c->nerr != bad || quiet) return c->nerr != bad ? ZOFF_ECONFIG : ZOFF_OK;
+    char detail[112] = "";
+    if (cJSON_IsObject(v))
+        snprintf(detail, sizeof detail, " (section)");
+    else {
+        char got[96];
+        snprintf(detail, sizeof detail, " = %s", describe(v, got, sizeof got));
+    }
+    if (cJSON_IsObject(v) && section_off(v))
+        ZOFF_INFO(ZOFF_SUB_CONFIG, "%s: %s is switched off; zoff ignores it (%s)", c->origin, path,
+                  k->note);
+    else
+        warn_ignored(c, path, detail, k->note);
+    return ZOFF_OK;
+}
+
 static zoff_status walk(pctx *c, const cJSON *obj, const char *path, const key_desc *keys)
 {
     if (!cJSON_IsObject(obj)) return bad_type(c, path[0] ? path : "(top level)", "an object", obj);
+    int bad = c->nerr, start = c->nerr;
     for (const cJSON *it = obj->child; it; it = it->next) {
         char sub[PATH_LEN];
         snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", it->string);
+        int dup = 0;
         for (const cJSON *prev = obj->child; prev != it; prev = prev->next)
-            if (strcmp(prev->string, it->string) == 0) return cerr(c, sub, "duplicate key");
+            dup = dup || strcmp(prev->string, it->string) == 0;
+        if (dup) {
+            cerr(c, sub, "duplicate key");
+            continue;
+        }
         const key_desc *d = keys;
         while (d->key && strcmp(d->key, it->string) != 0) d++;
-        if (!d->key) return unknown_key(c, sub, it->string, keys);
-        ZOFF_CHECK(apply(c, d, it, sub));
+        if (d->key) {
+            zoff_status st = apply(c, d, it, sub);
+            if (st < 0 && c->nerr == bad) cerr(c, sub, "%s", zoff__last_error_tls());
+            bad = c->nerr;
+            continue;
+        }
+        const zoff__ds_key *k = zoff__ds_key_find(sub);
+        if (k)
+            ds_ignored(c, k, it, sub, 0);
+        else
+            unknown_key(c, sub, it->string, keys);
+        bad = c->nerr;
     }
-    return ZOFF_OK;
+    return c->nerr > start ? ZOFF_ECONFIG : ZOFF_OK; /* errors of this section only */
 }
 
 /* ---- custom keys ---------------------------------------------------------------------------- */
@@ -719,7 +936,10 @@ static zoff_status on_optimizer_type(pctx *c, const cJSON *v, const char *path)
     else if (cJSON_IsString(v) && strcasecmp(v->valuestring, "adagrad") == 0)
         c->opt_type = 3, c->cfg->optimizer_type = ZOFF_OPTIM_ADAGRAD;
     else
-        return bad_type(c, path, "\"Adam\", \"AdamW\", \"Lion\" or \"Adagrad\"", v);
+        return bad_type(c, path,
+                        "\"Adam\", \"AdamW\", \"Lion\" or \"Adagrad\" (other DeepSpeed optimizers "
+                        "are not supported)",
+                        v);
     return ZOFF_OK;
 }
 
@@ -760,10 +980,13 @@ static zoff_status on_amsgrad(pctx *c, const cJSON *v, const char *path)
 static zoff_status on_offload_device(pctx *c, const cJSON *v, const char *path)
 {
     int tier;
-    if (cJSON_IsString(v) && strcasecmp(v->valuestring, "none") == 0)
-        return cerr(c, path,
-                    "\"none\" is not supported: zoff always keeps the optimizer state off the "
-                    "GPU; use \"cpu\" or \"nvme\"");
+    if (cJSON_IsString(v) && strcasecmp(v->valuestring, "none") == 0) {
+        warn_ignored(c, path, " = \"none\"",
+                     "zoff always keeps the optimizer state off the GPU: it stays in pinned host "
+                     "memory (device \"cpu\")");
+        c->cfg->tier = ZOFF_TIER_CPU;
+        return ZOFF_OK;
+    }
     ZOFF_CHECK(get_enum(c, v, path, tier_names, &tier));
     c->cfg->tier = (zoff_tier)tier;
     return ZOFF_OK;
@@ -829,6 +1052,14 @@ static zoff_status on_offload_param_device(pctx *c, const cJSON *v, const char *
         return ZOFF_OK;
     }
     if (cJSON_IsString(v) && strcasecmp(v->valuestring, "cpu") == 0) {
+        c->cfg->stream_params = 1;
+        return ZOFF_OK;
+    }
+    if (cJSON_IsString(v) && strcasecmp(v->valuestring, "nvme") == 0) { /* DeepSpeed's ZeRO-3 */
+        warn_ignored(c, path, " = \"nvme\"",
+                     "streamed 16-bit weights live in pinned host memory: zoff runs device "
+                     "\"cpu\" (NVMe holds the optimizer state with offload_optimizer.device "
+                     "\"nvme\")");
         c->cfg->stream_params = 1;
         return ZOFF_OK;
     }
@@ -965,7 +1196,6 @@ static const key_desc optimizer_params_keys[] = {
     KFLOAT("initial_accumulator_value", initial_accumulator_value, 0, INF),
     KFN("adam_w_mode", on_adam_w_mode),
     KFN("amsgrad", on_amsgrad),
-    KIGN("torch_adam", K_IGNORE_BOOL, "zoff always uses its own fused CPU Adam"),
     KEND,
 };
 
@@ -997,28 +1227,24 @@ static const key_desc offload_optimizer_keys[] = {
     KINT("buffer_count", buffer_count, 1, 1 << 20),
     KFN("buffer_size", on_buffer_size),
     KFLOAT("ratio", ratio, 0, 1),
-    KIGN("fast_init", K_IGNORE_BOOL, "swap files are always preallocated at zoff_finalize"),
-    KIGN("pipeline_read", K_IGNORE_BOOL, "zoff always prefetches the next partition"),
-    KIGN("pipeline_write", K_IGNORE_BOOL, "zoff always writes back behind the update"),
     KEND,
 };
 
 static const key_desc offload_param_keys[] = {
-    KFN("device", on_offload_param_device),
-    KIGN("nvme_path", K_IGNORE_ANY, "streamed weights live in pinned host memory"),
-    KIGN("pin_memory", K_IGNORE_ANY, "streamed weights always live in pinned host memory"),
-    KFN("buffer_count", on_offload_param_buffer_count),
+    KFN("device", on_offload_param_device), KFN("buffer_count", on_offload_param_buffer_count),
     KFN("buffer_size", on_offload_param_buffer_size),
-    KIGN("max_in_cpu", K_IGNORE_ANY, "every streamed weight lives in host memory"),
-    KEND,
+    KEND, /* nvme_path, pin_memory, max_in_cpu: runtime/ds_keys.c (warned) */
 };
 
-#define COMM_NOTE "DeepSpeed communication tuning; zoff's pipeline has its own buffers"
 static zoff_status on_stage(pctx *c, const cJSON *v, const char *path)
 {
     double x;
     ZOFF_CHECK(get_number(c, v, path, 1, 0, 3, &x));
     c->cfg->zero_stage = (int)x;
+    if (x == 3) { /* parameter partitioning is not built: said once (refused with several ranks) */
+        const zoff__ds_key *k = zoff__ds_key_find(path);
+        warn_ignored(c, path, " = 3", k ? k->note : "");
+    }
     return ZOFF_OK;
 }
 
@@ -1034,26 +1260,12 @@ static const key_desc zero_optimization_keys[] = {
     KFN("stage", on_stage),
     KOBJ("offload_optimizer", offload_optimizer_keys),
     KOBJ("offload_param", offload_param_keys),
-    KIGN("contiguous_gradients", K_IGNORE_BOOL, COMM_NOTE),
-    KIGN("overlap_comm", K_IGNORE_BOOL, COMM_NOTE),
-    KIGN("reduce_scatter", K_IGNORE_BOOL, COMM_NOTE),
-    KIGN("reduce_bucket_size", K_IGNORE_NUM, COMM_NOTE),
-    KIGN("allgather_partitions", K_IGNORE_BOOL, COMM_NOTE),
-    KIGN("allgather_bucket_size", K_IGNORE_NUM, COMM_NOTE),
-    KIGN("round_robin_gradients", K_IGNORE_BOOL, COMM_NOTE),
-    KIGN("sub_group_size", K_IGNORE_NUM, "zoff.partition_numel sets the swap unit"),
     KEND,
 };
 
 static const key_desc aio_keys[] = {
     KSIZE("block_size", aio_block_size, 4096, AIO_MAX_BLOCK_BYTES),
     KINT("queue_depth", aio_queue_depth, 1, AIO_MAX_QUEUE_DEPTH),
-    KIGN("thread_count", K_IGNORE_NUM,
-         "one io_uring per swap store; the fallback pool is sized "
-         "from queue_depth"),
-    KIGN("single_submit", K_IGNORE_BOOL, "zoff always batches submissions"),
-    KIGN("overlap_events", K_IGNORE_BOOL, "zoff always overlaps I/O with the update"),
-    KIGN("intra_op_parallelism", K_IGNORE_NUM, "one io_uring per swap store"),
     KFN("use_gds", on_use_gds),
     KEND,
 };
@@ -1084,6 +1296,152 @@ static const key_desc zoff_keys[] = {
     KEND,
 };
 
+/* ---- scheduler ------------------------------------------------------------------------------ */
+static const enum_name sched_names[] = {{"WarmupLR", ZOFF_SCHED_WARMUP_LR},
+                                        {"WarmupDecayLR", ZOFF_SCHED_WARMUP_DECAY_LR},
+                                        {"WarmupCosineLR", ZOFF_SCHED_WARMUP_COSINE_LR},
+                                        {"OneCycle", ZOFF_SCHED_ONE_CYCLE},
+                                        {"LRRangeTest", ZOFF_SCHED_LR_RANGE_TEST},
+                                        {NULL, 0}};
+static const enum_name warmup_type_names[] = {{"log", 0}, {"linear", 1}, {NULL, 0}};
+
+#define SOFF(f) offsetof(zoff_config, scheduler.f)
+#define SDBL(k, a, b)                                                                              \
+    {                                                                                              \
+        .key = #k, .kind = K_DOUBLE, .off = SOFF(k), .lo = (a), .hi = (b)                          \
+    }
+#define SI64(k, a, b)                                                                              \
+    {                                                                                              \
+        .key = #k, .kind = K_INT64, .off = SOFF(k), .lo = (a), .hi = (b)                           \
+    }
+
+static zoff_status on_warmup_type(pctx *c, const cJSON *v, const char *path)
+{
+    int t;
+    ZOFF_CHECK(get_enum(c, v, path, warmup_type_names, &t));
+    c->cfg->scheduler.warmup_linear = t;
+    return ZOFF_OK;
+}
+
+static zoff_status on_cycle_momentum(pctx *c, const cJSON *v, const char *path)
+{
+    return get_bool(c, v, path, &c->cfg->scheduler.cycle_momentum);
+}
+
+static zoff_status on_staircase(pctx *c, const cJSON *v, const char *path)
+{
+    return get_bool(c, v, path, &c->cfg->scheduler.lr_range_test_staircase);
+}
+
+/* Every parameter of every schedule; which belong to which type is checked after the walk. */
+static const key_desc scheduler_params_keys[] = {
+    SDBL(warmup_min_lr, 0, INF),
+    SDBL(warmup_max_lr, 0, INF),
+    SI64(warmup_num_steps, 0, MAX_EXACT_INT),
+    KFN("warmup_type", on_warmup_type),
+    SI64(total_num_steps, 1, MAX_EXACT_INT),
+    SDBL(warmup_min_ratio, 0, 1),
+    SDBL(cos_min_ratio, 0, 1),
+    SDBL(cycle_min_lr, 0, INF),
+    SDBL(cycle_max_lr, 0, INF),
+    SDBL(decay_lr_rate, 0, INF),
+    SI64(cycle_first_step_size, 1, MAX_EXACT_INT),
+    SI64(cycle_second_step_size, 0, MAX_EXACT_INT),
+    SI64(cycle_first_stair_count, 0, MAX_EXACT_INT),
+    SI64(cycle_second_stair_count, 0, MAX_EXACT_INT),
+    SI64(decay_step_size, 0, MAX_EXACT_INT),
+    KFN("cycle_momentum", on_cycle_momentum),
+    SDBL(cycle_min_mom, 0, 0.999999),
+    SDBL(cycle_max_mom, 0, 0.999999),
+    SDBL(decay_mom_rate, -1, INF),
+    SDBL(lr_range_test_min_lr, 0, INF),
+    SI64(lr_range_test_step_size, 1, MAX_EXACT_INT),
+    SDBL(lr_range_test_step_rate, 0, INF),
+    KFN("lr_range_test_staircase", on_staircase),
+    KEND,
+};
+
+/* The parameters each schedule takes (DeepSpeed passes params as keyword arguments: any other
+ * key is an error there too). */
+static const char *const sched_params_of[][16] = {
+    [ZOFF_SCHED_WARMUP_LR] = {"warmup_min_lr", "warmup_max_lr", "warmup_num_steps", "warmup_type"},
+    [ZOFF_SCHED_WARMUP_DECAY_LR] = {"warmup_min_lr", "warmup_max_lr", "warmup_num_steps",
+                                    "warmup_type", "total_num_steps"},
+    [ZOFF_SCHED_WARMUP_COSINE_LR] = {"warmup_min_ratio", "warmup_num_steps", "cos_min_ratio",
+                                     "warmup_type", "total_num_steps"},
+    [ZOFF_SCHED_ONE_CYCLE] = {"cycle_min_lr", "cycle_max_lr", "decay_lr_rate",
+                              "cycle_first_step_size", "cycle_second_step_size",
+                              "cycle_first_stair_count", "cycle_second_stair_count",
+                              "decay_step_size", "cycle_momentum", "cycle_min_mom", "cycle_max_mom",
+                              "decay_mom_rate"},
+    [ZOFF_SCHED_LR_RANGE_TEST] = {"lr_range_test_min_lr", "lr_range_test_step_size",
+                                  "lr_range_test_step_rate", "lr_range_test_staircase"},
+};
+
+static zoff_status on_scheduler_type(pctx *c, const cJSON *v, const char *path)
+{
+    int t;
+    ZOFF_CHECK(get_enum(c, v, path, sched_names, &t));
+    c->cfg->scheduler.type = (zoff_lr_schedule)t;
+    return ZOFF_OK;
+}
+
+static zoff_status on_scheduler_params(pctx *c, const cJSON *v, const char *path)
+{
+    if (!cJSON_IsObject(v)) return bad_type(c, path, "an object", v);
+    for (const cJSON *it = v->child; it; it = it->next)
+        if (c->nsched_keys < 16)
+            snprintf(c->sched_keys[c->nsched_keys++], sizeof c->sched_keys[0], "%s", it->string);
+    return walk(c, v, path, scheduler_params_keys);
+}
+
+static zoff_status on_scheduler(pctx *c, const cJSON *v, const char *path);
+
+static const key_desc scheduler_keys[] = {
+    KFN("type", on_scheduler_type),
+    KFN("params", on_scheduler_params),
+    KEND,
+};
+
+static zoff_status on_scheduler(pctx *c, const cJSON *v, const char *path)
+{
+    c->sched_given = 1;
+    return walk(c, v, path, scheduler_keys);
+}
+
+/* Scheduler rules after the walk: type given, parameters of that type only, required ones. */
+static void scheduler_check(pctx *c)
+{
+    zoff_scheduler_config *sc = &c->cfg->scheduler;
+    if (!c->sched_given) return;
+    if (sc->type == ZOFF_SCHED_NONE) {
+        char names[160];
+        cerr(c, "scheduler.type", "required (one of %s)",
+             enum_list(sched_names, names, sizeof names));
+        return;
+    }
+    const char *const *allowed = sched_params_of[sc->type];
+    for (int i = 0; i < c->nsched_keys; i++) {
+        int ok = 0;
+        for (int k = 0; k < 16 && allowed[k]; k++)
+            ok = ok || strcmp(allowed[k], c->sched_keys[i]) == 0;
+        if (!ok) {
+            char sub[PATH_LEN], list[400] = "";
+            size_t used = 0;
+            for (int k = 0; k < 16 && allowed[k]; k++) {
+                int w =
+                    snprintf(list + used, sizeof list - used, "%s%s", k ? ", " : "", allowed[k]);
+                if (w > 0) used = ZOFF_MIN(sizeof list - 1, used + (size_t)w);
+            }
+            snprintf(sub, sizeof sub, "scheduler.params.%s", c->sched_keys[i]);
+            cerr(c, sub, "not a parameter of %s (it takes: %s)",
+                 enum_to_name(sched_names, (int)sc->type), list);
+        }
+    }
+    if (sc->type == ZOFF_SCHED_WARMUP_DECAY_LR && isnan(sc->warmup_max_lr))
+        sc->warmup_max_lr = 0.001; /* DeepSpeed's WarmupDecayLR default */
+}
+
 #define TRAINER_NOTE "a trainer setting; zoff only runs the optimizer"
 static const key_desc top_keys[] = {
     KOBJ("optimizer", optimizer_keys),
@@ -1094,15 +1452,177 @@ static const key_desc top_keys[] = {
     KOBJ("zero_optimization", zero_optimization_keys),
     KOBJ("aio", aio_keys),
     KOBJ("zoff", zoff_keys),
-    KIGN("train_batch_size", K_IGNORE_NUM, TRAINER_NOTE),
-    KIGN("train_micro_batch_size_per_gpu", K_IGNORE_NUM, TRAINER_NOTE),
-    KIGN("gradient_accumulation_steps", K_IGNORE_NUM, TRAINER_NOTE),
-    KIGN("steps_per_print", K_IGNORE_NUM, TRAINER_NOTE),
-    KIGN("wall_clock_breakdown", K_IGNORE_BOOL, TRAINER_NOTE),
+    KFN("scheduler", on_scheduler),
+    {.key = "train_batch_size",
+     .kind = K_INT64,
+     .off = OFF(train_batch_size),
+     .lo = 1,
+     .hi = MAX_EXACT_INT},
+    {.key = "train_micro_batch_size_per_gpu",
+     .kind = K_INT64,
+     .off = OFF(train_micro_batch_size_per_gpu),
+     .lo = 1,
+     .hi = MAX_EXACT_INT},
+    {.key = "gradient_accumulation_steps",
+     .kind = K_INT64,
+     .off = OFF(gradient_accumulation_steps),
+     .lo = 1,
+     .hi = MAX_EXACT_INT},
     {.key = "model", .kind = K_SKIP},
     {.key = "train", .kind = K_SKIP},
     KEND,
 };
+
+/* ---- "auto" values ----------------------------------------------------------------------- */
+static cJSON *tv_number(double x, int supplied)
+{
+    return supplied ? cJSON_CreateNumber(x) : NULL;
+}
+
+/* The trainer-supplied value for `path`, as a JSON value, or NULL. */
+static cJSON *auto_value(const zoff_trainer_values *tv, const char *path)
+{
+    if (!strcmp(path, "optimizer.params.lr")) return tv_number(tv->lr, !isnan(tv->lr));
+    if (!strcmp(path, "optimizer.params.weight_decay"))
+        return tv_number(tv->weight_decay, !isnan(tv->weight_decay));
+    if (!strcmp(path, "optimizer.params.eps")) return tv_number(tv->eps, !isnan(tv->eps));
+    if (!strcmp(path, "gradient_clipping"))
+        return tv_number(tv->gradient_clipping, !isnan(tv->gradient_clipping));
+    if (!strcmp(path, "optimizer.params.betas") && !isnan(tv->beta1) && !isnan(tv->beta2)) {
+        double b[2] = {tv->beta1, tv->beta2};
+        return cJSON_CreateDoubleArray(b, 2);
+    }
+    if (!strcmp(path, "fp16.enabled") && tv->fp16 >= 0) return cJSON_CreateBool(tv->fp16);
+    if ((!strcmp(path, "bf16.enabled") || !strcmp(path, "bfloat16.enabled")) && tv->bf16 >= 0)
+        return cJSON_CreateBool(tv->bf16);
+    if (!strcmp(path, "train_batch_size"))
+        return tv_number((double)tv->train_batch_size, tv->train_batch_size > 0);
+    if (!strcmp(path, "train_micro_batch_size_per_gpu"))
+        return tv_number((double)tv->train_micro_batch_size_per_gpu,
+                         tv->train_micro_batch_size_per_gpu > 0);
+    if (!strcmp(path, "gradient_accumulation_steps"))
+        return tv_number((double)tv->gradient_accumulation_steps,
+                         tv->gradient_accumulation_steps > 0);
+    if (!strcmp(path, "scheduler.params.warmup_min_lr"))
+        return tv_number(tv->warmup_min_lr, !isnan(tv->warmup_min_lr));
+    if (!strcmp(path, "scheduler.params.warmup_max_lr")) return tv_number(tv->lr, !isnan(tv->lr));
+    if (!strcmp(path, "scheduler.params.warmup_num_steps"))
+        return tv_number((double)tv->warmup_num_steps, tv->warmup_num_steps >= 0);
+    if (!strcmp(path, "scheduler.params.total_num_steps"))
+        return tv_number((double)tv->total_num_steps, tv->total_num_steps > 0);
+    return NULL;
+}
+
+/* An effective key whose value is "auto": the trainer's value, else zoff's default (logged). */
+static zoff_status apply_auto(pctx *c, const key_desc *d, const cJSON *v, const char *path)
+{
+    (void)v;
+    cJSON *syn = auto_value(c->tv, path);
+    if (syn) {
+        char got[96];
+        if (cJSON_IsArray(syn)) {
+            snprintf(got, sizeof got, "[%g, %g]", c->tv->beta1, c->tv->beta2);
+        } else {
+            describe(syn, got, sizeof got);
+        }
+        zoff_status st = apply(c, d, syn, path);
+        cJSON_Delete(syn);
+        if (st == ZOFF_OK)
+            ZOFF_WARN(ZOFF_SUB_CONFIG, "%s: %s = \"auto\" resolved to %s (supplied by the trainer)",
+                      c->origin, path, got);
+        return st;
+    }
+    const char *what = "zoff's default";
+    if (!strcmp(path, "scheduler.params.total_num_steps"))
+        return cerr(c, path,
+                    "\"auto\" needs the trainer's step count (zoff_trainer_values."
+                    "total_num_steps; zoff train passes --steps) and none was supplied: give a "
+                    "number");
+    if (!strcmp(path, "scheduler.params.warmup_max_lr")) {
+        c->cfg->scheduler.warmup_max_lr = NAN;
+        what = "each group's lr";
+    } else if (!strcmp(path, "train_batch_size") || !strcmp(path, "gradient_accumulation_steps") ||
+               !strcmp(path, "train_micro_batch_size_per_gpu")) {
+        *(int64_t *)field(c, d) = 0;
+        what = "derived from the other batch keys";
+    }
+    char val[64] = "";
+    switch (isnan(c->cfg->scheduler.warmup_max_lr) &&
+                    !strcmp(path, "scheduler.params.warmup_max_lr")
+                ? K_SKIP
+                : d->kind) {
+    case K_FLOAT:
+        snprintf(val, sizeof val, " %g", (double)*(float *)field(c, d));
+        break;
+    case K_DOUBLE:
+        snprintf(val, sizeof val, " %g", *(double *)field(c, d));
+        break;
+    case K_INT:
+        snprintf(val, sizeof val, " %d", *(int *)field(c, d));
+        break;
+    case K_INT64:
+        if (*(int64_t *)field(c, d) > 0)
+            snprintf(val, sizeof val, " %lld", (long long)*(int64_t *)field(c, d));
+        break;
+    case K_BOOL:
+        snprintf(val, sizeof val, " %s", *(int *)field(c, d) ? "true" : "false");
+        break;
+    default:
+        if (!strcmp(path, "optimizer.params.betas"))
+            snprintf(val, sizeof val, " [%g, %g]", (double)c->cfg->optimizer.beta1,
+                     (double)c->cfg->optimizer.beta2);
+        break;
+    }
+    ZOFF_WARN(ZOFF_SUB_CONFIG, "%s: %s = \"auto\" resolved to %s%s (the trainer supplied none)",
+              c->origin, path, what, val);
+    return ZOFF_OK;
+}
+
+/* DeepSpeed's batch rules: fill the missing one of train_batch_size = micro * accumulation *
+ * world size, then check the identity. Nothing given: all stay 0 (the trainer decides). */
+static void batch_resolve(pctx *c)
+{
+    zoff_config *w = c->cfg;
+    int64_t ws = c->tv->world_size > 0 ? c->tv->world_size : 1;
+    int64_t tb = w->train_batch_size, mb = w->train_micro_batch_size_per_gpu,
+            ga = w->gradient_accumulation_steps;
+    if (tb && mb && ga) {
+    } else if (tb && mb) {
+        ga = tb / mb / ws;
+    } else if (tb && ga) {
+        mb = tb / ws / ga;
+    } else if (mb && ga) {
+        tb = mb * ga * ws;
+    } else if (tb) {
+        ga = 1;
+        mb = tb / ws;
+    } else if (mb) {
+        tb = mb * ws;
+        ga = 1;
+    } else {
+        if (ga)
+            cerr(c, "gradient_accumulation_steps",
+                 "given without train_batch_size or train_micro_batch_size_per_gpu (DeepSpeed "
+                 "needs one of them)");
+        return;
+    }
+    if (mb < 1 || ga < 1 || tb != mb * ga * ws) {
+        cerr(c, "train_batch_size",
+             "%lld is not train_micro_batch_size_per_gpu * gradient_accumulation_steps * world "
+             "size = %lld * %lld * %lld",
+             (long long)tb, (long long)mb, (long long)ga, (long long)ws);
+        return;
+    }
+    w->train_batch_size = tb;
+    w->train_micro_batch_size_per_gpu = mb;
+    w->gradient_accumulation_steps = ga;
+    if (ga > 1)
+        ZOFF_WARN(ZOFF_SUB_CONFIG,
+                  "%s: gradient_accumulation_steps = %lld is accepted; the runtime applies one "
+                  "update per zoff_step, so the trainer accumulates the micro-batches (zoff train "
+                  "computes micro * accumulation = %lld sequences per step)",
+                  c->origin, (long long)ga, (long long)(mb * ga));
+}
 
 /* Line and column of byte `at` in text, for syntax errors. */
 static void line_col(const char *text, const char *at, int *line, int *col)
@@ -1119,14 +1639,42 @@ static void line_col(const char *text, const char *at, int *line, int *col)
     }
 }
 
+ZOFF_API zoff_status zoff_trainer_values_default(zoff_trainer_values *tv)
+{
+    if (!tv) return zoff__err(ZOFF_EINVAL, "zoff_trainer_values_default: NULL");
+    memset(tv, 0, sizeof *tv);
+    tv->struct_size = sizeof *tv;
+    tv->lr = tv->weight_decay = tv->eps = tv->beta1 = tv->beta2 = NAN;
+    tv->gradient_clipping = tv->warmup_min_lr = NAN;
+    tv->warmup_num_steps = -1;
+    tv->fp16 = tv->bf16 = -1;
+    return ZOFF_OK;
+}
+
 zoff_status zoff__config_parse(zoff_config *cfg, const char *json, const char *origin)
+{
+    return zoff__config_parse_with(cfg, json, origin, NULL);
+}
+
+zoff_status zoff__config_parse_with(zoff_config *cfg, const char *json, const char *origin,
+                                    const zoff_trainer_values *tv_in)
 {
     zoff_status st = ZOFF_OK;
     cJSON *root = NULL;
     if (!origin) origin = "json";
     if (!cfg || !json) return zoff__err(ZOFF_EINVAL, "%s: NULL config or text", origin);
+    zoff_trainer_values tv;
+    zoff_trainer_values_default(&tv);
+    if (tv_in) {
+        if (tv_in->struct_size != sizeof tv)
+            return zoff__err(ZOFF_EINVAL,
+                             "%s: zoff_trainer_values.struct_size is %zu, expected %zu (fill it "
+                             "with zoff_trainer_values_default)",
+                             origin, tv_in->struct_size, sizeof tv);
+        tv = *tv_in;
+    }
     zoff_config work = *cfg;
-    pctx c = {.origin = origin, .cfg = &work, .opt_type = -1, .adam_w_mode = -1};
+    pctx c = {.origin = origin, .cfg = &work, .tv = &tv, .opt_type = -1, .adam_w_mode = -1};
 
     const char *p = json;
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
@@ -1148,7 +1696,7 @@ zoff_status zoff__config_parse(zoff_config *cfg, const char *json, const char *o
                        near);
         goto out;
     }
-    ZOFF_CHECK_GOTO(walk(&c, root, "", top_keys), st, out);
+    walk(&c, root, "", top_keys);
 
     /* Lion / Adagrad: their papers' / torch's defaults for what the params leave out */
     if (c.opt_type >= 2) {
@@ -1168,28 +1716,35 @@ zoff_status zoff__config_parse(zoff_config *cfg, const char *json, const char *o
             work.optimizer.lr = 1e-4f;
     }
 
-    /* Cross-key rules. */
-    if (c.opt_type == 1 && c.adam_w_mode == 0) {
-        st = cerr(&c, "optimizer.params.adam_w_mode",
-                  "false contradicts optimizer.type \"AdamW\" (use type \"Adam\" for L2 mode)");
-        goto out;
-    }
+    /* Cross-key rules (DeepSpeed semantics). "Adam" runs AdamW unless adam_w_mode is false;
+     * "AdamW" always runs AdamW (DeepSpeed ignores adam_w_mode false there: said once). */
+    if (c.opt_type == 1 && c.adam_w_mode == 0 && !c.lion_adagrad)
+        warn_ignored(&c, "optimizer.params.adam_w_mode", " = false",
+                     "optimizer.type \"AdamW\" always runs AdamW, as in DeepSpeed (use type "
+                     "\"Adam\" with adam_w_mode false for Adam with L2 weight decay)");
     if (c.opt_type == 0)
-        work.optimizer.adamw_mode = c.adam_w_mode == 1 ? 1 : 0;
+        work.optimizer.adamw_mode = c.adam_w_mode == 0 ? 0 : 1;
     else if (c.opt_type == 1)
         work.optimizer.adamw_mode = 1;
     else if (c.adam_w_mode >= 0)
         work.optimizer.adamw_mode = c.adam_w_mode;
     if (c.has_buffer_size) {
-        if (c.has_partition_numel && work.partition_numel != c.buffer_size) {
-            st = cerr(&c, "zero_optimization.offload_optimizer.buffer_size",
-                      "%zu contradicts zoff.partition_numel %zu (both set the elements per "
-                      "partition; give one)",
-                      c.buffer_size, work.partition_numel);
-            goto out;
-        }
-        work.partition_numel = c.buffer_size;
+        if (c.has_partition_numel && work.partition_numel != c.buffer_size)
+            cerr(&c, "zero_optimization.offload_optimizer.buffer_size",
+                 "%zu contradicts zoff.partition_numel %zu (both set the elements per "
+                 "partition; give one)",
+                 c.buffer_size, work.partition_numel);
+        else
+            work.partition_numel = c.buffer_size;
     }
+    scheduler_check(&c);
+    batch_resolve(&c);
+    if (c.nerr) {
+        st = zoff__err(ZOFF_ECONFIG, "%s", c.errs);
+        goto out;
+    }
+    ZOFF_INFO(ZOFF_SUB_CONFIG, "%s: optimizer runs %s", origin,
+              zoff_optimizer_name(&work.optimizer));
 
 validate:
     st = zoff__config_validate(&work);
@@ -1205,18 +1760,30 @@ out:
     return st;
 }
 
-ZOFF_API zoff_status zoff_config_from_json_string(zoff_config *cfg, const char *json)
+ZOFF_API zoff_status zoff_config_from_json_string_with(zoff_config *cfg, const char *json,
+                                                       const zoff_trainer_values *tv)
 {
     zoff_config tmp;
     if (!cfg || !json)
         return zoff__err(ZOFF_EINVAL, "zoff_config_from_json_string: NULL config or text");
     zoff_config_default(&tmp);
-    ZOFF_CHECK(zoff__config_parse(&tmp, json, "json string"));
+    ZOFF_CHECK(zoff__config_parse_with(&tmp, json, "json string", tv));
     *cfg = tmp;
     return ZOFF_OK;
 }
 
+ZOFF_API zoff_status zoff_config_from_json_string(zoff_config *cfg, const char *json)
+{
+    return zoff_config_from_json_string_with(cfg, json, NULL);
+}
+
 ZOFF_API zoff_status zoff_config_from_json(zoff_config *cfg, const char *path)
+{
+    return zoff_config_from_json_with(cfg, path, NULL);
+}
+
+ZOFF_API zoff_status zoff_config_from_json_with(zoff_config *cfg, const char *path,
+                                                const zoff_trainer_values *tv)
 {
     zoff_status st = ZOFF_OK;
     char *text = NULL;
@@ -1268,7 +1835,7 @@ ZOFF_API zoff_status zoff_config_from_json(zoff_config *cfg, const char *path)
 
     zoff_config tmp;
     zoff_config_default(&tmp);
-    ZOFF_CHECK_GOTO(zoff__config_parse(&tmp, text, path), st, out);
+    ZOFF_CHECK_GOTO(zoff__config_parse_with(&tmp, text, path, tv), st, out);
     *cfg = tmp;
 out:
     if (fd >= 0) close(fd);
@@ -1530,4 +2097,29 @@ size_t zoff__config_to_json(const zoff_config *cfg, char *buf, size_t len)
     if (buf && len > 0) snprintf(buf, len, "%s", text);
     cJSON_free(text);
     return n;
+}
+
+int zoff__config_key_status(const char *path)
+{
+    const key_desc *keys = top_keys;
+    const char *p = path;
+    for (;;) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        const key_desc *d = keys;
+        while (d->key && !(strlen(d->key) == n && strncmp(d->key, p, n) == 0)) d++;
+        if (!d->key) break;
+        if (!dot) return 1;
+        if (d->kind == K_OBJECT) {
+            keys = d->sub;
+        } else if (d->fn == on_scheduler) {
+            keys = scheduler_keys;
+        } else if (d->fn == on_scheduler_params) {
+            keys = scheduler_params_keys;
+        } else {
+            return 1; /* a custom key with its own sub-structure */
+        }
+        p = dot + 1;
+    }
+    return zoff__ds_key_find(path) ? 0 : -1;
 }

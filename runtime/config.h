@@ -26,6 +26,11 @@ zoff_status zoff__group_config_validate(const zoff_group_config *g, const char *
  * zoff_config_default), then validates the result; `origin` names the file in messages. A text
  * of only whitespace leaves the values as they are. On error *cfg is unchanged. */
 zoff_status zoff__config_parse(zoff_config *cfg, const char *json, const char *origin);
+/* The same with the trainer's values for "auto" (NULL: none supplied). */
+zoff_status zoff__config_parse_with(zoff_config *cfg, const char *json, const char *origin,
+                                    const zoff_trainer_values *tv);
+/* Checks a schedule's parameters (ZOFF_ECONFIG naming scheduler.params.<key>). */
+zoff_status zoff__scheduler_validate(const zoff_scheduler_config *s);
 /* The double of the shortest decimal that reads back as the float f (JSON output of config and
  * checkpoint manifests: 1e-3f is written "0.001"). */
 double zoff__float_json(float f);
@@ -34,5 +39,31 @@ double zoff__float_json(float f);
  * larger buffer when >= len), 0 on allocation failure. zoff__config_parse reads it back to the
  * same values. */
 size_t zoff__config_to_json(const zoff_config *cfg, char *buf, size_t len);
+
+/* DeepSpeed keys zoff accepts but does not act on (runtime/ds_keys.c, the one table of them). */
+typedef enum zoff__ds_type {
+    DS_BOOL,
+    DS_INT,
+    DS_NUMBER,
+    DS_STRING,
+    DS_LIST,
+    DS_OBJECT, /* a section: its keys are listed as "<path>.<key>" */
+    DS_ANY,
+    DS_OPAQUE, /* a section accepted whole (its keys are not checked) */
+} zoff__ds_type;
+
+typedef struct zoff__ds_key {
+    const char *path;   /* "zero_optimization.stage3_max_live_parameters" */
+    zoff__ds_type type; /* what DeepSpeed's schema expects */
+    const char *note;   /* what zoff does instead (the warning's text) */
+} zoff__ds_key;
+
+/* The entry for a full key path, or NULL. */
+const zoff__ds_key *zoff__ds_key_find(const char *path);
+/* The whole table, ending with a NULL path (tests walk it). */
+const zoff__ds_key *zoff__ds_keys(void);
+/* Where a full key path goes: 1 it takes effect (config.c's tables), 0 accepted and ignored
+ * with a warning (ds_keys.c), -1 unknown (an error). For tests/test_ds_config.c. */
+int zoff__config_key_status(const char *path);
 
 #endif /* ZOFF_RUNTIME_CONFIG_H */

@@ -650,6 +650,7 @@ ZOFF_API zoff_status zoff_load_with(zoff_runtime *rt, const char *dir, char *use
                                                        "%s",
                                                        dir)));
     }
+    if (st == ZOFF_OK) zrt_sched_apply(rt); /* the schedule continues from the loaded step */
     return zrt_ret(rt, st);
 }
 

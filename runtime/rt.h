@@ -192,6 +192,9 @@ zoff_status zrt_plan_report(const zoff_config *cfg, const zrt_layout *l, zdev *d
 /* ---- the runtime --------------------------------------------------------------------------- */
 typedef struct zrt_group {
     zoff_group_config cfg;
+    int scheduled;                /* 1: cfg.scheduler sets lr (and OneCycle's betas) per step */
+    float base_lr;                /* the group's own lr (WarmupCosineLR scales it) */
+    float base_beta1, base_beta2; /* restored when a schedule stops cycling the momentum */
 } zrt_group;
 
 /* One tile of a full update pass, in flat order (delayed mode: the hold buffer is uploaded tile
@@ -320,6 +323,10 @@ zoff_status zrt_pipeline_init(zoff_runtime *rt); /* finalize: workers, events, c
 void zrt_pipeline_fini(zoff_runtime *rt);        /* destroy: stop workers */
 /* Waits for background work (eager/delayed job) and returns its error, if any. */
 zoff_status zrt_drain(zoff_runtime *rt);
+/* Sets each scheduled group's lr (and betas) to the schedule's value for the next update
+ * (number rt->step + 1). Called at finalize, after each step, load and zoff_set_step. */
+void zrt_sched_apply(zoff_runtime *rt);
+
 /* Forgets the pending delayed uploads (load re-uploads the params itself). */
 void zrt_drop_hold(zoff_runtime *rt);
 /* Load of a delayed checkpoint with an update pending: the hold buffer holds that update's

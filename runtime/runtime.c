@@ -34,6 +34,8 @@ static zoff_status ret_c(const zoff_runtime *rt, zoff_status st)
     return zrt_ret((zoff_runtime *)(uintptr_t)rt, st);
 }
 
+static void group_sched_init(zoff_runtime *rt, int gi);
+
 ZOFF_API const char *zoff_last_error(const zoff_runtime *rt)
 {
     return rt ? rt->err : zoff__last_error_tls();
@@ -71,6 +73,7 @@ static zoff_status create_impl(const zoff_config *cfg_in, zoff_runtime **out)
     ZOFF_CHECK_GOTO(zoff__config_validate(&rt->cfg), st, fail);
     rt->groups[0].cfg = rt->cfg.optimizer;
     rt->groups[0].cfg.struct_size = sizeof(zoff_group_config);
+    group_sched_init(rt, 0);
     rt->ngroups = 1;
 
     rt->overlap = rt->cfg.overlap;
@@ -181,6 +184,30 @@ ZOFF_API void zoff_destroy(zoff_runtime *rt)
 }
 
 /* ---- groups -------------------------------------------------------------------------------- */
+static void group_sched_init(zoff_runtime *rt, int gi)
+{
+    zrt_group *g = &rt->groups[gi];
+    g->scheduled = rt->cfg.scheduler.type != ZOFF_SCHED_NONE;
+    g->base_lr = g->cfg.lr;
+    g->base_beta1 = g->cfg.beta1;
+    g->base_beta2 = g->cfg.beta2;
+}
+
+void zrt_sched_apply(zoff_runtime *rt)
+{
+    for (int gi = 0; gi < rt->ngroups; gi++) {
+        zrt_group *g = &rt->groups[gi];
+        if (!g->scheduled) continue;
+        double lr = g->base_lr, b1 = g->base_beta1, b2 = g->base_beta2;
+        if (zoff_scheduler_lr(&rt->cfg.scheduler, (double)g->base_lr, rt->step + 1, &lr, &b1,
+                              &b2) != ZOFF_OK)
+            continue; /* validated at create: cannot fail */
+        g->cfg.lr = (float)lr;
+        g->cfg.beta1 = (float)b1;
+        g->cfg.beta2 = (float)b2;
+    }
+}
+
 ZOFF_API zoff_status zoff_add_group(zoff_runtime *rt, const zoff_group_config *g, int *group_id)
 {
     zoff__clear_error();
@@ -195,6 +222,7 @@ ZOFF_API zoff_status zoff_add_group(zoff_runtime *rt, const zoff_group_config *g
             rt, zoff__err(ZOFF_EINVAL, "zoff_add_group: at most %d groups", ZOFF_MAX_GROUPS));
     rt->groups[rt->ngroups].cfg = *g;
     rt->groups[rt->ngroups].cfg.struct_size = sizeof(zoff_group_config);
+    group_sched_init(rt, rt->ngroups);
     if (group_id) *group_id = rt->ngroups;
     rt->ngroups++;
     return zrt_ret(rt, ZOFF_OK);
@@ -211,6 +239,16 @@ ZOFF_API zoff_status zoff_set_group(zoff_runtime *rt, int group_id, const zoff_g
     if (st < 0) return zrt_ret(rt, st);
     rt->groups[group_id].cfg = *g;
     rt->groups[group_id].cfg.struct_size = sizeof(zoff_group_config);
+    if (rt->state == ZRT_CREATED) { /* configuration: the schedule starts from these values */
+        group_sched_init(rt, group_id);
+    } else { /* between steps: the trainer takes this group's lr over */
+        if (rt->groups[group_id].scheduled)
+            ZOFF_INFO(ZOFF_SUB_STEP,
+                      "zoff_set_group(%d): the configured scheduler no longer sets this group's "
+                      "lr",
+                      group_id);
+        rt->groups[group_id].scheduled = 0;
+    }
     return zrt_ret(rt, ZOFF_OK);
 }
 
@@ -256,6 +294,40 @@ static zoff_status add_param_impl(zoff_runtime *rt, const char *name, size_t num
         if (strcmp(rt->params[i].name, name) == 0)
             return zoff__err(ZOFF_EINVAL, "zoff_add_param: name '%s' is already registered (id %d)",
                              name, i);
+    if (dtype == ZOFF_DTYPE_F16 && !rt->cfg.fp16_enabled)
+        return zoff__err(ZOFF_EINVAL,
+                         "zoff_add_param('%s'): an fp16 parameter needs fp16.enabled in the config "
+                         "(loss scaling)%s",
+                         name, rt->cfg.bf16_enabled ? "; this runtime is configured for bf16" : "");
+    if (dtype == ZOFF_DTYPE_BF16 && !rt->cfg.bf16_enabled)
+        return zoff__err(ZOFF_EINVAL,
+                         "zoff_add_param('%s'): a bf16 parameter needs bf16.enabled in the "
+                         "config%s",
+                         name, rt->cfg.fp16_enabled ? "; this runtime is configured for fp16" : "");
+    {
+        size_t bytes = numel * zoff_dtype_size(dtype);
+        const uint8_t *np = dev_param, *ng = dev_grad;
+        if (np && ng && np < ng + bytes && ng < np + bytes)
+            return zoff__err(ZOFF_EINVAL,
+                             "zoff_add_param('%s'): dev_param and dev_grad overlap (each needs "
+                             "its own %zu bytes)",
+                             name, bytes);
+        for (int i = 0; i < rt->nparams; i++) {
+            const zrt_param *q = &rt->params[i];
+            size_t qb = q->numel * q->esize;
+            const uint8_t *qp = q->dev_param, *qg = q->dev_grad;
+            const uint8_t *mine[2] = {np, ng}, *theirs[2] = {qp, qg};
+            for (int a = 0; a < 2; a++)
+                for (int b = 0; b < 2; b++)
+                    if (mine[a] && theirs[b] && /* NULL: a streamed param's weights */
+                        mine[a] < theirs[b] + qb && theirs[b] < mine[a] + bytes)
+                        return zoff__err(ZOFF_EINVAL,
+                                         "zoff_add_param('%s'): its %s overlaps the %s of '%s' "
+                                         "(two parameters cannot share device memory)",
+                                         name, a ? "dev_grad" : "dev_param",
+                                         b ? "dev_grad" : "dev_param", q->name);
+        }
+    }
     if (rt->nparams == rt->cap_params) {
         int cap = rt->cap_params ? rt->cap_params * 2 : 64;
         zrt_param *np = realloc(rt->params, (size_t)cap * sizeof *np);
@@ -362,9 +434,12 @@ static zoff_status init_partition(zoff_runtime *rt, const zstore_part *part)
         uint64_t lo = ZOFF_MAX(p->flat_off, pb), hi = ZOFF_MIN(p->flat_off + p->numel, pe);
         float *dst = part->master + (lo - pb);
         size_t e0 = (size_t)(lo - p->flat_off), n = (size_t)(hi - lo);
-        if (p->init_master) {
+        if (p->init_master) { /* the trainer passed the initial values */
             memcpy(dst, p->init_master + e0, n * sizeof(float));
-            if (p->streamed) ZOFF_CHECK(zrt_stream_write_host(rt, p, e0, dst, n));
+            if (p->streamed) /* the host copy is the only one: fetches upload it */
+                ZOFF_CHECK(zrt_stream_write_host(rt, p, e0, dst, n));
+            else /* the trainer's 16-bit copy starts from the same values */
+                ZOFF_CHECK(zrt_upload_master(rt, p, e0, dst, n));
             continue;
         }
         /* read the trainer's values from dev_param through a staging tile */
@@ -531,6 +606,7 @@ static zoff_status finalize_impl(zoff_runtime *rt)
     rt->sync_steps_done = 0;
     rt->grad_cur = 0;
     rt->state = ZRT_READY;
+    zrt_sched_apply(rt);
     zrt_stats_step_begin(rt); /* baseline of the counters */
     ZOFF_INFO(ZOFF_SUB_INIT,
               "finalized: %d params, %llu elements, %zu partitions (%zu resident), arena %llu "
@@ -641,6 +717,7 @@ ZOFF_API zoff_status zoff_set_step(zoff_runtime *rt, int64_t step)
     if (!st) {
         rt->step = step;
         for (int i = 0; i < rt->nparams; i++) rt->params[i].step = step;
+        zrt_sched_apply(rt);
     }
     return zrt_ret(rt, st);
 }
@@ -717,6 +794,7 @@ ZOFF_API zoff_status zoff_step(zoff_runtime *rt, const zoff_step_args *a, zoff_s
     memset(&res, 0, sizeof res);
     res.struct_size = sizeof res;
     if (!st) st = zrt_step(rt, a ? a->flags : 0, &res);
+    if (!st) zrt_sched_apply(rt);
     if (!st && r) {
         size_t n = r->struct_size ? ZOFF_MIN(r->struct_size, sizeof res) : sizeof res;
         size_t keep = r->struct_size ? r->struct_size : sizeof res;

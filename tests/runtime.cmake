@@ -41,3 +41,8 @@ zoff_add_test(NAME test_state_runtime SOURCES test_state_runtime.c MODULES runti
               LABELS quick TIMEOUT 300)
 zoff_add_test_variant(NAME test_state_runtime_nvme EXE test_state_runtime ARGS nvme LABELS nvme
                       TIMEOUT 300)
+# DeepSpeed configs as users write them: schema coverage, one warning per ignored key, errors in
+# one pass, "auto", batch rules, schedules against DeepSpeed's values, first-hour API errors.
+zoff_add_test(NAME test_ds_config SOURCES test_ds_config.c MODULES runtime LABELS quick
+              TIMEOUT 60)
+target_compile_definitions(test_ds_config PRIVATE ZOFF_SOURCE_DIR="${CMAKE_SOURCE_DIR}")

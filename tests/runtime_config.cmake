@@ -4,9 +4,11 @@
 # They compile their runtime sources directly with common/ and cJSON, so they build and run
 # whatever the state of the rest of runtime/; the library is built from the same files.
 set(ZOFF_RT_DIR ${CMAKE_SOURCE_DIR}/runtime)
+# the config reader: its key tables, DeepSpeed's ignored-key table and the lr schedules
+set(ZOFF_CONFIG_SRCS ${ZOFF_RT_DIR}/config.c ${ZOFF_RT_DIR}/ds_keys.c ${ZOFF_RT_DIR}/sched.c)
 file(GLOB ZOFF_CKPT_SRCS CONFIGURE_DEPENDS ${ZOFF_RT_DIR}/ckpt_*.c)
 
-zoff_add_test(NAME test_config SOURCES test_config.c ${ZOFF_RT_DIR}/config.c
+zoff_add_test(NAME test_config SOURCES test_config.c ${ZOFF_CONFIG_SRCS}
               MODULES common LIBS ${CJSON_LINK_LIBRARIES} LABELS quick TIMEOUT 60)
 target_include_directories(test_config PRIVATE ${CJSON_INCLUDE_DIRS})
 
@@ -15,7 +17,7 @@ zoff_add_test(NAME test_trace SOURCES test_trace.c ${ZOFF_RT_DIR}/trace.c
 target_include_directories(test_trace PRIVATE ${CJSON_INCLUDE_DIRS})
 
 zoff_add_test(NAME test_ckpt
-              SOURCES test_ckpt.c ${ZOFF_CKPT_SRCS} ${ZOFF_RT_DIR}/config.c
+              SOURCES test_ckpt.c ${ZOFF_CKPT_SRCS} ${ZOFF_CONFIG_SRCS}
                       ${CMAKE_SOURCE_DIR}/tools/cmd_ckpt.c
               MODULES common LIBS ${CJSON_LINK_LIBRARIES} LABELS quick TIMEOUT 120)
 target_include_directories(test_ckpt PRIVATE ${CJSON_INCLUDE_DIRS})

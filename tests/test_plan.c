@@ -9,6 +9,8 @@
  * 64-bit overflow refused) and byte counts that would wrap around 2^64 (ZOFF_ENOFIT, never
  * "fits"); zoff_plan_with planning for a GPU this machine does not have.
  */
+#include <stdio.h>
+#include <sys/stat.h>
 #include "test_runtime_util.h"
 
 static void test_layout(void **state)
@@ -105,11 +107,24 @@ static void test_plan_report(void **state)
     assert_true(r.nvme_bytes == ((uint64_t)12 << 40));
     assert_non_null(strstr(r.advice, "nvme_path"));
     assert_true(r.nvme_available > 0);
-    /* a missing directory is named */
-    snprintf(c.nvme_path, sizeof c.nvme_path, "%s/missing", dir);
+    /* a missing directory is planned on its existing parent (finalize creates it, as
+     * `zoff train` does) and not created by the planner */
+    snprintf(c.nvme_path, sizeof c.nvme_path, "%s/missing/deeper", dir);
+    assert_int_equal(zoff_plan(&c, 1000, &r), 0);
+    assert_int_equal(r.fits, 1);
+    assert_true(r.nvme_available > 0);
+    struct stat sb;
+    assert_int_not_equal(stat(c.nvme_path, &sb), 0);
+    /* a path under a plain file cannot be created: named */
+    char file[1100];
+    snprintf(file, sizeof file, "%s/plain", dir);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fclose(f);
+    snprintf(c.nvme_path, sizeof c.nvme_path, "%s/plain/sub", dir);
     assert_int_equal(zoff_plan(&c, 1000, &r), 0);
     assert_int_equal(r.fits, 0);
-    assert_non_null(strstr(r.advice, "missing"));
+    assert_non_null(strstr(r.advice, "plain"));
     zt_rmtree(dir);
     free(dir);
 
@@ -128,6 +143,9 @@ static void test_finalize_refuses(void **state)
     assert_int_equal(zoff_device_alloc(rt, 4096, &p), 0);
     assert_int_equal(zoff_device_alloc(rt, 4096, &g), 0);
     /* claims 2^40 elements: 12 TiB of optimizer state; finalize must refuse before touching it */
+    /* the gradient pointer lies beyond the claimed parameter range (add_param refuses buffers
+     * that overlap); neither is touched because finalize refuses first */
+    g = (char *)p + ((size_t)2 << 40);
     assert_int_equal(
         zoff_add_param(rt, "huge", (size_t)1 << 40, ZOFF_DTYPE_F16, p, g, NULL, 0, NULL), 0);
     assert_int_equal(zoff_finalize(rt), ZOFF_ENOFIT);

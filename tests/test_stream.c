@@ -422,11 +422,12 @@ static void test_errors_setup(void **state)
     zoff_runtime *rt = NULL;
     assert_int_equal(zoff_create(&c, &rt), 0);
     float init[16] = {0};
-    void *g = NULL;
+    void *g = NULL, *g2 = NULL; /* each param its own gradient buffer (sharing is refused) */
     assert_int_equal(zoff_device_alloc(rt, 64, &g), 0);
+    assert_int_equal(zoff_device_alloc(rt, 64, &g2), 0);
     int a = -1, b = -1, u0 = -1, u1 = -1;
     assert_int_equal(zoff_add_param(rt, "a", 16, ZOFF_DTYPE_BF16, NULL, g, init, 0, &a), 0);
-    assert_int_equal(zoff_add_param(rt, "b", 16, ZOFF_DTYPE_BF16, NULL, g, init, 0, &b), 0);
+    assert_int_equal(zoff_add_param(rt, "b", 16, ZOFF_DTYPE_BF16, NULL, g2, init, 0, &b), 0);
     assert_int_equal(zoff_add_param(rt, "c", 16, ZOFF_DTYPE_BF16, NULL, g, NULL, 0, NULL),
                      ZOFF_EINVAL); /* streamed without init_master */
     assert_non_null(strstr(zoff_last_error(rt), "init_master"));

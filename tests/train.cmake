@@ -37,3 +37,19 @@ if(TARGET zoff_gpt AND TARGET zoff)
   zoff_add_test_variant(NAME test_train_q8_state EXE test_train ARGS $<TARGET_FILE:zoff> q8
                         LABELS slow TIMEOUT 1200)
 endif()
+# test_ds_train: DeepSpeed configs from DeepSpeed's docs and the HF integration
+# (examples/configs/deepspeed/) run to the end with one warning per ignored key; the CLI checks.
+if(TARGET zoff)
+  foreach(cfg "zero2_cpu_offload;8" "zero3_nvme_offload;19" "hf_auto;8" "bf16_scheduler;7")
+    list(GET cfg 0 name)
+    list(GET cfg 1 expect)
+    zoff_add_test_variant(NAME test_ds_train_${name} EXE sh
+                          ARGS ${CMAKE_CURRENT_SOURCE_DIR}/test_ds_train.sh $<TARGET_FILE:zoff>
+                               ${CMAKE_SOURCE_DIR} config ${name} ${expect}
+                          LABELS quick TIMEOUT 120)
+  endforeach()
+  zoff_add_test_variant(NAME test_ds_train_cli EXE sh
+                        ARGS ${CMAKE_CURRENT_SOURCE_DIR}/test_ds_train.sh $<TARGET_FILE:zoff>
+                             ${CMAKE_SOURCE_DIR} cli
+                        LABELS quick TIMEOUT 300)
+endif()

@@ -52,8 +52,7 @@ static int show(const char *dir)
         printf("  group %-4d lr %g  betas (%g, %g)  eps %g  weight_decay %g  %s  bias_correction "
                "%s\n",
                i, (double)g->lr, (double)g->beta1, (double)g->beta2, (double)g->eps,
-               (double)g->weight_decay, g->adamw_mode ? "AdamW" : "Adam (L2)",
-               g->bias_correction ? "on" : "off");
+               (double)g->weight_decay, zoff_optimizer_name(g), g->bias_correction ? "on" : "off");
     }
     printf("extra        %s\n", meta.extra_json[0] ? meta.extra_json : "(none)");
     printf("tensors      %zu, %llu elements, %s in %s\n", n, (unsigned long long)info.total_numel,

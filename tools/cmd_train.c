@@ -12,8 +12,128 @@
 #include <string.h>
 #include <strings.h>
 
+#include <cjson/cJSON.h>
+
 #include "commands.h"
 #include "trainer.h"
+
+/* The value of --name V / --name=V on the command line, or NULL. */
+static const char *cli_value(int argc, char **argv, const char *name)
+{
+    size_t n = strlen(name);
+    const char *v = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) break;
+        if (!strcmp(argv[i], name) && i + 1 < argc)
+            v = argv[i + 1];
+        else if (!strncmp(argv[i], name, n) && argv[i][n] == '=')
+            v = argv[i] + n + 1;
+    }
+    return v;
+}
+
+static int cli_has(int argc, char **argv, const char *name)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) break;
+        if (!strcmp(argv[i], name)) return 1;
+    }
+    return cli_value(argc, argv, name) != NULL;
+}
+
+/* The command-line values a config's "auto" resolves to (validated again by the real parse). */
+static void prescan_auto_values(gpt_train_opts *o, int argc, char **argv)
+{
+    const char *v;
+    if ((v = cli_value(argc, argv, "--steps"))) o->cli_steps = strtoll(v, NULL, 10);
+    if ((v = cli_value(argc, argv, "--warmup"))) o->cli_warmup = strtoll(v, NULL, 10);
+    if ((v = cli_value(argc, argv, "--batch"))) o->cli_batch = (int)strtol(v, NULL, 10);
+    if ((v = cli_value(argc, argv, "--lr"))) o->cli_lr = strtod(v, NULL);
+    if ((v = cli_value(argc, argv, "--dtype")))
+        o->cli_dtype = !strcmp(v, "fp16")   ? ZOFF_DTYPE_F16
+                       : !strcmp(v, "bf16") ? ZOFF_DTYPE_BF16
+                                            : -1;
+}
+
+/* --resume: the model shape and dtype recorded in the checkpoint (the trainer's state in the
+ * manifest's "extra", docs/checkpoints.md) replace the configured ones that the command line
+ * does not give; what the command line gives must match (the trainer checks and names both). */
+static int adopt_checkpoint_shape(gpt_train_opts *o, int argc, char **argv)
+{
+    char path[GPT_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/zoff_manifest.json", o->resume_dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0; /* the runtime's load reports a missing/unreadable checkpoint */
+    static char text[1 << 20];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    cJSON *root = cJSON_Parse(text);
+    const cJSON *extra = cJSON_GetObjectItemCaseSensitive(root, "extra");
+    cJSON *user = NULL;
+    if (cJSON_IsString(extra)) user = cJSON_Parse(extra->valuestring);
+    const cJSON *tr = user ? user : extra;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(tr, "model");
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(tr, "dtype");
+    if (cJSON_IsObject(m)) {
+        struct {
+            const char *key, *opt;
+            int *field;
+        } shape[] = {{"layers", "--layers", &o->model.layers},
+                     {"width", "--width", &o->model.width},
+                     {"heads", "--heads", &o->model.heads},
+                     {"seq_len", "--seq-len", &o->model.max_seq}};
+        char adopted[256] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < sizeof shape / sizeof shape[0]; i++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, shape[i].key);
+            if (!cJSON_IsNumber(v)) continue;
+            if (cli_has(argc, argv, shape[i].opt)) {
+                if (*shape[i].field != (int)v->valuedouble) {
+                    fprintf(stderr,
+                            "zoff train: resume %s: %s %d differs from the checkpoint's %d: "
+                            "pass %s %d or leave the option out\n",
+                            o->resume_dir, shape[i].opt, *shape[i].field, (int)v->valuedouble,
+                            shape[i].opt, (int)v->valuedouble);
+                    cJSON_Delete(user);
+                    cJSON_Delete(root);
+                    return GPT_EXIT_USAGE;
+                }
+                continue;
+            }
+            if (*shape[i].field != (int)v->valuedouble) {
+                *shape[i].field = (int)v->valuedouble;
+                int w = snprintf(adopted + used, sizeof adopted - used, "%s %s %d", used ? "," : "",
+                                 shape[i].opt, *shape[i].field);
+                if (w > 0) used = used + (size_t)w < sizeof adopted ? used + (size_t)w : used;
+            }
+        }
+        const cJSON *tied = cJSON_GetObjectItemCaseSensitive(m, "tied");
+        if (cJSON_IsBool(tied) && !cli_has(argc, argv, "--tied") &&
+            !cli_has(argc, argv, "--untied") && o->model.tied != cJSON_IsTrue(tied)) {
+            o->model.tied = cJSON_IsTrue(tied);
+            int w = snprintf(adopted + used, sizeof adopted - used, "%s %s", used ? "," : "",
+                             o->model.tied ? "--tied" : "--untied");
+            if (w > 0) used = used + (size_t)w < sizeof adopted ? used + (size_t)w : used;
+        }
+        if (cJSON_IsString(dt) && !cli_has(argc, argv, "--dtype")) {
+            zoff_dtype want = !strcmp(dt->valuestring, "fp16") ? ZOFF_DTYPE_F16 : ZOFF_DTYPE_BF16;
+            if (want != o->dtype) {
+                o->dtype = want;
+                o->zcfg.fp16_enabled = want == ZOFF_DTYPE_F16;
+                o->zcfg.bf16_enabled = want == ZOFF_DTYPE_BF16;
+                int w = snprintf(adopted + used, sizeof adopted - used, "%s --dtype %s",
+                                 used ? "," : "", dt->valuestring);
+                if (w > 0) used = used + (size_t)w < sizeof adopted ? used + (size_t)w : used;
+            }
+        }
+        if (used && !o->quiet)
+            printf("zoff train: resume %s: model from the checkpoint:%s\n", o->resume_dir, adopted);
+    }
+    cJSON_Delete(user);
+    cJSON_Delete(root);
+    return 0;
+}
 
 static void usage(FILE *out)
 {
@@ -30,12 +150,13 @@ static void usage(FILE *out)
         "checkpoints and exits 130; --resume continues bit-identically.\n"
         "\n"
         "config:\n"
-        "  --config FILE        DeepSpeed-style JSON: optimizer, fp16/bf16, gradient_clipping,\n"
-        "                       zero_optimization.offload_optimizer, aio, zoff, plus \"model\" "
-        "and\n"
-        "                       \"train\" sections (docs/train.md). Unset zoff keys take the "
-        "library\n"
-        "                       defaults, unset model/train keys the demo's values.\n"
+        "  --config FILE        a DeepSpeed JSON config as is (docs/config.md: every key takes\n"
+        "                       effect or is ignored with one warning line), plus optional\n"
+        "                       \"model\" and \"train\" sections (docs/train.md). Unset zoff keys\n"
+        "                       take the library defaults, unset model/train keys the demo's\n"
+        "                       values; \"auto\" takes --steps/--batch/--lr/--warmup/--dtype.\n"
+        "                       A \"scheduler\" section replaces the warm-up + cosine below;\n"
+        "                       train_batch_size sets the sequences per step.\n"
         "model:\n"
         "  --layers N --width N --heads N --seq-len N   transformer shape\n"
         "  --tied | --untied    output head shares the token embedding (default tied)\n"
@@ -44,6 +165,7 @@ static void usage(FILE *out)
         "  --until N            stop after step N with a checkpoint (continue with --resume)\n"
         "  --batch N            sequences per step\n"
         "  --lr X --min-lr X --warmup N   linear warm-up to lr, cosine decay to min-lr\n"
+        "                       (default min-lr: a tenth of lr)\n"
         "  --clip X             gradient clipping (max global norm; 0 off)\n"
         "  --dtype fp16|bf16    16-bit format of parameters and gradients (fp16: loss scaling)\n"
         "  --seed N             initialisation, batches and samples\n"
@@ -67,7 +189,8 @@ static void usage(FILE *out)
         "  --ckpt-dir DIR       where checkpoints go (default ./zoff-run/ckpt, or the --resume "
         "dir)\n"
         "  --ckpt-interval N    checkpoint every N steps (0: only at the end)\n"
-        "  --resume DIR         continue bit-identically from a checkpoint (same options)\n"
+        "  --resume DIR         continue bit-identically from a checkpoint; the model shape\n"
+        "                       and dtype are taken from it unless given\n"
         "output:\n"
         "  --json FILE          per-step metrics (loss, lr, scale, time breakdown) as JSON\n"
         "  --plot FILE.png      loss curve drawn with gnuplot (if installed)\n"
@@ -271,6 +394,7 @@ int zoff_cmd_train(int argc, char **argv)
         else if (!strcmp(argv[i], "--"))
             break;
     }
+    prescan_auto_values(&o, argc, argv);
     if (config && (rc = gpt_train_load_config(&o, config, NULL, err, sizeof err)) != 0) {
         fprintf(stderr, "zoff train: %s\n", err);
         return rc;
@@ -478,5 +602,6 @@ int zoff_cmd_train(int argc, char **argv)
                 argv[optind]);
         return GPT_EXIT_USAGE;
     }
+    if (o.resume_dir[0] && (rc = adopt_checkpoint_shape(&o, argc, argv)) != 0) return rc;
     return gpt_train_run(&o);
 }

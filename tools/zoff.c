@@ -81,6 +81,20 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "--version")) return cmd_version(argc, argv);
+    if (!strcmp(argv[1], "bench") &&
+        (argc < 3 || !strcmp(argv[2], "-h") || !strcmp(argv[2], "--help") ||
+         !strcmp(argv[2], "help") || argv[2][0] == '-')) {
+        int help = argc >= 3 && (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help") ||
+                                 !strcmp(argv[2], "help"));
+        FILE *out = help ? stdout : stderr;
+        fprintf(out, "usage: zoff bench adam|nvme|step [options]   (zoff bench KIND --help for "
+                     "its options)\n\n");
+        for (size_t i = 0; i < ZOFF_ARRAY_SIZE(commands); i++)
+            if (commands[i].sub)
+                fprintf(out, "  %-5s %s%s\n", commands[i].sub, commands[i].help,
+                        commands[i].fn ? "" : " (not built)");
+        return help ? 0 : 2;
+    }
     for (size_t i = 0; i < ZOFF_ARRAY_SIZE(commands); i++) {
         if (strcmp(argv[1], commands[i].name) != 0) continue;
         int shift = 1;
@@ -94,8 +108,11 @@ int main(int argc, char **argv)
         }
         return commands[i].fn(argc - shift, argv + shift);
     }
-    fprintf(stderr, "zoff: unknown command '%s%s%s'\n\n", argv[1], argc > 2 ? " " : "",
-            (argc > 2 && !strcmp(argv[1], "bench")) ? argv[2] : "");
+    if (!strcmp(argv[1], "bench")) {
+        fprintf(stderr, "zoff: unknown benchmark '%s': zoff bench adam|nvme|step\n", argv[2]);
+        return 2;
+    }
+    fprintf(stderr, "zoff: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
 }

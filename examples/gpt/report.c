@@ -73,10 +73,24 @@ void gpt_report_header(const gpt_trainer *t)
                o->zcfg.nvme_path);
     else
         printf("  offload  fp32 master + Adam state on the cpu tier (pinned host memory)\n");
-    printf("  train    %s%s, AdamW lr %.2g (warm-up %" PRId64 ", cosine to %.2g), %" PRId64
-           " steps x %d x %d tokens%s\n",
-           dtype_name(o->dtype), o->dtype == ZOFF_DTYPE_F16 ? " with dynamic loss scaling" : "",
-           t->peak_lr, o->warmup_steps, o->min_lr, o->steps, o->batch, o->model.max_seq,
+    char sched[160];
+    static const char *const sched_names[] = {
+        "", "WarmupLR", "WarmupDecayLR", "WarmupCosineLR", "OneCycle", "LRRangeTest"};
+    if (o->zcfg.scheduler.type != ZOFF_SCHED_NONE && (int)o->zcfg.scheduler.type <= 5)
+        snprintf(sched, sizeof sched, "lr %.2g, scheduler %s (run by zoff per step)",
+                 (double)o->zcfg.optimizer.lr, sched_names[o->zcfg.scheduler.type]);
+    else
+        snprintf(sched, sizeof sched, "lr %.2g (warm-up %" PRId64 ", cosine to %.2g)", t->peak_lr,
+                 o->warmup_steps, gpt_train_min_lr(o));
+    char batch[96] = "";
+    if (o->zcfg.gradient_accumulation_steps > 1 && o->batch == o->zcfg.train_batch_size)
+        snprintf(batch, sizeof batch, " (micro-batch %lld x accumulation %lld)",
+                 (long long)o->zcfg.train_micro_batch_size_per_gpu,
+                 (long long)o->zcfg.gradient_accumulation_steps);
+    printf("  train    %s%s, %s %s, %" PRId64 " steps x %d%s x %d tokens%s\n", dtype_name(o->dtype),
+           o->dtype == ZOFF_DTYPE_F16 ? " with dynamic loss scaling" : "",
+           zoff_optimizer_name(&o->zcfg.optimizer), sched, o->steps, o->batch, batch,
+           o->model.max_seq,
            o->until > 0 && o->until < o->steps ? " (stopping early at --until)" : "");
     fflush(stdout);
 }

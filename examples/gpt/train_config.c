@@ -36,7 +36,7 @@ const char gpt_demo_config_json[] =
     "           \"partition_numel\": 524288, \"tile_numel\": 131072},\n"
     "  \"model\": {\"layers\": 4, \"width\": 256, \"heads\": 8, \"seq_len\": 128, \"tied\": "
     "true},\n"
-    "  \"train\": {\"batch\": 8, \"steps\": 200, \"warmup_steps\": 10, \"min_lr\": 0.0002,\n"
+    "  \"train\": {\"batch\": 8, \"steps\": 200, \"warmup_steps\": 10,\n"
     "            \"eval_interval\": 25, \"eval_batches\": 4,\n"
     "            \"ckpt_interval\": 50, \"log_interval\": 10, \"seed\": 1, \"samples\": 3,\n"
     "            \"sample_chars\": 240, \"temperature\": 0.8}\n"
@@ -192,10 +192,15 @@ static int parse_train(gpt_train_opts *o, const cJSON *sec, const char *origin, 
 
 /* Applies "model"/"train" of `text` over o; sets *dtype_given when train.dtype was present. */
 static int parse_sections(gpt_train_opts *o, const char *text, const char *origin, int *dtype_given,
-                          char *err, size_t errlen)
+                          int *batch_given, char *err, size_t errlen)
 {
-    cJSON *root = cJSON_Parse(text);
     int rc = 0;
+    const char *p = text;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    *dtype_given = 0;
+    *batch_given = 0;
+    if (*p == '\0') return 0; /* an empty file is an empty config, as for `zoff plan` */
+    cJSON *root = cJSON_Parse(text);
     if (!root || !cJSON_IsObject(root)) {
         rc = fail(err, errlen, GPT_EXIT_USAGE, "%s: not a JSON object", origin);
         goto out;
@@ -206,6 +211,7 @@ static int parse_sections(gpt_train_opts *o, const char *text, const char *origi
     zoff_dtype before = o->dtype;
     o->dtype = (zoff_dtype)-1;
     if (t && (rc = parse_train(o, t, origin, err, errlen)) != 0) goto out;
+    *batch_given = t && cJSON_GetObjectItemCaseSensitive(t, "batch") != NULL;
     *dtype_given = o->dtype != (zoff_dtype)-1;
     if (!*dtype_given) o->dtype = before;
 out:
@@ -222,12 +228,38 @@ static void resolve_dtype(gpt_train_opts *o, int dtype_given)
     o->zcfg.bf16_enabled = o->dtype == ZOFF_DTYPE_BF16;
 }
 
+/* What DeepSpeed's "auto" values resolve to in `zoff train`: the command line's values, else the
+ * config's "train" section, else the demo's. One micro-batch of `batch` sequences per step. */
+static void trainer_values(const gpt_train_opts *o, int dtype_given, zoff_trainer_values *tv)
+{
+    zoff_trainer_values_default(tv);
+    double lr = o->cli_lr > 0 ? o->cli_lr : o->lr;
+    if (lr > 0) tv->lr = lr;
+    tv->total_num_steps = o->cli_steps > 0 ? o->cli_steps : o->steps;
+    tv->warmup_num_steps = o->cli_warmup >= 0 ? o->cli_warmup : o->warmup_steps;
+    int batch = o->cli_batch > 0 ? o->cli_batch : o->batch;
+    tv->train_micro_batch_size_per_gpu = batch;
+    tv->gradient_accumulation_steps = 1;
+    tv->train_batch_size = batch;
+    int dt = o->cli_dtype >= 0 ? o->cli_dtype : (int)o->dtype;
+    (void)dtype_given;
+    tv->fp16 = dt == ZOFF_DTYPE_F16;
+    tv->bf16 = dt == ZOFF_DTYPE_BF16;
+    /* the rest: the trainer's own (the demo's) hyperparameters, still in o->zcfg */
+    if (!(o->cli_lr > 0 || o->lr > 0)) tv->lr = o->zcfg.optimizer.lr;
+    tv->beta1 = o->zcfg.optimizer.beta1;
+    tv->beta2 = o->zcfg.optimizer.beta2;
+    tv->eps = o->zcfg.optimizer.eps;
+    tv->weight_decay = o->zcfg.optimizer.weight_decay;
+    tv->gradient_clipping = o->zcfg.gradient_clipping;
+}
+
 static int load_zoff_part(gpt_train_opts *o, const char *origin, const char *path, const char *text,
-                          char *err, size_t errlen)
+                          const zoff_trainer_values *tv, char *err, size_t errlen)
 {
     /* a file is read by the runtime itself, so that its messages name the file */
-    zoff_status st =
-        path ? zoff_config_from_json(&o->zcfg, path) : zoff_config_from_json_string(&o->zcfg, text);
+    zoff_status st = path ? zoff_config_from_json_with(&o->zcfg, path, tv)
+                          : zoff_config_from_json_string_with(&o->zcfg, text, tv);
     if (st == ZOFF_OK) return 0;
     const char *msg = zoff_last_error(NULL);
     if (!msg || !msg[0]) msg = zoff_strerror(st);
@@ -251,11 +283,15 @@ int gpt_train_defaults(gpt_train_opts *o, char *err, size_t errlen)
     o->log_interval = 1;
     o->temperature = 0.8f;
     o->stream = -1;
-    int rc = load_zoff_part(o, "built-in demo config", NULL, gpt_demo_config_json, err, errlen);
+    o->min_lr = -1;
+    o->cli_warmup = -1;
+    o->cli_dtype = -1;
+    int rc =
+        load_zoff_part(o, "built-in demo config", NULL, gpt_demo_config_json, NULL, err, errlen);
     if (rc) return rc;
-    int given = 0;
-    if ((rc = parse_sections(o, gpt_demo_config_json, "built-in demo config", &given, err,
-                             errlen)) != 0)
+    int given = 0, batch_given = 0;
+    if ((rc = parse_sections(o, gpt_demo_config_json, "built-in demo config", &given, &batch_given,
+                             err, errlen)) != 0)
         return rc;
     resolve_dtype(o, given);
     return 0;
@@ -328,10 +364,33 @@ int gpt_train_load_config(gpt_train_opts *o, const char *path, const char *text,
         buf[n] = '\0';
         text = buf;
     }
-    if ((rc = load_zoff_part(o, origin, path, text, err, errlen)) != 0) goto out;
-    int given = 0;
-    if ((rc = parse_sections(o, text, origin, &given, err, errlen)) != 0) goto out;
+    int given = 0, batch_given = 0;
+    if ((rc = parse_sections(o, text, origin, &given, &batch_given, err, errlen)) != 0) goto out;
+    zoff_trainer_values tv;
+    trainer_values(o, given, &tv);
+    if ((rc = load_zoff_part(o, origin, buf ? path : NULL, text, &tv, err, errlen)) != 0) goto out;
     resolve_dtype(o, given);
+    /* DeepSpeed's batch keys: train_batch_size sequences per step (micro-batch x accumulation,
+     * computed as one batch: the same gradient as accumulating the micro-batches) */
+    if (o->zcfg.train_batch_size > 0) {
+        if (batch_given && o->batch != o->zcfg.train_batch_size) {
+            rc = fail(err, errlen, GPT_EXIT_USAGE,
+                      "%s: train.batch (%d) contradicts train_batch_size (%lld = micro-batch %lld "
+                      "x accumulation %lld): give one",
+                      origin, o->batch, (long long)o->zcfg.train_batch_size,
+                      (long long)o->zcfg.train_micro_batch_size_per_gpu,
+                      (long long)o->zcfg.gradient_accumulation_steps);
+            goto out;
+        }
+        if (o->zcfg.train_batch_size > 65536) {
+            rc = fail(err, errlen, GPT_EXIT_USAGE,
+                      "%s: train_batch_size %lld is more than zoff train's 65536 sequences per "
+                      "step",
+                      origin, (long long)o->zcfg.train_batch_size);
+            goto out;
+        }
+        o->batch = (int)o->zcfg.train_batch_size;
+    }
     note_unset_sections(o, text, origin);
 out:
     free(buf);
@@ -350,7 +409,7 @@ int gpt_train_check(const gpt_train_opts *o, char *err, size_t errlen)
                     "train.until (%lld) must be in [0, train.steps = %lld]", (long long)o->until,
                     (long long)o->steps);
     double peak = o->lr > 0 ? o->lr : o->zcfg.optimizer.lr;
-    if (!(o->min_lr >= 0 && o->min_lr <= peak))
+    if (o->min_lr >= 0 && !(o->min_lr <= peak))
         return fail(err, errlen, GPT_EXIT_USAGE, "train.min_lr (%g) must be in [0, the peak lr %g]",
                     o->min_lr, peak);
     if (o->dtype != ZOFF_DTYPE_F16 && o->dtype != ZOFF_DTYPE_BF16)
@@ -365,6 +424,12 @@ int gpt_train_check(const gpt_train_opts *o, char *err, size_t errlen)
     if (o->log_interval < 1)
         return fail(err, errlen, GPT_EXIT_USAGE, "train.log_interval must be >= 1");
     return 0;
+}
+
+double gpt_train_min_lr(const gpt_train_opts *o)
+{
+    double peak = o->lr > 0 ? o->lr : (double)o->zcfg.optimizer.lr;
+    return o->min_lr >= 0 ? o->min_lr : peak / 10.0;
 }
 
 const char *gpt_default_data_path(void)

@@ -165,7 +165,8 @@ static double lr_at(const gpt_trainer *t, int64_t it)
     int64_t span = o->steps - o->warmup_steps;
     double frac = span > 1 ? (double)(it - o->warmup_steps) / (double)(span - 1) : 1.0;
     if (frac > 1) frac = 1;
-    return o->min_lr + 0.5 * (t->peak_lr - o->min_lr) * (1.0 + cos(M_PI * frac));
+    double min_lr = gpt_train_min_lr(o);
+    return min_lr + 0.5 * (t->peak_lr - min_lr) * (1.0 + cos(M_PI * frac));
 }
 
 static zoff_status set_lr(gpt_trainer *t, double lr)
@@ -589,8 +590,16 @@ static int train_step(gpt_trainer *t)
     uint64_t t0 = gpt_now_ns();
 
     m.step = t->iter + 1;
-    m.lr = lr_at(t, t->iter);
-    if ((st = set_lr(t, m.lr)) != ZOFF_OK) return zfail(t, st, "zoff_set_group");
+    if (o->zcfg.scheduler.type != ZOFF_SCHED_NONE) { /* the runtime runs the config's scheduler */
+        zoff_group_config g;
+        g.struct_size = sizeof g;
+        if ((st = zoff_get_group(t->rt, t->group_decay, &g)) != ZOFF_OK)
+            return zfail(t, st, "zoff_get_group");
+        m.lr = g.lr;
+    } else {
+        m.lr = lr_at(t, t->iter);
+        if ((st = set_lr(t, m.lr)) != ZOFF_OK) return zfail(t, st, "zoff_set_group");
+    }
     if ((st = zoff_get_loss_scale(t->rt, &m.loss_scale)) != ZOFF_OK)
         return zfail(t, st, "zoff_get_loss_scale");
 

@@ -36,7 +36,7 @@ typedef struct gpt_train_opts {
     int64_t steps;         /* length of the lr schedule = last step of the run */
     int64_t until;         /* stop (with a checkpoint) once this step is done; 0: steps */
     double lr;             /* peak lr; 0: optimizer.params.lr of the zoff config */
-    double min_lr;         /* end of the cosine decay */
+    double min_lr;         /* end of the cosine decay; < 0: a tenth of the peak lr */
     int64_t warmup_steps;  /* linear warm-up from lr/warmup to lr */
     int64_t eval_interval; /* validation loss every N steps (0: only at the end) */
     int eval_batches;      /* batches of the fixed validation set */
@@ -57,7 +57,16 @@ typedef struct gpt_train_opts {
     zoff_config zcfg;              /* the runtime configuration */
     int stream; /* 16-bit weights streamed block by block: 1 on, 0 off, -1 (default) when
                    zcfg.stream_params is set or params + gradients do not fit the device */
+    /* command-line values known before the config file is read (0 / -1: not given): what a
+     * DeepSpeed "auto" in the file resolves to, ahead of the file's own "train" section */
+    int64_t cli_steps, cli_warmup;
+    int cli_batch;
+    double cli_lr;
+    int cli_dtype; /* -1, ZOFF_DTYPE_F16 or ZOFF_DTYPE_BF16 */
 } gpt_train_opts;
+
+/* The min_lr in effect (o->min_lr, or a tenth of the peak lr when it is < 0). */
+double gpt_train_min_lr(const gpt_train_opts *o);
 
 /* The built-in demo configuration, as JSON text (examples/configs/demo.json is the same). */
 extern const char gpt_demo_config_json[];

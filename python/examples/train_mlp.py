@@ -19,8 +19,11 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import zoff.torch  # noqa: E402
+try:  # the installed package (pip install ./python) first
+    import zoff.torch
+except ImportError:  # not installed: the source tree's package (finds build/ or ZOFF_LIBRARY)
+    sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    import zoff.torch  # noqa: E402
 
 
 def make_data(n=4096, dim=32, seed=0):

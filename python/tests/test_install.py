@@ -60,3 +60,13 @@ def test_wheel_bundles_libzoff_and_installs(scratch):
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ok "), out.stdout
+
+    # The documented pair, verbatim from the repository root: pip install ./python, then
+    # python3 python/examples/train_mlp.py runs the installed package (torch needed).
+    if subprocess.run([str(py), "-c", "import torch"], env=env, capture_output=True).returncode:
+        return
+    out = subprocess.run([str(py), "python/examples/train_mlp.py", "--steps", "20"],
+                         cwd=str(PKG.parent), capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert str(venv) in out.stdout, out.stdout  # "libzoff 0.1.0 from <venv>/.../libzoff.so"

@@ -193,6 +193,10 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         off["device"] = offload
         if nvme_path is not None:
             off["nvme_path"] = os.fspath(nvme_path)
+        elif offload == "nvme" and not off.get("nvme_path"):
+            raise ZoffError(_lib.ZOFF_ECONFIG, "ZOFF_ECONFIG",
+                            "zoff.torch: offload=\"nvme\" needs nvme_path= (a directory for the "
+                            "swap files; created when missing), e.g. nvme_path=\"/mnt/nvme/zoff\"")
         if torch.float16 in dtypes and "fp16" not in cfg:
             # No loss scaling unless asked for: a drop-in optimizer's user does not scale the
             # loss. With dynamic scaling in the config, multiply the loss by self.loss_scale.
@@ -221,7 +225,12 @@ class _ZoffOptimizer(torch.optim.Optimizer):
                             "need the \"cuda\" backend (leave the key out to choose "
                             "automatically)")
         self.zoff_config = cfg
-        self._rt = Runtime(cfg)
+        kw = {"zero_optimization.offload_optimizer.device": "offload=",
+              "zero_optimization.offload_optimizer.nvme_path": "nvme_path="}
+        self._scheduled = isinstance(cfg.get("scheduler"), dict)
+        with _kwarg_errors(kw if nvme_path is not None else
+                           {"zero_optimization.offload_optimizer.device": "offload="}):
+            self._rt = Runtime(cfg)
         if on_cuda and self._rt.device_host_accessible:
             raise ZoffError(_lib.ZOFF_ECONFIG, "ZOFF_ECONFIG",
                             "the parameters are CUDA tensors but zoff opened the sim device "
@@ -262,9 +271,25 @@ class _ZoffOptimizer(torch.optim.Optimizer):
                 self._stream["uids"].append(
                     self._rt.add_unit(f"unit.{k}", [s.pid for s in slots]))
             self._rt.set_schedule(self._stream["uids"])
-        self._rt.finalize()
+        with _kwarg_errors(kw if nvme_path is not None else {}):
+            self._rt.finalize()
+        self._pull_scheduled_lr()
         if grad_hooks:
             self._install_hooks()
+
+    def _pull_scheduled_lr(self):
+        """With a "scheduler" in the config, zoff computes each group's lr per step (as
+        DeepSpeed's engine does): param_groups[i]["lr"] shows it. Setting a group's lr by hand
+        takes that group over from the scheduler (zoff_set_group)."""
+        if not self._scheduled:
+            return
+        for gi, group in enumerate(self.param_groups):
+            if self._pushed[gi].get("_taken_over"):
+                continue
+            g = self._rt.get_group(self._group_ids[gi])
+            group["lr"] = g["lr"]
+            hp = self._group_hparams(group)
+            self._pushed[gi] = hp
 
     def _group_hparams(self, group):
         for flag in _UNSUPPORTED_FLAGS:
@@ -391,8 +416,11 @@ class _ZoffOptimizer(torch.optim.Optimizer):
     def _sync_groups(self):
         for gi, group in enumerate(self.param_groups):
             hp = self._group_hparams(group)
-            if hp != self._pushed[gi]:
+            pushed = {k: v for k, v in self._pushed[gi].items() if k != "_taken_over"}
+            if hp != pushed:
                 self._rt.set_group(self._group_ids[gi], **hp)
+                if self._scheduled:
+                    hp = dict(hp, _taken_over=True)
                 self._pushed[gi] = hp
 
     def _sync_changed_params(self):
@@ -460,6 +488,7 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         if res.params_nonfinite:
             self._warn_nonfinite(res)
         self._pull_params()
+        self._pull_scheduled_lr()
         return loss
 
     # ---- streaming (zoff.torch.stream) ------------------------------------------------------
@@ -730,6 +759,27 @@ def _device_config(cfg, kind, cuda_index, dev_bytes):
         z.setdefault("cuda_device", int(cuda_index or 0))
     if z["device"] == "sim" and "sim_gpu_bytes" not in z:
         z["sim_gpu_bytes"] = max(_SIM_MIN_BYTES, dev_bytes + dev_bytes // 4 + _SIM_MARGIN_BYTES)
+
+
+class _kwarg_errors:
+    """Rewrites a ZoffError raised while the keyword arguments are in effect so that it names
+    the keyword argument (offload=, nvme_path=) instead of the JSON key the binding filled in,
+    and the optimizer instead of "json string"."""
+
+    def __init__(self, names):
+        self.names = names
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if et is None or not issubclass(et, ZoffError):
+            return False
+        msg = str(ev.message if hasattr(ev, "message") else ev)
+        msg = msg.replace("json string: ", "zoff.torch: ")
+        for key, arg in self.names.items():
+            msg = msg.replace(key, f"{arg} (config key {key})")
+        raise ZoffError(ev.status, ev.name, msg) from None
 
 
 class AdamW(_ZoffOptimizer):
