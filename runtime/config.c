@@ -1744,7 +1744,9 @@ zoff_status zoff__config_parse_with(zoff_config *cfg, const char *json, const ch
         goto out;
     }
     ZOFF_INFO(ZOFF_SUB_CONFIG, "%s: optimizer runs %s", origin,
-              zoff_optimizer_name(&work.optimizer));
+              work.optimizer_type == ZOFF_OPTIM_LION      ? "Lion"
+              : work.optimizer_type == ZOFF_OPTIM_ADAGRAD ? "Adagrad"
+                                                          : zoff_optimizer_name(&work.optimizer));
 
 validate:
     st = zoff__config_validate(&work);
