@@ -6,6 +6,9 @@
  * The trainer: L units of one streamed parameter of N/L elements. Forward: for each layer, fetch
  * it, queue --busy-ms of stand-in compute on the trainer's stream, release it. Backward: the same
  * in reverse order, with the layer's gradient handed over behind its compute. Then zoff_step.
+ * Each layer's stand-in gradient is a trainer-owned device buffer handed over with
+ * zoff_grad_ready (the gradient-bucket path of issue #12 is not wired in here): the device holds
+ * the gradients (2 B/param) and zoff's slab, not the weights.
  * The device (sim_gpu_bytes) is smaller than the weights: it holds prefetch_depth + 1 slots.
  *
  * Measured alone in the same run, before and after the timed steps (averaged; this machine is
@@ -78,7 +81,7 @@ typedef struct sb_model {
     int layers;
     size_t *numel;
     int *id, *unit;
-    void **dgrad; /* per layer: the gradient the trainer hands over */
+    void **dgrad; /* per layer: its stand-in gradient (trainer-owned, on the device) */
 } sb_model;
 
 static void model_close(sb_model *m)
@@ -111,29 +114,25 @@ static zoff_status model_open(sb_model *m, const sb_opts *o, const zoff_config *
     size_t per = (size_t)(o->params / (uint64_t)L);
     size_t last = (size_t)(o->params - per * (uint64_t)(L - 1));
     size_t maxn = ZOFF_MAX(per, last);
-    float *init = malloc(maxn * sizeof(float));
     uint16_t *g16 = malloc(maxn * 2);
-    if (!m->numel || !m->id || !m->unit || !m->dgrad || !init || !g16) {
-        free(init);
+    if (!m->numel || !m->id || !m->unit || !m->dgrad || !g16) {
         free(g16);
         return zoff__err(-ENOMEM, "bench: out of memory");
     }
-    for (size_t i = 0; i < maxn; i++) {
-        init[i] = 0.01f * (float)(i % 100);
-        g16[i] = o->dtype == ZOFF_DTYPE_BF16 ? 0x3c00 : 0x2000; /* 2^-7 */
-    }
+    for (size_t i = 0; i < maxn; i++) g16[i] = o->dtype == ZOFF_DTYPE_BF16 ? 0x3c00 : 0x2000;
     for (int l = 0; l < L && st == ZOFF_OK; l++) {
         m->numel[l] = l == L - 1 ? last : per;
         char name[32];
         snprintf(name, sizeof name, "layer%d.w", l);
         st = zoff_device_alloc(m->rt, m->numel[l] * 2, &m->dgrad[l]);
         if (!st) st = zoff_device_upload(m->rt, m->dgrad[l], g16, m->numel[l] * 2, m->s);
+        /* initial values: zeros (init_master NULL; a copy of N floats held until finalize
+         * would not fit the 4 G-parameter run) */
         if (!st)
-            st = zoff_add_param(m->rt, name, m->numel[l], o->dtype, NULL, m->dgrad[l], init, 0,
+            st = zoff_add_param(m->rt, name, m->numel[l], o->dtype, NULL, m->dgrad[l], NULL, 0,
                                 &m->id[l]);
         if (!st) st = zoff_add_unit(m->rt, name, &m->id[l], 1, &m->unit[l]);
     }
-    free(init);
     free(g16);
     if (!st) st = zoff_finalize(m->rt);
     return st;
@@ -288,7 +287,7 @@ int zoff_bench_step_stream_main(int argc, char **argv)
     uint64_t unit_bytes =
         ZOFF_ALIGN_UP((o.params + (uint64_t)o.layers - 1) / (uint64_t)o.layers * 2, 4096u);
     uint64_t slab = unit_bytes * (uint64_t)(o.prefetch_depth + 1);
-    /* the trainer's gradients (full size, trainer-owned) + the slab + a margin */
+    /* the gradients + the slab + one slot for the H2D measured alone + a margin */
     c.sim_gpu_bytes =
         (size_t)(o.gpu_bytes ? o.gpu_bytes : weights + slab + unit_bytes + 64 * ZOFF_MIB);
 

@@ -385,7 +385,7 @@ ZOFF_API zoff_status zoff_get_group(const zoff_runtime *rt, int group_id, zoff_g
  * `numel` elements of `dtype`; both must stay valid until zoff_destroy). `init_master`: numel
  * fp32 initial values (copied), or NULL to read them from dev_param. Only before finalize.
  * Names must be unique (they key checkpoints). dev_param NULL registers a streamed parameter
- * (init_master required; see "Parameter streaming"). */
+ * ("Parameter streaming"; init_master NULL then means zeros: set values with zoff_set_state). */
 ZOFF_API zoff_status zoff_add_param(zoff_runtime *rt, const char *name, size_t numel,
                                     zoff_dtype dtype, void *dev_param, void *dev_grad,
                                     const float *init_master, int group, int *param_id);
@@ -539,6 +539,18 @@ ZOFF_API zoff_status zoff_load(zoff_runtime *rt, const char *dir);
  * manifest under "extra": a trainer's own state (data position, RNG) saved atomically with the
  * optimizer state. */
 ZOFF_API zoff_status zoff_save_with(zoff_runtime *rt, const char *dir, const char *user_json);
+/* Checks, before training, that checkpoints can be written to `dir` (call it after
+ * zoff_finalize, before the first step, so that a problem costs no training): the parent is
+ * created if missing and must be writable, `dir` must be absent, empty or a zoff checkpoint, and
+ * its filesystem must have room for one more checkpoint beside the previous one (a save writes
+ * the new one whole before removing the old). It also locks `dir` for this runtime until
+ * zoff_destroy (a lock file next to it holding the pid), so that two runs cannot silently
+ * overwrite each other's checkpoints: -EBUSY naming the other run's pid. zoff_save takes the
+ * same lock (without the space check) when this was not called. Returns -EROFS / -EACCES /
+ * -ENOTDIR / -EEXIST / ZOFF_ENOFIT with a message naming the directory. A failed save leaves the
+ * training state and the previous checkpoint intact; its message says so. */
+ZOFF_API zoff_status zoff_checkpoint_check(zoff_runtime *rt, const char *dir);
+
 /* Like zoff_load; copies the stored user JSON ("" if none) into user_json (len bytes, NUL
  * terminated; ZOFF_EINVAL if it does not fit, nothing loaded). user_json may be NULL. */
 ZOFF_API zoff_status zoff_load_with(zoff_runtime *rt, const char *dir, char *user_json, size_t len);
@@ -641,7 +653,8 @@ ZOFF_API zoff_status zoff_get_stats(const zoff_runtime *rt, zoff_stats *out);
  * *streamed*: its 16-bit copy lives in pinned host memory, written there directly by the CPU
  * Adam output, and zoff uploads it into a device slot when its unit is fetched. A parameter
  * added with a dev_param stays *resident* (trainer-owned device memory, as always): tied
- * embeddings and small layers lose nothing. Streamed params need init_master.
+ * embeddings and small layers lose nothing. A streamed param's initial values come from
+ * init_master (NULL: zeros; zoff_set_state can load others after finalize).
  *
  * A unit groups parameters that are used together (one transformer block; the embeddings; the
  * head). The schedule (zoff_set_schedule) says in which order forward and backward use units.

@@ -117,6 +117,20 @@ typedef struct zckpt_info {
 } zckpt_info;
 zoff_status zckpt_reader_info(const zckpt_reader *r, zckpt_info *out);
 
+/* Checks, before training, that a checkpoint can be written at `dir`: its parent exists (created
+ * like mkdir -p) and is writable (-EROFS / -EACCES naming it), `dir` is absent, empty or a zoff
+ * checkpoint (-ENOTDIR / -EEXIST otherwise: never replace someone's directory), and the
+ * filesystem has `need_bytes` free (a new checkpoint is written next to the previous one, which
+ * is removed only after; ZOFF_ENOFIT naming need and free space; filesystems without a size are
+ * not checked). With lock_fd, also locks the target for this process (a file
+ * "<parent>/.<base>.zoff-lock" holding the pid, flock'ed): -EBUSY naming the other run's pid when
+ * another process holds it; *lock_fd is then the lock to close (zckpt_target_unlock). */
+zoff_status zckpt_target_check(const char *dir, uint64_t need_bytes, int *lock_fd);
+/* Releases a lock of zckpt_target_check (removes the lock file). Accepts -1. */
+void zckpt_target_unlock(const char *dir, int lock_fd);
+/* The bytes a checkpoint of these tensors takes on disk (header estimate included). */
+uint64_t zckpt_bytes_for(uint64_t ntensors, uint64_t total_numel);
+
 /* ---- test hooks (crash-safety tests; not for production use) ------------------------------ */
 /* Called by the writer at named points: "open" (temporary directory and data file created),
  * "chunk" (after each zckpt_writer_write that wrote data; count = chunks so far), "header",

@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
+#include <sys/file.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "runtime/ckpt_int.h"
@@ -245,4 +247,95 @@ zoff_status zckpt__swap_into_place(zckpt_writer *w)
     zckpt__fault_point("swapped", 0);
     if (aside) zckpt__remove_dir(old);
     return ZOFF_OK;
+}
+
+/* ---- target check and lock ------------------------------------------------------------------ */
+uint64_t zckpt_bytes_for(uint64_t ntensors, uint64_t total_numel)
+{
+    /* header: ~160 bytes of JSON per tensor plus the metadata reserve, page aligned */
+    uint64_t header = ZOFF_ALIGN_UP(8 + ntensors * 256 + CKPT_META_RESERVE, CKPT_DATA_ALIGN);
+    return header + total_numel * 4 + 64 * 1024; /* + the manifest */
+}
+
+static int lock_path(const char *dir, char *out, size_t len)
+{
+    char norm[CKPT_PATH_MAX], parent[CKPT_PATH_MAX], base[CKPT_PATH_MAX];
+    if (zckpt__split_dir(dir, norm, parent, base) != ZOFF_OK) return -1;
+    return zckpt__path_fmt(out, len, "%s/.%s.zoff-lock", parent, base);
+}
+
+zoff_status zckpt_target_check(const char *dir, uint64_t need_bytes, int *lock_fd)
+{
+    char norm[CKPT_PATH_MAX], parent[CKPT_PATH_MAX], base[CKPT_PATH_MAX];
+    if (!dir) return zoff__err(ZOFF_EINVAL, "zckpt_target_check: NULL dir");
+    if (lock_fd) *lock_fd = -1;
+    ZOFF_CHECK(zckpt__split_dir(dir, norm, parent, base));
+    zoff_status st = zckpt__mkdir_p(parent);
+    if (st < 0) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", zoff__last_error_tls());
+        return zoff__err(st, "checkpoint %s: cannot create its parent directory: %s", norm, msg);
+    }
+    if (access(parent, W_OK | X_OK) != 0) {
+        int e = errno;
+        return zoff__err(-e, "checkpoint %s: its directory %s is not writable: %s%s", norm, parent,
+                         strerror(e), e == EROFS ? " (read-only filesystem)" : "");
+    }
+    struct stat sb;
+    if (lstat(norm, &sb) == 0) {
+        if (!S_ISDIR(sb.st_mode))
+            return zoff__err(-ENOTDIR, "checkpoint %s: exists and is not a directory", norm);
+        if (!zckpt__has_manifest(norm) && !zckpt__dir_is_empty(norm))
+            return zoff__err(-EEXIST,
+                             "checkpoint %s: exists, is not empty and is not a zoff checkpoint "
+                             "(no %s); it would never be replaced: choose another directory",
+                             norm, ZCKPT_MANIFEST_FILE);
+    }
+    struct statvfs sv;
+    if (statvfs(parent, &sv) == 0 && sv.f_blocks > 0) {
+        uint64_t free_bytes = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+        if (free_bytes < need_bytes) {
+            char a[32], b[32];
+            return zoff__err(ZOFF_ENOFIT,
+                             "checkpoint %s: a checkpoint takes %s and is written beside the "
+                             "previous one before that is removed, but %s is free under %s",
+                             norm, zoff__fmt_bytes(need_bytes, a, sizeof a),
+                             zoff__fmt_bytes(free_bytes, b, sizeof b), parent);
+        }
+    }
+    if (!lock_fd) return ZOFF_OK;
+    char lp[CKPT_PATH_MAX];
+    if (lock_path(dir, lp, sizeof lp) != 0)
+        return zoff__err(-ENAMETOOLONG, "checkpoint %s: path too long", norm);
+    int fd = (int)ZOFF_SYS(open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (fd < 0) return zoff__err(fd, "checkpoint %s: lock file %s: %s", norm, lp, strerror(-fd));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[32] = "?";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return zoff__err(-EBUSY,
+                             "checkpoint %s: another run (pid %s) is writing checkpoints there "
+                             "(lock %s); two runs would overwrite each other's: use another "
+                             "directory",
+                             norm, pid[0] ? pid : "?", lp);
+        return zoff__err(-e, "checkpoint %s: lock %s: %s", norm, lp, strerror(e));
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+        ZOFF_INFO(ZOFF_SUB_CKPT, "checkpoint: cannot write the pid into %s", lp);
+    *lock_fd = fd;
+    return ZOFF_OK;
+}
+
+void zckpt_target_unlock(const char *dir, int lock_fd)
+{
+    if (lock_fd < 0) return;
+    char lp[CKPT_PATH_MAX];
+    if (dir && lock_path(dir, lp, sizeof lp) == 0) unlink(lp); /* still ours: we hold it */
+    close(lock_fd);
 }

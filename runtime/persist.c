@@ -399,6 +399,49 @@ out:
     return st;
 }
 
+/* Bytes of this runtime's checkpoint (3 tensors per param, the device copies when delayed). */
+static uint64_t ckpt_bytes(const zoff_runtime *rt)
+{
+    uint64_t numel = 0;
+    for (int q = 0; q < rt->nparams; q++) numel += rt->params[q].numel;
+    return zckpt_bytes_for((uint64_t)rt->nparams * 4, numel * 4);
+}
+
+/* Checks `dir` and locks it for this runtime (keeps the lock of an earlier call for the same
+ * dir; releases one for another dir). */
+static zoff_status check_and_lock(zoff_runtime *rt, const char *dir, int space)
+{
+    int same = rt->ckpt_lock_fd >= 0 && strcmp(rt->ckpt_lock_dir, dir) == 0;
+    if (same && !space) return ZOFF_OK;
+    int fd = -1;
+    ZOFF_CHECK(zckpt_target_check(dir, space ? ckpt_bytes(rt) : 0, same ? NULL : &fd));
+    if (same) return ZOFF_OK;
+    zoff__release_ckpt_lock(rt);
+    rt->ckpt_lock_fd = fd;
+    snprintf(rt->ckpt_lock_dir, sizeof rt->ckpt_lock_dir, "%s", dir);
+    return ZOFF_OK;
+}
+
+void zoff__release_ckpt_lock(zoff_runtime *rt)
+{
+    if (rt->ckpt_lock_fd >= 0) zckpt_target_unlock(rt->ckpt_lock_dir, rt->ckpt_lock_fd);
+    rt->ckpt_lock_fd = -1;
+    rt->ckpt_lock_dir[0] = '\0';
+}
+
+ZOFF_API zoff_status zoff_checkpoint_check(zoff_runtime *rt, const char *dir)
+{
+    zoff__clear_error();
+    if (!rt || !dir || !dir[0])
+        return zoff__err(ZOFF_EINVAL, "zoff_checkpoint_check: rt and dir must be given");
+    if (rt->state == ZRT_CREATED)
+        return zrt_ret(rt, zoff__err(ZOFF_ESTATE,
+                                     "zoff_checkpoint_check before zoff_finalize (the size of a "
+                                     "checkpoint is known once the parameters are)"));
+    if (rt->nranks > 1 && rt->rank != 0) return ZOFF_OK; /* rank 0 writes */
+    return zrt_ret(rt, check_and_lock(rt, dir, 1));
+}
+
 ZOFF_API zoff_status zoff_save_with(zoff_runtime *rt, const char *dir, const char *user_json)
 {
     zoff__clear_error();
@@ -414,7 +457,26 @@ ZOFF_API zoff_status zoff_save_with(zoff_runtime *rt, const char *dir, const cha
                                      "gradients declared, partitions may be half "
                                      "updated): save between steps",
                                      rt->declared_count));
-    return zrt_ret(rt, save_impl(rt, dir, user_json));
+    zoff_status st = ZOFF_OK;
+    if (dir && dir[0] && (rt->nranks <= 1 || rt->rank == 0)) st = check_and_lock(rt, dir, 0);
+    if (st == ZOFF_OK) st = save_impl(rt, dir, user_json);
+    if (st < 0 && dir && dir[0]) {
+        /* the writer never touches the previous checkpoint before the new one is whole */
+        char msg[ZRT_ERR_MAX];
+        snprintf(msg, sizeof msg, "%s", zoff__last_error_tls());
+        zckpt_reader *r = NULL;
+        zckpt_meta *m = calloc(1, sizeof *m);
+        if (m && zckpt_reader_open(dir, &r) == ZOFF_OK && zckpt_reader_meta(r, m) == ZOFF_OK)
+            zoff__err(st,
+                      "%s; the previous checkpoint at %s (step %lld) is still valid, and the "
+                      "training state in memory is intact",
+                      msg, dir, (long long)m->step);
+        else
+            zoff__err(st, "%s; nothing was changed at %s", msg, dir);
+        zckpt_reader_close(r);
+        free(m);
+    }
+    return zrt_ret(rt, st);
 }
 
 ZOFF_API zoff_status zoff_save(zoff_runtime *rt, const char *dir)

@@ -189,6 +189,9 @@ void zrt_layout_stream(zrt_layout *l, uint64_t streamed_bytes, uint64_t slab_byt
 zoff_status zrt_plan_report(const zoff_config *cfg, const zrt_layout *l, zdev *dev, int check_gpu,
                             uint64_t gpu_mem_bytes, zoff_plan_report *out);
 
+/* Releases the checkpoint-directory lock of zoff_checkpoint_check / zoff_save (persist.c). */
+void zoff__release_ckpt_lock(zoff_runtime *rt);
+
 /* ---- the runtime --------------------------------------------------------------------------- */
 typedef struct zrt_group {
     zoff_group_config cfg;
@@ -210,7 +213,9 @@ struct zoff_runtime {
     zrt_state state;
     char err[ZRT_ERR_MAX];    /* message of the last failed call on this runtime */
     char broken[ZRT_ERR_MAX]; /* why the runtime became unusable (state BROKEN) */
-    zoff_overlap overlap;     /* effective mode (eager may fall back to sync) */
+    int ckpt_lock_fd;         /* zoff_checkpoint_check / zoff_save: lock of ckpt_lock_dir */
+    char ckpt_lock_dir[ZOFF_PATH_MAX];
+    zoff_overlap overlap; /* effective mode (eager may fall back to sync) */
 
     zrt_group groups[ZOFF_MAX_GROUPS];
     int ngroups;

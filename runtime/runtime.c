@@ -62,6 +62,7 @@ static zoff_status create_impl(const zoff_config *cfg_in, zoff_runtime **out)
                          cfg_in->struct_size, sizeof(zoff_config));
     zoff_runtime *rt = calloc(1, sizeof *rt);
     if (!rt) return zoff__err(-ENOMEM, "zoff_create: out of memory");
+    rt->ckpt_lock_fd = -1;
     pthread_mutex_init(&rt->land_mu, NULL);
     pthread_cond_init(&rt->land_cv, NULL);
     pthread_mutex_init(&rt->eager_mu, NULL);
@@ -166,6 +167,7 @@ ZOFF_API void zoff_destroy(zoff_runtime *rt)
 {
     if (!rt) return;
     if (rt->state != ZRT_CREATED) (void)zrt_drain(rt);
+    zoff__release_ckpt_lock(rt);
     release_finalized(rt);
     zrt_trace_close(rt);
     for (int i = 0; i < rt->nparams; i++) {
@@ -282,11 +284,6 @@ static zoff_status add_param_impl(zoff_runtime *rt, const char *name, size_t num
         return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): unknown dtype %d", name, (int)dtype);
     if (!dev_grad)
         return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): dev_grad is required", name);
-    if (!dev_param && !init_master)
-        return zoff__err(ZOFF_EINVAL,
-                         "zoff_add_param('%s'): a streamed param (dev_param NULL) needs "
-                         "init_master (its initial values)",
-                         name);
     if (group < 0 || group >= rt->ngroups)
         return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): unknown group %d (have %d)", name,
                          group, rt->ngroups);
@@ -434,8 +431,11 @@ static zoff_status init_partition(zoff_runtime *rt, const zstore_part *part)
         uint64_t lo = ZOFF_MAX(p->flat_off, pb), hi = ZOFF_MIN(p->flat_off + p->numel, pe);
         float *dst = part->master + (lo - pb);
         size_t e0 = (size_t)(lo - p->flat_off), n = (size_t)(hi - lo);
-        if (p->init_master) { /* the trainer passed the initial values */
-            memcpy(dst, p->init_master + e0, n * sizeof(float));
+        if (p->init_master || p->streamed) { /* a streamed param without values: zeros */
+            if (p->init_master)
+                memcpy(dst, p->init_master + e0, n * sizeof(float));
+            else
+                memset(dst, 0, n * sizeof(float));
             if (p->streamed) /* the host copy is the only one: fetches upload it */
                 ZOFF_CHECK(zrt_stream_write_host(rt, p, e0, dst, n));
             else /* the trainer's 16-bit copy starts from the same values */

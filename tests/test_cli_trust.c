@@ -14,10 +14,15 @@
  *    string"; a --config with only a "zoff" section says which defaults replace the demo's.
  *  - non-finite numbers: zoff_save_with refuses a NaN in the trainer's JSON saying JSON has no
  *    NaN and that the previous checkpoint is unchanged.
+ *  - lost work: `zoff train` checks its checkpoint directory before step 1 (zoff_checkpoint_check)
+ *    and stops at once, naming it, when it is not a checkpoint, read-only, or locked by another
+ *    run (the lock file next to it, held here by this test process).
  * Cases that need to mount a filesystem are skipped where mount(8) is refused.
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -106,14 +111,14 @@ static void test_plan_dtype_gpu(void **state)
 
 static int try_mount(const char *opts, const char *type, const char *dir)
 {
-    char cmd[1024];
+    char cmd[2048];
     snprintf(cmd, sizeof cmd, "mount -t %s -o %s none '%s' 2>/dev/null", type, opts, dir);
     return system(cmd) == 0;
 }
 
 static void unmount(const char *dir)
 {
-    char cmd[1024];
+    char cmd[2048];
     snprintf(cmd, sizeof cmd, "umount '%s' 2>/dev/null", dir);
     if (system(cmd) != 0) print_message("umount %s failed\n", dir);
 }
@@ -235,7 +240,48 @@ static void test_nonfinite_user_json(void **state)
     assert_non_null(strstr(m, "no NaN"));
     assert_non_null(strstr(m, "unchanged"));
     assert_int_equal(zoff_save_with(rt, ck, "{\"last_loss\": null}"), 0);
+    /* a failed save over a checkpoint: training state and that checkpoint stay, and it says so */
+    assert_int_equal(zoff_save_with(rt, ck, "{\"last_loss\": inf}"), ZOFF_EINVAL);
+    assert_non_null(strstr(zoff_last_error(rt), "previous checkpoint"));
+    assert_non_null(strstr(zoff_last_error(rt), "is still valid"));
+    assert_int_equal(zoff_load(rt, ck), 0);
     zoff_destroy(rt);
+    zt_rmtree(dir);
+    free(dir);
+}
+
+static void test_ckpt_target(void **state)
+{
+    (void)state;
+    char *dir = zt_mkdtemp("cli-ckpt");
+    char args[2048], p[1200];
+    /* not a checkpoint: refused before training */
+    snprintf(p, sizeof p, "%s/notck", dir);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof p, "%s/notck/mine.txt", dir);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fclose(f);
+    snprintf(args, sizeof args, TINY "--offload cpu --ckpt-dir '%s/notck'", dir);
+    expect(args, 1, "is not a zoff checkpoint", "steps, loss");
+    /* another run's lock */
+    snprintf(p, sizeof p, "%s/.ck.zoff-lock", dir);
+    int fd = open(p, O_RDWR | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "4242\n", 5), 5);
+    assert_int_equal(flock(fd, LOCK_EX), 0);
+    snprintf(args, sizeof args, TINY "--offload cpu --ckpt-dir '%s/ck'", dir);
+    expect(args, 1, "another run (pid 4242)", "steps, loss");
+    close(fd);
+    expect(args, 0, "steps, loss", NULL);
+    /* a read-only parent */
+    snprintf(p, sizeof p, "%s/ro", dir);
+    assert_int_equal(mkdir(p, 0755), 0);
+    if (try_mount("ro,size=1m", "tmpfs", p)) {
+        snprintf(args, sizeof args, TINY "--offload cpu --ckpt-dir '%s/ro/ck'", dir);
+        expect(args, 1, "read-only", "steps, loss");
+        unmount(p);
+    }
     zt_rmtree(dir);
     free(dir);
 }
@@ -251,6 +297,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_plan_numbers),    cmocka_unit_test(test_plan_dtype_gpu),
         cmocka_unit_test(test_plan_swap_space), cmocka_unit_test(test_threads),
         cmocka_unit_test(test_messages),        cmocka_unit_test(test_nonfinite_user_json),
+        cmocka_unit_test(test_ckpt_target),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -428,9 +428,10 @@ static void test_errors_setup(void **state)
     int a = -1, b = -1, u0 = -1, u1 = -1;
     assert_int_equal(zoff_add_param(rt, "a", 16, ZOFF_DTYPE_BF16, NULL, g, init, 0, &a), 0);
     assert_int_equal(zoff_add_param(rt, "b", 16, ZOFF_DTYPE_BF16, NULL, g2, init, 0, &b), 0);
-    assert_int_equal(zoff_add_param(rt, "c", 16, ZOFF_DTYPE_BF16, NULL, g, NULL, 0, NULL),
-                     ZOFF_EINVAL); /* streamed without init_master */
-    assert_non_null(strstr(zoff_last_error(rt), "init_master"));
+    void *g3 = NULL;
+    assert_int_equal(zoff_device_alloc(rt, 64, &g3), 0);
+    int c0 = -1; /* streamed without init_master: zeros */
+    assert_int_equal(zoff_add_param(rt, "c", 16, ZOFF_DTYPE_BF16, NULL, g3, NULL, 0, &c0), 0);
     assert_int_equal(zoff_add_unit(rt, "u0", &a, 1, &u0), 0);
     int ab[2] = {a, b};
     assert_int_equal(zoff_add_unit(rt, "u1", ab, 2, &u1), ZOFF_EINVAL); /* a in two units */
@@ -445,8 +446,13 @@ static void test_errors_setup(void **state)
     /* b streamed but in no unit */
     assert_int_equal(zoff_finalize(rt), ZOFF_EINVAL);
     assert_non_null(strstr(zoff_last_error(rt), "'b'"));
-    assert_int_equal(zoff_add_unit(rt, "u1", &b, 1, &u1), 0);
+    int bc[2] = {b, c0};
+    assert_int_equal(zoff_add_unit(rt, "u1", bc, 2, &u1), 0);
     assert_int_equal(zoff_finalize(rt), 0);
+    float zero[16];
+    memset(zero, 0xff, sizeof zero);
+    assert_int_equal(zoff_get_master(rt, c0, zero), 0);
+    for (int i = 0; i < 16; i++) assert_true(zero[i] == 0.0f);
     assert_int_equal(zoff_add_unit(rt, "late", &b, 1, NULL), ZOFF_ESTATE);
     void *pa = NULL;
     assert_int_equal(zoff_fetch(rt, u0, NULL), 0);

@@ -24,7 +24,8 @@ static char *g_tmp;
         "--steps", "8", "--offload", "cpu", "--samples", "0", "--no-progress", "--eval-interval",  \
         "0", "--ckpt-interval", "0"
 
-/* Streamed device: less than the 6 blocks' 16-bit weights (6 x 50 k params x 2 B). */
+/* Streamed device: less than the 16-bit params + gradients (2 x 0.31 M params x 2 B), enough
+ * for the trainer's gradients, the resident embeddings and 3 block slots. */
 #define SMALL_GPU "1100K"
 
 static char *slurp(const char *path)

@@ -189,6 +189,8 @@ static void usage(FILE *out)
         "  --ckpt-dir DIR       where checkpoints go (default ./zoff-run/ckpt, or the --resume "
         "dir)\n"
         "  --ckpt-interval N    checkpoint every N steps (0: only at the end)\n"
+        "  --ckpt-max-failures N  periodic saves failing in a row before the run stops (3);\n"
+        "                       a failed save keeps training (the previous checkpoint stays)\n"
         "  --resume DIR         continue bit-identically from a checkpoint; the model shape\n"
         "                       and dtype are taken from it unless given\n"
         "output:\n"
@@ -229,6 +231,7 @@ enum {
     O_SIMGPU,
     O_CKPTDIR,
     O_CKPTI,
+    O_CKPTFAIL,
     O_RESUME,
     O_JSON,
     O_PLOT,
@@ -277,6 +280,7 @@ static const struct option long_opts[] = {
     {"prefetch-depth", required_argument, 0, O_PREFETCH},
     {"ckpt-dir", required_argument, 0, O_CKPTDIR},
     {"ckpt-interval", required_argument, 0, O_CKPTI},
+    {"ckpt-max-failures", required_argument, 0, O_CKPTFAIL},
     {"resume", required_argument, 0, O_RESUME},
     {"json", required_argument, 0, O_JSON},
     {"plot", required_argument, 0, O_PLOT},
@@ -530,6 +534,9 @@ int zoff_cmd_train(int argc, char **argv)
             break;
         case O_CKPTI:
             rc = parse_i64(name, optarg, 0, INT64_C(1) << 40, &o.ckpt_interval);
+            break;
+        case O_CKPTFAIL:
+            rc = parse_i64(name, optarg, 1, 1000000, &o.ckpt_max_failures);
             break;
         case O_RESUME:
             rc = copy_path(name, optarg, o.resume_dir, sizeof o.resume_dir);

@@ -281,6 +281,7 @@ int gpt_train_defaults(gpt_train_opts *o, char *err, size_t errlen)
     o->steps = 1;
     o->eval_batches = 1;
     o->log_interval = 1;
+    o->ckpt_max_failures = 3;
     o->temperature = 0.8f;
     o->stream = -1;
     o->min_lr = -1;

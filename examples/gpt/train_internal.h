@@ -70,6 +70,7 @@ typedef struct gpt_trainer {
     int interrupted;
     char ckpt_dir[GPT_PATH_MAX];
     char last_ckpt[GPT_PATH_MAX];
+    int64_t ckpt_failures; /* periodic saves failed in a row */
 
     gpt_step_metrics *steps;
     size_t nsteps, cap_steps;

@@ -727,6 +727,15 @@ int gpt_train_run(const gpt_train_opts *o)
                         "nothing to do: the checkpoint is at step %" PRId64
                         " and the run stops at step %" PRId64,
                         t.iter, stop);
+    /* before step 1: a checkpoint directory that cannot take a checkpoint (read-only, full, not
+     * a checkpoint, another run's) would otherwise cost every step until the first save */
+    if (mkdirs(t.ckpt_dir, 1) == 0) {
+        zoff_status cst = zoff_checkpoint_check(t.rt, t.ckpt_dir);
+        if (cst != ZOFF_OK) {
+            rc = zfail(&t, cst, "checkpoint directory");
+            goto out;
+        }
+    }
     int64_t evaluated_at = -1;
     while (t.iter < stop && !g_stop_signal) {
         if ((rc = train_step(&t)) != 0) goto out;
@@ -736,7 +745,23 @@ int gpt_train_run(const gpt_train_opts *o)
         }
         if (o->ckpt_interval > 0 && t.iter % o->ckpt_interval == 0 && t.iter < stop &&
             !g_stop_signal) {
-            if ((rc = save_checkpoint(&t)) != 0) goto out;
+            if (save_checkpoint(&t) != 0) {
+                /* the state in memory and the previous checkpoint are intact: keep training */
+                if (++t.ckpt_failures >= o->ckpt_max_failures) {
+                    fprintf(stderr,
+                            "zoff train: %" PRId64 " checkpoint saves failed in a row "
+                            "(--ckpt-max-failures %" PRId64 "): stopping\n",
+                            t.ckpt_failures, o->ckpt_max_failures);
+                    rc = GPT_EXIT_FAIL;
+                    goto out;
+                }
+                gpt_report_line(&t,
+                                "checkpoint at step %" PRId64 " failed (%" PRId64 " of %" PRId64
+                                " allowed in a row): training goes on, the next interval retries",
+                                t.iter, t.ckpt_failures, o->ckpt_max_failures);
+            } else {
+                t.ckpt_failures = 0;
+            }
         }
     }
     if (g_stop_signal) {

@@ -31,24 +31,25 @@ enum {
 };
 
 typedef struct gpt_train_opts {
-    gpt_config model;      /* max_seq is the training sequence length */
-    int batch;             /* sequences per step */
-    int64_t steps;         /* length of the lr schedule = last step of the run */
-    int64_t until;         /* stop (with a checkpoint) once this step is done; 0: steps */
-    double lr;             /* peak lr; 0: optimizer.params.lr of the zoff config */
-    double min_lr;         /* end of the cosine decay; < 0: a tenth of the peak lr */
-    int64_t warmup_steps;  /* linear warm-up from lr/warmup to lr */
-    int64_t eval_interval; /* validation loss every N steps (0: only at the end) */
-    int eval_batches;      /* batches of the fixed validation set */
-    int64_t ckpt_interval; /* checkpoint every N steps (0: only at the end) */
-    int64_t log_interval;  /* one plain line every N steps when not on a TTY */
-    uint64_t seed;         /* initialisation, batches and samples */
-    zoff_dtype dtype;      /* ZOFF_DTYPE_F16 or ZOFF_DTYPE_BF16 */
-    int samples;           /* sample texts printed at the end */
-    int sample_chars;      /* characters per sample */
-    float temperature;     /* sampling temperature */
-    int quiet;             /* 1: only errors and the final line */
-    int progress;          /* -1: a progress bar when stdout is a TTY; 0: plain lines; 1: bar */
+    gpt_config model;          /* max_seq is the training sequence length */
+    int batch;                 /* sequences per step */
+    int64_t steps;             /* length of the lr schedule = last step of the run */
+    int64_t until;             /* stop (with a checkpoint) once this step is done; 0: steps */
+    double lr;                 /* peak lr; 0: optimizer.params.lr of the zoff config */
+    double min_lr;             /* end of the cosine decay; < 0: a tenth of the peak lr */
+    int64_t warmup_steps;      /* linear warm-up from lr/warmup to lr */
+    int64_t eval_interval;     /* validation loss every N steps (0: only at the end) */
+    int eval_batches;          /* batches of the fixed validation set */
+    int64_t ckpt_interval;     /* checkpoint every N steps (0: only at the end) */
+    int64_t ckpt_max_failures; /* periodic saves that may fail in a row before the run stops */
+    int64_t log_interval;      /* one plain line every N steps when not on a TTY */
+    uint64_t seed;             /* initialisation, batches and samples */
+    zoff_dtype dtype;          /* ZOFF_DTYPE_F16 or ZOFF_DTYPE_BF16 */
+    int samples;               /* sample texts printed at the end */
+    int sample_chars;          /* characters per sample */
+    float temperature;         /* sampling temperature */
+    int quiet;                 /* 1: only errors and the final line */
+    int progress;              /* -1: a progress bar when stdout is a TTY; 0: plain lines; 1: bar */
     char data_path[GPT_PATH_MAX];  /* corpus; "" = examples/data/persuasion.txt */
     char ckpt_dir[GPT_PATH_MAX];   /* checkpoint directory ("" = the resume dir or default) */
     char resume_dir[GPT_PATH_MAX]; /* "" = start from scratch */
