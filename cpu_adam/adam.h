@@ -221,6 +221,14 @@ size_t zadam_ctx_tile_for(const zadam_ctx *ctx, zstate_fmt f);
 zoff_status zadam_sumsq(zadam_ctx *ctx, const void *grad, zoff_dtype dt, size_t n, double *sumsq,
                         size_t *nonfinite);
 
+/* Gradient accumulation (cpu_adam/accum.c): acc[i] = g[i] (first) or acc[i] += g[i], g of dtype
+ * dt converted exactly to fp32, one fp32 add per element (bit-identical in every variant).
+ * Returns nothing; the caller checks the sums for non-finite values (inf/NaN survive the adds). */
+void accum_scalar(float *acc, const void *g, zoff_dtype dt, size_t n, int first);
+void accum_avx2(float *acc, const void *g, zoff_dtype dt, size_t n, int first);
+/* The variant of `isa` (AVX-512 uses the AVX2 one: the loop is memory-bound). */
+void zadam_accum(zadam_isa isa, float *acc, const void *g, zoff_dtype dt, size_t n, int first);
+
 /* Bytes one element moves in zadam_step: grad in + 3 fp32 read + 3 fp32 written + param_out.
  * (fp16 grad + fp16 out: 2 + 12 + 12 + 2 = 28.) */
 size_t zadam_bytes_per_elem(zoff_dtype grad_dtype, int has_out, zoff_dtype out_dtype);

@@ -126,6 +126,10 @@ ZOFF_API zoff_status zoff_config_default(zoff_config *cfg)
     cfg->stream_params = 0;
     cfg->prefetch_depth = 2;
     cfg->stream_slot_bytes = 0;
+    /* 4 x 1 Mi elements (2 MiB each in 16 bits): docs/runtime.md "Gradient buckets" has the
+     * measurement behind it */
+    cfg->grad_bucket_numel = (size_t)1 << 20;
+    cfg->grad_bucket_count = 4;
     return ZOFF_OK;
 }
 
@@ -439,6 +443,14 @@ zoff_status zoff__config_validate(const zoff_config *cfg)
         return zoff__err(ZOFF_ECONFIG,
                          "zoff.delayed_warmup_steps: expected an integer >= 0, got %d",
                          cfg->delayed_warmup_steps);
+    if (cfg->grad_bucket_numel < 1 || cfg->grad_bucket_numel > ((size_t)1 << 40))
+        return zoff__err(ZOFF_ECONFIG,
+                         "zero_optimization.reduce_bucket_size: expected 1 .. 2^40 elements, "
+                         "got %zu",
+                         cfg->grad_bucket_numel);
+    if (cfg->grad_bucket_count < 2 || cfg->grad_bucket_count > 64)
+        return zoff__err(ZOFF_ECONFIG, "zoff.grad_bucket_count: expected 2 .. 64 buckets, got %d",
+                         cfg->grad_bucket_count);
     if (cfg->cpu_threads < 0 || cfg->cpu_threads > CPU_THREADS_MAX)
         return zoff__err(ZOFF_ECONFIG,
                          "zoff.cpu_threads: expected an integer in [0, 1024] (0: all cores), "
@@ -1260,6 +1272,7 @@ static const key_desc zero_optimization_keys[] = {
     KFN("stage", on_stage),
     KOBJ("offload_optimizer", offload_optimizer_keys),
     KOBJ("offload_param", offload_param_keys),
+    KSIZE("reduce_bucket_size", grad_bucket_numel, 1, (double)((uint64_t)1 << 40)),
     KEND,
 };
 
@@ -1276,6 +1289,7 @@ static const key_desc zoff_keys[] = {
     KSIZE("tile_numel", tile_numel, 1, MAX_EXACT_INT),
     KENUM("overlap", overlap, overlap_names),
     KINT("delayed_warmup_steps", delayed_warmup_steps, 0, INT32_MAX),
+    KINT("grad_bucket_count", grad_bucket_count, 2, 64),
     KINT("cpu_threads", cpu_threads, 0, CPU_THREADS_MAX),
     KFN("cpu_isa", on_cpu_isa),
     KINT("numa_node", numa_node, -1, 65535),
@@ -1617,10 +1631,10 @@ static void batch_resolve(pctx *c)
     w->train_micro_batch_size_per_gpu = mb;
     w->gradient_accumulation_steps = ga;
     if (ga > 1)
-        ZOFF_WARN(ZOFF_SUB_CONFIG,
-                  "%s: gradient_accumulation_steps = %lld is accepted; the runtime applies one "
-                  "update per zoff_step, so the trainer accumulates the micro-batches (zoff train "
-                  "computes micro * accumulation = %lld sequences per step)",
+        ZOFF_INFO(ZOFF_SUB_CONFIG,
+                  "%s: gradient_accumulation_steps = %lld: the runtime sums that many zoff_step "
+                  "calls (micro-batches) into one update (zoff train: micro * accumulation = %lld "
+                  "sequences per step)",
                   c->origin, (long long)ga, (long long)(mb * ga));
 }
 
@@ -2021,6 +2035,9 @@ static cJSON *config_tree(const zoff_config *cfg)
     if (ok) ADD(bf16, cJSON_AddBoolToObject(bf16, "enabled", cfg->bf16_enabled));
     ADD(root, cJSON_AddNumberToObject(root, "gradient_clipping",
                                       zoff__float_json(cfg->gradient_clipping)));
+    if (cfg->gradient_accumulation_steps > 0)
+        ADD(root, cJSON_AddNumberToObject(root, "gradient_accumulation_steps",
+                                          (double)cfg->gradient_accumulation_steps));
 
     cJSON *zo = cJSON_AddObjectToObject(root, "zero_optimization");
     ADD(zo, zo);
@@ -2034,6 +2051,7 @@ static cJSON *config_tree(const zoff_config *cfg)
         ADD(oo, cJSON_AddNumberToObject(oo, "buffer_count", cfg->buffer_count));
         ADD(oo, cJSON_AddNumberToObject(oo, "ratio", zoff__float_json(cfg->ratio)));
     }
+    ADD(zo, cJSON_AddNumberToObject(zo, "reduce_bucket_size", (double)cfg->grad_bucket_numel));
     cJSON *op = ok ? cJSON_AddObjectToObject(zo, "offload_param") : NULL;
     ADD(op, op);
     if (ok) ADD(op, cJSON_AddStringToObject(op, "device", cfg->stream_params ? "cpu" : "none"));
@@ -2053,6 +2071,7 @@ static cJSON *config_tree(const zoff_config *cfg)
         ADD(z,
             cJSON_AddStringToObject(z, "overlap", enum_to_name(overlap_names, (int)cfg->overlap)));
         ADD(z, cJSON_AddNumberToObject(z, "delayed_warmup_steps", cfg->delayed_warmup_steps));
+        ADD(z, cJSON_AddNumberToObject(z, "grad_bucket_count", cfg->grad_bucket_count));
         ADD(z, cJSON_AddNumberToObject(z, "cpu_threads", cfg->cpu_threads));
         ADD(z, cJSON_AddStringToObject(z, "cpu_isa", cfg->cpu_isa[0] ? cfg->cpu_isa : "auto"));
         ADD(z, cJSON_AddNumberToObject(z, "numa_node", cfg->numa_node));

@@ -457,6 +457,14 @@ ZOFF_API zoff_status zoff_save_with(zoff_runtime *rt, const char *dir, const cha
                                      "gradients declared, partitions may be half "
                                      "updated): save between steps",
                                      rt->declared_count));
+    if (rt->micro > 0 || (rt->accum > 1 && rt->declared_count > 0))
+        return zrt_ret(rt, zoff__err(ZOFF_ESTATE,
+                                     "zoff_save in the middle of a gradient accumulation window "
+                                     "(%d of %d micro-batches summed, %d gradients of the next "
+                                     "handed over): the partial sums are not part of a "
+                                     "checkpoint; save right after the zoff_step that updated "
+                                     "(zoff_step_result.accumulating == 0)",
+                                     rt->micro, rt->accum, rt->declared_count));
     zoff_status st = ZOFF_OK;
     if (dir && dir[0] && (rt->nranks <= 1 || rt->rank == 0)) st = check_and_lock(rt, dir, 0);
     if (st == ZOFF_OK) st = save_impl(rt, dir, user_json);
@@ -696,6 +704,11 @@ ZOFF_API zoff_status zoff_load_with(zoff_runtime *rt, const char *dir, char *use
                                      "zoff_load in the middle of a step (%d "
                                      "gradients declared): load between steps",
                                      rt->declared_count));
+    if (rt->micro > 0)
+        return zrt_ret(rt, zoff__err(ZOFF_ESTATE,
+                                     "zoff_load in the middle of a gradient accumulation window "
+                                     "(%d of %d micro-batches summed): load at a boundary",
+                                     rt->micro, rt->accum));
     zoff_status st = load_impl(rt, dir, user_json, len);
     if (rt->nranks > 1) { /* every rank loads or none goes on */
         char why[ZRT_ERR_MAX] = "";

@@ -237,6 +237,26 @@ static void test_demo_config_file(void **state)
     gpt_layout_free(&lay);
 }
 
+/* --accum K: K micro-batches per step through zoff's gradient accumulation; bad values refused. */
+static void test_accum_flag(void **state)
+{
+    (void)state;
+    char *json = tmp_path("accum.json"), *ckpt = tmp_path("accum-ckpt");
+    run_result r = run_zoff((const char *[]){"train", TINY, "--steps", "3", "--accum", "2",
+                                             "--offload", "cpu", "--json", json, "--samples", "0",
+                                             "--no-progress", "--ckpt-dir", ckpt, NULL});
+    expect_status(&r, 0, "== summary");
+    free(r.out);
+    cJSON *j = load_json(json);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "steps")), 3);
+    cJSON_Delete(j);
+    r = run_zoff((const char *[]){"train", TINY, "--accum", "0", NULL});
+    expect_status(&r, 2, "--accum");
+    free(r.out);
+    free(json);
+    free(ckpt);
+}
+
 /* --until stops early with a checkpoint; --json has one entry per step; --resume past the end is
  * a no-op that says so. */
 static void test_until_and_outputs(void **state)
@@ -646,6 +666,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_cli_errors),
             cmocka_unit_test(test_demo_config_file),
             cmocka_unit_test(test_until_and_outputs),
+            cmocka_unit_test(test_accum_flag),
         };
         rc = cmocka_run_group_tests_name("train_cli", tests, NULL, NULL);
     } else if (!strcmp(argv[2], "loss") && argc >= 5) {

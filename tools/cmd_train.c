@@ -163,7 +163,10 @@ static void usage(FILE *out)
         "training:\n"
         "  --steps N            length of the lr schedule = last step\n"
         "  --until N            stop after step N with a checkpoint (continue with --resume)\n"
-        "  --batch N            sequences per step\n"
+        "  --batch N            sequences per micro-batch\n"
+        "  --accum K            gradient accumulation: each step is K micro-batches of batch / K\n"
+        "                       sequences (config gradient_accumulation_steps; zoff sums the\n"
+        "                       gradients in fp32 and updates with their mean)\n"
         "  --lr X --min-lr X --warmup N   linear warm-up to lr, cosine decay to min-lr\n"
         "                       (default min-lr: a tenth of lr)\n"
         "  --clip X             gradient clipping (max global norm; 0 off)\n"
@@ -247,7 +250,8 @@ enum {
     O_DEVICE,
     O_STREAM,
     O_NOSTREAM,
-    O_PREFETCH
+    O_PREFETCH,
+    O_ACCUM
 };
 
 static const struct option long_opts[] = {
@@ -261,6 +265,7 @@ static const struct option long_opts[] = {
     {"steps", required_argument, 0, O_STEPS},
     {"until", required_argument, 0, O_UNTIL},
     {"batch", required_argument, 0, O_BATCH},
+    {"accum", required_argument, 0, O_ACCUM},
     {"lr", required_argument, 0, O_LR},
     {"min-lr", required_argument, 0, O_MINLR},
     {"warmup", required_argument, 0, O_WARMUP},
@@ -383,6 +388,7 @@ int zoff_cmd_train(int argc, char **argv)
 {
     gpt_train_opts o;
     char err[1024];
+    int accum_flag = 0;
     int rc = gpt_train_defaults(&o, err, sizeof err);
     if (rc) {
         fprintf(stderr, "zoff train: %s\n", err);
@@ -447,6 +453,10 @@ int zoff_cmd_train(int argc, char **argv)
             break;
         case O_BATCH:
             rc = parse_int(name, optarg, 1, 65536, &o.batch);
+            break;
+        case O_ACCUM:
+            if (!(rc = parse_int(name, optarg, 1, 65536, &accum_flag)))
+                o.zcfg.gradient_accumulation_steps = accum_flag;
             break;
         case O_LR:
             rc = parse_dbl(name, optarg, 0, 10, &o.lr);
