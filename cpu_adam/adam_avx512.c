@@ -219,7 +219,9 @@ double sumsq_avx512(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite
  * operations of zq8__quant_mag. The last, partial block goes through the scalar reference. */
 
 typedef struct q8_tabs16 {
-    __m512 lo, istep, jmax, step, thr[8];
+    __m512 lo, istep, jmax, step;
+    __m512 tin0, tin1; /* per binade d = 127 - exponent (0..31): the threshold inside it */
+    __m512i zb0, zb1;  /* per binade: the decade of values above that threshold */
     __m512i base;
     int bits;
 } q8_tabs16;
@@ -232,7 +234,26 @@ ZADAM_AVX512_INLINE void q8_tabs_load(const zq8__map *q, q8_tabs16 *tb)
     tb->jmax = _mm512_zextps256_ps512(_mm256_loadu_ps(q->jmax));
     tb->step = _mm512_zextps256_ps512(_mm256_loadu_ps(q->step));
     tb->base = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)q->base));
-    for (int k = 1; k < q->bits; k++) tb->thr[k] = _mm512_set1_ps(q->thr[k]);
+    /* Decade from the exponent: y in binade [2^-d, 2^(1-d)) lies below every threshold >=
+     * 2^(1-d), above every one < 2^-d, and at most one power of ten lies inside the binade, so
+     * z = zb[d] + (y <= tin[d]) equals the scalar count #{k : y <= thr[k]} exactly. */
+    float tin[32];
+    int32_t zb[32];
+    for (int d = 0; d < 32; d++) {
+        const float lower = ldexpf(1.0f, -d), upper = ldexpf(1.0f, 1 - d);
+        zb[d] = 0;
+        tin[d] = -1.0f;
+        for (int k = 1; k < q->bits; k++) {
+            if (q->thr[k] >= upper)
+                zb[d]++;
+            else if (q->thr[k] >= lower)
+                tin[d] = q->thr[k];
+        }
+    }
+    tb->tin0 = _mm512_loadu_ps(tin);
+    tb->tin1 = _mm512_loadu_ps(tin + 16);
+    tb->zb0 = _mm512_loadu_si512(zb);
+    tb->zb1 = _mm512_loadu_si512(zb + 16);
 }
 
 /* 16 codes of x (block multiplier inv); sign: bit 7 from x's sign. */
@@ -241,10 +262,15 @@ ZADAM_AVX512_INLINE __m128i q8_quant16(const q8_tabs16 *tb, __m512 x, __m512 inv
     const __m512i bits = _mm512_castps_si512(x);
     const __m512 y = _mm512_mul_ps(
         _mm512_castsi512_ps(_mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff))), inv);
-    __m512i z = _mm512_setzero_si512();
-    const __m512i one = _mm512_set1_epi32(1);
-    for (int k = 1; k < tb->bits; k++)
-        z = _mm512_mask_add_epi32(z, _mm512_cmp_ps_mask(y, tb->thr[k], _CMP_LE_OQ), z, one);
+    /* y in [0, 1 + ulp]: binade d = 127 - exponent, clamped to 31 (zero, subnormals and every
+     * binade below 2^-31 lie under all thresholds). */
+    const __m512i d = _mm512_min_epu32(
+        _mm512_sub_epi32(_mm512_set1_epi32(127), _mm512_srli_epi32(_mm512_castps_si512(y), 23)),
+        _mm512_set1_epi32(31));
+    const __m512i zb = _mm512_permutex2var_epi32(tb->zb0, d, tb->zb1);
+    const __m512 tin = _mm512_permutex2var_ps(tb->tin0, d, tb->tin1);
+    const __m512i z =
+        _mm512_mask_add_epi32(zb, _mm512_cmp_ps_mask(y, tin, _CMP_LE_OQ), zb, _mm512_set1_epi32(1));
     __m512 tt = _mm512_mul_ps(_mm512_sub_ps(y, _mm512_permutexvar_ps(z, tb->lo)),
                               _mm512_permutexvar_ps(z, tb->istep));
     tt = _mm512_min_ps(tt, _mm512_permutexvar_ps(z, tb->jmax));
