@@ -2,17 +2,25 @@
  * bench_step.c — `zoff bench step`: whole offloaded training steps of a synthetic trainer on the
  * sim device, against the critical-path lower bound measured in the same run.
  *
- * The trainer: L layers of N/L parameters; each step queues, per layer in reverse order, a busy
- * op of --busy-ms on its stream (stand-in backward compute) and hands the layer's gradient over
- * with zoff_grad_ready; then zoff_step and zoff_params_ready on its stream. Real CPU Adam, real
- * NVMe for the nvme tier, sim copies throttled to --pcie-gbps per direction.
+ * The trainer: L layers of N/L parameters; each micro-batch queues, per layer in reverse order, a
+ * busy op of --busy-ms on its stream (stand-in backward compute) and hands the layer's gradient
+ * over: by default with zoff_grad_push from one of two scratch device buffers (zoff's gradient
+ * buckets; --grads full: a trainer-owned gradient buffer per layer and zoff_grad_ready); then
+ * zoff_step, and zoff_params_ready on its stream. --accum K: K micro-batches per optimizer step
+ * (gradient accumulation; the stand-in GPU time of a step is K backward passes). Real CPU Adam,
+ * real NVMe for the nvme tier, sim copies throttled to --pcie-gbps per direction.
  *
  * Components measured alone, in this run, once before and once after the steps (this machine is
  * noisy: the two are averaged and a difference above 30% is flagged): GPU busy (L busy ops), D2H
  * (all gradients), H2D (all parameters), Adam (zadam_step over a pinned huge-page slice of up to
  * 16 Mi elements, scaled to N: the kernel streams, its time is linear in N), the gradient sum of
- * squares (same slice, scaled), NVMe (the store's own read/write-back pass over up to 4
- * partitions with no compute, scaled to the swapped partitions). Lower bound = the largest;
+ * squares (same slice, scaled), the accumulation adds (K > 1: K fp32 adds over N, same slice),
+ * NVMe (the store's own read/write-back pass over up to 4 partitions with no compute, scaled to
+ * the swapped partitions), and with buckets the device-to-device copies of every gradient into
+ * zoff's buckets that the trainer's stream runs (a sim device of its own, the same layer sizes:
+ * on the sim a host memcpy in the stream's worker, on a GPU an HBM copy): that stream's work is
+ * busy + those copies, which is the GPU component of the lower bound. Per-step figures count K
+ * micro-batches of busy time, D2H and accumulation and one update. Lower bound = the largest;
  * overlap efficiency = lower bound / measured step time. Each component's process CPU time is
  * taken too: with the sim device the copies are memcpy calls on the same cores as Adam, so the
  * sum of CPU work / cores is a second bound, reported next to the first.
@@ -32,6 +40,7 @@
 #include "comm/comm.h"
 #include "common/common.h"
 #include "cpu_adam/adam.h"
+#include "gpu/device.h"
 #include "harness.h"
 #include "offload/arena.h"
 #include "offload/store.h"
@@ -50,10 +59,16 @@ typedef struct bs_opts {
     int threads;
     size_t partition_numel;
     float ratio;
+    zopt_kind optim;  /* --optim */
+    zstate_fmt state; /* --state */
     int crc;   /* verify_crc of the runtime and of the nvme-alone pass (default: on, as zoff's) */
     int ranks; /* --ranks N: run under mpirun -np N (sharded step) */
     uint64_t own_params; /* elements whose Adam this rank runs (params / ranks, rounded up) */
     double link_gbps;    /* modeled GPU-GPU link bandwidth for the collectives (GB/s) */
+    int accum;           /* micro-batches per step */
+    int full_grads;      /* 1: trainer-owned gradient buffers (zoff_grad_ready) */
+    size_t bucket_numel; /* 0: default */
+    int bucket_count;    /* 0: default */
 } bs_opts;
 
 static void usage(FILE *f)
@@ -64,8 +79,11 @@ static void usage(FILE *f)
             "                       [--nvme-path DIR (/var/tmp)] [--overlap sync|eager|delayed]\n"
             "                       [--dtype fp16|bf16] [--pcie-gbps G (25)] [--threads T]\n"
             "                       [--partition-numel N] [--ratio R] [--crc 0|1 (1)]\n"
+            "                       [--state fp32|bf16|q8] [--optim adam|lion|adagrad]\n"
             "                       [--json FILE] [--ranks N (under mpirun -np N)]\n"
             "                       [--link-gbps G (100)]\n"
+            "                       [--accum K (1)] [--grads buckets|full]\n"
+            "                       [--bucket-numel N] [--bucket-count C]\n"
             "       zoff bench step --stream ... (streamed weights; --stream --help)\n"
             "  --busy-ms auto (default) makes the stand-in GPU as busy as the slowest other\n"
             "  component: a balanced pipeline, the hardest case for overlap.\n");
@@ -90,7 +108,7 @@ typedef struct bs_comp {
 } bs_comp;
 
 typedef struct bs_alone {
-    bs_comp busy, d2h, h2d, adam, sumsq, nvme, crc;
+    bs_comp busy, d2h, h2d, adam, sumsq, nvme, crc, accum, d2d;
 } bs_alone;
 
 /* 2^-7 in fp16 or bf16: weights and gradients of a plausible size (no subnormal moments). */
@@ -105,7 +123,8 @@ typedef struct bs_slice {
     zadam_ctx *ctx;
     zarena *arena;
     uint16_t *g, *out;
-    float *p, *m, *v;
+    float *p;
+    zadam_tensor view; /* the state of the run's optimizer and format */
     int64_t step;
 } bs_slice;
 
@@ -124,23 +143,23 @@ static zoff_status slice_open(bs_slice *s, const bs_opts *o)
     s->n = (size_t)ZOFF_MIN(o->params, (uint64_t)16 << 20);
     zadam_config zc = {.threads = o->threads};
     ZOFF_CHECK(zadam_create(&zc, &s->ctx));
-    zarena_config ac = {.bytes = s->n * 16 + 5 * 4096,
+    const size_t state_bytes = zstate_bytes(o->optim, o->state, s->n);
+    zarena_config ac = {.bytes = s->n * 4 + state_bytes + 6 * 4096,
                         .numa_node = -1,
                         .pin = 1,
                         .huge_pages = 1,
                         .name = "bench-adam"};
-    void *b[5] = {NULL};
-    const size_t sizes[5] = {s->n * 2, s->n * 2, s->n * 4, s->n * 4, s->n * 4};
+    void *b[3] = {NULL};
+    const size_t sizes[3] = {s->n * 2, s->n * 2, state_bytes};
     ZOFF_CHECK_GOTO(zarena_create(&ac, &s->arena), st, fail);
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 3; i++)
         ZOFF_CHECK_GOTO(zarena_alloc(s->arena, sizes[i], "bench", &b[i]), st, fail);
     s->g = b[0];
     s->out = b[1];
-    s->p = b[2];
-    s->m = b[3];
-    s->v = b[4];
-    memset(s->m, 0, s->n * 4);
-    memset(s->v, 0, s->n * 4);
+    memset(&s->view, 0, sizeof s->view);
+    zstate_view(o->optim, o->state, b[2], s->n, &s->view);
+    s->p = s->view.param;
+    zstate_init_moments(o->optim, &s->view, s->n, 0.0f);
     memset(s->out, 0, s->n * 2);
     for (size_t i = 0; i < s->n; i++) {
         s->g[i] = small16(o->dtype);
@@ -163,15 +182,14 @@ static zoff_status adam_alone(bs_slice *s, const bs_opts *o, bs_comp *out)
                         .weight_decay = 0.01f,
                         .adamw = 1,
                         .bias_correction = 1,
-                        .grad_scale = 1.0f};
-    zadam_tensor t = {.n = s->n,
-                      .grad = s->g,
-                      .grad_dtype = o->dtype,
-                      .param = s->p,
-                      .exp_avg = s->m,
-                      .exp_avg_sq = s->v,
-                      .param_out = s->out,
-                      .out_dtype = o->dtype};
+                        .grad_scale = 1.0f,
+                        .optim = (int)o->optim};
+    zadam_tensor t = s->view;
+    t.n = s->n;
+    t.grad = s->g;
+    t.grad_dtype = o->dtype;
+    t.param_out = s->out;
+    t.out_dtype = o->dtype;
     bs_comp best = {INFINITY, INFINITY};
     for (int r = 0; r < 4; r++) {
         hp.step = s->step++;
@@ -212,11 +230,33 @@ static void sumsq_alone(bs_slice *s, const bs_opts *o, bs_comp *out)
     *out = (bs_comp){best.ms * k, best.cpu * k};
 }
 
+/* The runtime's grad worker adds each landed gradient into the fp32 sums (K > 1): K passes per
+ * step (the first a plain conversion), single-threaded, over the master slice as the sums. */
+static void accum_alone(bs_slice *s, const bs_opts *o, bs_comp *out)
+{
+    *out = (bs_comp){0, 0};
+    if (o->accum <= 1) return;
+    bs_comp best = {INFINITY, INFINITY};
+    for (int r = 0; r < 3; r++) {
+        double t0 = now_ms(), c0 = cpu_ms();
+        for (int j = 0; j < o->accum; j++)
+            zadam_accum(zadam_ctx_isa(s->ctx), s->p, s->g, o->dtype, s->n, j == 0);
+        double dt = now_ms() - t0, dc = cpu_ms() - c0;
+        if (dt < best.ms) best = (bs_comp){dt, dc};
+    }
+    /* the slice's master is left finite: the sums of small gradients */
+    for (size_t i = 0; i < s->n; i++) s->p[i] = 0.01f * (float)(i % 100);
+    double k = (double)o->params / (double)s->n;
+    *out = (bs_comp){best.ms * k, best.cpu * k};
+}
+
 /* ---- NVMe: the store's read / write-back pass with no compute ------------------------------ */
 typedef struct bs_nvme {
     zarena *arena;
     zstore *store;
     size_t nmeas, swapped;
+    zopt_kind optim;
+    zstate_fmt state;
 } bs_nvme;
 
 static void nvme_close(bs_nvme *n)
@@ -235,7 +275,7 @@ static zoff_status nvme_pass(bs_nvme *n, unsigned flags, bs_comp *out)
         zstore_part part;
         st = zstore_pass_next(n->store, &part);
         if (st == ZOFF_OK && !(flags & ZSTORE_READ))
-            memset(part.master, 0, part.numel * ZSTORE_ELEM_BYTES);
+            memset(part.master, 0, zstate_bytes(n->optim, n->state, part.numel));
         if (st == ZOFF_OK) st = zstore_pass_release(n->store);
     }
     zoff_status e = zstore_pass_end(n->store);
@@ -252,9 +292,12 @@ static zoff_status nvme_open(bs_nvme *n, const bs_opts *o, size_t swapped)
     memset(n, 0, sizeof *n);
     n->swapped = swapped;
     n->nmeas = ZOFF_MIN(swapped, (size_t)4);
+    n->optim = o->optim;
+    n->state = o->state;
     uint64_t numel = (uint64_t)n->nmeas * o->partition_numel;
     zstore_sizes sz;
-    ZOFF_CHECK(zstore_compute_sizes(numel, o->partition_numel, ZOFF_TIER_NVME, 0.0f, 3, &sz));
+    ZOFF_CHECK(zstore_compute_sizes_fmt(numel, o->partition_numel, ZOFF_TIER_NVME, 0.0f, 3,
+                                        o->optim, o->state, &sz));
     zarena_config ac = {
         .bytes = sz.pool_bytes, .numa_node = -1, .pin = 1, .huge_pages = 1, .name = "bench-nvme"};
     ZOFF_CHECK_GOTO(zarena_create(&ac, &n->arena), st, fail);
@@ -268,7 +311,9 @@ static zoff_status nvme_open(bs_nvme *n, const bs_opts *o, size_t swapped)
                          .ratio = 0.0f,
                          .buffer_count = 3,
                          .arena = n->arena,
-                         .swap = &sc};
+                         .swap = &sc,
+                         .optim = o->optim,
+                         .state = o->state};
     ZOFF_CHECK_GOTO(zstore_create(&cfg, &n->store), st, fail);
     ZOFF_CHECK_GOTO(nvme_pass(n, ZSTORE_WRITE, NULL), st, fail);
     return ZOFF_OK;
@@ -284,6 +329,9 @@ typedef struct bs_model {
     int layers;
     size_t *numel;
     void **dp, **dg;
+    void *scratch[2]; /* bucket mode: the trainer's two gradient buffers (alternating layers) */
+    int full;
+    zoff_dtype dtype;
     int *id;
     void *host; /* one layer of host memory for the copies measured alone */
 } bs_model;
@@ -306,18 +354,25 @@ static zoff_status model_open(bs_model *m, const bs_opts *o, const zoff_config *
         return zoff__err(-ENOMEM, "bench: out of memory");
     uint16_t *h = m->host;
     for (size_t i = 0; i < ZOFF_MAX(per, last); i++) h[i] = small16(o->dtype);
+    m->full = o->full_grads;
+    m->dtype = o->dtype;
     for (int l = 0; l < L && st == ZOFF_OK; l++) {
         m->numel[l] = l == L - 1 ? last : per;
         size_t bytes = m->numel[l] * 2;
         char name[32];
         snprintf(name, sizeof name, "layer%d.w", l);
         st = zoff_device_alloc(m->rt, bytes, &m->dp[l]);
-        if (!st) st = zoff_device_alloc(m->rt, bytes, &m->dg[l]);
+        if (!st && m->full) st = zoff_device_alloc(m->rt, bytes, &m->dg[l]);
         if (!st) st = zoff_device_upload(m->rt, m->dp[l], h, bytes, m->s);
-        if (!st) st = zoff_device_upload(m->rt, m->dg[l], h, bytes, m->s);
+        if (!st && m->full) st = zoff_device_upload(m->rt, m->dg[l], h, bytes, m->s);
         if (!st)
             st = zoff_add_param(m->rt, name, m->numel[l], o->dtype, m->dp[l], m->dg[l], NULL, 0,
                                 &m->id[l]);
+    }
+    for (int i = 0; i < 2 && st == ZOFF_OK && !m->full; i++) {
+        size_t bytes = ZOFF_MAX(per, last) * 2;
+        st = zoff_device_alloc(m->rt, bytes, &m->scratch[i]);
+        if (!st) st = zoff_device_upload(m->rt, m->scratch[i], h, bytes, m->s);
     }
     if (!st) st = zoff_finalize(m->rt);
     return st;
@@ -330,6 +385,8 @@ static void model_close(bs_model *m)
             if (m->dp && m->dp[l]) zoff_device_free(m->rt, m->dp[l]);
             if (m->dg && m->dg[l]) zoff_device_free(m->rt, m->dg[l]);
         }
+        for (int i = 0; i < 2; i++)
+            if (m->scratch[i]) zoff_device_free(m->rt, m->scratch[i]);
         if (m->s) zoff_stream_destroy(m->rt, m->s);
     }
     zoff_destroy(m->rt);
@@ -355,7 +412,8 @@ static zoff_status copies_alone(bs_model *m, int h2d, bs_comp *out)
         if (h2d)
             st = zoff_device_upload(m->rt, m->dp[l], m->host, bytes, m->s);
         else
-            st = zoff_device_download(m->rt, m->host, m->dg[l], bytes, m->s);
+            st = zoff_device_download(m->rt, m->host, m->full ? m->dg[l] : m->scratch[0], bytes,
+                                      m->s);
         total.ms += now_ms() - t0;
         total.cpu += cpu_ms() - c0;
     }
@@ -363,23 +421,70 @@ static zoff_status copies_alone(bs_model *m, int h2d, bs_comp *out)
     return st;
 }
 
-static zoff_status busy_alone(bs_model *m, uint64_t busy_ns, bs_comp *out)
+/* Bucket mode: the trainer stream's copies into the buckets, K x every layer, on a sim device
+ * of its own (the runtime's device is not reachable through the API). */
+static zoff_status d2d_alone(const bs_model *m, int accum, bs_comp *out)
+{
+    zoff_status st = ZOFF_OK;
+    *out = (bs_comp){0, 0};
+    if (m->full) return ZOFF_OK;
+    size_t maxb = 0;
+    for (int l = 0; l < m->layers; l++) maxb = ZOFF_MAX(maxb, m->numel[l] * 2);
+    zdev_config dc;
+    zdev_config_default(&dc);
+    dc.kind = ZOFF_DEVICE_SIM;
+    dc.sim_bytes = 2 * maxb + ZOFF_MIB;
+    dc.sim_pcie_gbps = 0;
+    zdev *d = NULL;
+    zdev_stream *s = NULL;
+    void *a = NULL, *b = NULL;
+    ZOFF_CHECK_GOTO(zdev_open(&dc, &d), st, out);
+    ZOFF_CHECK_GOTO(zdev_stream_create(d, &s), st, out);
+    ZOFF_CHECK_GOTO(zdev_malloc(d, maxb, &a), st, out);
+    ZOFF_CHECK_GOTO(zdev_malloc(d, maxb, &b), st, out);
+    ZOFF_CHECK_GOTO(zdev_memcpy_d2d(d, b, a, maxb, s), st, out); /* first touch, untimed */
+    ZOFF_CHECK_GOTO(zdev_stream_sync(d, s), st, out);
+    double t0 = now_ms(), c0 = cpu_ms();
+    for (int j = 0; j < accum; j++)
+        for (int l = 0; l < m->layers; l++)
+            ZOFF_CHECK_GOTO(zdev_memcpy_d2d(d, b, a, m->numel[l] * 2, s), st, out);
+    ZOFF_CHECK_GOTO(zdev_stream_sync(d, s), st, out);
+    *out = (bs_comp){now_ms() - t0, cpu_ms() - c0};
+out:
+    if (d) {
+        zdev_free(d, a);
+        zdev_free(d, b);
+        zdev_stream_destroy(d, s);
+        zdev_close(d);
+    }
+    return st;
+}
+
+static zoff_status busy_alone(bs_model *m, uint64_t busy_ns, int accum, bs_comp *out)
 {
     double t0 = now_ms(), c0 = cpu_ms();
-    for (int l = 0; l < m->layers; l++) ZOFF_CHECK(zoff_stream_busy(m->rt, m->s, busy_ns));
+    for (int l = 0; l < m->layers * accum; l++) ZOFF_CHECK(zoff_stream_busy(m->rt, m->s, busy_ns));
     ZOFF_CHECK(zoff_stream_synchronize(m->rt, m->s));
     *out = (bs_comp){now_ms() - t0, cpu_ms() - c0};
     return ZOFF_OK;
 }
 
-static zoff_status one_step(bs_model *m, uint64_t busy_ns, zoff_step_result *r)
+/* One optimizer step: `accum` micro-batches; *r is the result of the last (the update). */
+static zoff_status one_step(bs_model *m, uint64_t busy_ns, int accum, zoff_step_result *r)
 {
-    for (int l = m->layers - 1; l >= 0; l--) {
-        ZOFF_CHECK(zoff_stream_busy(m->rt, m->s, busy_ns));
-        ZOFF_CHECK(zoff_grad_ready(m->rt, m->id[l], m->s));
+    for (int j = 0; j < accum; j++) {
+        for (int l = m->layers - 1; l >= 0; l--) {
+            ZOFF_CHECK(zoff_stream_busy(m->rt, m->s, busy_ns));
+            if (m->full)
+                ZOFF_CHECK(zoff_grad_ready(m->rt, m->id[l], m->s));
+            else
+                ZOFF_CHECK(zoff_grad_push(m->rt, m->id[l], m->scratch[l & 1], m->numel[l], m->dtype,
+                                          m->s));
+        }
+        ZOFF_CHECK(zoff_step(m->rt, NULL, r));
+        ZOFF_CHECK(zoff_params_ready(m->rt, m->s));
     }
-    ZOFF_CHECK(zoff_step(m->rt, NULL, r));
-    return zoff_params_ready(m->rt, m->s);
+    return ZOFF_OK;
 }
 
 /* crc32c (the swap store's, hardware instruction where the CPU has it) over what a step swaps:
@@ -402,8 +507,12 @@ static zoff_status measure_alone(bs_model *m, bs_slice *sl, bs_nvme *nv, const b
 {
     ZOFF_CHECK(adam_alone(sl, o, &a->adam));
     sumsq_alone(sl, o, &a->sumsq);
+    accum_alone(sl, o, &a->accum);
     ZOFF_CHECK(copies_alone(m, 0, &a->d2h));
+    a->d2h.ms *= o->accum;
+    a->d2h.cpu *= o->accum;
     ZOFF_CHECK(copies_alone(m, 1, &a->h2d));
+    ZOFF_CHECK(d2d_alone(m, o->accum, &a->d2d));
     if (nv->store) ZOFF_CHECK(nvme_pass(nv, ZSTORE_READ | ZSTORE_WRITE, &a->nvme));
     if (nv->store)
         crc_alone(sl, (uint64_t)nv->swapped * o->partition_numel * ZSTORE_ELEM_BYTES, &a->crc);
@@ -475,6 +584,24 @@ static int parse_args(int argc, char **argv, bs_opts *o)
             }
         } else if (zb_arg_match(&i, argc, argv, "--ratio", &v)) {
             o->ratio = (float)atof(v);
+        } else if (zb_arg_match(&i, argc, argv, "--state", &v)) {
+            if (zstate_fmt_parse(v, &o->state) != 0) return -1;
+        } else if (zb_arg_match(&i, argc, argv, "--optim", &v)) {
+            if (zopt_kind_parse(v, &o->optim) != 0) return -1;
+        } else if (zb_arg_match(&i, argc, argv, "--accum", &v)) {
+            o->accum = atoi(v);
+        } else if (zb_arg_match(&i, argc, argv, "--grads", &v)) {
+            if (!strcasecmp(v, "buckets"))
+                o->full_grads = 0;
+            else if (!strcasecmp(v, "full"))
+                o->full_grads = 1;
+            else
+                return -1;
+        } else if (zb_arg_match(&i, argc, argv, "--bucket-numel", &v)) {
+            if (zoff__parse_size(v, &n) || n == 0) return -1;
+            o->bucket_numel = (size_t)n;
+        } else if (zb_arg_match(&i, argc, argv, "--bucket-count", &v)) {
+            o->bucket_count = atoi(v);
         } else if (zb_arg_match(&i, argc, argv, "--crc", &v)) {
             if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) return -1;
             o->crc = v[0] == '1';
@@ -483,7 +610,7 @@ static int parse_args(int argc, char **argv, bs_opts *o)
             return -1;
         }
     }
-    if (o->layers < 1 || o->steps < 1 || o->params < (uint64_t)o->layers) return -1;
+    if (o->layers < 1 || o->steps < 1 || o->params < (uint64_t)o->layers || o->accum < 1) return -1;
     return 0;
 }
 
@@ -526,6 +653,11 @@ int zoff_bench_step_main(int argc, char **argv)
                  .threads = 0,
                  .partition_numel = 0,
                  .ratio = 0.0f,
+                 .accum = 1,
+                 .full_grads = 0,
+                 .bucket_numel = 0,
+                 .bucket_count = 0,
+
                  .ranks = 1,
                  .own_params = 0,
                  .link_gbps = 100.0,
@@ -550,7 +682,12 @@ int zoff_bench_step_main(int argc, char **argv)
     c.cpu_threads = o.threads;
     c.sim_pcie_gbps = o.pcie_gbps;
     c.sim_gpu_bytes = (size_t)(o.params * 4 + 64 * ZOFF_MIB);
+    c.state_format = (int)o.state;
+    c.optimizer_type = (int)o.optim;
     if (o.partition_numel) c.partition_numel = o.partition_numel;
+    c.gradient_accumulation_steps = o.accum;
+    if (o.bucket_numel) c.grad_bucket_numel = o.bucket_numel;
+    if (o.bucket_count) c.grad_bucket_count = o.bucket_count;
     o.partition_numel = c.partition_numel;
     if (o.tier == ZOFF_TIER_NVME) snprintf(c.nvme_path, sizeof c.nvme_path, "%s", o.nvme_path);
 
@@ -576,14 +713,18 @@ int zoff_bench_step_main(int argc, char **argv)
     FILE *con = env_rank == 0 ? stdout : fopen("/dev/null", "w");
     if (!con) con = stdout;
     char b1[32], b2[32];
+    const double state_bpe = zstate_elem_bytes(o.optim, o.state);
     fprintf(con,
-            "zoff bench step: %llu params (%s of state), %d layers, tier %s%s, overlap %s, %s, "
-            "sim PCIe %.1f GB/s per direction, OMP_WAIT_POLICY=%s\n",
-            (unsigned long long)o.params, zoff__fmt_bytes(o.params * 12, b1, sizeof b1), o.layers,
+            "zoff bench step: %llu params (%s of %s %s state), %d layers, tier %s%s, overlap %s, "
+            "%s, accum %d, grads %s, sim PCIe %.1f GB/s per direction, OMP_WAIT_POLICY=%s\n",
+            (unsigned long long)o.params,
+            zoff__fmt_bytes((uint64_t)((double)o.params * state_bpe), b1, sizeof b1),
+            zopt_kind_name(o.optim), zstate_fmt_name(o.state), o.layers,
             o.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
             o.tier == ZOFF_TIER_NVME ? (o.crc ? " (crc32c on)" : " (crc32c off)") : "",
-            overlap_name(o.overlap), zoff_dtype_name(o.dtype), o.pcie_gbps,
-            getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(unset)");
+            overlap_name(o.overlap), zoff_dtype_name(o.dtype), o.accum,
+            o.full_grads ? "full (trainer-owned, zoff_grad_ready)" : "buckets (zoff_grad_push)",
+            o.pcie_gbps, getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(unset)");
     if (o.ranks > 1)
         fprintf(con,
                 "  %d ranks (ZeRO stage %d): each runs Adam on %llu params; collectives over MPI "
@@ -608,8 +749,8 @@ int zoff_bench_step_main(int argc, char **argv)
     if (st == ZOFF_OK) st = slice_open(&sl, &o);
     if (st == ZOFF_OK && o.tier == ZOFF_TIER_NVME) {
         zstore_sizes sz;
-        st =
-            zstore_compute_sizes(o.params, o.partition_numel, o.tier, o.ratio, c.buffer_count, &sz);
+        st = zstore_compute_sizes_fmt(o.params, o.partition_numel, o.tier, o.ratio, c.buffer_count,
+                                      o.optim, o.state, &sz);
         if (st == ZOFF_OK && sz.swapped_parts) st = nvme_open(&nv, &o, sz.swapped_parts);
     }
     if (st) {
@@ -619,22 +760,23 @@ int zoff_bench_step_main(int argc, char **argv)
     }
     st = measure_alone(&m, &sl, &nv, &o, &a0);
     double others = ZOFF_MAX(ZOFF_MAX(a0.adam.ms, a0.nvme.ms), ZOFF_MAX(a0.d2h.ms, a0.h2d.ms));
-    double busy_layer_ms = o.busy_ms >= 0 ? o.busy_ms : others / o.layers;
+    others = ZOFF_MAX(others, a0.accum.ms);
+    double busy_layer_ms = o.busy_ms >= 0 ? o.busy_ms : others / (o.layers * o.accum);
     uint64_t busy_ns = (uint64_t)(busy_layer_ms * 1e6);
-    if (st == ZOFF_OK) st = busy_alone(&m, busy_ns, &a0.busy);
+    if (st == ZOFF_OK) st = busy_alone(&m, busy_ns, o.accum, &a0.busy);
 
     /* steps: warm-up (the delayed warm-up step and two more), then the timed ones */
     zoff_step_result r;
     memset(&r, 0, sizeof r);
     r.struct_size = sizeof r;
-    for (int i = 0; i < 3 && st == ZOFF_OK; i++) st = one_step(&m, busy_ns, &r);
+    for (int i = 0; i < 3 && st == ZOFF_OK; i++) st = one_step(&m, busy_ns, o.accum, &r);
     if (st == ZOFF_OK) st = zoff_stream_synchronize(m.rt, m.s);
     double sum_adam = 0, sum_nvme_wait = 0, sum_wait_grads = 0;
     zoff_rank_info ri0 = ZOFF_RANK_INFO_INIT, ri1 = ZOFF_RANK_INFO_INIT;
     if (st == ZOFF_OK) st = zoff_get_rank_info(m.rt, &ri0);
     double t0 = now_ms(), c0 = cpu_ms();
     for (int i = 0; i < o.steps && st == ZOFF_OK; i++) {
-        st = one_step(&m, busy_ns, &r);
+        st = one_step(&m, busy_ns, o.accum, &r);
         sum_adam += r.adam_ms;
         sum_nvme_wait += r.nvme_wait_ms;
         sum_wait_grads += r.wait_grads_ms;
@@ -651,30 +793,32 @@ int zoff_bench_step_main(int argc, char **argv)
     /* delayed: the last update still runs; wait for it (get_state drains) before measuring */
     if (st == ZOFF_OK) st = zoff_get_state(m.rt, m.id[0], NULL, NULL);
     if (st == ZOFF_OK) st = measure_alone(&m, &sl, &nv, &o, &a1);
-    if (st == ZOFF_OK) st = busy_alone(&m, busy_ns, &a1.busy);
+    if (st == ZOFF_OK) st = busy_alone(&m, busy_ns, o.accum, &a1.busy);
     if (st) {
         fprintf(stderr, "zoff bench step: %s\n", zoff_last_error(m.rt));
         goto out;
     }
 
-    bs_alone a = {comp_mean(a0.busy, a1.busy),   comp_mean(a0.d2h, a1.d2h),
-                  comp_mean(a0.h2d, a1.h2d),     comp_mean(a0.adam, a1.adam),
-                  comp_mean(a0.sumsq, a1.sumsq), comp_mean(a0.nvme, a1.nvme),
-                  comp_mean(a0.crc, a1.crc)};
+    bs_alone a = {
+        comp_mean(a0.busy, a1.busy), comp_mean(a0.d2h, a1.d2h),     comp_mean(a0.h2d, a1.h2d),
+        comp_mean(a0.adam, a1.adam), comp_mean(a0.sumsq, a1.sumsq), comp_mean(a0.nvme, a1.nvme),
+        comp_mean(a0.crc, a1.crc),   comp_mean(a0.accum, a1.accum), comp_mean(a0.d2d, a1.d2d)};
     const struct {
         const char *name;
         double ms;
-    } cand[] = {{"gpu busy", a.busy.ms},
+    } cand[] = {{"gpu busy + d2d", a.busy.ms + a.d2d.ms},
                 {"d2h", a.d2h.ms},
                 {"h2d", a.h2d.ms},
                 {"adam", a.adam.ms},
-                {"nvme", a.nvme.ms}};
+                {"nvme", a.nvme.ms},
+                {"accumulate", a.accum.ms}};
     size_t imax = 0;
     for (size_t i = 1; i < ZOFF_ARRAY_SIZE(cand); i++)
         if (cand[i].ms > cand[imax].ms) imax = i;
     double lb = cand[imax].ms;
     int ncpu = zoff__ncpus();
-    double cpu_work = a.d2h.cpu + a.h2d.cpu + a.adam.cpu + a.sumsq.cpu + a.nvme.cpu;
+    double cpu_work =
+        a.d2h.cpu + a.h2d.cpu + a.adam.cpu + a.sumsq.cpu + a.nvme.cpu + a.accum.cpu + a.d2d.cpu;
     double cpu_lb = cpu_work / ncpu;
     double eff = lb / step_ms;
 
@@ -699,9 +843,14 @@ int zoff_bench_step_main(int argc, char **argv)
     const char *cols[] = {"what", "ms", "cpu_ms", "note"};
     zb_table *t = zb_table_new("bench step", 4, cols);
     char d[96];
-    zb_table_rowf(t, "gpu busy alone|%.1f|%.1f|%d layers x %.2f ms%s", a.busy.ms, a.busy.cpu,
-                  o.layers, busy_layer_ms, disturbed(a0.busy, a1.busy, d, sizeof d));
-    zb_table_rowf(t, "d2h alone|%.1f|%.1f|%s of grads%s", a.d2h.ms, a.d2h.cpu,
+    zb_table_rowf(t, "gpu busy alone|%.1f|%.1f|%d x %d layers x %.2f ms%s", a.busy.ms, a.busy.cpu,
+                  o.accum, o.layers, busy_layer_ms, disturbed(a0.busy, a1.busy, d, sizeof d));
+    if (!o.full_grads)
+        zb_table_rowf(
+            t, "d2d alone|%.1f|%.1f|%d x %s into the buckets (trainer stream; sim: memcpy)%s",
+            a.d2d.ms, a.d2d.cpu, o.accum, zoff__fmt_bytes(o.params * 2, b1, sizeof b1),
+            disturbed(a0.d2d, a1.d2d, d, sizeof d));
+    zb_table_rowf(t, "d2h alone|%.1f|%.1f|%d x %s of grads%s", a.d2h.ms, a.d2h.cpu, o.accum,
                   zoff__fmt_bytes(o.params * 2, b1, sizeof b1),
                   disturbed(a0.d2h, a1.d2h, d, sizeof d));
     zb_table_rowf(t, "h2d alone|%.1f|%.1f|%s of params%s", a.h2d.ms, a.h2d.cpu,
@@ -709,15 +858,26 @@ int zoff_bench_step_main(int argc, char **argv)
                   disturbed(a0.h2d, a1.h2d, d, sizeof d));
     zb_table_rowf(t, "adam alone|%.1f|%.1f|%s, %d thread(s), %.1f GB/s%s", a.adam.ms, a.adam.cpu,
                   zadam_isa_name(zadam_ctx_isa(sl.ctx)), zadam_ctx_threads(sl.ctx),
-                  a.adam.ms > 0 ? (double)o.params * 28.0 / (a.adam.ms * 1e6) : 0.0,
+                  a.adam.ms > 0 ? (double)o.params *
+                                      zopt_bytes_per_elem(o.optim, o.state, o.dtype, 1, o.dtype) /
+                                      (a.adam.ms * 1e6)
+                                : 0.0,
                   disturbed(a0.adam, a1.adam, d, sizeof d));
     zb_table_rowf(t, "sumsq alone|%.1f|%.1f|gradient norm, 1 thread (overlaps backward)%s",
                   a.sumsq.ms, a.sumsq.cpu, disturbed(a0.sumsq, a1.sumsq, d, sizeof d));
+    if (o.accum > 1)
+        zb_table_rowf(t, "accumulate alone|%.1f|%.1f|%d fp32 sums over all params, 1 thread%s",
+                      a.accum.ms, a.accum.cpu, o.accum, disturbed(a0.accum, a1.accum, d, sizeof d));
     zb_table_rowf(t, "nvme alone|%.1f|%.1f|%s read + written%s", a.nvme.ms, a.nvme.cpu,
                   zoff__fmt_bytes(plan.nvme_bytes, b1, sizeof b1),
                   disturbed(a0.nvme, a1.nvme, d, sizeof d));
+    zb_table_rowf(t,
+                  "nvme bytes per param|%.4f|-|swap bytes per parameter (%s %s state), each "
+                  "read and written once per step",
+                  o.params ? (double)plan.nvme_bytes / (double)o.params : 0.0,
+                  zopt_kind_name(o.optim), zstate_fmt_name(o.state));
     if (nv.store) {
-        uint64_t swapped = (uint64_t)nv.swapped * o.partition_numel * ZSTORE_ELEM_BYTES;
+        uint64_t swapped = (uint64_t)nv.swapped * zstate_bytes(o.optim, o.state, o.partition_numel);
         zb_table_rowf(t,
                       "crc32c alone|%.1f|%.1f|%s x 2 (out + in), %s, %.1f GB/s (%.1f per cpu "
                       "second), %.0f%% of nvme alone%s",
@@ -742,6 +902,14 @@ int zoff_bench_step_main(int argc, char **argv)
     zb_table_rowf(t, "nvme wait|%.1f|-|per step, update blocked on swap", sum_nvme_wait / o.steps);
     zb_table_rowf(t, "grads wait|%.1f|-|per step, zoff_step waiting for backward + D2H",
                   sum_wait_grads / o.steps);
+    zb_table_rowf(t, "device peak|%.1f|-|MiB allocated on the device (params, %s)",
+                  (double)s.device_peak_bytes / (double)ZOFF_MIB,
+                  o.full_grads ? "full gradient buffers" : "2 scratch buffers, buckets");
+    zb_table_rowf(t, "zoff device|%.1f|-|MiB zoff holds: %s",
+                  (double)s.device_bytes / (double)ZOFF_MIB,
+                  o.full_grads ? "none (trainer owns the gradients)" : "gradient buckets");
+    zb_table_rowf(t, "gpu bytes/param|%.3f|-|(params + gradient buffers or buckets) / params",
+                  s.gpu_bytes_per_param);
     if (o.ranks > 1) {
         double total_gbps = 0, max_comm = 0, max_step = 0;
         for (int k = 0; k < o.ranks; k++) {

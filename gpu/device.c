@@ -89,6 +89,26 @@ int zdev__is_device_range(zdev *d, const void *p, size_t bytes)
     return ok;
 }
 
+zoff_status zdev_check_range(zdev *d, const void *p, size_t bytes, const char *what)
+{
+    if (!d || !p) return zoff__err(ZOFF_EINVAL, "%s: NULL device pointer", what);
+    pthread_mutex_lock(&d->mu);
+    zdev_range *r = range_find(&d->allocs, (uintptr_t)p);
+    uintptr_t base = r ? r->base : 0;
+    size_t have = r ? r->bytes - ((uintptr_t)p - r->base) : 0;
+    pthread_mutex_unlock(&d->mu);
+    if (r && bytes <= have) return ZOFF_OK;
+    if (r)
+        return zoff__err(ZOFF_EINVAL,
+                         "%s: %p + %zu bytes runs past the end of its device allocation (%p, %zu "
+                         "bytes left from the pointer): wrong size or dtype?",
+                         what, p, bytes, (void *)base, have);
+    if (d->kind == ZOFF_DEVICE_SIM)
+        return zoff__err(ZOFF_EINVAL, "%s: %p is not inside a device allocation of this runtime",
+                         what, p);
+    return ZOFF_OK;
+}
+
 size_t zdev__mem_used(zdev *d)
 {
     pthread_mutex_lock(&d->mu);

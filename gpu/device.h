@@ -64,6 +64,13 @@ zoff_status zdev_malloc(zdev *d, size_t bytes, void **out);
  * this device did not allocate is warned about and ignored. */
 void zdev_free(zdev *d, void *p);
 
+/* Checks that [p, p + bytes) is device memory a caller may copy from: ZOFF_OK when it lies inside
+ * one live allocation of this device; ZOFF_EINVAL (message: pointer, bytes, the allocation it
+ * overruns) when it starts inside one but runs past its end, or, on sim, when it is not device
+ * memory at all. CUDA memory this device did not allocate (a framework's own) cannot be checked
+ * and passes. `what` names the caller in the message. */
+zoff_status zdev_check_range(zdev *d, const void *p, size_t bytes, const char *what);
+
 /* Page-locks host memory for fast async copies (cudaHostRegister; sim: accounted no-op). */
 zoff_status zdev_host_register(zdev *d, void *p, size_t bytes);
 void zdev_host_unregister(zdev *d, void *p);

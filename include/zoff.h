@@ -135,6 +135,22 @@ typedef enum zoff_aio_engine {
     ZOFF_AIO_THREADS = 2, /* pread/pwrite thread pool */
 } zoff_aio_engine;
 
+/* The optimizer zoff runs (zoff_config.optimizer_type); the group hyperparameters mean: Adam:
+ * all; Lion: lr, beta1, beta2, weight_decay (decoupled); Adagrad: lr, eps, weight_decay (L2, as
+ * torch.optim.Adagrad) plus zoff_config.lr_decay / initial_accumulator_value. */
+typedef enum zoff_optimizer_type {
+    ZOFF_OPTIM_ADAM = 0, /* Adam / AdamW (group adamw_mode) */
+    ZOFF_OPTIM_LION = 1,
+    ZOFF_OPTIM_ADAGRAD = 2,
+} zoff_optimizer_type;
+
+/* How the optimizer moments are stored (zoff_config.state_format); the master stays fp32. */
+typedef enum zoff_state_format {
+    ZOFF_STATE_FP32 = 0,
+    ZOFF_STATE_BF16 = 1, /* bf16 moments (round to nearest even): 8 B/param for Adam */
+    ZOFF_STATE_Q8 = 2,   /* blockwise 8-bit moments, 256 values per fp32 absmax: ~6 B/param */
+} zoff_state_format;
+
 #define ZOFF_PATH_MAX   1024
 #define ZOFF_MAX_GROUPS 64
 
@@ -270,11 +286,22 @@ typedef struct zoff_config {
     zoff_scheduler_config scheduler;
 
     /* batch (DeepSpeed keys; 0: not given). zoff_config_from_json* fills the missing ones and
-     * checks train_batch_size == micro * accumulation * world size as DeepSpeed does. The runtime
-     * itself applies one update per zoff_step; a trainer (zoff train) uses these values. */
+     * checks train_batch_size == micro * accumulation * world size as DeepSpeed does.
+     * gradient_accumulation_steps K > 1 makes the runtime sum K zoff_step calls (micro-batches)
+     * into one update (docs/runtime.md "Gradient accumulation"); 0 or 1: every call updates. */
     int64_t train_batch_size;
     int64_t train_micro_batch_size_per_gpu;
     int64_t gradient_accumulation_steps;
+
+    /* gradients (round 2; docs/runtime.md "Gradient buckets" and "Gradient accumulation") */
+    size_t grad_bucket_numel; /* elements per device gradient bucket (DeepSpeed
+                                 zero_optimization.reduce_bucket_size) */
+    int grad_bucket_count;    /* device buckets in the ring (>= 2; zoff.grad_bucket_count) */
+    /* optimizer kind and state format (appended; 0 = Adam with fp32 moments as before) */
+    int optimizer_type;              /* zoff_optimizer_type, one for the whole runtime */
+    int state_format;                /* zoff_state_format, one for the whole runtime */
+    float lr_decay;                  /* Adagrad: lr / (1 + (step - 1) * lr_decay) */
+    float initial_accumulator_value; /* Adagrad: start value of the accumulator */
 } zoff_config;
 
 /* Fills `cfg` with defaults (cpu tier, sync overlap, fp32 unless fp16/bf16 enabled, ...).
@@ -362,11 +389,17 @@ ZOFF_API zoff_status zoff_add_group(zoff_runtime *rt, const zoff_group_config *g
 ZOFF_API zoff_status zoff_set_group(zoff_runtime *rt, int group_id, const zoff_group_config *g);
 ZOFF_API zoff_status zoff_get_group(const zoff_runtime *rt, int group_id, zoff_group_config *g);
 
-/* Registers a parameter. The trainer owns `dev_param` and `dev_grad` (device memory of
- * `numel` elements of `dtype`; both must stay valid until zoff_destroy). `init_master`: numel
- * fp32 initial values (copied), or NULL to read them from dev_param. Only before finalize.
- * Names must be unique (they key checkpoints). dev_param NULL registers a streamed parameter
- * ("Parameter streaming"; init_master NULL then means zeros: set values with zoff_set_state). */
+/* Registers a parameter. The trainer owns `dev_param` (device memory of `numel` elements of
+ * `dtype`, valid until zoff_destroy). `dev_grad`:
+ *  - NULL (recommended): the gradient goes through zoff's device gradient buckets: the trainer
+ *    hands it over with zoff_grad_push from any device buffer it may reuse right after, so no
+ *    full-size gradient buffer stays on the GPU (2 bytes/param + a few buckets);
+ *  - a trainer-owned device buffer of the same size (valid until zoff_destroy): the older
+ *    full-buffer mode, declared with zoff_grad_ready (4 bytes/param on the GPU).
+ * `init_master`: numel fp32 initial values (copied), or NULL to read them from dev_param. Only
+ * before finalize. Names must be unique (they key checkpoints). dev_param NULL registers a
+ * streamed parameter ("Parameter streaming"; init_master NULL then means zeros: set values with
+ * zoff_set_state). */
 ZOFF_API zoff_status zoff_add_param(zoff_runtime *rt, const char *name, size_t numel,
                                     zoff_dtype dtype, void *dev_param, void *dev_grad,
                                     const float *init_master, int group, int *param_id);
@@ -379,6 +412,19 @@ ZOFF_API zoff_status zoff_finalize(zoff_runtime *rt);
  * done. zoff copies it to host behind that work (the trainer must not write dev_grad again
  * until zoff_step returned). Each parameter at most once per step. */
 ZOFF_API zoff_status zoff_grad_ready(zoff_runtime *rt, int param_id, zoff_stream producer);
+
+/* Hands over `param_id`'s gradient of this micro-batch (bucket mode: registered with dev_grad
+ * NULL): zoff queues, on `producer` behind the work already queued there, a device-to-device copy
+ * of `numel` elements of `dtype` from `dev_src` into its current gradient bucket (split across
+ * buckets when larger than one). The trainer may overwrite or free dev_src in stream order right
+ * after this call (work queued on producer later runs after the copy). A full bucket goes to host
+ * memory while the next one fills; zoff_step sends the last, partial one. producer NULL: zoff
+ * copies on its own stream and returns once dev_src was read (a host wait). Each parameter at
+ * most once per micro-batch. `numel` and `dtype` must match the registration (ZOFF_EINVAL names
+ * both otherwise); on the sim device dev_src + bytes must lie inside a device allocation. On
+ * error nothing was queued and the runtime is unchanged. */
+ZOFF_API zoff_status zoff_grad_push(zoff_runtime *rt, int param_id, const void *dev_src,
+                                    size_t numel, zoff_dtype dtype, zoff_stream producer);
 
 /* Forgets every gradient declared since the last zoff_step (e.g. the trainer refused the step
  * after handing some gradients: a sparse or malformed one, an exception in backward). Waits for
@@ -417,6 +463,10 @@ typedef struct zoff_step_result {
     int params_updated;      /* parameters this step updated (0 when skipped) */
     int params_without_grad; /* parameters left untouched: no gradient declared this step */
     int params_nonfinite;    /* parameters whose gradient had an inf/NaN element */
+    /* gradient accumulation (gradient_accumulation_steps K > 1; added in round 2) */
+    int accumulating; /* 1: a micro-batch was added, no update yet (K-1 of every K calls) */
+    int micro_step;   /* micro-batches of the current window done after this call (0 at a
+                         boundary: the update ran or was skipped) */
 } zoff_step_result;
 
 /* Initialisers: `zoff_step_result r = ZOFF_STEP_RESULT_INIT;` in C and C++. In C they are
@@ -472,7 +522,15 @@ static inline zoff_step_result zoff_step_result_init(void)
  *    lowered (the warning is then at INFO level: that is how dynamic scaling finds its scale);
  *  - overlap eager (fp32/bf16 without clipping: partitions are updated while backward runs):
  *    the parameters with a non-finite gradient are skipped, the others are updated; the step
- *    counts as skipped only when no parameter was updated. */
+ *    counts as skipped only when no parameter was updated.
+ *
+ * Gradient accumulation (gradient_accumulation_steps K > 1): each call ends a micro-batch; the
+ * gradients are summed on the host in fp32 and only every K-th call updates (r->accumulating = 1
+ * on the others, which return once this micro-batch's gradients landed; nothing else changes).
+ * The update uses the sum / K (the mean, as DeepSpeed divides the loss by K); the norm,
+ * clipping and the non-finite check see that accumulated gradient, so an inf/NaN in any
+ * micro-batch skips the whole step (the fp16 scale is lowered once). A parameter counts as
+ * without a gradient when no micro-batch of the window declared one. */
 ZOFF_API zoff_status zoff_step(zoff_runtime *rt, const zoff_step_args *a, zoff_step_result *r);
 
 /* Makes `consumer` wait (on the device) until the parameters uploaded by the last zoff_step are
@@ -607,6 +665,14 @@ typedef struct zoff_stats {
     double fetch_wait_ms;        /* time consumer streams waited for a fetched unit's upload */
     uint64_t slot_bytes;         /* bytes per unit slot (0: nothing streamed) */
     int nslots;                  /* prefetch_depth + 1 (0: nothing streamed) */
+    /* device memory and accumulation (round 2; a smaller struct_size omits them) */
+    uint64_t device_peak_bytes; /* peak device memory allocated through this runtime's device
+                                   (zoff's own + zoff_device_alloc by the trainer) */
+    uint64_t bucket_bytes;      /* zoff's gradient buckets (count x size), part of device_bytes */
+    double gpu_bytes_per_param; /* (registered 16-bit params + trainer-owned gradient buffers +
+                                   zoff's device memory) / parameters */
+    uint64_t bucket_flushes;    /* buckets sent to host since finalize */
+    int64_t micro_steps;        /* micro-batches since finalize (= steps + skipped with K 1) */
 } zoff_stats;
 
 static inline zoff_stats zoff_stats_init(void)
@@ -681,7 +747,7 @@ ZOFF_API zoff_status zoff_release(zoff_runtime *rt, int unit_id, zoff_stream str
 /* ------------------------------------------------------------------------------------------ */
 typedef struct zoff_plan_report {
     size_t struct_size;
-    uint64_t gpu_bytes;        /* device: 16-bit params + grads (trainer-owned, counted) */
+    uint64_t gpu_bytes;        /* device: 16-bit params + gradient buckets (bucket mode) */
     uint64_t pinned_bytes;     /* pinned host: resident state, staging, grad buffer, pool */
     uint64_t pageable_bytes;   /* pageable host */
     uint64_t nvme_bytes;       /* swap files */
@@ -700,6 +766,10 @@ typedef struct zoff_plan_report {
     uint64_t h2d_bytes_per_step;        /* weights up in forward and again in backward */
     uint64_t d2h_bytes_per_step;        /* 16-bit gradients down */
     uint64_t min_tokens_per_microbatch; /* compute hides the weight uploads from this many */
+    /* gradient buckets (round 2) */
+    uint64_t bucket_bytes;       /* device gradient buckets (count x size), in gpu_bytes */
+    double gpu_bytes_per_param;  /* gpu_bytes / total_params */
+    double host_bytes_per_param; /* (pinned + pageable) / total_params */
 } zoff_plan_report;
 
 /* Predicts bytes per tier for a model of `total_params` parameters without allocating
@@ -732,6 +802,13 @@ ZOFF_API zoff_status zoff_plan_options_default(zoff_plan_options *o);
 /* zoff_plan with options (`opt` may be NULL: defaults). */
 ZOFF_API zoff_status zoff_plan_with(const zoff_config *cfg, uint64_t total_params,
                                     const zoff_plan_options *opt, zoff_plan_report *out);
+
+/* The largest model (parameters) whose plan under `cfg` fits: its GPU side within `gpu_bytes`
+ * (0: what the configured device reports), its host and NVMe sides within what this machine has
+ * (resident params + gradient buckets on the GPU; bucket mode). *max_params = 0 when not even a
+ * tiny model fits; `at_max` (may be NULL) receives the plan of that model. */
+ZOFF_API zoff_status zoff_plan_max_params(const zoff_config *cfg, uint64_t gpu_bytes,
+                                          uint64_t *max_params, zoff_plan_report *at_max);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Sizes and counts as users write them (command lines, config values)                        */

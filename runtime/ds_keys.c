@@ -221,7 +221,6 @@ static const zoff__ds_key ds_keys[] = {
     {"zero_optimization.parameter_alignment", DS_BOOL, ZOFF_NOTE_ENGINE},
     {"zero_optimization.pipeline_loading_checkpoint", DS_BOOL, ZOFF_NOTE_ENGINE},
     {"zero_optimization.prefetch_bucket_size", DS_INT, ZOFF_NOTE_STAGE3},
-    {"zero_optimization.reduce_bucket_size", DS_INT, ZOFF_NOTE_BUCKET},
     {"zero_optimization.reduce_scatter", DS_BOOL, ZOFF_NOTE_MULTI},
     {"zero_optimization.round_robin_gradients", DS_BOOL, ZOFF_NOTE_MULTI},
     {"zero_optimization.save_muon_momentum_buffer_in_memory", DS_BOOL, ZOFF_NOTE_ENGINE},

@@ -124,6 +124,8 @@ void zrt_hparams(const zoff_runtime *rt, int g, int64_t step, float grad_scale, 
     hp->bias_correction = c->bias_correction;
     hp->step = step;
     hp->grad_scale = grad_scale;
+    hp->optim = rt->cfg.optimizer_type;
+    hp->lr_decay = rt->cfg.lr_decay;
 }
 
 static void update_prepare(const zoff_runtime *rt, zrt_update *u, int64_t step, float grad_scale,
@@ -133,6 +135,7 @@ static void update_prepare(const zoff_runtime *rt, zrt_update *u, int64_t step, 
     u->step = step;
     u->grad_scale = grad_scale;
     u->grads = grads;
+    u->grads_f32 = rt->accum > 1 ? (const float *)(const void *)grads : NULL;
     u->to_hold = to_hold;
     u->skip_nonfinite = skip_nonfinite;
     for (int g = 0; g < rt->ngroups; g++) zrt_hparams(rt, g, step, grad_scale, &u->hp[g]);
@@ -181,19 +184,18 @@ static zoff_status update_tile(zoff_runtime *rt, zrt_update *u, zrt_param *q,
                                const zstore_part *part, size_t e0, size_t se, size_t n,
                                size_t tile_idx)
 {
-    zadam_tensor t;
-    memset(&t, 0, sizeof t);
+    zadam_tensor t = part->view;
+    zstate_offset(&t, se);
     t.n = n;
-    if (u->grads_f32) { /* several ranks: the averaged fp32 gradients of the owned range */
+    if (u->grads_f32) { /* fp32 of the owned range: accumulated sums, or several ranks'
+                         * averaged gradients */
         t.grad = u->grads_f32 + (q->flat_off + e0 - rt->own_begin);
         t.grad_dtype = ZOFF_DTYPE_F32;
     } else {
         t.grad = u->grads + q->buf_off + e0 * q->esize;
         t.grad_dtype = q->dtype;
     }
-    t.param = part->master + se;
-    t.exp_avg = part->exp_avg + se;
-    t.exp_avg_sq = part->exp_avg_sq + se;
+    t.param_out = NULL;
     t.out_dtype = q->dtype;
     int slot = -1;
     if (u->to_hold) {
@@ -220,7 +222,10 @@ static zoff_status update_tile(zoff_runtime *rt, zrt_update *u, zrt_param *q,
     uint64_t a0 = zoff__now_ns();
     ZOFF_CHECK(zadam_step(rt->adam, &hp, &t, &nf));
     u->adam_ns += zoff__now_ns() - a0;
-    u->adam_bytes += (uint64_t)n * zadam_bytes_per_elem(q->dtype, t.param_out != NULL, q->dtype);
+    u->adam_bytes +=
+        (uint64_t)((double)n * zopt_bytes_per_elem((zopt_kind)rt->cfg.optimizer_type,
+                                                   (zstate_fmt)rt->cfg.state_format, t.grad_dtype,
+                                                   t.param_out != NULL, q->dtype));
     if (u->to_hold) return hold_tile_done(rt, q);
     if (q->streamed) return ZOFF_OK;
     const void *src = t.param_out ? t.param_out : (const void *)t.param;
@@ -524,16 +529,30 @@ static void grad_job(void *arg)
     zoff_runtime *rt = p->rt;
     uint64_t t0 = zoff__now_ns();
     size_t nf = 0;
-    p->sumsq = sumsq_isa(rt, p->grad_dst, p->dtype, p->numel, &nf);
-    p->nonfinite = nf;
+    unsigned k = p->land_seq++ & 1u;
+    const void *dst = p->dst_ring[k];
+    int first = p->flag_ring[k] & 1, last = (p->flag_ring[k] & 2) != 0;
+    if (rt->accum > 1) {
+        /* add this micro-batch into the window's fp32 sums; at the window's end the norm and
+         * the overflow check read the sums (inf/NaN of any micro-batch survive the adds) */
+        float *a = rt->acc[rt->acc_cur] + (p->flat_off - rt->own_begin);
+        zadam_accum(zadam_ctx_isa(rt->adam), a, dst, p->dtype, p->numel, first);
+        if (last) {
+            p->sumsq = sumsq_isa(rt, a, ZOFF_DTYPE_F32, p->numel, &nf);
+            p->nonfinite = nf;
+        }
+    } else {
+        p->sumsq = sumsq_isa(rt, dst, p->dtype, p->numel, &nf);
+        p->nonfinite = nf;
+    }
     if (rt->trace) {
         char args[64];
         snprintf(args, sizeof args, "{\"numel\":%zu}", p->numel);
         zztrace_event(rt->trace, rt->tr_grads, p->name, t0, zoff__now_ns(), args);
     }
-    if (rt->overlap == ZOFF_OVERLAP_EAGER) eager_landed(rt, p);
+    if (rt->overlap == ZOFF_OVERLAP_EAGER && last) eager_landed(rt, p);
     pthread_mutex_lock(&rt->land_mu);
-    rt->landed_count++;
+    rt->landed_total++;
     pthread_cond_broadcast(&rt->land_cv);
     pthread_mutex_unlock(&rt->land_mu);
 }
@@ -554,9 +573,42 @@ static void land_cb(void *arg)
     if (zrt_worker_push(&rt->gradw, grad_job, p) < 0) grad_job(p);
 }
 
+/* The trainer's stream no longer reads param p in this window: the delayed update's copy of p may
+ * go up (only in the window's last micro-batch: every micro-batch of a window sees the same
+ * params). */
+static zoff_status after_declared(zoff_runtime *rt, zrt_param *p)
+{
+    if (rt->hold_active && rt->acc_last) {
+        zoff_status st = hold_declared(rt, p);
+        if (st < 0) return zrt_break(rt, st);
+    }
+    return ZOFF_OK;
+}
+
+/* Records where p's gradient just handed over lands, for its grad-worker job. */
+static void note_dst(zoff_runtime *rt, zrt_param *p, void *dst)
+{
+    unsigned k = p->push_seq++ & 1u;
+    p->dst_ring[k] = dst;
+    p->flag_ring[k] = (uint8_t)((rt->acc_first ? 1 : 0) | (rt->acc_last ? 2 : 0));
+}
+
+/* Blocks until `total` gradients have been handed to the grad worker and processed. */
+static void wait_landed(zoff_runtime *rt, uint64_t total)
+{
+    pthread_mutex_lock(&rt->land_mu);
+    while (rt->landed_total < total) pthread_cond_wait(&rt->land_cv, &rt->land_mu);
+    pthread_mutex_unlock(&rt->land_mu);
+}
+
 zoff_status zrt_grad_ready(zoff_runtime *rt, int id, zoff_stream producer)
 {
     zrt_param *p = &rt->params[id];
+    if (!p->dev_grad)
+        return zoff__err(ZOFF_EINVAL,
+                         "zoff_grad_ready('%s', id %d): the parameter was registered without "
+                         "dev_grad (bucket mode): hand its gradient over with zoff_grad_push",
+                         p->name, id);
     if (p->declared)
         return zoff__err(ZOFF_ESTATE,
                          "zoff_grad_ready: the gradient of '%s' (id %d) was already declared in "
@@ -568,19 +620,69 @@ zoff_status zrt_grad_ready(zoff_runtime *rt, int id, zoff_stream producer)
         ZOFF_CHECK(zdev_event_record(rt->dev, p->ev, (zdev_stream *)producer));
         ZOFF_CHECK(zdev_stream_wait_event(rt->dev, rt->d2h, p->ev));
     }
-    p->grad_dst = rt->grad_buf[rt->grad_cur] + p->buf_off;
+    void *dst = rt->grad_buf[rt->grad_cur] + p->buf_off;
     p->issue_ns = zoff__now_ns();
-    ZOFF_CHECK(zdev_memcpy_d2h(rt->dev, p->grad_dst, p->dev_grad, p->numel * p->esize, rt->d2h));
+    ZOFF_CHECK(zdev_memcpy_d2h(rt->dev, dst, p->dev_grad, p->numel * p->esize, rt->d2h));
+    rt->full_declared = 1;
+    note_dst(rt, p, dst);
     atomic_fetch_add(&rt->own_d2h_bytes, (uint64_t)(p->numel * p->esize));
-    p->declared = 1;
+    p->declared = p->win_declared = 1;
     rt->declared_count++;
+    rt->declared_total++;
     zoff_status st = zdev_host_fn(rt->dev, rt->d2h, land_cb, p);
     if (st < 0) return zrt_break(rt, st); /* a copy is in flight that nobody will account for */
-    if (rt->hold_active) {
-        st = hold_declared(rt, p);
+    return after_declared(rt, p);
+}
+
+zoff_status zrt_grad_push(zoff_runtime *rt, int id, const void *dev_src, size_t numel,
+                          zoff_dtype dtype, zoff_stream producer)
+{
+    zrt_param *p = &rt->params[id];
+    if (p->dev_grad)
+        return zoff__err(ZOFF_EINVAL,
+                         "zoff_grad_push('%s', id %d): the parameter was registered with its own "
+                         "dev_grad buffer: declare it with zoff_grad_ready (or register it with "
+                         "dev_grad NULL to use zoff's buckets)",
+                         p->name, id);
+    if (p->declared)
+        return zoff__err(ZOFF_ESTATE,
+                         "zoff_grad_push: the gradient of '%s' (id %d) was already handed over in "
+                         "this micro-batch (each parameter at most once per zoff_step)",
+                         p->name, id);
+    if (numel != p->numel || dtype != p->dtype)
+        return zoff__err(ZOFF_EINVAL,
+                         "zoff_grad_push('%s', id %d): got %zu elements of %s, the parameter has "
+                         "%zu of %s",
+                         p->name, id, numel, zoff_dtype_name(dtype), p->numel,
+                         zoff_dtype_name(p->dtype));
+    if (!dev_src)
+        return zoff__err(ZOFF_EINVAL, "zoff_grad_push('%s', id %d): dev_src is NULL", p->name, id);
+    size_t bytes = p->numel * p->esize;
+    char what[320];
+    snprintf(what, sizeof what, "zoff_grad_push('%.200s', id %d)", p->name, id);
+    ZOFF_CHECK(zdev_check_range(rt->dev, dev_src, bytes, what));
+    if (rt->declared_count == 0 && rt->overlap == ZOFF_OVERLAP_EAGER && !rt->eager_armed)
+        eager_arm(rt);
+    zdev_stream *s = producer ? (zdev_stream *)producer : rt->push_s;
+    void *dst = rt->grad_buf[rt->grad_cur] + p->buf_off;
+    p->issue_ns = zoff__now_ns();
+    note_dst(rt, p, dst); /* before the push: its landing callback may run at once */
+    zoff_status st = zbk_push(&rt->bk, dev_src, bytes, p->esize, s, dst, land_cb, p);
+    if (st == ZOFF_OK) st = zdev_event_record(rt->dev, p->ev, s);
+    if (st < 0) return zrt_break(rt, st); /* copies may be queued: their accounting is lost */
+    atomic_fetch_add(&rt->own_d2h_bytes, (uint64_t)bytes);
+    p->declared = p->win_declared = 1;
+    rt->declared_count++;
+    rt->declared_total++;
+    if (rt->declared_count == rt->nparams) { /* the micro-batch is complete: send the rest */
+        st = zbk_flush(&rt->bk);
         if (st < 0) return zrt_break(rt, st);
     }
-    return ZOFF_OK;
+    if (!producer) {
+        st = zdev_event_sync(rt->dev, p->ev); /* dev_src was read when this returns */
+        if (st < 0) return zrt_break(rt, st);
+    }
+    return after_declared(rt, p);
 }
 
 /* ---- step ---------------------------------------------------------------------------------- */
@@ -627,7 +729,7 @@ static int update_select(zoff_runtime *rt)
     int n = 0;
     for (int i = 0; i < rt->nparams; i++) {
         zrt_param *p = &rt->params[i];
-        p->upd_skip = !p->declared && !rt->zero_missing;
+        p->upd_skip = !p->win_declared && !rt->zero_missing;
         p->upd_step = p->step + 1;
         n += !p->upd_skip;
     }
@@ -673,9 +775,16 @@ static void nonfinite_names(const zoff_runtime *rt, char *out, size_t len)
 zoff_status zrt_grads_discard(zoff_runtime *rt)
 {
     if (rt->declared_count == 0) return ZOFF_OK;
-    pthread_mutex_lock(&rt->land_mu);
-    while (rt->landed_count < rt->declared_count) pthread_cond_wait(&rt->land_cv, &rt->land_mu);
-    pthread_mutex_unlock(&rt->land_mu);
+    if (rt->accum > 1)
+        return zoff__err(ZOFF_ESTATE,
+                         "zoff_grads_discard with gradient_accumulation_steps %d: the %d "
+                         "gradient(s) of this micro-batch are being added to the window's sums as "
+                         "they land and cannot be taken out (finish the micro-batch with "
+                         "zoff_step)",
+                         rt->accum, rt->declared_count);
+    zoff_status fst = zbk_flush(&rt->bk); /* the partial bucket must land before we forget it */
+    if (fst < 0) return zrt_break(rt, fst);
+    wait_landed(rt, rt->declared_total);
     if (rt->overlap == ZOFF_OVERLAP_EAGER && rt->eager_armed) {
         zrt_worker_wait_idle(&rt->updw);
         if (rt->eager_upd.parts_done > 0)
@@ -690,13 +799,10 @@ zoff_status zrt_grads_discard(zoff_runtime *rt)
         }
         rt->eager_armed = 0; /* the next grad_ready re-arms the readiness counters */
     }
-    for (int i = 0; i < rt->nparams; i++) rt->params[i].declared = 0;
+    for (int i = 0; i < rt->nparams; i++) rt->params[i].declared = rt->params[i].win_declared = 0;
     ZOFF_INFO(ZOFF_SUB_STEP, "discarded %d declared gradient(s) of step %lld", rt->declared_count,
               (long long)(rt->step + 1));
     rt->declared_count = 0;
-    pthread_mutex_lock(&rt->land_mu);
-    rt->landed_count = 0;
-    pthread_mutex_unlock(&rt->land_mu);
     return ZOFF_OK;
 }
 
@@ -706,14 +812,28 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
     uint64_t t0 = zoff__now_ns();
     uint8_t *buf = rt->grad_buf[rt->grad_cur];
     int eager = rt->overlap == ZOFF_OVERLAP_EAGER;
+    int boundary = rt->acc_last;
     rt->zero_missing = (flags & ZOFF_STEP_ZERO_MISSING_GRADS) != 0;
     if (eager && !rt->eager_armed) eager_arm(rt);
 
-    /* parameters without a gradient this step: skipped, or a zero gradient when asked for */
+    /* the last, partial bucket of this micro-batch goes down now */
+    st = zbk_flush(&rt->bk);
+    if (st < 0) return zrt_break(rt, st);
+
+    /* parameters without a gradient this step: skipped, or a zero gradient when asked for.
+     * Accumulation: nothing is added for this micro-batch (the window's sum starts at zero);
+     * at the boundary a parameter no micro-batch of the window declared counts as without. */
     int without = 0;
     for (int i = 0; i < rt->nparams; i++) {
         zrt_param *p = &rt->params[i];
         if (p->declared) continue;
+        if (rt->accum > 1) {
+            float *a = rt->acc[rt->acc_cur] + (p->flat_off - rt->own_begin);
+            /* no job of p is pending: it was not declared in this window's first micro-batch */
+            if (rt->acc_first) memset(a, 0, p->numel * sizeof(float));
+            if (boundary && !p->win_declared && !rt->zero_missing) without++;
+            continue;
+        }
         if (rt->zero_missing)
             memset(buf + p->buf_off, 0, p->numel * p->esize);
         else
@@ -725,12 +845,48 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
             eager_landed(rt, p);
         }
     }
-    pthread_mutex_lock(&rt->land_mu);
-    while (rt->landed_count < rt->declared_count) pthread_cond_wait(&rt->land_cv, &rt->land_mu);
-    pthread_mutex_unlock(&rt->land_mu);
+    /* a micro-batch before the window's last returns once the previous one was added (its
+     * landing buffer is the one the next micro-batch's copies reuse: two alternate), without
+     * waiting for its own copies; the boundary waits for everything, and so does a micro-batch
+     * with full-buffer gradients (zoff_grad_ready: the trainer may rewrite dev_grad once
+     * zoff_step returned, so its copies must be done) */
+    wait_landed(rt, boundary || rt->full_declared ? rt->declared_total : rt->prev_micro_total);
+    rt->full_declared = 0;
+    rt->prev_micro_total = rt->declared_total;
     uint64_t t_grads = zoff__now_ns() - t0;
+    if (boundary && rt->accum > 1) /* sums of the params the last micro-batch did not declare */
+        for (int i = 0; i < rt->nparams; i++) {
+            zrt_param *p = &rt->params[i];
+            if (p->declared) continue;
+            size_t nf = 0;
+            float *a = rt->acc[rt->acc_cur] + (p->flat_off - rt->own_begin);
+            p->sumsq = p->win_declared ? sumsq_isa(rt, a, ZOFF_DTYPE_F32, p->numel, &nf) : 0;
+            p->nonfinite = nf;
+        }
+
+    if (!boundary) { /* a micro-batch of the window: summed, no update */
+        rt->micro++;
+        rt->acc_first = 0;
+        rt->acc_last = rt->micro == rt->accum - 1;
+        rt->grad_cur ^= 1; /* K > 1: two landing buffers, alternating per micro-batch */
+        for (int i = 0; i < rt->nparams; i++) rt->params[i].declared = 0;
+        rt->declared_count = 0;
+        rt->stats.micro_steps++;
+        uint64_t ns = zoff__now_ns() - t0;
+        memset(r, 0, sizeof *r);
+        r->step = rt->step;
+        r->accumulating = 1;
+        r->micro_step = rt->micro;
+        r->grad_norm = NAN;
+        r->clip_coef = 1.0;
+        r->loss_scale = rt->scaler.scale;
+        r->step_ms = zoff__ns_to_ms(ns);
+        r->wait_grads_ms = zoff__ns_to_ms(t_grads);
+        return ZOFF_OK;
+    }
 
     ZOFF_CHECK(finish_delayed(rt));
+    if (rt->accum > 1) buf = (uint8_t *)rt->acc[rt->acc_cur];
 
     double ss = 0.0;
     size_t nf = 0;
@@ -747,12 +903,14 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
     }
     float scale = rt->scaler.scale;
     int overflow = nf > 0;
-    double norm = sqrt(ss) / (double)scale;
+    /* the mean over the window's micro-batches (DeepSpeed divides the loss by K) */
+    double denom = (double)scale * (double)rt->accum;
+    double norm = sqrt(ss) / denom;
     if (overflow && isfinite(norm)) norm = INFINITY;
     double clip = 1.0;
     double max_norm = rt->cfg.gradient_clipping;
     if (!overflow && max_norm > 0.0 && norm > max_norm) clip = max_norm / (norm + 1e-6);
-    float grad_scale = (float)(clip / (double)scale);
+    float grad_scale = (float)(clip / denom);
 
     zrt_update local;
     const zrt_update *report = NULL;
@@ -790,6 +948,7 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
             if (st < 0) return zrt_break(rt, st);
             rt->delayed_running = 1;
             rt->grad_cur ^= rt->layout.ngrad_bufs > 1 ? 1 : 0;
+            rt->acc_cur ^= rt->layout.nacc_bufs > 1 ? 1 : 0;
             rt->step++;
         } else if (!skip) {
             update_prepare(rt, &local, rt->step + 1, grad_scale, buf, 0, 0);
@@ -831,12 +990,13 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
     }
 
     /* the next step starts clean */
-    for (int i = 0; i < rt->nparams; i++) rt->params[i].declared = 0;
+    for (int i = 0; i < rt->nparams; i++) rt->params[i].declared = rt->params[i].win_declared = 0;
     rt->declared_count = 0;
-    pthread_mutex_lock(&rt->land_mu);
-    rt->landed_count = 0;
-    pthread_mutex_unlock(&rt->land_mu);
     rt->eager_armed = 0;
+    rt->micro = 0;
+    rt->acc_first = 1;
+    rt->acc_last = rt->accum == 1;
+    rt->stats.micro_steps++;
 
     uint64_t step_ns = zoff__now_ns() - t0;
     zrt_stats_step_end(rt, report, step_ns);
@@ -857,6 +1017,8 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
     r->params_updated = updated;
     r->params_without_grad = without;
     r->params_nonfinite = nf_params;
+    r->accumulating = 0;
+    r->micro_step = 0;
     if (rt->trace) {
         char args[128];
         snprintf(args, sizeof args, "{\"step\":%lld,\"skipped\":%d,\"norm\":%.6g}",

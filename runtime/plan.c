@@ -35,25 +35,54 @@ zoff_status zrt_layout_compute(const zoff_config *cfg, uint64_t numel, uint64_t 
                          (unsigned long long)numel);
     l.numel = numel;
     l.param_bytes = param_bytes;
-    l.ngrad_bufs = cfg->overlap == ZOFF_OVERLAP_DELAYED ? 2 : 1;
+    /* two landing buffers: delayed (the update of step t reads one while step t+1 lands in the
+     * other) or accumulation (micro-batch j+1 lands while j is being added) */
+    l.ngrad_bufs =
+        cfg->overlap == ZOFF_OVERLAP_DELAYED || cfg->gradient_accumulation_steps > 1 ? 2 : 1;
     l.grad_buf_bytes = round4k(param_bytes);
     l.hold_bytes = cfg->overlap == ZOFF_OVERLAP_DELAYED ? round4k(param_bytes) : 0;
+    int accum = cfg->gradient_accumulation_steps > 1;
+    l.nacc_bufs = !accum ? 0 : cfg->overlap == ZOFF_OVERLAP_DELAYED ? 2 : 1;
+    l.acc_bytes = accum ? round4k(numel * 4) : 0;
     l.nstage = ZRT_NSTAGE;
     l.stage_bytes = round4k((uint64_t)cfg->tile_numel * (any_f32 ? 4u : 2u));
-    ZOFF_CHECK(zstore_compute_sizes(numel, cfg->partition_numel, cfg->tier, cfg->ratio,
-                                    cfg->buffer_count, &l.store));
-    uint64_t parts[5] = {(uint64_t)l.ngrad_bufs * l.grad_buf_bytes, l.hold_bytes,
-                         (uint64_t)l.nstage * l.stage_bytes, l.store.resident_bytes,
+    ZOFF_CHECK(zstore_compute_sizes_fmt(numel, cfg->partition_numel, cfg->tier, cfg->ratio,
+                                        cfg->buffer_count, (zopt_kind)cfg->optimizer_type,
+                                        (zstate_fmt)cfg->state_format, &l.store));
+    uint64_t parts[6] = {(uint64_t)l.ngrad_bufs * l.grad_buf_bytes,
+                         l.hold_bytes,
+                         (uint64_t)l.nacc_bufs * l.acc_bytes,
+                         (uint64_t)l.nstage * l.stage_bytes,
+                         l.store.resident_bytes,
                          l.store.pool_bytes};
     l.arena_bytes = 0;
     for (size_t i = 0; i < ZOFF_ARRAY_SIZE(parts); i++)
         if (__builtin_add_overflow(l.arena_bytes, parts[i], &l.arena_bytes))
             return zoff__err(ZOFF_ENOFIT, "host memory for %llu elements exceeds 2^64 bytes",
                              (unsigned long long)numel);
-    l.gpu_bytes = 2 * param_bytes;
     l.no_offload_bytes = 16 * numel;
+    zrt_layout_device(cfg, &l, 0, 1, any_f32, numel);
     *out = l;
     return ZOFF_OK;
+}
+
+uint64_t zrt_bucket_numel(const zoff_config *cfg, uint64_t model_numel)
+{
+    /* never more bucket room than the whole model's gradients: a small model keeps its buckets
+     * small (at most the configured size, at least 256 elements) */
+    uint64_t count = (uint64_t)cfg->grad_bucket_count;
+    uint64_t fair = (model_numel + count - 1) / count;
+    return ZOFF_MAX((uint64_t)256, ZOFF_MIN((uint64_t)cfg->grad_bucket_numel, fair));
+}
+
+void zrt_layout_device(const zoff_config *cfg, zrt_layout *l, uint64_t trainer_grad_bytes,
+                       int buckets, int any_f32, uint64_t model_numel)
+{
+    l->bucket_bytes =
+        buckets ? (uint64_t)cfg->grad_bucket_count *
+                      ZOFF_ALIGN_UP(zrt_bucket_numel(cfg, model_numel) * (any_f32 ? 4u : 2u), 256u)
+                : 0;
+    l->gpu_bytes = l->param_bytes + trainer_grad_bytes + l->bucket_bytes;
 }
 
 void zrt_layout_stream(zrt_layout *l, uint64_t streamed_bytes, uint64_t slab_bytes)
@@ -71,6 +100,11 @@ zoff_status zrt_plan_report(const zoff_config *cfg, const zrt_layout *l, zdev *d
     memset(&r, 0, sizeof r);
     r.struct_size = sizeof r;
     r.gpu_bytes = l->gpu_bytes;
+    r.bucket_bytes = l->bucket_bytes;
+    if (l->numel) {
+        r.gpu_bytes_per_param = (double)l->gpu_bytes / (double)l->numel;
+        r.host_bytes_per_param = (double)l->arena_bytes / (double)l->numel;
+    }
     if (cfg->pin_memory)
         r.pinned_bytes = l->arena_bytes;
     else
@@ -112,16 +146,19 @@ zoff_status zrt_plan_report(const zoff_config *cfg, const zrt_layout *l, zdev *d
                    zoff__fmt_bytes(l->slab_bytes, c, sizeof c),
                    zoff__fmt_bytes(r.gpu_available, b, sizeof b));
         else
-            ADVISE("params + grads need %s on the device but %s is free: the model does not fit "
+            ADVISE("params + %s need %s on the device but %s is free: the model does not fit "
                    "this GPU even with offload (%s)",
+                   l->bucket_bytes ? "gradient buckets" : "grads",
                    zoff__fmt_bytes(l->gpu_bytes, a, sizeof a),
                    zoff__fmt_bytes(r.gpu_available, b, sizeof b),
                    gpu_mem_bytes ? "stream the weights (zoff plan --stream), or plan for a "
                                    "larger GPU (zoff plan --gpu-mem)"
                    : sim         ? "sim device: raise zoff.sim_gpu_bytes, or stream the weights "
                                    "(offload_param.device cpu)"
-                                 : "stream the weights (zoff train --stream, offload_param.device "
-                                   "cpu)");
+                   : l->bucket_bytes > l->gpu_bytes / 8
+                       ? "lower zero_optimization.reduce_bucket_size or zoff.grad_bucket_count"
+                       : "stream the weights (zoff train --stream, offload_param.device "
+                         "cpu)");
     }
 
     uint64_t host_need = l->arena_bytes;
@@ -308,4 +345,77 @@ ZOFF_API zoff_status zoff_plan_with(const zoff_config *cfg_in, uint64_t total_pa
 ZOFF_API zoff_status zoff_plan(const zoff_config *cfg, size_t total_params, zoff_plan_report *out)
 {
     return zoff_plan_with(cfg, (uint64_t)total_params, NULL, out);
+}
+
+/* One plan of n params with the GPU side checked against gpu_bytes (0: not checked). */
+static zoff_status plan_at(const zoff_config *cfg, uint64_t n, uint64_t gpu_bytes,
+                           zoff_plan_report *r)
+{
+    size_t esize = (cfg->fp16_enabled || cfg->bf16_enabled) ? 2 : 4;
+    zrt_layout l;
+    ZOFF_CHECK(zrt_layout_compute(cfg, n, n * esize, esize == 4, &l));
+    return zrt_plan_report(cfg, &l, NULL, 1, gpu_bytes, r);
+}
+
+ZOFF_API zoff_status zoff_plan_max_params(const zoff_config *cfg_in, uint64_t gpu_bytes,
+                                          uint64_t *max_params, zoff_plan_report *at_max)
+{
+    zoff__clear_error();
+    if (!cfg_in || !max_params)
+        return zoff__err(ZOFF_EINVAL, "zoff_plan_max_params: cfg and max_params are required");
+    if (cfg_in->struct_size == 0 || cfg_in->struct_size > sizeof(zoff_config))
+        return zoff__err(ZOFF_EINVAL,
+                         "zoff_plan_max_params: cfg->struct_size is %zu: initialise it with "
+                         "zoff_config_default()",
+                         cfg_in->struct_size);
+    zoff_config cfg;
+    ZOFF_CHECK(zoff_config_default(&cfg));
+    memcpy(&cfg, cfg_in, cfg_in->struct_size);
+    cfg.struct_size = sizeof cfg;
+    ZOFF_CHECK(zoff__config_apply_env(&cfg));
+    ZOFF_CHECK(zoff__config_validate(&cfg));
+    if (gpu_bytes == 0) {
+        if (cfg.device == ZOFF_DEVICE_SIM) {
+            gpu_bytes = cfg.sim_gpu_bytes;
+        } else {
+            zdev_config dc;
+            zdev_config_default(&dc);
+            dc.kind = cfg.device;
+            dc.cuda_device = cfg.cuda_device;
+            dc.sim_bytes = cfg.sim_gpu_bytes;
+            zdev *dev = NULL;
+            size_t fr = 0, tot = 0;
+            if (zdev_open(&dc, &dev) == ZOFF_OK && zdev_mem_info(dev, &fr, &tot) == ZOFF_OK)
+                gpu_bytes = fr;
+            zdev_close(dev);
+            zoff__clear_error();
+            if (gpu_bytes == 0)
+                return zoff__err(ZOFF_EINVAL, "zoff_plan_max_params: no device to ask: pass "
+                                              "gpu_bytes (zoff plan --gpu-mem)");
+        }
+    }
+    /* fits(n) is monotone in n: bisect on [lo fits, hi does not] */
+    zoff_plan_report r;
+    uint64_t lo = 0, hi = (uint64_t)1 << 48;
+    while (hi - lo > 1) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        ZOFF_CHECK(plan_at(&cfg, mid, gpu_bytes, &r));
+        if (r.fits)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    *max_params = lo;
+    if (at_max) {
+        if (lo) {
+            ZOFF_CHECK(plan_at(&cfg, lo, gpu_bytes, &r));
+        } else {
+            memset(&r, 0, sizeof r);
+            r.struct_size = sizeof r;
+            r.gpu_available = gpu_bytes;
+        }
+        *at_max = r;
+    }
+    zoff__clear_error();
+    return ZOFF_OK;
 }

@@ -23,6 +23,7 @@
 #include "nvme/swap.h"
 #include "offload/arena.h"
 #include "offload/store.h"
+#include "runtime/buckets.h"
 #include "runtime/trace.h"
 
 #define ZRT_NSTAGE  4 /* pinned staging tiles for 16-bit uploads (>= 2: double buffering) */
@@ -98,11 +99,18 @@ typedef struct zrt_param {
     int upd_skip;     /* 1: leave master, moments and the 16-bit param untouched */
     int64_t upd_step; /* bias-correction step of this update (step + 1) */
     /* per step */
-    int declared;      /* grad_ready called this step (trainer thread) */
+    int declared;      /* grad_ready/grad_push called this micro-batch (trainer thread) */
+    int win_declared;  /* ... in some micro-batch of this accumulation window (= declared, K 1) */
     uint64_t issue_ns; /* when its D2H was queued (trace) */
-    void *grad_dst;    /* where this step's copy lands */
-    double sumsq;      /* sum of squares of the landed 16-bit (or fp32) gradient */
-    size_t nonfinite;  /* non-finite elements in it */
+    /* where each handed-over gradient lands and its window flags (bit 0: first micro-batch of
+     * the window, bit 1: last), a ring of 2: with accumulation micro-batch j+1's copies may be
+     * queued while the grad worker still adds micro-batch j (push_seq: trainer thread,
+     * land_seq: grad worker) */
+    void *dst_ring[2];
+    uint8_t flag_ring[2];
+    unsigned push_seq, land_seq;
+    double sumsq;     /* sum of squares of the landed 16-bit (or fp32) gradient */
+    size_t nonfinite; /* non-finite elements in it */
     struct zoff_runtime *rt;
     /* streaming (stream.c): dev_param NULL at registration */
     int streamed;    /* 1: the 16-bit copy lives in host16, uploaded into a unit slot */
@@ -144,8 +152,9 @@ typedef struct zrt_update {
     int64_t step;           /* step number for bias correction (>= 1) */
     float grad_scale;       /* clip_coef / loss_scale */
     const uint8_t *grads;   /* gradient buffer of this step */
-    const float *grads_f32; /* several ranks: the averaged fp32 gradients of the owned range
-                               (element 0 = flat element own_begin); NULL: use `grads` */
+    const float *grads_f32; /* fp32 gradients of the owned range (element 0 = flat element
+                               own_begin): the accumulation sums (K > 1) or several ranks'
+                               averaged gradients; NULL: use `grads` */
     int to_hold;            /* 1: write 16-bit params into the hold buffer (delayed) */
     int skip_nonfinite;     /* 1: leave params with non-finite grads untouched (eager) */
     zadam_hparams hp[ZOFF_MAX_GROUPS];
@@ -168,8 +177,11 @@ typedef struct zrt_layout {
     uint64_t stage_bytes; /* one staging tile */
     int nstage;
     zstore_sizes store;
-    uint64_t arena_bytes;       /* everything above, each 4 KiB-rounded: the pinned arena size */
-    uint64_t gpu_bytes;         /* 16-bit params + grads on the device (trainer-owned) + slab */
+    uint64_t arena_bytes;  /* everything above, each 4 KiB-rounded: the pinned arena size */
+    uint64_t acc_bytes;    /* gradient accumulation: one fp32 buffer of the owned range */
+    int nacc_bufs;         /* 0 (K == 1), 1, or 2 (K > 1 with overlap delayed) */
+    uint64_t bucket_bytes; /* device gradient buckets, count x size */
+    uint64_t gpu_bytes;    /* 16-bit params + trainer-owned grads + buckets on the device + slab */
     uint64_t stream_host_bytes; /* pinned host copies of the streamed params */
     uint64_t slab_bytes;        /* device: the streaming slots */
     uint64_t no_offload_bytes;
@@ -179,6 +191,13 @@ typedef struct zrt_layout {
  * (sum of numel * dtype size), `any_f32`: some params are fp32. cfg must be validated. */
 zoff_status zrt_layout_compute(const zoff_config *cfg, uint64_t numel, uint64_t param_bytes,
                                int any_f32, zrt_layout *out);
+/* Device side of the layout: `trainer_grad_bytes` of trainer-owned gradient buffers, buckets
+ * when `buckets` (some parameter uses them). Sets bucket_bytes and gpu_bytes. */
+void zrt_layout_device(const zoff_config *cfg, zrt_layout *l, uint64_t trainer_grad_bytes,
+                       int buckets, int any_f32, uint64_t model_numel);
+/* Elements per gradient bucket for a model of `model_numel` elements: the configured size, but
+ * no more than the model / bucket count (at least 256). */
+uint64_t zrt_bucket_numel(const zoff_config *cfg, uint64_t model_numel);
 /* Streaming: `streamed_bytes` of the params live in pinned host copies instead of the device,
  * whose zoff slab takes `slab_bytes`. Adjusts arena and GPU bytes of a computed layout. */
 void zrt_layout_stream(zrt_layout *l, uint64_t streamed_bytes, uint64_t slab_bytes);
@@ -253,13 +272,28 @@ struct zoff_runtime {
     int64_t sync_steps_done; /* steps since finalize/load (delayed warm-up) */
     int zero_missing;        /* this step: undeclared params get a zero gradient (flag) */
 
+    /* gradient buckets and accumulation */
+    zbk_ring bk;                 /* active when some parameter was registered without dev_grad */
+    zdev_stream *push_s;         /* copies of zoff_grad_push(producer NULL) */
+    int nbucket_params;          /* parameters registered without dev_grad */
+    uint64_t trainer_grad_bytes; /* trainer-owned gradient buffers registered */
+    int accum;                   /* gradient_accumulation_steps */
+    int micro;                   /* micro-batches done in the current window (trainer thread) */
+    int acc_first, acc_last;     /* the running micro-batch starts / ends the window (read by the
+                                    grad worker after the pushes that follow their writes) */
+    float *acc[2];               /* fp32 sums of the window (K > 1), flat element - own_begin */
+    int acc_cur;
+
     /* this step's gradients */
     int declared_count;
     pthread_mutex_t land_mu;
     pthread_cond_t land_cv;
-    int landed_count; /* grads whose sumsq is done (grad worker) */
-    zrt_worker gradw; /* sums of squares as gradients land */
-    zrt_worker updw;  /* eager partitions, delayed updates */
+    uint64_t declared_total;   /* gradients handed over since finalize (trainer thread) */
+    uint64_t landed_total;     /* ... whose grad-worker job is done (under land_mu) */
+    uint64_t prev_micro_total; /* declared_total when the previous micro-batch ended */
+    int full_declared; /* a zoff_grad_ready gradient (trainer-owned buffer) in this micro-batch */
+    zrt_worker gradw;  /* sums of squares as gradients land */
+    zrt_worker updw;   /* eager partitions, delayed updates */
 
     /* eager */
     int *part_pending;     /* params of partition k whose grads have not landed */
@@ -341,6 +375,8 @@ void zrt_hold_restore(zoff_runtime *rt);
 /* Marks the runtime unusable after a failure half way through changing its state. */
 zoff_status zrt_break(zoff_runtime *rt, zoff_status st);
 zoff_status zrt_grad_ready(zoff_runtime *rt, int id, zoff_stream producer);
+zoff_status zrt_grad_push(zoff_runtime *rt, int id, const void *dev_src, size_t numel,
+                          zoff_dtype dtype, zoff_stream producer);
 /* flags: zoff_step_args.flags (checked by the caller). */
 zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r);
 /* zoff_grads_discard: forgets this step's declared gradients. */

@@ -85,6 +85,20 @@ static zoff_status create_impl(const zoff_config *cfg_in, zoff_runtime **out)
                   rt->cfg.fp16_enabled ? "fp16 loss scaling" : "gradient_clipping");
         rt->overlap = ZOFF_OVERLAP_SYNC;
     }
+    if (rt->cfg.gradient_accumulation_steps > INT32_MAX) {
+        st = zoff__err(ZOFF_ECONFIG, "gradient_accumulation_steps %lld is too large",
+                       (long long)rt->cfg.gradient_accumulation_steps);
+        goto fail;
+    }
+    rt->accum =
+        rt->cfg.gradient_accumulation_steps > 1 ? (int)rt->cfg.gradient_accumulation_steps : 1;
+    if (rt->overlap == ZOFF_OVERLAP_EAGER && rt->accum > 1) {
+        ZOFF_WARN(ZOFF_SUB_STEP,
+                  "overlap eager updates as gradients land, but "
+                  "gradient_accumulation_steps is %d: using sync",
+                  rt->accum);
+        rt->overlap = ZOFF_OVERLAP_SYNC;
+    }
 
     zdev_config dc;
     zdev_config_default(&dc);
@@ -95,6 +109,14 @@ static zoff_status create_impl(const zoff_config *cfg_in, zoff_runtime **out)
     dc.sim_jitter_seed = rt->cfg.sim_jitter_seed;
     ZOFF_CHECK_GOTO(zdev_open(&dc, &rt->dev), st, fail);
     ZOFF_CHECK_GOTO(zrt_shard_create(rt), st, fail);
+    if (rt->nranks > 1 && rt->accum > 1) {
+        st = zoff__err(ZOFF_EUNSUPPORTED,
+                       "gradient_accumulation_steps %d with %d ranks is not built (the sums are "
+                       "kept per rank over the whole model, the sharded step reduces 16-bit "
+                       "gradients): use 1 with several ranks",
+                       rt->accum, rt->nranks);
+        goto fail;
+    }
     snprintf(rt->stats.device_name, sizeof rt->stats.device_name, "%s", zdev_name(rt->dev));
     ZOFF_CHECK_GOTO(zrt_trace_open(rt), st, fail);
     zrt_scaler_init(&rt->scaler, &rt->cfg);
@@ -128,6 +150,11 @@ ZOFF_API zoff_status zoff_create_from_json(const char *json, zoff_runtime **out)
 static void release_finalized(zoff_runtime *rt)
 {
     zrt_pipeline_fini(rt);
+    zbk_fini(&rt->bk);
+    if (rt->dev && rt->push_s) {
+        zdev_stream_destroy(rt->dev, rt->push_s);
+        rt->push_s = NULL;
+    }
     zrt_stream_fini(rt);
     if (rt->dev) {
         if (rt->h2d) (void)zdev_stream_sync(rt->dev, rt->h2d);
@@ -149,6 +176,7 @@ static void release_finalized(zoff_runtime *rt)
     zarena_destroy(rt->arena); /* frees grad buffers, hold, staging with it */
     rt->arena = NULL;
     memset(rt->grad_buf, 0, sizeof rt->grad_buf);
+    memset(rt->acc, 0, sizeof rt->acc);
     memset(rt->stage, 0, sizeof rt->stage);
     rt->hold = NULL;
     zadam_destroy(rt->adam);
@@ -282,8 +310,6 @@ static zoff_status add_param_impl(zoff_runtime *rt, const char *name, size_t num
     if (numel == 0) return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): numel is 0", name);
     if (zoff_dtype_size(dtype) == 0)
         return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): unknown dtype %d", name, (int)dtype);
-    if (!dev_grad)
-        return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): dev_grad is required", name);
     if (group < 0 || group >= rt->ngroups)
         return zoff__err(ZOFF_EINVAL, "zoff_add_param('%s'): unknown group %d (have %d)", name,
                          group, rt->ngroups);
@@ -353,6 +379,10 @@ static zoff_status add_param_impl(zoff_runtime *rt, const char *name, size_t num
     p.dev_param = dev_param;
     p.dev_grad = dev_grad;
     p.group = group;
+    /* q8 state: every parameter starts a q8 block, so update tiles (which start at parameter
+     * boundaries) line up with blocks; the gap holds zero state that nothing reads */
+    if (rt->cfg.state_format == ZOFF_STATE_Q8)
+        rt->total_numel = ZOFF_ALIGN_UP(rt->total_numel, (uint64_t)ZSTATE_Q8_BLOCK);
     p.streamed = dev_param == NULL;
     p.unit = -1;
     p.flat_off = rt->total_numel;
@@ -360,6 +390,10 @@ static zoff_status add_param_impl(zoff_runtime *rt, const char *name, size_t num
     p.rt = rt;
     rt->total_numel += numel;
     rt->param_bytes = p.buf_off + numel * p.esize;
+    if (dev_grad)
+        rt->trainer_grad_bytes += numel * p.esize;
+    else
+        rt->nbucket_params++;
     if (dtype == ZOFF_DTYPE_F32) rt->any_f32 = 1;
     rt->params[rt->nparams] = p;
     if (param_id) *param_id = rt->nparams;
@@ -417,8 +451,9 @@ static zoff_status build_maps(zoff_runtime *rt)
  * moments. */
 static zoff_status init_partition(zoff_runtime *rt, const zstore_part *part)
 {
-    memset(part->exp_avg, 0, part->numel * sizeof(float));
-    memset(part->exp_avg_sq, 0, part->numel * sizeof(float));
+    zstate_init_moments(
+        (zopt_kind)rt->cfg.optimizer_type, &part->view, part->numel,
+        rt->cfg.optimizer_type == ZOFF_OPTIM_ADAGRAD ? rt->cfg.initial_accumulator_value : 0.0f);
     uint64_t pb = rt->own_begin + part->begin, pe = pb + part->numel;
     for (int q = rt->part_first_param[part->index]; q >= 0 && q < rt->nparams; q++) {
         zrt_param *p = &rt->params[q];
@@ -501,6 +536,8 @@ static zoff_status finalize_impl(zoff_runtime *rt)
     /* plan first: refuse what cannot fit before allocating anything */
     ZOFF_CHECK(zrt_layout_compute(c, rt->own_end - rt->own_begin, rt->param_bytes, rt->any_f32,
                                   &rt->layout));
+    zrt_layout_device(c, &rt->layout, rt->trainer_grad_bytes, rt->nbucket_params > 0, rt->any_f32,
+                      rt->total_numel);
     zrt_layout_stream(&rt->layout, rt->streamed_bytes, (uint64_t)rt->nslots * rt->slot_bytes);
     zoff_plan_report rep;
     ZOFF_CHECK(zrt_plan_report(c, &rt->layout, rt->dev, 0, 0, &rep));
@@ -529,6 +566,11 @@ static zoff_status finalize_impl(zoff_runtime *rt)
         void *p = NULL;
         ZOFF_CHECK_GOTO(zarena_alloc(rt->arena, rt->layout.grad_buf_bytes, "grads", &p), st, fail);
         rt->grad_buf[i] = p;
+    }
+    for (int i = 0; i < rt->layout.nacc_bufs; i++) {
+        void *p = NULL;
+        ZOFF_CHECK_GOTO(zarena_alloc(rt->arena, rt->layout.acc_bytes, "grad sums", &p), st, fail);
+        rt->acc[i] = p;
     }
     if (rt->layout.hold_bytes) {
         void *p = NULL;
@@ -563,7 +605,9 @@ static zoff_status finalize_impl(zoff_runtime *rt)
                          .arena = rt->arena,
                          .swap = &sc,
                          .io_hook = rt->trace ? zrt_store_io_hook : NULL,
-                         .io_user = rt};
+                         .io_user = rt,
+                         .optim = (zopt_kind)c->optimizer_type,
+                         .state = (zstate_fmt)c->state_format};
     ZOFF_CHECK_GOTO(zstore_create(&stc, &rt->store), st, fail);
 
     int threads = c->cpu_threads;
@@ -579,6 +623,22 @@ static zoff_status finalize_impl(zoff_runtime *rt)
 
     ZOFF_CHECK_GOTO(zdev_stream_create(rt->dev, &rt->d2h), st, fail);
     ZOFF_CHECK_GOTO(zdev_stream_create(rt->dev, &rt->h2d), st, fail);
+    if (rt->nbucket_params > 0) {
+        ZOFF_CHECK_GOTO(zdev_stream_create(rt->dev, &rt->push_s), st, fail);
+        size_t bucket_bytes = (size_t)(rt->layout.bucket_bytes / (uint64_t)c->grad_bucket_count);
+        st = zbk_init(&rt->bk, rt->dev, rt->d2h, c->grad_bucket_count, bucket_bytes);
+        if (st < 0) {
+            char b1[32], why[ZRT_ERR_MAX];
+            snprintf(why, sizeof why, "%s", zoff__last_error_tls());
+            zoff__err(st,
+                      "zoff_finalize: %d gradient buckets of %s do not fit on the device (%s): "
+                      "lower zero_optimization.reduce_bucket_size (now %zu elements) or "
+                      "zoff.grad_bucket_count",
+                      c->grad_bucket_count, zoff__fmt_bytes(bucket_bytes, b1, sizeof b1), why,
+                      c->grad_bucket_numel);
+            goto fail;
+        }
+    }
     for (int i = 0; i < rt->nparams; i++)
         ZOFF_CHECK_GOTO(zdev_event_create(rt->dev, &rt->params[i].ev), st, fail);
     ZOFF_CHECK_GOTO(zdev_event_create(rt->dev, &rt->params_ev), st, fail);
@@ -598,6 +658,10 @@ static zoff_status finalize_impl(zoff_runtime *rt)
     rt->step = 0;
     rt->sync_steps_done = 0;
     rt->grad_cur = 0;
+    rt->acc_cur = 0;
+    rt->micro = 0;
+    rt->acc_first = 1;
+    rt->acc_last = rt->accum == 1;
     rt->state = ZRT_READY;
     zrt_sched_apply(rt);
     zrt_stats_step_begin(rt); /* baseline of the counters */
@@ -706,6 +770,11 @@ ZOFF_API zoff_status zoff_set_step(zoff_runtime *rt, int64_t step)
                        "zoff_set_step in the middle of a step (%d gradients "
                        "declared): call it between steps",
                        rt->declared_count);
+    if (!st && rt->micro > 0)
+        st = zoff__err(ZOFF_ESTATE,
+                       "zoff_set_step in the middle of an accumulation window (%d of %d "
+                       "micro-batches done): call it at a boundary",
+                       rt->micro, rt->accum);
     if (!st) st = zrt_drain(rt);
     if (!st) {
         rt->step = step;
@@ -768,6 +837,17 @@ ZOFF_API zoff_status zoff_grad_ready(zoff_runtime *rt, int param_id, zoff_stream
     zoff_status st = check_ready(rt, "zoff_grad_ready");
     if (!st) st = check_param(rt, param_id, "zoff_grad_ready");
     if (!st) st = zrt_grad_ready(rt, param_id, producer);
+    return zrt_ret(rt, st);
+}
+
+ZOFF_API zoff_status zoff_grad_push(zoff_runtime *rt, int param_id, const void *dev_src,
+                                    size_t numel, zoff_dtype dtype, zoff_stream producer)
+{
+    zoff__clear_error();
+    if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_grad_push: rt is NULL");
+    zoff_status st = check_ready(rt, "zoff_grad_push");
+    if (!st) st = check_param(rt, param_id, "zoff_grad_push");
+    if (!st) st = zrt_grad_push(rt, param_id, dev_src, numel, dtype, producer);
     return zrt_ret(rt, st);
 }
 

@@ -83,8 +83,16 @@ ZOFF_API zoff_status zoff_get_stats(const zoff_runtime *rt, zoff_stats *out)
     o.trainer_wait_ms = rt->wait_block_ms + (e > b && b ? zoff__ns_to_ms(e - b) : 0.0);
     zdev_stats d;
     zdev_get_stats(rt->dev, &d);
-    /* zoff's own device memory: the streaming slab (the trainer owns resident params/grads) */
-    o.device_bytes = (uint64_t)rt->nslots * rt->slot_bytes;
+    /* zoff's own device memory: the streaming slab and the gradient buckets (the trainer owns
+     * resident params, and grads in the full-buffer mode) */
+    o.bucket_bytes = zbk_active(&rt->bk) ? (uint64_t)rt->bk.count * rt->bk.bytes : 0;
+    o.device_bytes = (uint64_t)rt->nslots * rt->slot_bytes + o.bucket_bytes;
+    o.device_peak_bytes = d.mem_peak;
+    o.bucket_flushes = rt->bk.flushes;
+    if (rt->total_numel)
+        o.gpu_bytes_per_param =
+            (double)(rt->param_bytes + rt->trainer_grad_bytes + o.device_bytes) /
+            (double)rt->total_numel;
     if (rt->arena) {
         zarena_stats as;
         zarena_get_stats(rt->arena, &as);

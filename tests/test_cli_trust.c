@@ -93,8 +93,13 @@ static void test_plan_dtype_gpu(void **state)
 {
     (void)state;
     /* 1 Mi params: fp32 params + grads = 8 MiB on the device, bf16 4 MiB */
+    /* 4 B/param (fp32) or 2 (bf16) + 4 gradient buckets of 1M / 4 elements (a small model's
+     * buckets hold no more than its gradients) */
     expect("plan --params 1M --json", 0, "\"gpu_bytes\": 8388608,", NULL);
     expect("plan --params 1M --dtype bf16 --json", 0, "\"gpu_bytes\": 4194304,", NULL);
+    expect("plan --params 1M --dtype bf16 --json", 0, "\"gpu_bytes_per_param\": 4.0000,", NULL);
+    expect("plan --gpu-mem 32G --dtype bf16", 0, "the largest model for a GPU of 32.00 GiB", NULL);
+    expect("plan --gpu-mem 32G --dtype bf16 --json", 0, "\"gpu_bound_params\": 17175674880,", NULL);
     expect("plan --params 1M --dtype fp16 --json", 0, "\"dtype\": \"fp16\"", NULL);
     expect("plan --params 1M --dtype int8", 2, "--dtype must be", NULL);
     expect("plan --params 1M --gpu-mem 80G --json", 0, "\"gpu_available\": 85899345920,", NULL);

@@ -218,9 +218,9 @@ static void test_auto(void **state)
                                  "the trainer)"),
                      1);
     assert_int_equal(count_lines("optimizer.params.eps = \"auto\" resolved to zoff's default"), 1);
-    assert_int_equal(count_lines("resolved to"), 14);
-    /* reduce_bucket_size is an ignored key: "auto" accepted, one warning */
-    assert_int_equal(count_lines("reduce_bucket_size = \"auto\" is accepted and ignored"), 1);
+    assert_int_equal(count_lines("resolved to"), 15);
+    /* reduce_bucket_size takes effect (zoff's gradient buckets): "auto" is zoff's default */
+    assert_int_equal(count_lines("reduce_bucket_size = \"auto\" resolved to"), 1);
 
     /* without trainer values: defaults, and total_num_steps cannot be guessed */
     assert_int_equal(zoff_config_from_json_string(&c, json), ZOFF_ECONFIG);

@@ -33,8 +33,24 @@ static void test_layout(void **state)
     assert_int_equal(l.store.resident_bytes, n * 12);
     assert_int_equal(l.store.pool_bytes, 0);
     assert_int_equal(l.arena_bytes, n * 2 + 4 * (1u << 17) + n * 12);
-    assert_int_equal(l.gpu_bytes, n * 4);
+    /* bucket mode (the default): 16-bit params + 4 buckets of 4 Mi 16-bit elements */
+    uint64_t buckets = 4ull * (1u << 20) * 2;
+    assert_int_equal(l.bucket_bytes, buckets);
+    assert_int_equal(l.gpu_bytes, n * 2 + buckets);
     assert_int_equal(l.no_offload_bytes, n * 16);
+    /* full-buffer mode: trainer-owned gradients, no buckets */
+    zrt_layout_device(&c, &l, n * 2, 0, 0, n);
+    assert_int_equal(l.gpu_bytes, n * 4);
+    assert_int_equal(l.bucket_bytes, 0);
+    /* accumulation adds one fp32 sum buffer on the host (two with overlap delayed) and a
+     * second 16-bit landing buffer */
+    c.gradient_accumulation_steps = 4;
+    zrt_layout acc;
+    assert_int_equal(zrt_layout_compute(&c, n, n * 2, 0, &acc), 0);
+    assert_int_equal(acc.nacc_bufs, 1);
+    assert_int_equal(acc.ngrad_bufs, 2);
+    assert_int_equal(acc.arena_bytes, l.arena_bytes + n * 4 + n * 2);
+    c.gradient_accumulation_steps = 1;
 
     c.tier = ZOFF_TIER_NVME;
     snprintf(c.nvme_path, sizeof c.nvme_path, "/tmp");
@@ -79,8 +95,38 @@ static void test_plan_report(void **state)
     assert_int_equal(zoff_plan(&c, 1000000, &r), 0);
     assert_int_equal(r.fits, 1);
     assert_string_equal(r.advice, "");
-    assert_int_equal(r.gpu_bytes, 4000000);
+    /* a small model: no more bucket room than its gradients (4 x 250000 elements, each
+     * bucket 256-byte aligned) */
+    assert_int_equal(r.bucket_bytes, 4ull * 500224);
+    assert_int_equal(r.gpu_bytes, 2000000 + 4ull * 500224);
     assert_int_equal(r.no_offload_bytes, 16000000);
+    /* the acceptance figure: 1 Gi fp16 params with default buckets, <= 2.1 bytes/param */
+    c.sim_gpu_bytes = (size_t)1 << 40;
+    c.tier = ZOFF_TIER_NVME;
+    snprintf(c.nvme_path, sizeof c.nvme_path, "/tmp");
+    assert_int_equal(zoff_plan(&c, (size_t)1 << 30, &r), 0);
+    assert_true(r.gpu_bytes_per_param <= 2.1);
+    assert_true(r.gpu_bytes_per_param >= 2.0);
+    assert_true(r.host_bytes_per_param > 2.0);
+    c.tier = ZOFF_TIER_CPU;
+    c.nvme_path[0] = '\0';
+    c.sim_gpu_bytes = ZOFF_GIB;
+
+    /* the largest model for a GPU: 32 GB, GPU side only (state on a huge disk is not asked for
+     * here: the cpu tier is bounded by this host's memory) */
+    uint64_t maxp = 0;
+    zoff_plan_report at;
+    memset(&at, 0, sizeof at);
+    assert_int_equal(zoff_plan_max_params(&c, 32000000000ull, &maxp, &at), 0);
+    assert_true(maxp > 0);
+    assert_int_equal(at.fits, 1);
+    assert_true(at.gpu_bytes <= 32000000000ull);
+    c.sim_gpu_bytes = (size_t)1 << 30;
+    uint64_t max1g = 0;
+    assert_int_equal(zoff_plan_max_params(&c, 0, &max1g, NULL), 0); /* the sim's 1 GiB */
+    assert_true(max1g <= ((1u << 30) - 4ull * (1u << 20) * 2) / 2);
+    assert_true(max1g > 0);
+
     assert_true(r.pinned_bytes >= 14000000);
     assert_true(r.host_available > 0);
 

@@ -6,7 +6,9 @@
  * --gpu-mem a GPU elsewhere has, MemAvailable, free space under the nvme paths), and whether it
  * fits; when it does not, the advice names the knob to change as a JSON key and, where this
  * command has one, its flag. Exit code 0: fits; 1: does not fit; 2: bad input (usage, numbers,
- * config). Public API only (zoff_plan_with, zoff_parse_count, zoff_parse_size).
+ * config). Public API only (zoff_plan_with, zoff_plan_max_params, zoff_parse_count,
+ * zoff_parse_size). --gpu-mem without --params answers the largest model that fits a GPU of that
+ * size, for each tier (zoff_plan_max_params: GPU, host and disk bounds).
  *
  * Adding an option: a field in plan_opts, a line in plan_usage, a branch in parse_args, and
  * (when it changes the plan) its effect in apply_opts; a flag the advice should name goes into
@@ -24,7 +26,7 @@
 
 typedef struct plan_opts {
     uint64_t params;
-    const char *config, *tier, *nvme_path, *ratio, *dtype;
+    const char *config, *tier, *nvme_path, *ratio, *dtype, *state, *optim;
     uint64_t gpu_mem_bytes; /* 0: this machine's device */
     int json;
     int stream;              /* --stream: 16-bit weights streamed from host memory */
@@ -37,16 +39,22 @@ static void plan_usage(FILE *f)
     fprintf(f,
             "usage: zoff plan --params N [--config cfg.json] [--dtype fp32|fp16|bf16]\n"
             "                 [--tier cpu|nvme] [--nvme-path DIR[,DIR...]] [--ratio R]\n"
-            "                 [--gpu-mem SIZE] [--json]\n"
+            "                 [--gpu-mem SIZE] [--state fp32|bf16|q8] [--optim adam|lion|adagrad]\n"
+            "                 [--json]\n"
             "                 [--stream [--layers L] [--batch B] [--seq S] [--prefetch-depth D]\n"
             "                  [--gpu-tflops T (400)] [--pcie-gbps G (25)]]\n"
             "  --params N      parameters: 7000000000, 7e9, 7B (decimal billions), 1.5B,\n"
             "                  or binary 7G (7 * 2^30); k/M/G/T are powers of 1024\n"
             "  --dtype D       parameter/gradient dtype (default: the config's, else fp32)\n"
             "  --gpu-mem SIZE  plan for a GPU with SIZE free (e.g. 80G), not this machine's\n"
+            "  --state F       optimizer moment format (q8: ~6 B/param of Adam state, not 12)\n"
+            "  --optim O       optimizer (Lion and Adagrad keep one moment)\n"
             "  --stream        16-bit weights streamed layer by layer from pinned host memory:\n"
             "                  the GPU holds prefetch_depth + 1 layer slots, the gradient path\n"
             "                  and the activations of B x S tokens (docs/runtime.md)\n"
+            "       zoff plan --gpu-mem SIZE [--config cfg.json] [--dtype D] [--nvme-path DIR]\n"
+            "                 [--json]\n"
+            "                  the largest model that fits a GPU of SIZE, for each tier\n"
             "  exit status: 0 fits, 1 does not fit, 2 bad input\n");
 }
 
@@ -103,6 +111,10 @@ static int parse_args(int argc, char **argv, plan_opts *o)
             o->nvme_path = v;
         } else if ((v = arg_value(&i, argc, argv, "--ratio"))) {
             o->ratio = v;
+        } else if ((v = arg_value(&i, argc, argv, "--state"))) {
+            o->state = v;
+        } else if ((v = arg_value(&i, argc, argv, "--optim"))) {
+            o->optim = v;
         } else if (!strcmp(argv[i], "--json")) {
             o->json = 1;
         } else if (!strcmp(argv[i], "--stream")) {
@@ -125,8 +137,9 @@ static int parse_args(int argc, char **argv, plan_opts *o)
             return 2;
         }
     }
-    if (o->params == 0) {
-        fprintf(stderr, "zoff plan: --params N is required\n");
+    if (o->params == 0 && o->gpu_mem_bytes == 0) {
+        fprintf(stderr, "zoff plan: --params N is required (or --gpu-mem SIZE alone: the "
+                        "largest model per tier)\n");
         plan_usage(stderr);
         return 2;
     }
@@ -168,6 +181,29 @@ static int apply_opts(const plan_opts *o, zoff_config *cfg)
             return 2;
         }
         snprintf(cfg->nvme_path, sizeof cfg->nvme_path, "%s", o->nvme_path);
+    }
+    if (o->state) {
+        static const char *const names[3] = {"fp32", "bf16", "q8"};
+        int k = 0;
+        while (k < 3 && strcasecmp(o->state, names[k])) k++;
+        if (k == 3) {
+            fprintf(stderr, "zoff plan: --state must be fp32, bf16 or q8 (got '%s')\n", o->state);
+            return 2;
+        }
+        cfg->state_format = k;
+    }
+    if (o->optim) {
+        if (!strcasecmp(o->optim, "adam") || !strcasecmp(o->optim, "adamw"))
+            cfg->optimizer_type = ZOFF_OPTIM_ADAM;
+        else if (!strcasecmp(o->optim, "lion"))
+            cfg->optimizer_type = ZOFF_OPTIM_LION;
+        else if (!strcasecmp(o->optim, "adagrad"))
+            cfg->optimizer_type = ZOFF_OPTIM_ADAGRAD;
+        else {
+            fprintf(stderr, "zoff plan: --optim must be adam, lion or adagrad (got '%s')\n",
+                    o->optim);
+            return 2;
+        }
     }
     if (o->ratio) {
         char *end;
@@ -213,6 +249,72 @@ static void advice_flags(const char *in, char *out, size_t len)
     }
 }
 
+/* --gpu-mem without --params: the largest model per tier (cpu; nvme under the config's or
+ * --nvme-path's directories, else /var/tmp). */
+static int largest_models(const zoff_config *cfg_in, uint64_t gpu_mem, int json)
+{
+    uint64_t maxp[2] = {0, 0};
+    zoff_plan_report at[2];
+    char paths[2][ZOFF_PATH_MAX];
+    size_t es = (cfg_in->fp16_enabled || cfg_in->bf16_enabled) ? 2 : 4;
+    for (int t = 0; t < 2; t++) {
+        zoff_config c = *cfg_in;
+        c.tier = t ? ZOFF_TIER_NVME : ZOFF_TIER_CPU;
+        if (c.tier == ZOFF_TIER_NVME && !c.nvme_path[0])
+            snprintf(c.nvme_path, sizeof c.nvme_path, "/var/tmp");
+        snprintf(paths[t], sizeof paths[t], "%s", c.nvme_path);
+        memset(&at[t], 0, sizeof at[t]);
+        at[t].struct_size = sizeof at[t];
+        if (zoff_plan_max_params(&c, gpu_mem, &maxp[t], &at[t]) < 0) {
+            fprintf(stderr, "zoff plan: %s\n", zoff_last_error(NULL));
+            return 2;
+        }
+    }
+    /* the GPU alone: 16-bit params + buckets; full gradient buffers; no offload (16 B/param) */
+    uint64_t buckets = (uint64_t)cfg_in->grad_bucket_count * cfg_in->grad_bucket_numel * es;
+    uint64_t gpu_only = gpu_mem > buckets ? (gpu_mem - buckets) / es : 0;
+    if (json) {
+        printf("{\"gpu_mem\": %llu, \"gpu_bound_params\": %llu, \"full_grads_params\": %llu, "
+               "\"no_offload_params\": %llu, \"tiers\": [",
+               (unsigned long long)gpu_mem, (unsigned long long)gpu_only,
+               (unsigned long long)(gpu_mem / (2 * es)), (unsigned long long)(gpu_mem / 16));
+        for (int t = 0; t < 2; t++) {
+            printf("%s{\"tier\": \"%s\", \"max_params\": %llu, \"gpu_bytes\": %llu, "
+                   "\"host_bytes\": %llu, \"nvme_bytes\": %llu, \"nvme_path\": ",
+                   t ? ", " : "", t ? "nvme" : "cpu", (unsigned long long)maxp[t],
+                   (unsigned long long)at[t].gpu_bytes,
+                   (unsigned long long)(at[t].pinned_bytes + at[t].pageable_bytes),
+                   (unsigned long long)at[t].nvme_bytes);
+            json_string(t ? paths[t] : "");
+            printf("}");
+        }
+        printf("]}\n");
+        return 0;
+    }
+    char a[32], b[32], c[32];
+    printf("zoff plan: the largest model for a GPU of %s (%zu-byte params, %d gradient buckets of "
+           "%zu elements)\n",
+           zoff_format_bytes(gpu_mem, a, sizeof a), es, cfg_in->grad_bucket_count,
+           cfg_in->grad_bucket_numel);
+    printf("  the GPU alone holds %.3f G params with zoff's buckets, %.3f G with full gradient "
+           "buffers, %.3f G without offload\n",
+           (double)gpu_only / 1e9, (double)(gpu_mem / (2 * es)) / 1e9,
+           (double)(gpu_mem / 16) / 1e9);
+    printf("  %-6s %14s %12s %12s %12s  bound by\n", "tier", "max params", "gpu", "host", "nvme");
+    for (int t = 0; t < 2; t++) {
+        const zoff_plan_report *r = &at[t];
+        const char *bound = maxp[t] + 1 >= gpu_only ? "the GPU"
+                            : t == 0                ? "host memory"
+                                                    : "host memory or the disk";
+        printf("  %-6s %12.3f G %12s %12s %12s  %s%s%s\n", t ? "nvme" : "cpu",
+               (double)maxp[t] / 1e9, zoff_format_bytes(r->gpu_bytes, a, sizeof a),
+               zoff_format_bytes(r->pinned_bytes + r->pageable_bytes, b, sizeof b),
+               zoff_format_bytes(r->nvme_bytes, c, sizeof c), bound, t ? " under " : "",
+               t ? paths[t] : "");
+    }
+    return 0;
+}
+
 int zoff_cmd_plan(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)
@@ -233,6 +335,7 @@ int zoff_cmd_plan(int argc, char **argv)
         return 2;
     }
     if ((rc = apply_opts(&o, &cfg))) return rc;
+    if (o.params == 0) return largest_models(&cfg, o.gpu_mem_bytes, o.json);
     zoff_plan_options popt = o.shape;
     popt.gpu_mem_bytes = o.gpu_mem_bytes;
     zoff_plan_report r;
@@ -262,13 +365,15 @@ int zoff_cmd_plan(int argc, char **argv)
                "\"gpu_available\": %llu, \"gpu_assumed\": %s, "
                "\"pinned_bytes\": %llu, \"pageable_bytes\": %llu, \"host_available\": %llu, "
                "\"nvme_bytes\": %llu, \"nvme_available\": %llu, \"no_offload_bytes\": %llu, "
-               "\"fits\": %s, \"advice\": ",
+               "\"bucket_bytes\": %llu, \"gpu_bytes_per_param\": %.4f, "
+               "\"host_bytes_per_param\": %.4f, \"fits\": %s, \"advice\": ",
                (unsigned long long)o.params, dtype, cfg.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
                (unsigned long long)r.gpu_bytes, (unsigned long long)r.gpu_available,
                o.gpu_mem_bytes ? "true" : "false", (unsigned long long)r.pinned_bytes,
                (unsigned long long)r.pageable_bytes, (unsigned long long)r.host_available,
                (unsigned long long)r.nvme_bytes, (unsigned long long)r.nvme_available,
-               (unsigned long long)r.no_offload_bytes, r.fits ? "true" : "false");
+               (unsigned long long)r.no_offload_bytes, (unsigned long long)r.bucket_bytes,
+               r.gpu_bytes_per_param, r.host_bytes_per_param, r.fits ? "true" : "false");
         json_string(advice);
         if (r.streamed)
             printf(", \"stream\": true, \"layers\": %d, \"slot_bytes\": %llu, \"nslots\": %d, "
@@ -289,8 +394,11 @@ int zoff_cmd_plan(int argc, char **argv)
         return r.fits ? 0 : 1;
     }
     char a[32], b[32];
-    printf("zoff plan: %llu parameters (%s), optimizer state on %s%s\n",
-           (unsigned long long)o.params, dtype, cfg.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
+    static const char *const fmts[3] = {"fp32", "bf16", "q8"};
+    static const char *const opts[3] = {"adam", "lion", "adagrad"};
+    printf("zoff plan: %llu parameters (%s), %s state with %s moments on %s%s\n",
+           (unsigned long long)o.params, dtype, opts[cfg.optimizer_type % 3],
+           fmts[cfg.state_format % 3], cfg.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
            cfg.tier == ZOFF_TIER_NVME && cfg.ratio > 0 ? " (part resident: ratio)" : "");
     printf("  %-16s %14s %14s\n", "tier", "needed", "available");
     printf("  %-16s %14s %14s%s\n", "gpu", zoff_format_bytes(r.gpu_bytes, a, sizeof a),
@@ -301,6 +409,10 @@ int zoff_cmd_plan(int argc, char **argv)
            zoff_format_bytes(r.host_available, b, sizeof b));
     printf("  %-16s %14s %14s\n", "nvme", zoff_format_bytes(r.nvme_bytes, a, sizeof a),
            r.nvme_bytes ? zoff_format_bytes(r.nvme_available, b, sizeof b) : "-");
+    printf("  per parameter: %.3f bytes on the GPU (16-bit params + %s of gradient buckets), "
+           "%.3f in host memory\n",
+           r.gpu_bytes_per_param, zoff_format_bytes(r.bucket_bytes, b, sizeof b),
+           r.host_bytes_per_param);
     printf("  without offload the GPU would need %s (16 B/param)\n",
            zoff_format_bytes(r.no_offload_bytes, a, sizeof a));
     if (r.streamed) {

@@ -163,7 +163,10 @@ static void usage(FILE *out)
         "training:\n"
         "  --steps N            length of the lr schedule = last step\n"
         "  --until N            stop after step N with a checkpoint (continue with --resume)\n"
-        "  --batch N            sequences per step\n"
+        "  --batch N            sequences per micro-batch\n"
+        "  --accum K            gradient accumulation: each step is K micro-batches of batch / K\n"
+        "                       sequences (config gradient_accumulation_steps; zoff sums the\n"
+        "                       gradients in fp32 and updates with their mean)\n"
         "  --lr X --min-lr X --warmup N   linear warm-up to lr, cosine decay to min-lr\n"
         "                       (default min-lr: a tenth of lr)\n"
         "  --clip X             gradient clipping (max global norm; 0 off)\n"
@@ -176,6 +179,10 @@ static void usage(FILE *out)
         "  --offload cpu|nvme   tier of the fp32 master weights and Adam state\n"
         "  --nvme-path DIR[,DIR]  swap directories of the nvme tier (default ./zoff-run)\n"
         "  --overlap sync|eager|delayed   zoff's step pipeline mode\n"
+        "  --optim adam|adamw|lion|adagrad   the optimizer (adam: L2 decay; adamw: decoupled; "
+        "lion\n"
+        "                       sets betas 0.9/0.99, adagrad eps 1e-10, as their papers/torch)\n"
+        "  --state fp32|bf16|q8 format of the optimizer moments (q8: blockwise 8-bit, ~6 B/param)\n"
         "  --sim-gpu-bytes SIZE capacity of the sim device (e.g. 24M, 1G)\n"
         "  --stream             stream the 16-bit weights block by block from pinned host memory\n"
         "                       (automatic when params + gradients do not fit the device);\n"
@@ -238,10 +245,13 @@ enum {
     O_SCHARS,
     O_TEMP,
     O_QUIET,
+    O_OPTIM,
+    O_STATE,
     O_DEVICE,
     O_STREAM,
     O_NOSTREAM,
-    O_PREFETCH
+    O_PREFETCH,
+    O_ACCUM
 };
 
 static const struct option long_opts[] = {
@@ -255,6 +265,7 @@ static const struct option long_opts[] = {
     {"steps", required_argument, 0, O_STEPS},
     {"until", required_argument, 0, O_UNTIL},
     {"batch", required_argument, 0, O_BATCH},
+    {"accum", required_argument, 0, O_ACCUM},
     {"lr", required_argument, 0, O_LR},
     {"min-lr", required_argument, 0, O_MINLR},
     {"warmup", required_argument, 0, O_WARMUP},
@@ -285,6 +296,8 @@ static const struct option long_opts[] = {
     {"sample-chars", required_argument, 0, O_SCHARS},
     {"temperature", required_argument, 0, O_TEMP},
     {"quiet", no_argument, 0, O_QUIET},
+    {"optim", required_argument, 0, O_OPTIM},
+    {"state", required_argument, 0, O_STATE},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -375,6 +388,7 @@ int zoff_cmd_train(int argc, char **argv)
 {
     gpt_train_opts o;
     char err[1024];
+    int accum_flag = 0;
     int rc = gpt_train_defaults(&o, err, sizeof err);
     if (rc) {
         fprintf(stderr, "zoff train: %s\n", err);
@@ -439,6 +453,10 @@ int zoff_cmd_train(int argc, char **argv)
             break;
         case O_BATCH:
             rc = parse_int(name, optarg, 1, 65536, &o.batch);
+            break;
+        case O_ACCUM:
+            if (!(rc = parse_int(name, optarg, 1, 65536, &accum_flag)))
+                o.zcfg.gradient_accumulation_steps = accum_flag;
             break;
         case O_LR:
             rc = parse_dbl(name, optarg, 0, 10, &o.lr);
@@ -559,6 +577,31 @@ int zoff_cmd_train(int argc, char **argv)
             break;
         case O_QUIET:
             o.quiet = 1;
+            break;
+        case O_OPTIM:
+            if (!strcmp(optarg, "adam") || !strcmp(optarg, "adamw")) {
+                o.zcfg.optimizer_type = ZOFF_OPTIM_ADAM;
+                o.zcfg.optimizer.adamw_mode = !strcmp(optarg, "adamw");
+            } else if (!strcmp(optarg, "lion")) {
+                o.zcfg.optimizer_type = ZOFF_OPTIM_LION;
+                o.zcfg.optimizer.beta1 = 0.9f;
+                o.zcfg.optimizer.beta2 = 0.99f;
+            } else if (!strcmp(optarg, "adagrad")) {
+                o.zcfg.optimizer_type = ZOFF_OPTIM_ADAGRAD;
+                o.zcfg.optimizer.eps = 1e-10f;
+            } else {
+                rc = bad(name, optarg, "adam, adamw, lion or adagrad");
+            }
+            break;
+        case O_STATE:
+            if (!strcmp(optarg, "fp32"))
+                o.zcfg.state_format = ZOFF_STATE_FP32;
+            else if (!strcmp(optarg, "bf16"))
+                o.zcfg.state_format = ZOFF_STATE_BF16;
+            else if (!strcmp(optarg, "q8"))
+                o.zcfg.state_format = ZOFF_STATE_Q8;
+            else
+                rc = bad(name, optarg, "fp32, bf16 or q8");
             break;
         case ':':
             fprintf(stderr, "zoff train: %s needs a value (see zoff train --help)\n",

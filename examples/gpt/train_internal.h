@@ -49,7 +49,8 @@ typedef struct gpt_trainer {
     gpt_data data;
     const char *data_path;
     uint16_t *dev_params;  /* device: 16-bit parameters (lay.total_numel) */
-    uint16_t *dev_grads;   /* device: 16-bit gradients */
+    uint16_t *dev_grads;   /* device: one 16-bit gradient buffer of the largest tensor, handed
+                              to zoff's gradient buckets (zoff_grad_push) tensor by tensor */
     size_t dev_bytes;      /* device bytes the trainer allocated */
     float *params;         /* host: fp32 compute copy of dev_params */
     float *grads;          /* host: fp32 gradients of the backward */

@@ -4,7 +4,8 @@
  *
  *   forward (fp32 compute copy of the 16-bit device parameters)
  *   backward, last block first: each stage's fp32 gradients are scaled by zoff_get_loss_scale,
- *     rounded to 16 bits into the device gradient buffers and handed over with zoff_grad_ready
+ *     rounded to 16 bits into one device gradient buffer and handed to zoff's gradient buckets
+ *     with zoff_grad_push (K micro-batches per step with gradient accumulation)
  *   zoff_step                      (unscale, overflow check, clipping, CPU Adam, NVMe swap,
  *                                   upload of the new 16-bit parameters)
  *   zoff_params_ready(NULL)        then the fp32 compute copy is refreshed from device memory
@@ -190,8 +191,11 @@ static int on_stage(int stage, void *user)
     for (int i = 0; i < t->lay.ntensors; i++) {
         const gpt_tensor *tn = &t->lay.tensors[i];
         if (tn->stage != stage) continue;
-        to_16(t->dev_grads + tn->offset, t->grads + tn->offset, tn->numel, t->o->dtype);
-        zoff_status st = zoff_grad_ready(t->rt, t->ids[i], NULL);
+        /* the model computes on the host: the 16-bit gradient is written into the one device
+         * buffer and zoff copies it into its bucket before returning (producer NULL) */
+        to_16(t->dev_grads, t->grads + tn->offset, tn->numel, t->o->dtype);
+        zoff_status st =
+            zoff_grad_push(t->rt, t->ids[i], t->dev_grads, tn->numel, t->o->dtype, NULL);
         if (st != ZOFF_OK) {
             t->cb_status = st;
             return st;
@@ -484,13 +488,16 @@ static int setup(gpt_trainer *t)
             return GPT_EXIT_FAIL;
         }
     }
-    t->dev_bytes = (t->resident_numel + n) * sizeof(uint16_t);
+    size_t maxn = 0; /* the one gradient buffer: the largest tensor */
+    for (int i = 0; i < t->lay.ntensors; i++)
+        if (t->lay.tensors[i].numel > maxn) maxn = t->lay.tensors[i].numel;
+    t->dev_bytes = (t->resident_numel + maxn) * sizeof(uint16_t);
     if (t->resident_numel && (st = zoff_device_alloc(t->rt, t->resident_numel * sizeof(uint16_t),
                                                      (void **)&t->dev_params)) != ZOFF_OK)
         return zfail(t, st, "device memory for the 16-bit parameters");
-    if ((st = zoff_device_alloc(t->rt, n * sizeof(uint16_t), (void **)&t->dev_grads)) != ZOFF_OK)
-        return zfail(t, st, "device memory for the 16-bit gradients");
-    memset(t->dev_grads, 0, n * sizeof(uint16_t));
+    if ((st = zoff_device_alloc(t->rt, maxn * sizeof(uint16_t), (void **)&t->dev_grads)) != ZOFF_OK)
+        return zfail(t, st, "device memory for the 16-bit gradient buffer");
+    memset(t->dev_grads, 0, maxn * sizeof(uint16_t));
 
     /* groups: 0 (from the config) with weight decay, 1 without (biases, layernorm) */
     zoff_group_config g = o->zcfg.optimizer;
@@ -506,9 +513,9 @@ static int setup(gpt_trainer *t)
     for (int i = 0; i < t->lay.ntensors; i++) {
         const gpt_tensor *tn = &t->lay.tensors[i];
         st = zoff_add_param(t->rt, tn->name, tn->numel, o->dtype,
-                            tensor_resident(t, tn) ? t->dev_params + tn->offset : NULL,
-                            t->dev_grads + tn->offset, t->params + tn->offset,
-                            tn->decay ? t->group_decay : t->group_nodecay, &t->ids[i]);
+                            tensor_resident(t, tn) ? t->dev_params + tn->offset : NULL, NULL,
+                            t->params + tn->offset, tn->decay ? t->group_decay : t->group_nodecay,
+                            &t->ids[i]);
         if (st != ZOFF_OK) return zfail(t, st, "zoff_add_param");
     }
     if (t->stream) { /* one unit per backward stage; forward runs them from the last stage */
@@ -603,47 +610,72 @@ static int train_step(gpt_trainer *t)
     if ((st = zoff_get_loss_scale(t->rt, &m.loss_scale)) != ZOFF_OK)
         return zfail(t, st, "zoff_get_loss_scale");
 
-    /* N ranks draw the same N batches from the shared generator; rank r keeps the r-th (the
-     * global batch is N x B sequences, the gradients are averaged over the ranks) */
-    int nr = t->nranks > 0 ? t->nranks : 1;
-    for (int r = 0; r < nr; r++) {
-        if (r > t->rank) {
-            int32_t *sx = malloc((size_t)B * (size_t)T * 2 * sizeof(int32_t));
-            if (!sx) {
-                fprintf(stderr, "zoff train: out of memory\n");
-                return GPT_EXIT_FAIL;
-            }
-            for (; r < nr; r++)
-                gpt_data_train_batch(&t->data, &t->rng, B, T, sx, sx + (size_t)B * (size_t)T);
-            free(sx);
-            break;
-        }
-        gpt_data_train_batch(&t->data, &t->rng, B, T, t->x, t->y);
+    /* K micro-batches (gradient_accumulation_steps): zoff sums their gradients and updates at
+     * the K-th zoff_step with the mean; the reported loss is the mean of the micro-batches */
+    int K = o->zcfg.gradient_accumulation_steps > 1 ? (int)o->zcfg.gradient_accumulation_steps : 1;
+    if (B % K != 0) {
+        fprintf(stderr,
+                "zoff train: the batch (%d sequences per step) is not a multiple of "
+                "gradient_accumulation_steps (%d): each micro-batch has batch / accumulation "
+                "sequences\n",
+                B, K);
+        return GPT_EXIT_USAGE;
     }
-    memset(t->grads, 0, t->lay.total_numel * sizeof(float));
-    if (gpt_forward(t->model, t->params, t->x, t->y, B, T, &m.loss) != 0) {
-        fprintf(stderr, "zoff train: forward failed\n");
-        return GPT_EXIT_FAIL;
-    }
-    t->cb_status = ZOFF_OK;
-    if (t->stream && (st = fetch_stage(t, 0)) != ZOFF_OK) return zfail(t, st, "zoff_fetch");
-    int rc = gpt_backward(t->model, t->params, t->grads, m.loss_scale, on_stage, t);
-    if (rc != 0) return zfail(t, t->cb_status ? t->cb_status : rc, "zoff_grad_ready");
-    uint64_t t1 = gpt_now_ns();
-
+    B /= K; /* sequences per micro-batch */
     zoff_step_result r;
-    memset(&r, 0, sizeof r);
-    r.struct_size = sizeof r;
-    if ((st = zoff_step(t->rt, NULL, &r)) != ZOFF_OK) {
-        rc = zfail(t, st, "zoff_step");
-        if (st == ZOFF_EDIVERGED)
-            fprintf(stderr,
-                    "zoff train: stopped at step %" PRId64 " (nothing saved: the state "
-                    "diverged)%s%s\n",
-                    t->iter, t->last_ckpt[0] ? "; the last checkpoint is " : "", t->last_ckpt);
-        return rc;
+    double loss_sum = 0, zstep_ns = 0;
+    uint64_t t1 = t0, t2 = t0;
+    int rc = 0;
+    for (int j = 0; j < K; j++) {
+        float loss = 0;
+        /* N ranks draw the same N batches from the shared generator; rank r keeps the r-th
+         * (the global batch is N x B sequences, the gradients are averaged over the ranks) */
+        int nr = t->nranks > 0 ? t->nranks : 1;
+        for (int r_ = 0; r_ < nr; r_++) {
+            if (r_ > t->rank) {
+                int32_t *sx = malloc((size_t)B * (size_t)T * 2 * sizeof(int32_t));
+                if (!sx) {
+                    fprintf(stderr, "zoff train: out of memory\n");
+                    return GPT_EXIT_FAIL;
+                }
+                for (; r_ < nr; r_++)
+                    gpt_data_train_batch(&t->data, &t->rng, B, T, sx, sx + (size_t)B * (size_t)T);
+                free(sx);
+                break;
+            }
+            gpt_data_train_batch(&t->data, &t->rng, B, T, t->x, t->y);
+        }
+        memset(t->grads, 0, t->lay.total_numel * sizeof(float));
+        if (gpt_forward(t->model, t->params, t->x, t->y, B, T, &loss) != 0) {
+            fprintf(stderr, "zoff train: forward failed\n");
+            return GPT_EXIT_FAIL;
+        }
+        loss_sum += loss;
+        t->cb_status = ZOFF_OK;
+        if (t->stream && (st = fetch_stage(t, 0)) != ZOFF_OK) return zfail(t, st, "zoff_fetch");
+        rc = gpt_backward(t->model, t->params, t->grads, m.loss_scale, on_stage, t);
+        if (rc != 0) return zfail(t, t->cb_status ? t->cb_status : rc, "zoff_grad_push");
+        t1 = gpt_now_ns();
+        memset(&r, 0, sizeof r);
+        r.struct_size = sizeof r;
+        if ((st = zoff_step(t->rt, NULL, &r)) != ZOFF_OK) {
+            rc = zfail(t, st, "zoff_step");
+            if (st == ZOFF_EDIVERGED)
+                fprintf(stderr,
+                        "zoff train: stopped at step %" PRId64 " (nothing saved: the state "
+                        "diverged)%s%s\n",
+                        t->iter, t->last_ckpt[0] ? "; the last checkpoint is " : "", t->last_ckpt);
+            return rc;
+        }
+        t2 = gpt_now_ns();
+        zstep_ns += (double)(t2 - t1);
+        if (r.accumulating != (j < K - 1)) {
+            fprintf(stderr, "zoff train: the runtime's accumulation window is out of step\n");
+            return GPT_EXIT_FAIL;
+        }
     }
-    uint64_t t2 = gpt_now_ns();
+    m.loss = (float)(loss_sum / K);
+    t1 = t2 - (uint64_t)zstep_ns;
     if ((st = zoff_params_ready(t->rt, NULL)) != ZOFF_OK) return zfail(t, st, "zoff_params_ready");
     if ((st = refresh_params(t)) != ZOFF_OK) return zfail(t, st, "zoff_fetch");
     uint64_t t3 = gpt_now_ns();
@@ -667,7 +699,7 @@ static int train_step(gpt_trainer *t)
     m.nvme_ms = s.nvme_read.busy_ms + s.nvme_write.busy_ms;
     m.trainer_wait_ms = s.trainer_wait_ms;
     m.overlap = s.overlap_ratio;
-    m.tokens_per_s = (double)B * T / (m.iter_ms / 1e3);
+    m.tokens_per_s = (double)B * K * T / (m.iter_ms / 1e3);
     t->sum_d2h_ms += m.d2h_ms;
     t->sum_h2d_ms += m.h2d_ms;
     t->sum_nvme_ms += m.nvme_ms;

@@ -195,6 +195,41 @@ def test_grad_hooks_and_closure_match_torch():
     assert_params_close(zc, ref)
 
 
+def test_hooks_free_grads_and_accumulation_match_torch():
+    """grad_hooks: each .grad goes to zoff's buckets and is freed in the hook; with
+    gradient_accumulation_steps K, K backward passes then step() equal torch accumulating the
+    loss / K (zoff averages; fp32 tolerance)."""
+    K = 2
+    ref, zm = twins()
+    topt = torch.optim.AdamW(ref.parameters(), lr=3e-3)
+    opt = zoff.torch.AdamW(zm.parameters(), lr=3e-3, grad_hooks=True,
+                           config={"train_micro_batch_size_per_gpu": 64,
+                                   "gradient_accumulation_steps": K})
+    for t in range(20):
+        topt.zero_grad()
+        opt.zero_grad()
+        for j in range(K):
+            (loss_of(ref, t * K + j) / K).backward()
+            loss_of(zm, t * K + j).backward()
+            assert all(p.grad is None for p in zm.parameters()), "a hook kept a gradient"
+        topt.step()
+        opt.step()
+        assert not opt.last_step_result.accumulating
+    assert_params_close(zm, ref)
+    assert opt.last_step_result.step == 20
+    st = opt.stats()
+    assert st["micro_steps"] == 20 * K and st["bucket_bytes"] > 0
+    # step() before the K-th micro-batch is refused (zoff keeps the partial sum)
+    loss_of(zm, 0).backward()
+    with pytest.raises(zoff.ZoffError) as e:
+        opt.step()
+    assert "micro-batches" in e.value.message
+    with pytest.raises(ValueError):
+        zoff.torch.AdamW(make_model().parameters(),
+                         config={"train_micro_batch_size_per_gpu": 64,
+                                 "gradient_accumulation_steps": 2})
+
+
 # ---- 16-bit parameters -------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_16bit_trajectory_close_to_fp32_torch(dtype):

@@ -111,6 +111,8 @@ class StepResultC(ctypes.Structure):
         ("params_updated", ctypes.c_int),
         ("params_without_grad", ctypes.c_int),
         ("params_nonfinite", ctypes.c_int),
+        ("accumulating", ctypes.c_int),
+        ("micro_step", ctypes.c_int),
     ]
 
 
@@ -165,6 +167,11 @@ class StatsC(ctypes.Structure):
         ("fetch_wait_ms", ctypes.c_double),
         ("slot_bytes", ctypes.c_uint64),
         ("nslots", ctypes.c_int),
+        ("device_peak_bytes", ctypes.c_uint64),
+        ("bucket_bytes", ctypes.c_uint64),
+        ("gpu_bytes_per_param", ctypes.c_double),
+        ("bucket_flushes", ctypes.c_uint64),
+        ("micro_steps", ctypes.c_int64),
     ]
 
 
@@ -191,6 +198,9 @@ class PlanReportC(ctypes.Structure):
         ("h2d_bytes_per_step", ctypes.c_uint64),
         ("d2h_bytes_per_step", ctypes.c_uint64),
         ("min_tokens_per_microbatch", ctypes.c_uint64),
+        ("bucket_bytes", ctypes.c_uint64),
+        ("gpu_bytes_per_param", ctypes.c_double),
+        ("host_bytes_per_param", ctypes.c_double),
     ]
 
 
@@ -225,6 +235,8 @@ _FUNCS = {
     ),
     "zoff_finalize": (_st, [_p]),
     "zoff_grad_ready": (_st, [_p, ctypes.c_int, _p]),
+    "zoff_grad_push": (_st, [_p, ctypes.c_int, _p, _sz, ctypes.c_int, _p]),
+    "zoff_plan_max_params": (_st, [_p, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64), _p]),
     "zoff_step": (_st, [_p, ctypes.POINTER(StepArgs), ctypes.POINTER(StepResultC)]),
     "zoff_params_ready": (_st, [_p, _p]),
     "zoff_get_loss_scale": (_st, [_p, ctypes.POINTER(ctypes.c_float)]),

@@ -137,6 +137,8 @@ class StepResult:
     params_updated: int = 0
     params_without_grad: int = 0
     params_nonfinite: int = 0
+    accumulating: bool = False  # gradient accumulation: a micro-batch was summed, no update
+    micro_step: int = 0  # micro-batches of the current window done (0 at a boundary)
 
 
 @dataclass
@@ -295,7 +297,8 @@ class Runtime:
     # ---- parameters -------------------------------------------------------------------------
     def add_param_ptr(self, name, numel, dtype, dev_param, dev_grad, init_master=None, group=0):
         """Registers a parameter whose device buffers the caller owns (they must stay valid
-        until close()). dev_param/dev_grad are integer addresses. init_master: None (read from
+        until close()). dev_param/dev_grad are integer addresses; dev_grad None (or 0): the
+        gradient goes through zoff's device buckets (grad_push). init_master: None (read from
         dev_param) or an array of numel fp32 values (copied). Returns the parameter id."""
         dt = _dtypes.parse(dtype)
         init = None
@@ -306,9 +309,10 @@ class Runtime:
                                  f"expected {int(numel)}")
         pid = ctypes.c_int(-1)
         self._call("zoff_add_param", str(name).encode(), int(numel), dt,
-                   ctypes.c_void_p(int(dev_param)), ctypes.c_void_p(int(dev_grad)),
+                   ctypes.c_void_p(int(dev_param)),
+                   ctypes.c_void_p(int(dev_grad)) if dev_grad else None,
                    _f32_ptr(init) if init is not None else None, int(group), ctypes.byref(pid))
-        self._params.append(_Param(str(name), int(numel), dt, int(dev_param), int(dev_grad),
+        self._params.append(_Param(str(name), int(numel), dt, int(dev_param), int(dev_grad or 0),
                                    int(group), False))
         return pid.value
 
@@ -439,6 +443,14 @@ class Runtime:
         is)."""
         self._call("zoff_grad_ready", int(pid), _stream(stream))
 
+    def grad_push(self, pid, dev_src, numel, dtype, stream=None):
+        """Hands pid's gradient (numel elements of dtype at device address dev_src) to zoff's
+        gradient buckets: the copy is queued on `stream` (None: done before this returns), so
+        dev_src may be reused in stream order right after. For parameters registered with
+        dev_grad None."""
+        self._call("zoff_grad_push", int(pid), ctypes.c_void_p(int(dev_src)), int(numel),
+                   _dtypes.parse(dtype), _stream(stream))
+
     def step(self, zero_missing_grads=False):
         """Runs the optimizer step; returns a StepResult. Parameters whose gradient was not
         declared this step are left untouched (torch's .grad None), or get a zero gradient with
@@ -455,7 +467,8 @@ class Runtime:
             adam_ms=float(res.adam_ms), wait_grads_ms=float(res.wait_grads_ms),
             nvme_wait_ms=float(res.nvme_wait_ms), params_updated=int(res.params_updated),
             params_without_grad=int(res.params_without_grad),
-            params_nonfinite=int(res.params_nonfinite))
+            params_nonfinite=int(res.params_nonfinite), accumulating=bool(res.accumulating),
+            micro_step=int(res.micro_step))
 
     def grads_discard(self):
         """Forgets the gradients declared since the last step (zoff_grads_discard): the next

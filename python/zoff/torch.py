@@ -1,25 +1,35 @@
-"""zoff.torch: AdamW and Adam as torch.optim.Optimizer subclasses backed by a zoff runtime.
+"""zoff.torch: AdamW, Adam, Lion and Adagrad as torch.optim.Optimizer subclasses backed by a zoff
+runtime (state_format="fp32" | "bf16" | "q8" chooses how zoff stores the moments).
 
 This module owns the drop-in optimizers: the mapping of torch parameter groups to zoff groups,
 the registration of each parameter with zoff, the per-step copies between torch tensors and
 zoff's device buffers, the optional backward hooks, and the torch-form state_dict.
 
 Where the data lives and what is copied (per parameter, numel elements of the param's dtype):
-  - CPU tensors (zoff's sim device, host-addressable): zoff owns a device parameter buffer and a
-    device gradient buffer (zoff_device_alloc). Each step: p.grad is copied into the gradient
-    buffer (same dtype, one memcpy-like copy), then grad_ready; after zoff_step and
-    params_ready(NULL) the updated parameter (fp32, fp16 or bf16, rounded from the fp32 master
-    by zoff) is copied from the parameter buffer back into p. Two copies of numel * elem_size
-    bytes per step, the same bytes a GPU trainer moves over PCIe. The fp32 master weights and
-    Adam moments live in zoff (pinned host memory or NVMe), never in torch.
+  - Gradients go through zoff's device gradient buckets (zoff_grad_push; every parameter is
+    registered with dev_grad NULL): no full-size gradient buffer is kept for zoff.
+  - CPU tensors (zoff's sim device, host-addressable): zoff owns a device parameter buffer per
+    parameter and the optimizer one scratch device buffer of the largest parameter's size. Each
+    gradient is copied into the scratch buffer and pushed (zoff copies it into a bucket before
+    the push returns); after zoff_step and params_ready(NULL) the updated parameter (fp32, fp16
+    or bf16, rounded from the fp32 master by zoff) is copied from the parameter buffer back into
+    p. The fp32 master weights and Adam moments live in zoff (pinned host memory or NVMe).
   - CUDA tensors (zoff's CUDA backend; this path has never run on a real GPU in this project's
     tests): p's own storage is the device parameter (zoff's H2D copies write straight into it),
-    and a gradient buffer of the same dtype is allocated with torch. Each step p.grad is copied
-    into that buffer on the current CUDA stream and zoff_grad_ready is given that stream;
-    params_ready makes the current stream wait for the new parameters.
+    and p.grad itself is pushed on the current CUDA stream (converted to p's dtype first when it
+    differs); params_ready makes the current stream wait for the new parameters.
   - CPU tensors with a CUDA backend (config zoff.device "cuda" / "auto" on a GPU machine, or
-    ZOFF_DEVICE=cuda): gradients and parameters move with zoff_device_upload/download
-    (synchronous; never run here either).
+    ZOFF_DEVICE=cuda): the gradient is uploaded into the scratch buffer, parameters come back
+    with zoff_device_download (synchronous; never run here either).
+
+grad_hooks=True: each gradient is pushed from register_post_accumulate_grad_hook as soon as
+autograd has accumulated it, and p.grad is set to None right after (the hook frees it), so the
+model never holds a full set of gradients. Gradient accumulation (config
+gradient_accumulation_steps K > 1, hooks required): call loss.backward() once per micro-batch
+and optimizer.step() after the K-th; zoff sums the micro-batches in fp32 and the update uses
+their mean (do not divide the loss by K yourself, unlike plain torch). A new micro-batch is
+recognised when a hook fires for a parameter already handed in the current one. zero_grad() is
+harmless at any point (p.grad is already None) and does not discard zoff's partial sums.
 
 Thread safety: like torch optimizers, one optimizer is driven by one training loop; backward
 hooks may run on autograd threads and are serialised by the runtime's lock.
@@ -92,10 +102,17 @@ class _ZoffOptimizer(torch.optim.Optimizer):
     """Common implementation of AdamW (decoupled weight decay) and Adam (L2 weight decay)."""
 
     _adamw = True
+    _optim_type = None  # None: whatever the config says (Adam / AdamW); else "Lion", "Adagrad"
+    _optim_params = {}  # extra optimizer.params for the config (Adagrad: lr_decay, ...)
 
     def __init__(self, params, lr, betas, eps, weight_decay, amsgrad=False, maximize=False,
                  foreach=None, capturable=False, differentiable=False, fused=None,
-                 offload="cpu", nvme_path=None, config=None, grad_hooks=False):
+                 offload="cpu", nvme_path=None, config=None, grad_hooks=False,
+                 state_format=None):
+        if state_format not in (None, "fp32", "bf16", "q8"):
+            raise ValueError(f"zoff: state_format must be 'fp32', 'bf16' or 'q8', not "
+                             f"{state_format!r}")
+        self._state_format = state_format
         if not 0.0 <= _as_float(lr):
             raise ValueError(f"Invalid learning rate: {lr}")
         if not 0.0 <= eps:
@@ -117,6 +134,10 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         self._pushed = []
         self._hooks = []
         self._defer_hooks = 0
+        self._scratch = 0
+        self._scratch_view = None
+        self._accum = 1
+        self._micro = 0
         self._building = True
         self.last_step_result = None
         self._stream = None  # zoff.torch.stream(): {id(param): unit index}, unit lists
@@ -161,6 +182,19 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         on_cuda = kinds == {"cuda"}
 
         cfg = _load_config(config)
+        if self._optim_type is not None:
+            opt = cfg.setdefault("optimizer", {})
+            if not isinstance(opt, dict):
+                raise ZoffError(_lib.ZOFF_ECONFIG, "ZOFF_ECONFIG",
+                                "optimizer: expected a JSON object")
+            opt["type"] = self._optim_type
+            opt.setdefault("params", {}).update(self._optim_params)
+        if self._state_format is not None:
+            z = cfg.setdefault("zoff", {})
+            if not isinstance(z, dict):
+                raise ZoffError(_lib.ZOFF_ECONFIG, "ZOFF_ECONFIG",
+                                "zoff: expected a JSON object")
+            z["state_format"] = self._state_format
         zero = cfg.setdefault("zero_optimization", {})
         if not isinstance(zero, dict):
             raise ZoffError(_lib.ZOFF_ECONFIG, "ZOFF_ECONFIG",
@@ -207,6 +241,11 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         kw = {"zero_optimization.offload_optimizer.device": "offload=",
               "zero_optimization.offload_optimizer.nvme_path": "nvme_path="}
         self._scheduled = isinstance(cfg.get("scheduler"), dict)
+        self._accum = int(cfg.get("gradient_accumulation_steps", 1) or 1)
+        if self._accum > 1 and not grad_hooks:
+            raise ValueError("zoff.torch: gradient_accumulation_steps > 1 needs grad_hooks=True "
+                             "(zoff sums the micro-batches as the hooks hand them over; without "
+                             "hooks torch accumulates .grad itself: keep the config at 1)")
         with _kwarg_errors(kw if nvme_path is not None else
                            {"zero_optimization.offload_optimizer.device": "offload="}):
             self._rt = Runtime(cfg)
@@ -226,6 +265,13 @@ class _ZoffOptimizer(torch.optim.Optimizer):
             self._pushed.append(hp)
 
         host_ok = self._rt.device_host_accessible
+        if not on_cuda:
+            big = max((p.numel() * p.element_size() for p in params if p.requires_grad),
+                      default=0)
+            if big:
+                self._scratch = self._rt.device_alloc(big)
+                if host_ok:
+                    self._scratch_view = (_host_view(self._scratch, big, torch.uint8), big)
         index = 0
         for gi, group in enumerate(self.param_groups):
             names = group.get("param_names")
@@ -295,10 +341,9 @@ class _ZoffOptimizer(torch.optim.Optimizer):
                                 "device (host-addressable slots) in this version")
             s.mode = "stream"
             s.dev_param = 0  # NULL: zoff keeps the 16-bit copy and uploads it into a slot
-            s.dev_grad = self._rt.device_alloc(s.nbytes)
-            s.grad_view = _host_view(s.dev_grad, s.nbytes, p.dtype)
-            s.grad_view.zero_()
-            s.pid = self._rt.add_param_ptr(name, s.numel, zdt, 0, s.dev_grad, init_master=init,
+            s.dev_grad = None  # the gradient goes through zoff's buckets (the scratch buffer)
+            s.grad_view = self._scratch_view[0][:s.nbytes].view(p.dtype)
+            s.pid = self._rt.add_param_ptr(name, s.numel, zdt, 0, None, init_master=init,
                                            group=gid)
             s.version = p._version
             return s
@@ -306,17 +351,15 @@ class _ZoffOptimizer(torch.optim.Optimizer):
             if not p.is_contiguous():
                 raise ValueError(f"zoff.torch: CUDA parameter {name} is not contiguous")
             s.mode = "cuda"
-            s.grad_buf = torch.zeros(p.numel(), dtype=p.dtype, device=p.device)
-            s.dev_param, s.dev_grad = p.data_ptr(), s.grad_buf.data_ptr()
+            s.dev_param, s.dev_grad = p.data_ptr(), None
         else:
             s.dev_param = self._rt.device_alloc(s.nbytes)
-            s.dev_grad = self._rt.device_alloc(s.nbytes)
+            s.dev_grad = None
             if host_ok:
                 s.mode = "view"
                 s.param_view = _host_view(s.dev_param, s.nbytes, p.dtype)
-                s.grad_view = _host_view(s.dev_grad, s.nbytes, p.dtype)
+                s.grad_view = self._scratch_view[0][:s.nbytes].view(p.dtype)
                 s.param_view.view(p.shape).copy_(p.detach())
-                s.grad_view.zero_()
             else:
                 s.mode = "copy"
                 src = p.detach().contiguous()
@@ -337,10 +380,13 @@ class _ZoffOptimizer(torch.optim.Optimizer):
             if s is None:
                 continue
 
-            def hook(_p, slot=s):
+            def hook(p, slot=s):
                 opt = me()
                 if opt is not None and opt._defer_hooks == 0:
+                    if slot.handed and opt._accum > 1:
+                        opt._end_micro_batch()
                     opt._hand_grad(slot)
+                    p.grad = None  # zoff has it: the model holds no gradient copy
 
             self._hooks.append(s.param.register_post_accumulate_grad_hook(hook))
 
@@ -382,15 +428,37 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         if g is None:
             return
         self._check_grad(slot)
+        zdt = _ZDTYPE[p.dtype]
         if slot.mode in ("view", "stream"):
             slot.grad_view.view(slot.shape).copy_(g)
+            self._rt.grad_push(slot.pid, self._scratch, slot.numel, zdt, None)
         elif slot.mode == "cuda":
-            slot.grad_buf.view(p.shape).copy_(g)
+            src = g.detach()
+            if src.dtype != p.dtype or not src.is_contiguous():
+                src = src.to(p.dtype).contiguous()  # freed in stream order after the push
+            self._rt.grad_push(slot.pid, src.data_ptr(), slot.numel, zdt, self._stream_of(slot))
         else:
             src = g.detach().to(p.dtype).contiguous()
-            self._rt.upload_raw(slot.dev_grad, src.data_ptr(), slot.nbytes)
-        self._rt.grad_ready(slot.pid, self._stream_of(slot))
+            self._rt.upload_raw(self._scratch, src.data_ptr(), slot.nbytes)
+            self._rt.grad_push(slot.pid, self._scratch, slot.numel, zdt, None)
         slot.handed = True
+
+    def _end_micro_batch(self):
+        """Gradient accumulation: a hook fired for a parameter already handed in this
+        micro-batch, so the previous backward is complete: zoff sums it (zoff_step returns
+        accumulating)."""
+        res = self._rt.step()
+        for s in self._slots:
+            if s is not None:
+                s.handed = False
+        if not res.accumulating:
+            raise ZoffError(_lib.ZOFF_ESTATE, "ZOFF_ESTATE",
+                            f"zoff.torch: more than gradient_accumulation_steps = {self._accum} "
+                            "backward passes before optimizer.step(); zoff updated at the "
+                            f"{self._accum}-th (call optimizer.step() after every "
+                            f"{self._accum} micro-batches)")
+        self.last_step_result = res
+        self._micro = res.micro_step
 
     def _sync_groups(self):
         for gi, group in enumerate(self.param_groups):
@@ -464,6 +532,14 @@ class _ZoffOptimizer(torch.optim.Optimizer):
             if s is not None:
                 s.handed = False
         self.last_step_result = res
+        self._micro = 0
+        if res.accumulating:
+            self._micro = res.micro_step
+            raise ZoffError(_lib.ZOFF_ESTATE, "ZOFF_ESTATE",
+                            f"zoff.torch: optimizer.step() after {self._micro} of "
+                            f"gradient_accumulation_steps = {self._accum} micro-batches: zoff "
+                            "summed them and waits for the rest (one loss.backward() per "
+                            "micro-batch, optimizer.step() after the last)")
         if res.params_nonfinite:
             self._warn_nonfinite(res)
         self._pull_params()
@@ -542,7 +618,11 @@ class _ZoffOptimizer(torch.optim.Optimizer):
             self._stream_release(k)
 
     def _discard_handed(self):
-        """Makes zoff forget the gradients handed since the last step."""
+        """Makes zoff forget the gradients handed since the last step. With gradient
+        accumulation (K > 1) nothing is discarded: zoff sums each micro-batch as it lands, and
+        a gradient handed in this micro-batch stays part of the window."""
+        if self._accum > 1:
+            return
         if any(s is not None and s.handed for s in self._slots):
             try:
                 self._rt.grads_discard()
@@ -600,6 +680,7 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         for s in self._slots:
             if s is not None:
                 s.param_view = s.grad_view = None
+        self._scratch_view = None
         if self._rt is not None:
             self._rt.close()
             self._rt = None
@@ -765,7 +846,8 @@ class AdamW(_ZoffOptimizer):
     """torch.optim.AdamW with the optimizer state offloaded by zoff (decoupled weight decay).
 
     AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, *,
-          offload="cpu" | "nvme", nvme_path=None, config=None, grad_hooks=False)
+          offload="cpu" | "nvme", nvme_path=None, config=None, grad_hooks=False,
+          state_format=None | "fp32" | "bf16" | "q8")
 
     config: a dict or a DeepSpeed-style JSON file path passed to zoff (e.g. gradient_clipping,
     fp16 loss scaling, aio settings); offload / nvme_path override its offload_optimizer keys,
@@ -780,11 +862,12 @@ class AdamW(_ZoffOptimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False, *, maximize=False, foreach=None, capturable=False,
                  differentiable=False, fused=None, offload="cpu", nvme_path=None, config=None,
-                 grad_hooks=False):
+                 grad_hooks=False, state_format=None):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad=amsgrad,
                          maximize=maximize, foreach=foreach, capturable=capturable,
                          differentiable=differentiable, fused=fused, offload=offload,
-                         nvme_path=nvme_path, config=config, grad_hooks=grad_hooks)
+                         nvme_path=nvme_path, config=config, grad_hooks=grad_hooks,
+                         state_format=state_format)
 
 
 class Adam(_ZoffOptimizer):
@@ -796,11 +879,60 @@ class Adam(_ZoffOptimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, *, maximize=False, foreach=None, capturable=False,
                  differentiable=False, fused=None, offload="cpu", nvme_path=None, config=None,
-                 grad_hooks=False):
+                 grad_hooks=False, state_format=None):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad=amsgrad,
                          maximize=maximize, foreach=foreach, capturable=capturable,
                          differentiable=differentiable, fused=fused, offload=offload,
-                         nvme_path=nvme_path, config=config, grad_hooks=grad_hooks)
+                         nvme_path=nvme_path, config=config, grad_hooks=grad_hooks,
+                         state_format=state_format)
+
+
+class Lion(_ZoffOptimizer):
+    """Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms") with the state
+    offloaded by zoff: p = p * (1 - lr * wd) - lr * sign(b1 * m + (1 - b1) * g);
+    m = b2 * m + (1 - b2) * g. One moment per parameter (zoff keeps it as exp_avg).
+
+    Lion(params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, offload=..., nvme_path=None,
+         config=None, grad_hooks=False, state_format=None)
+    """
+
+    _optim_type = "Lion"
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, offload="cpu",
+                 nvme_path=None, config=None, grad_hooks=False, state_format=None):
+        super().__init__(params, lr, betas, 0.0, weight_decay, offload=offload,
+                         nvme_path=nvme_path, config=config, grad_hooks=grad_hooks,
+                         state_format=state_format)
+
+
+class Adagrad(_ZoffOptimizer):
+    """torch.optim.Adagrad with the state offloaded by zoff: g = g + wd * p;
+    sum = sum + g * g; p = p - clr * g / (sqrt(sum) + eps), clr = lr / (1 + (step - 1) *
+    lr_decay). zoff keeps torch's "sum" as exp_avg_sq. lr_decay and initial_accumulator_value
+    are one value for the whole optimizer (zoff runtime settings), not per group.
+
+    Adagrad(params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
+            eps=1e-10, foreach=None, *, maximize=False, differentiable=False, fused=None,
+            offload=..., nvme_path=None, config=None, grad_hooks=False, state_format=None)
+    """
+
+    _optim_type = "Adagrad"
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10, foreach=None, *, maximize=False,
+                 differentiable=False, fused=None, offload="cpu", nvme_path=None, config=None,
+                 grad_hooks=False, state_format=None):
+        if not 0.0 <= lr_decay:
+            raise ValueError(f"Invalid lr_decay value: {lr_decay}")
+        if not 0.0 <= initial_accumulator_value:
+            raise ValueError(f"Invalid initial_accumulator_value value: "
+                             f"{initial_accumulator_value}")
+        self._optim_params = {"lr_decay": float(lr_decay),
+                              "initial_accumulator_value": float(initial_accumulator_value)}
+        super().__init__(params, lr, (0.9, 0.999), eps, weight_decay, maximize=maximize,
+                         foreach=foreach, differentiable=differentiable, fused=fused,
+                         offload=offload, nvme_path=nvme_path, config=config,
+                         grad_hooks=grad_hooks, state_format=state_format)
 
 
 # ---- parameter streaming ------------------------------------------------------------------------
