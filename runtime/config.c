@@ -514,6 +514,7 @@ typedef struct pctx {
     char errs[ERRS_MAX];           /* every error of this parse, one per line */
     size_t errs_len;
     int nerr;
+    int omitted;             /* errors that did not fit in errs */
     int lion_adagrad;        /* unused since Lion/Adagrad run as themselves (always 0) */
     int sched_given;         /* a "scheduler" section was read */
     char sched_keys[16][40]; /* scheduler.params keys given (checked against the type) */
@@ -570,10 +571,14 @@ static zoff_status cerr(pctx *c, const char *path, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (c->errs_len < sizeof c->errs) {
-        int w = snprintf(c->errs + c->errs_len, sizeof c->errs - c->errs_len, "%s%s: %s: %s",
-                         c->nerr ? "\n" : "", c->origin, path, msg);
-        if (w > 0) c->errs_len = ZOFF_MIN(sizeof c->errs, c->errs_len + (size_t)w);
+    char line[768];
+    int w = snprintf(line, sizeof line, "%s%s: %s: %s", c->nerr ? "\n" : "", c->origin, path, msg);
+    /* keep whole lines; what does not fit is counted ("and N more errors") */
+    if (w > 0 && c->errs_len + (size_t)w + 40 < sizeof c->errs) {
+        memcpy(c->errs + c->errs_len, line, (size_t)w + 1);
+        c->errs_len += (size_t)w;
+    } else {
+        c->omitted++;
     }
     c->nerr++;
     return zoff__err(ZOFF_ECONFIG, "%s: %s: %s", c->origin, path, msg);
@@ -1754,7 +1759,10 @@ zoff_status zoff__config_parse_with(zoff_config *cfg, const char *json, const ch
     scheduler_check(&c);
     batch_resolve(&c);
     if (c.nerr) {
-        st = zoff__err(ZOFF_ECONFIG, "%s", c.errs);
+        if (c.omitted)
+            st = zoff__err(ZOFF_ECONFIG, "%s\n%s: and %d more errors", c.errs, origin, c.omitted);
+        else
+            st = zoff__err(ZOFF_ECONFIG, "%s", c.errs);
         goto out;
     }
     ZOFF_INFO(ZOFF_SUB_CONFIG, "%s: optimizer runs %s", origin,
