@@ -547,13 +547,16 @@ static void usage(FILE *f)
                "                       [--grad f16|bf16|f32] [--out f16|bf16|f32|none] [--reps R]\n"
                "                       [--tile N] [--nt-out auto|on|off|both] [--naive on|off]\n"
                "                       [--json FILE] [--csv FILE]\n"
+               "                       [--state fp32|bf16|q8] [--optim adam|lion|adagrad]\n"
                "  Times the fused CPU Adam step against the memory roofline of its access pattern\n"
                "  (same streams, no math) and a naive C loop, all measured in this run, after\n"
                "  checking that every kernel equals the scalar reference bit for bit.\n"
                "  Defaults: --numel 16M --grad f16 --out f16 --reps 15 --nt-out auto --naive on,\n"
                "  threads from ZOFF_CPU_THREADS or all CPUs, every ISA this CPU supports.\n"
                "  --nt-out both times each ISA with and without streaming stores for the copy;\n"
-               "  --naive off skips the (slow) naive loop.\n");
+               "  --naive off skips the (slow) naive loop.\n"
+               "  --state / --optim time the generic kernel (any optimizer, fp32/bf16/q8 moments)\n"
+               "  against the roofline of its own byte stream (tile: a multiple of 256).\n");
 }
 
 static void cpu_model(char *buf, size_t len)
@@ -576,8 +579,14 @@ static void cpu_model(char *buf, size_t len)
     fclose(f);
 }
 
+int zoff__bench_opt_main(int argc, char **argv); /* bench_opt.c */
+
 int zoff_bench_adam_main(int argc, char **argv)
 {
+    /* --state / --optim: the generic kernel against its own byte stream (bench_opt.c) */
+    for (int i = 1; i < argc; i++)
+        if (!strncmp(argv[i], "--state", 7) || !strncmp(argv[i], "--optim", 7))
+            return zoff__bench_opt_main(argc, argv);
     uint64_t numel = 16u << 20, tile = ZADAM_DEFAULT_TILE_NUMEL;
     int threads = 0, reps = 15, want_out = 1, want_naive = 1;
     int nt_modes[2] = {0, 0}, n_nt = 1; /* zadam_config.nt_out values to time */

@@ -59,6 +59,8 @@ typedef struct bs_opts {
     int threads;
     size_t partition_numel;
     float ratio;
+    zopt_kind optim;  /* --optim */
+    zstate_fmt state; /* --state */
     int crc;   /* verify_crc of the runtime and of the nvme-alone pass (default: on, as zoff's) */
     int ranks; /* --ranks N: run under mpirun -np N (sharded step) */
     uint64_t own_params; /* elements whose Adam this rank runs (params / ranks, rounded up) */
@@ -77,6 +79,7 @@ static void usage(FILE *f)
             "                       [--nvme-path DIR (/var/tmp)] [--overlap sync|eager|delayed]\n"
             "                       [--dtype fp16|bf16] [--pcie-gbps G (25)] [--threads T]\n"
             "                       [--partition-numel N] [--ratio R] [--crc 0|1 (1)]\n"
+            "                       [--state fp32|bf16|q8] [--optim adam|lion|adagrad]\n"
             "                       [--json FILE] [--ranks N (under mpirun -np N)]\n"
             "                       [--link-gbps G (100)]\n"
             "                       [--accum K (1)] [--grads buckets|full]\n"
@@ -120,7 +123,8 @@ typedef struct bs_slice {
     zadam_ctx *ctx;
     zarena *arena;
     uint16_t *g, *out;
-    float *p, *m, *v;
+    float *p;
+    zadam_tensor view; /* the state of the run's optimizer and format */
     int64_t step;
 } bs_slice;
 
@@ -139,23 +143,23 @@ static zoff_status slice_open(bs_slice *s, const bs_opts *o)
     s->n = (size_t)ZOFF_MIN(o->params, (uint64_t)16 << 20);
     zadam_config zc = {.threads = o->threads};
     ZOFF_CHECK(zadam_create(&zc, &s->ctx));
-    zarena_config ac = {.bytes = s->n * 16 + 6 * 4096,
+    const size_t state_bytes = zstate_bytes(o->optim, o->state, s->n);
+    zarena_config ac = {.bytes = s->n * 4 + state_bytes + 6 * 4096,
                         .numa_node = -1,
                         .pin = 1,
                         .huge_pages = 1,
                         .name = "bench-adam"};
-    void *b[5] = {NULL};
-    const size_t sizes[5] = {s->n * 2, s->n * 2, s->n * 4, s->n * 4, s->n * 4};
+    void *b[3] = {NULL};
+    const size_t sizes[3] = {s->n * 2, s->n * 2, state_bytes};
     ZOFF_CHECK_GOTO(zarena_create(&ac, &s->arena), st, fail);
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 3; i++)
         ZOFF_CHECK_GOTO(zarena_alloc(s->arena, sizes[i], "bench", &b[i]), st, fail);
     s->g = b[0];
     s->out = b[1];
-    s->p = b[2];
-    s->m = b[3];
-    s->v = b[4];
-    memset(s->m, 0, s->n * 4);
-    memset(s->v, 0, s->n * 4);
+    memset(&s->view, 0, sizeof s->view);
+    zstate_view(o->optim, o->state, b[2], s->n, &s->view);
+    s->p = s->view.param;
+    zstate_init_moments(o->optim, &s->view, s->n, 0.0f);
     memset(s->out, 0, s->n * 2);
     for (size_t i = 0; i < s->n; i++) {
         s->g[i] = small16(o->dtype);
@@ -178,15 +182,14 @@ static zoff_status adam_alone(bs_slice *s, const bs_opts *o, bs_comp *out)
                         .weight_decay = 0.01f,
                         .adamw = 1,
                         .bias_correction = 1,
-                        .grad_scale = 1.0f};
-    zadam_tensor t = {.n = s->n,
-                      .grad = s->g,
-                      .grad_dtype = o->dtype,
-                      .param = s->p,
-                      .exp_avg = s->m,
-                      .exp_avg_sq = s->v,
-                      .param_out = s->out,
-                      .out_dtype = o->dtype};
+                        .grad_scale = 1.0f,
+                        .optim = (int)o->optim};
+    zadam_tensor t = s->view;
+    t.n = s->n;
+    t.grad = s->g;
+    t.grad_dtype = o->dtype;
+    t.param_out = s->out;
+    t.out_dtype = o->dtype;
     bs_comp best = {INFINITY, INFINITY};
     for (int r = 0; r < 4; r++) {
         hp.step = s->step++;
@@ -252,6 +255,8 @@ typedef struct bs_nvme {
     zarena *arena;
     zstore *store;
     size_t nmeas, swapped;
+    zopt_kind optim;
+    zstate_fmt state;
 } bs_nvme;
 
 static void nvme_close(bs_nvme *n)
@@ -270,7 +275,7 @@ static zoff_status nvme_pass(bs_nvme *n, unsigned flags, bs_comp *out)
         zstore_part part;
         st = zstore_pass_next(n->store, &part);
         if (st == ZOFF_OK && !(flags & ZSTORE_READ))
-            memset(part.master, 0, part.numel * ZSTORE_ELEM_BYTES);
+            memset(part.master, 0, zstate_bytes(n->optim, n->state, part.numel));
         if (st == ZOFF_OK) st = zstore_pass_release(n->store);
     }
     zoff_status e = zstore_pass_end(n->store);
@@ -287,9 +292,12 @@ static zoff_status nvme_open(bs_nvme *n, const bs_opts *o, size_t swapped)
     memset(n, 0, sizeof *n);
     n->swapped = swapped;
     n->nmeas = ZOFF_MIN(swapped, (size_t)4);
+    n->optim = o->optim;
+    n->state = o->state;
     uint64_t numel = (uint64_t)n->nmeas * o->partition_numel;
     zstore_sizes sz;
-    ZOFF_CHECK(zstore_compute_sizes(numel, o->partition_numel, ZOFF_TIER_NVME, 0.0f, 3, &sz));
+    ZOFF_CHECK(zstore_compute_sizes_fmt(numel, o->partition_numel, ZOFF_TIER_NVME, 0.0f, 3,
+                                        o->optim, o->state, &sz));
     zarena_config ac = {
         .bytes = sz.pool_bytes, .numa_node = -1, .pin = 1, .huge_pages = 1, .name = "bench-nvme"};
     ZOFF_CHECK_GOTO(zarena_create(&ac, &n->arena), st, fail);
@@ -303,7 +311,9 @@ static zoff_status nvme_open(bs_nvme *n, const bs_opts *o, size_t swapped)
                          .ratio = 0.0f,
                          .buffer_count = 3,
                          .arena = n->arena,
-                         .swap = &sc};
+                         .swap = &sc,
+                         .optim = o->optim,
+                         .state = o->state};
     ZOFF_CHECK_GOTO(zstore_create(&cfg, &n->store), st, fail);
     ZOFF_CHECK_GOTO(nvme_pass(n, ZSTORE_WRITE, NULL), st, fail);
     return ZOFF_OK;
@@ -574,6 +584,10 @@ static int parse_args(int argc, char **argv, bs_opts *o)
             }
         } else if (zb_arg_match(&i, argc, argv, "--ratio", &v)) {
             o->ratio = (float)atof(v);
+        } else if (zb_arg_match(&i, argc, argv, "--state", &v)) {
+            if (zstate_fmt_parse(v, &o->state) != 0) return -1;
+        } else if (zb_arg_match(&i, argc, argv, "--optim", &v)) {
+            if (zopt_kind_parse(v, &o->optim) != 0) return -1;
         } else if (zb_arg_match(&i, argc, argv, "--accum", &v)) {
             o->accum = atoi(v);
         } else if (zb_arg_match(&i, argc, argv, "--grads", &v)) {
@@ -668,6 +682,8 @@ int zoff_bench_step_main(int argc, char **argv)
     c.cpu_threads = o.threads;
     c.sim_pcie_gbps = o.pcie_gbps;
     c.sim_gpu_bytes = (size_t)(o.params * 4 + 64 * ZOFF_MIB);
+    c.state_format = (int)o.state;
+    c.optimizer_type = (int)o.optim;
     if (o.partition_numel) c.partition_numel = o.partition_numel;
     c.gradient_accumulation_steps = o.accum;
     if (o.bucket_numel) c.grad_bucket_numel = o.bucket_numel;
@@ -697,10 +713,13 @@ int zoff_bench_step_main(int argc, char **argv)
     FILE *con = env_rank == 0 ? stdout : fopen("/dev/null", "w");
     if (!con) con = stdout;
     char b1[32], b2[32];
+    const double state_bpe = zstate_elem_bytes(o.optim, o.state);
     fprintf(con,
-            "zoff bench step: %llu params (%s of state), %d layers, tier %s%s, overlap %s, %s, "
-            "accum %d, grads %s, sim PCIe %.1f GB/s per direction, OMP_WAIT_POLICY=%s\n",
-            (unsigned long long)o.params, zoff__fmt_bytes(o.params * 12, b1, sizeof b1), o.layers,
+            "zoff bench step: %llu params (%s of %s %s state), %d layers, tier %s%s, overlap %s, "
+            "%s, accum %d, grads %s, sim PCIe %.1f GB/s per direction, OMP_WAIT_POLICY=%s\n",
+            (unsigned long long)o.params,
+            zoff__fmt_bytes((uint64_t)((double)o.params * state_bpe), b1, sizeof b1),
+            zopt_kind_name(o.optim), zstate_fmt_name(o.state), o.layers,
             o.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
             o.tier == ZOFF_TIER_NVME ? (o.crc ? " (crc32c on)" : " (crc32c off)") : "",
             overlap_name(o.overlap), zoff_dtype_name(o.dtype), o.accum,
@@ -730,8 +749,8 @@ int zoff_bench_step_main(int argc, char **argv)
     if (st == ZOFF_OK) st = slice_open(&sl, &o);
     if (st == ZOFF_OK && o.tier == ZOFF_TIER_NVME) {
         zstore_sizes sz;
-        st =
-            zstore_compute_sizes(o.params, o.partition_numel, o.tier, o.ratio, c.buffer_count, &sz);
+        st = zstore_compute_sizes_fmt(o.params, o.partition_numel, o.tier, o.ratio, c.buffer_count,
+                                      o.optim, o.state, &sz);
         if (st == ZOFF_OK && sz.swapped_parts) st = nvme_open(&nv, &o, sz.swapped_parts);
     }
     if (st) {
@@ -839,7 +858,10 @@ int zoff_bench_step_main(int argc, char **argv)
                   disturbed(a0.h2d, a1.h2d, d, sizeof d));
     zb_table_rowf(t, "adam alone|%.1f|%.1f|%s, %d thread(s), %.1f GB/s%s", a.adam.ms, a.adam.cpu,
                   zadam_isa_name(zadam_ctx_isa(sl.ctx)), zadam_ctx_threads(sl.ctx),
-                  a.adam.ms > 0 ? (double)o.params * 28.0 / (a.adam.ms * 1e6) : 0.0,
+                  a.adam.ms > 0 ? (double)o.params *
+                                      zopt_bytes_per_elem(o.optim, o.state, o.dtype, 1, o.dtype) /
+                                      (a.adam.ms * 1e6)
+                                : 0.0,
                   disturbed(a0.adam, a1.adam, d, sizeof d));
     zb_table_rowf(t, "sumsq alone|%.1f|%.1f|gradient norm, 1 thread (overlaps backward)%s",
                   a.sumsq.ms, a.sumsq.cpu, disturbed(a0.sumsq, a1.sumsq, d, sizeof d));
@@ -849,8 +871,13 @@ int zoff_bench_step_main(int argc, char **argv)
     zb_table_rowf(t, "nvme alone|%.1f|%.1f|%s read + written%s", a.nvme.ms, a.nvme.cpu,
                   zoff__fmt_bytes(plan.nvme_bytes, b1, sizeof b1),
                   disturbed(a0.nvme, a1.nvme, d, sizeof d));
+    zb_table_rowf(t,
+                  "nvme bytes per param|%.4f|-|swap bytes per parameter (%s %s state), each "
+                  "read and written once per step",
+                  o.params ? (double)plan.nvme_bytes / (double)o.params : 0.0,
+                  zopt_kind_name(o.optim), zstate_fmt_name(o.state));
     if (nv.store) {
-        uint64_t swapped = (uint64_t)nv.swapped * o.partition_numel * ZSTORE_ELEM_BYTES;
+        uint64_t swapped = (uint64_t)nv.swapped * zstate_bytes(o.optim, o.state, o.partition_numel);
         zb_table_rowf(t,
                       "crc32c alone|%.1f|%.1f|%s x 2 (out + in), %s, %.1f GB/s (%.1f per cpu "
                       "second), %.0f%% of nvme alone%s",

@@ -106,7 +106,7 @@ ZOFF_API const char *zoff_dtype_name(zoff_dtype dt)
 }
 
 /* ---- last error ------------------------------------------------------------------------- */
-static _Thread_local char tls_err[1024];
+static _Thread_local char tls_err[4096]; /* room for a config file's errors, one per line */
 
 zoff_status zoff__err(zoff_status st, const char *fmt, ...)
 {

@@ -30,6 +30,26 @@ typedef enum zadam_isa {
     ZADAM_ISA_COUNT_
 } zadam_isa;
 
+/* The optimizer of an update (zadam_hparams.optim). Lion keeps one moment (exp_avg), Adagrad one
+ * accumulator (the exp_avg_sq slot holds torch's "sum"); Adam keeps both. */
+typedef enum zopt_kind {
+    ZOPT_ADAM = 0,    /* Adam / AdamW (adamw selects the weight decay) */
+    ZOPT_LION = 1,    /* Chen et al. 2023: p -= lr * sign(b1*m + (1-b1)*g); m = b2*m + (1-b2)*g */
+    ZOPT_ADAGRAD = 2, /* torch.optim.Adagrad: sum += g*g; p -= clr * g / (sqrt(sum) + eps) */
+    ZOPT_KIND_COUNT_
+} zopt_kind;
+
+/* How the moments are stored (zadam_tensor.state_fmt). bf16: round to nearest even. q8: blocks of
+ * ZSTATE_Q8_BLOCK values, one fp32 absmax per block and one byte per value through a dynamic
+ * code map (signed for exp_avg, unsigned for exp_avg_sq; docs/cpu_adam.md). */
+typedef enum zstate_fmt {
+    ZSTATE_FP32 = 0,
+    ZSTATE_BF16 = 1,
+    ZSTATE_Q8 = 2,
+    ZSTATE_FMT_COUNT_
+} zstate_fmt;
+#define ZSTATE_Q8_BLOCK 256 /* values per q8 block (one fp32 absmax each) */
+
 /* Hyperparameters of one update (one parameter group at one step). */
 typedef struct zadam_hparams {
     float lr;
@@ -40,6 +60,10 @@ typedef struct zadam_hparams {
     int bias_correction; /* 1: divide m, v by (1 - beta^step) */
     int64_t step;        /* the step number of this update, >= 1 */
     float grad_scale;    /* gradients are multiplied by this first (1/loss_scale * clip_coef) */
+    /* Appended (zero: Adam as before). Lion uses lr, beta1, beta2, weight_decay (decoupled, like
+     * AdamW). Adagrad uses lr, eps, weight_decay (L2, as torch), lr_decay and step. */
+    int optim;      /* zopt_kind */
+    float lr_decay; /* Adagrad: clr = lr / (1 + (step - 1) * lr_decay) */
 } zadam_hparams;
 
 /* One contiguous slice of a parameter's state. Shapes: n elements each.
@@ -53,6 +77,13 @@ typedef struct zadam_tensor {
     float *exp_avg_sq;     /* n, updated in place */
     void *param_out;       /* n elements of out_dtype, or NULL */
     zoff_dtype out_dtype;  /* F16, BF16 (or F32: plain copy) */
+    /* Appended (zero: fp32 moments in exp_avg / exp_avg_sq as before). With state_fmt BF16 the
+     * moments are m_state / v_state (n uint16_t each); with Q8 they are m_state / v_state (n
+     * bytes each) plus m_absmax / v_absmax (ceil(n / ZSTATE_Q8_BLOCK) floats each; element 0 of
+     * the tensor starts a block). Lion needs only the m side, Adagrad only the v side. */
+    zstate_fmt state_fmt;
+    void *m_state, *v_state;
+    float *m_absmax, *v_absmax;
 } zadam_tensor;
 
 /* Single-threaded kernels over the whole tensor t (the context below adds threads). Call a
@@ -72,6 +103,53 @@ size_t adam_step_avx512(const zadam_hparams *hp, const zadam_tensor *t);
 double sumsq_scalar(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite);
 double sumsq_avx2(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite);
 double sumsq_avx512(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite);
+
+/* The same step for any optimizer and state format (zadam_hparams.optim, zadam_tensor.state_fmt);
+ * fp32 Adam goes to the adam_step_* kernels above. Bit-identical across variants. */
+size_t zopt_step_scalar(const zadam_hparams *hp, const zadam_tensor *t);
+size_t zopt_step_avx2(const zadam_hparams *hp, const zadam_tensor *t);
+size_t zopt_step_avx512(const zadam_hparams *hp, const zadam_tensor *t);
+
+/* ---- state formats ------------------------------------------------------------------------- */
+const char *zstate_fmt_name(zstate_fmt f);
+/* "fp32" / "bf16" / "q8" -> *out; ZOFF_EINVAL names the accepted spellings. */
+zoff_status zstate_fmt_parse(const char *s, zstate_fmt *out);
+const char *zopt_kind_name(zopt_kind k);
+/* "adam" / "adamw" / "lion" / "adagrad" (any case) -> *out (adam and adamw both give ZOPT_ADAM). */
+zoff_status zopt_kind_parse(const char *s, zopt_kind *out);
+/* Moments an optimizer keeps: Adam 2, Lion 1 (m), Adagrad 1 (v). */
+int zopt_has_m(zopt_kind k);
+int zopt_has_v(zopt_kind k);
+
+/* The one table of state bytes: bytes that `n` elements of optimizer state take (fp32 master +
+ * the moments the optimizer keeps in format f, q8 absmax included, each array rounded up to 64
+ * bytes so arrays stay aligned). The store, the pinned pool, the swap files and the planner all
+ * size from this. zstate_elem_bytes is the per-element figure for reports (absmax amortised). */
+size_t zstate_bytes(zopt_kind k, zstate_fmt f, size_t n);
+double zstate_elem_bytes(zopt_kind k, zstate_fmt f);
+
+/* Layout of the state of n elements in one buffer of zstate_bytes(k, f, n): master fp32 first,
+ * then m (if kept), then v (if kept), then m absmax, v absmax (q8), each 64-byte aligned. Fills
+ * t->param, exp_avg / exp_avg_sq (fp32) or m_state / v_state / *_absmax and state_fmt. */
+void zstate_view(zopt_kind k, zstate_fmt f, void *base, size_t n, zadam_tensor *t);
+
+/* Moves every pointer of t (a zstate_view) `off` elements on (off: a multiple of
+ * ZSTATE_Q8_BLOCK for q8). */
+void zstate_offset(zadam_tensor *t, size_t off);
+/* Sets the moments of the n elements of t (a zstate_view at a block boundary) to their start
+ * values: m = 0, v = v_init (Adagrad's initial_accumulator_value; 0 for Adam). */
+void zstate_init_moments(zopt_kind k, const zadam_tensor *t, size_t n, float v_init);
+
+/* Moment conversions between a format and fp32 (checkpoints, zoff_get_state / set_state).
+ * Element 0 of the range starts a q8 block; n elements. which: 0 = m (signed map), 1 = v
+ * (unsigned map). Quantizing a block with a non-finite value stores absmax NaN and zero codes
+ * (every element then decodes to NaN). */
+void zstate_decode(zstate_fmt f, int which, const void *state, const float *absmax, size_t n,
+                   float *out);
+void zstate_encode(zstate_fmt f, int which, const float *in, size_t n, void *state, float *absmax);
+/* The q8 code maps: 256 values each in [-1, 1] (signed) / [0, 1] (unsigned), increasing with the
+ * code (signed: sign bit 7, magnitude code in bits 0-6). */
+const float *zq8_map(int which);
 
 /* 1 if this CPU (and build) can run `isa`. */
 int zadam_isa_supported(zadam_isa isa);
@@ -133,6 +211,9 @@ zoff_status zadam_bind_caller(const zadam_ctx *ctx);
  * Returns 0, or ZOFF_EINVAL (bad hyperparameters, NULL pointers with n > 0, bad dtypes). */
 zoff_status zadam_step(zadam_ctx *ctx, const zadam_hparams *hp, const zadam_tensor *t,
                        size_t *nonfinite);
+/* The tile the context uses for format f: tile_numel rounded up to a multiple of
+ * ZSTATE_Q8_BLOCK for q8 (tiles start on block boundaries). */
+size_t zadam_ctx_tile_for(const zadam_ctx *ctx, zstate_fmt f);
 
 /* Deterministic (any thread count) sum of squares: fixed-size chunks, partials added in order;
  * the same bits as sumsq_<isa>. *sumsq must not be NULL; nonfinite may be. Returns 0 or
@@ -151,6 +232,10 @@ void zadam_accum(zadam_isa isa, float *acc, const void *g, zoff_dtype dt, size_t
 /* Bytes one element moves in zadam_step: grad in + 3 fp32 read + 3 fp32 written + param_out.
  * (fp16 grad + fp16 out: 2 + 12 + 12 + 2 = 28.) */
 size_t zadam_bytes_per_elem(zoff_dtype grad_dtype, int has_out, zoff_dtype out_dtype);
+/* The same for any optimizer and state format (q8 absmax amortised: 2 x 4 / 256 B per moment,
+ * read and written): the byte stream the kernel's roofline is measured against. */
+double zopt_bytes_per_elem(zopt_kind k, zstate_fmt f, zoff_dtype grad_dtype, int has_out,
+                           zoff_dtype out_dtype);
 
 #ifdef __cplusplus
 }

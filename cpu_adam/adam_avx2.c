@@ -7,6 +7,7 @@
  */
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "cpu_adam/adam_internal.h"
 
@@ -212,4 +213,242 @@ ZADAM_AVX2 double zadam__sumsq_chunk_avx2(const void *grad, zoff_dtype dt, size_
 double sumsq_avx2(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite)
 {
     return zadam__sumsq_serial(zadam__sumsq_chunk_avx2, grad, dt, n, nonfinite);
+}
+
+/* ---- the generic step: Adam / Lion / Adagrad over fp32, bf16 or q8 moments -------------------
+ * The AVX-512 structure (adam_avx512.c) with 8 lanes: whole q8 blocks, moments decoded by a
+ * gather from the code map, updated, kept in an L1 buffer for the block's absmax, then quantized
+ * with the operations of zq8__quant_mag; the last, partial block through the scalar reference. */
+
+typedef struct q8_tabs8 {
+    __m256 lo, istep, jmax, step, thr[8];
+    __m256i base;
+    int bits;
+} q8_tabs8;
+
+ZADAM_AVX2_INLINE void q8_tabs_load8(const zq8__map *q, q8_tabs8 *tb)
+{
+    tb->bits = q->bits;
+    tb->lo = _mm256_loadu_ps(q->lo);
+    tb->istep = _mm256_loadu_ps(q->inv_step);
+    tb->jmax = _mm256_loadu_ps(q->jmax);
+    tb->step = _mm256_loadu_ps(q->step);
+    tb->base = _mm256_loadu_si256((const __m256i *)q->base);
+    for (int k = 1; k < q->bits; k++) tb->thr[k] = _mm256_set1_ps(q->thr[k]);
+}
+
+/* 8 codes of x in the low 8 bytes. */
+ZADAM_AVX2_INLINE __m128i q8_quant8(const q8_tabs8 *tb, __m256 x, __m256 inv, int sign)
+{
+    const __m256i bits = _mm256_castps_si256(x);
+    const __m256 y = _mm256_mul_ps(
+        _mm256_castsi256_ps(_mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff))), inv);
+    __m256i z = _mm256_setzero_si256();
+    for (int k = 1; k < tb->bits; k++) /* the compare mask is -1: subtracting adds one */
+        z = _mm256_sub_epi32(z, _mm256_castps_si256(_mm256_cmp_ps(y, tb->thr[k], _CMP_LE_OQ)));
+    __m256 tt = _mm256_mul_ps(_mm256_sub_ps(y, _mm256_permutevar8x32_ps(tb->lo, z)),
+                              _mm256_permutevar8x32_ps(tb->istep, z));
+    tt = _mm256_min_ps(tt, _mm256_permutevar8x32_ps(tb->jmax, z));
+    __m256i c = _mm256_add_epi32(_mm256_permutevar8x32_epi32(tb->base, z), _mm256_cvtps_epi32(tt));
+    if (sign)
+        c = _mm256_or_si256(c,
+                            _mm256_and_si256(_mm256_srli_epi32(bits, 24), _mm256_set1_epi32(0x80)));
+    const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+    return _mm_packus_epi16(w, w);
+}
+
+ZADAM_AVX2_INLINE uint32_t reduce_max_u32x8(__m256i a)
+{
+    __m128i m = _mm_max_epu32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0x4e));
+    m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0xb1));
+    return (uint32_t)_mm_cvtsi128_si32(m);
+}
+
+ZADAM_AVX2_INLINE void q8_block_out8(const q8_tabs8 *tb, const float *buf, __m256i amax,
+                                     uint8_t *codes, float *absmax, int sign)
+{
+    float inv;
+    *absmax = zq8__block_scale(reduce_max_u32x8(amax), &inv);
+    if (inv == 0.0f) {
+        memset(codes, 0, ZSTATE_Q8_BLOCK);
+        return;
+    }
+    const __m256 vinv = _mm256_set1_ps(inv);
+    for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 8)
+        _mm_storel_epi64((__m128i *)(codes + k),
+                         q8_quant8(tb, _mm256_loadu_ps(buf + k), vinv, sign));
+}
+
+/* Decodes 8 codes (int32 lanes) with the map's fp32 formula (see adam_avx512.c q8_decode16). */
+ZADAM_AVX2_INLINE __m256 q8_decode8(const q8_tabs8 *tb, __m256i c, int sign)
+{
+    __m256i mag = c;
+    if (sign) mag = _mm256_and_si256(c, _mm256_set1_epi32(0x7f));
+    const __m256i e = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(mag)), 23);
+    const __m256i z = _mm256_and_si256(_mm256_sub_epi32(_mm256_set1_epi32(tb->bits - 1 + 127), e),
+                                       _mm256_set1_epi32(7));
+    const __m256i j = _mm256_sub_epi32(mag, _mm256_permutevar8x32_epi32(tb->base, z));
+    const __m256 prod = _mm256_mul_ps(_mm256_cvtepi32_ps(j), _mm256_permutevar8x32_ps(tb->step, z));
+    __m256 v = _mm256_add_ps(_mm256_permutevar8x32_ps(tb->lo, z), prod);
+    const __m256i zero = _mm256_cmpeq_epi32(mag, _mm256_setzero_si256());
+    v = _mm256_andnot_ps(_mm256_castsi256_ps(zero), v);
+    if (sign)
+        v = _mm256_castsi256_ps(
+            _mm256_xor_si256(_mm256_castps_si256(v),
+                             _mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x80)), 24)));
+    return v;
+}
+
+ZADAM_AVX2_INLINE __m256 load_state8(const zadam_tensor *t, int fmt, int which, size_t i,
+                                     __m256 scale, const q8_tabs8 *tb)
+{
+    if (fmt == ZSTATE_BF16) {
+        const __m128i h = _mm_loadu_si128(
+            (const __m128i *)((const uint16_t *)(which ? t->v_state : t->m_state) + i));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    if (fmt == ZSTATE_Q8) {
+        const __m128i c = _mm_loadl_epi64(
+            (const __m128i *)((const uint8_t *)(which ? t->v_state : t->m_state) + i));
+        return _mm256_mul_ps(q8_decode8(tb, _mm256_cvtepu8_epi32(c), !which), scale);
+    }
+    return _mm256_loadu_ps((which ? t->exp_avg_sq : t->exp_avg) + i);
+}
+
+ZADAM_AVX2_INLINE void store_state8(const zadam_tensor *t, int fmt, int which, size_t i, __m256 x,
+                                    float *buf, __m256i *amax)
+{
+    if (fmt == ZSTATE_BF16) {
+        _mm_storeu_si128((__m128i *)((uint16_t *)(which ? t->v_state : t->m_state) + i),
+                         bf16_round8(x));
+    } else if (fmt == ZSTATE_Q8) {
+        _mm256_storeu_ps(buf, x);
+        *amax = _mm256_max_epu32(
+            *amax, _mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7fffffff)));
+    } else {
+        _mm256_storeu_ps((which ? t->exp_avg_sq : t->exp_avg) + i, x);
+    }
+}
+
+ZADAM_AVX2_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor *t, zoff_dtype gdt,
+                                  int optim, int fmt)
+{
+    const __m256 gs = _mm256_set1_ps(s->grad_scale);
+    const __m256 b1 = _mm256_set1_ps(s->beta1), omb1 = _mm256_set1_ps(s->one_minus_beta1);
+    const __m256 b2 = _mm256_set1_ps(s->beta2), omb2 = _mm256_set1_ps(s->one_minus_beta2);
+    const __m256 l2 = _mm256_set1_ps(s->l2_wd), decay = _mm256_set1_ps(s->decay);
+    const __m256 ibc2 = _mm256_set1_ps(s->inv_sqrt_bc2), eps = _mm256_set1_ps(s->eps);
+    const __m256 step = _mm256_set1_ps(s->step_size);
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    const __m256 signbit = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
+    const int apply_l2 = s->apply_l2, apply_decay = s->apply_decay;
+    const int has_m = optim != ZOPT_ADAGRAD, has_v = optim != ZOPT_LION;
+    int out_kind = OUT_NONE;
+    if (t->param_out)
+        out_kind = t->out_dtype == ZOFF_DTYPE_F16    ? OUT_F16
+                   : t->out_dtype == ZOFF_DTYPE_BF16 ? OUT_BF16
+                                                     : OUT_F32;
+    const zq8__map *maps = zq8__maps();
+    q8_tabs8 tm, tv;
+    memset(&tm, 0, sizeof tm);
+    memset(&tv, 0, sizeof tv);
+    if (fmt == ZSTATE_Q8) {
+        q8_tabs_load8(&maps[0], &tm);
+        q8_tabs_load8(&maps[1], &tv);
+    }
+    float *restrict param = t->param;
+    const size_t nfull = t->n / ZSTATE_Q8_BLOCK * ZSTATE_Q8_BLOCK;
+    float mb[ZSTATE_Q8_BLOCK] __attribute__((aligned(32)));
+    float vb[ZSTATE_Q8_BLOCK] __attribute__((aligned(32)));
+    size_t nonfinite = 0;
+    for (size_t b0 = 0; b0 < nfull; b0 += ZSTATE_Q8_BLOCK) {
+        const size_t blk = b0 / ZSTATE_Q8_BLOCK;
+        __m256 ms = zero, vs = zero;
+        if (fmt == ZSTATE_Q8) {
+            if (has_m) ms = _mm256_set1_ps(t->m_absmax[blk]);
+            if (has_v) vs = _mm256_set1_ps(t->v_absmax[blk]);
+        }
+        __m256i mmax = _mm256_setzero_si256(), vmax = _mm256_setzero_si256();
+        for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 8) {
+            const size_t i = b0 + k;
+            const __m256 graw = load_grad8(t->grad, gdt, i);
+            nonfinite += nonfinite8(graw);
+            __m256 g = _mm256_mul_ps(graw, gs);
+            __m256 p = _mm256_loadu_ps(param + i);
+            __m256 m = zero, v = zero;
+            if (has_m) m = load_state8(t, fmt, 0, i, ms, &tm);
+            if (has_v) v = load_state8(t, fmt, 1, i, vs, &tv);
+            if (optim == ZOPT_ADAM) {
+                if (apply_l2) g = _mm256_add_ps(g, _mm256_mul_ps(l2, p));
+                m = _mm256_add_ps(_mm256_mul_ps(b1, m), _mm256_mul_ps(omb1, g));
+                v = _mm256_add_ps(_mm256_mul_ps(b2, v), _mm256_mul_ps(_mm256_mul_ps(omb2, g), g));
+                if (apply_decay) p = _mm256_mul_ps(p, decay);
+                const __m256 denom = _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(v), ibc2), eps);
+                p = _mm256_sub_ps(p, _mm256_mul_ps(step, _mm256_div_ps(m, denom)));
+            } else if (optim == ZOPT_LION) {
+                const __m256 c = _mm256_add_ps(_mm256_mul_ps(b1, m), _mm256_mul_ps(omb1, g));
+                if (apply_decay) p = _mm256_mul_ps(p, decay);
+                const __m256 nz = _mm256_cmp_ps(c, zero, _CMP_NEQ_OQ);
+                const __m256 sgn = _mm256_or_ps(_mm256_and_ps(c, signbit), one);
+                const __m256 u = _mm256_blendv_ps(c, sgn, nz);
+                p = _mm256_sub_ps(p, _mm256_mul_ps(step, u));
+                m = _mm256_add_ps(_mm256_mul_ps(b2, m), _mm256_mul_ps(omb2, g));
+            } else {
+                if (apply_l2) g = _mm256_add_ps(g, _mm256_mul_ps(l2, p));
+                v = _mm256_add_ps(v, _mm256_mul_ps(g, g));
+                const __m256 den = _mm256_add_ps(_mm256_sqrt_ps(v), eps);
+                p = _mm256_sub_ps(p, _mm256_mul_ps(step, _mm256_div_ps(g, den)));
+            }
+            _mm256_storeu_ps(param + i, p);
+            store_out8(t->param_out, out_kind, i, p, 0);
+            if (has_m) store_state8(t, fmt, 0, i, m, mb + k, &mmax);
+            if (has_v) store_state8(t, fmt, 1, i, v, vb + k, &vmax);
+        }
+        if (fmt == ZSTATE_Q8) {
+            if (has_m)
+                q8_block_out8(&tm, mb, mmax, (uint8_t *)t->m_state + b0, &t->m_absmax[blk], 1);
+            if (has_v)
+                q8_block_out8(&tv, vb, vmax, (uint8_t *)t->v_state + b0, &t->v_absmax[blk], 0);
+        }
+    }
+    return nonfinite + zopt__step_tail(s, t, nfull);
+}
+
+#define ZOPT_FMTS(gdt, optim)                                                                      \
+    switch (t->state_fmt) {                                                                        \
+    case ZSTATE_BF16:                                                                              \
+        return opt_body(s, t, gdt, optim, ZSTATE_BF16);                                            \
+    case ZSTATE_Q8:                                                                                \
+        return opt_body(s, t, gdt, optim, ZSTATE_Q8);                                              \
+    default:                                                                                       \
+        return opt_body(s, t, gdt, optim, ZSTATE_FP32);                                            \
+    }
+#define ZOPT_OPTIMS(gdt)                                                                           \
+    switch (s->optim) {                                                                            \
+    case ZOPT_LION:                                                                                \
+        ZOPT_FMTS(gdt, ZOPT_LION)                                                                  \
+    case ZOPT_ADAGRAD:                                                                             \
+        ZOPT_FMTS(gdt, ZOPT_ADAGRAD)                                                               \
+    default:                                                                                       \
+        ZOPT_FMTS(gdt, ZOPT_ADAM)                                                                  \
+    }
+
+ZADAM_AVX2 size_t zopt__step_avx2(const zadam__scalars *s, const zadam_tensor *t)
+{
+    switch (t->grad_dtype) {
+    case ZOFF_DTYPE_F16:
+        ZOPT_OPTIMS(ZOFF_DTYPE_F16)
+    case ZOFF_DTYPE_BF16:
+        ZOPT_OPTIMS(ZOFF_DTYPE_BF16)
+    default:
+        ZOPT_OPTIMS(ZOFF_DTYPE_F32)
+    }
+}
+
+size_t zopt_step_avx2(const zadam_hparams *hp, const zadam_tensor *t)
+{
+    zadam__scalars s;
+    zadam__scalars_init(hp, &s);
+    return zopt__step_avx2(&s, t);
 }

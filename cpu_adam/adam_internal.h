@@ -35,6 +35,8 @@ typedef struct zadam__scalars {
     float step_size;    /* lr / (1 - beta1^step) */
     int apply_l2, apply_decay;
     int nt_out; /* SIMD kernels: non-temporal stores for the 16-bit/fp32 copy when aligned */
+    int optim;  /* zopt_kind. Lion: step_size = lr, decay = 1 - lr*wd. Adagrad: step_size = clr
+                   = lr / (1 + (step-1)*lr_decay), l2_wd = wd (torch adds wd*p to the grad). */
 } zadam__scalars;
 
 /* Fills *s from *hp (which zadam_hparams_check accepted). */
@@ -61,6 +63,94 @@ static inline float zadam__elem(const zadam__scalars *s, float graw, float p, fl
     *v = vv;
     return p;
 }
+
+/* Lion (Chen et al. 2023, Algorithm 2, decoupled decay), in the order every variant follows:
+ *   g = graw * grad_scale;  c = beta1 * m + (1 - beta1) * g;
+ *   [decay: p = p * decay];  u = sign(c) (0 stays 0, NaN stays NaN);  p = p - lr * u;
+ *   m = beta2 * m + (1 - beta2) * g. */
+static inline float zlion__elem(const zadam__scalars *s, float graw, float p, float *m)
+{
+    const float g = graw * s->grad_scale;
+    const float c = s->beta1 * *m + s->one_minus_beta1 * g;
+    if (s->apply_decay) p = p * s->decay;
+    const float u = (c != 0.0f && c == c) ? copysignf(1.0f, c) : c;
+    p = p - s->step_size * u;
+    *m = s->beta2 * *m + s->one_minus_beta2 * g;
+    return p;
+}
+
+/* Adagrad (torch.optim.Adagrad): g = graw * grad_scale; [wd: g = g + wd * p];
+ *   v = v + g * g;  std = sqrt(v) + eps;  p = p - clr * (g / std). */
+static inline float zadagrad__elem(const zadam__scalars *s, float graw, float p, float *v)
+{
+    float g = graw * s->grad_scale;
+    if (s->apply_l2) g = g + s->l2_wd * p;
+    const float vv = *v + g * g;
+    const float den = sqrtf(vv) + s->eps;
+    p = p - s->step_size * (g / den);
+    *v = vv;
+    return p;
+}
+
+/* ---- q8 code maps -----------------------------------------------------------------------------
+ * A magnitude code c of B bits (B = 7 for the signed map, whose bit 7 is the sign; B = 8 for the
+ * unsigned map) is a dynamic-tree code: with F = floor(log2 c) the bits below the leading one are
+ * a linear fraction j - 1, in decade z = B-1-F, (10^-(z+1), 10^-z], of 2^F evenly spaced points
+ * whose top is 10^-z: value = lo[z] + j * step[z], j = 1..2^F. The lowest decade (z = B-1) has one
+ * point, 10^-(B-1), and code 0 is zero. Quantizing y in [0, 1] (|x| / absmax):
+ *   z = #{k in 1..B-1 : y <= thr[k]}  (thr[k] = 10^-k in fp32);
+ *   j = RNE(min((y - lo[z]) * inv_step[z], jmax[z]));  c = base[z] + j   (base = 2^F - 1)
+ * j = 0 lands on the top of the decade below (its value is lo[z]). Every ISA performs these fp32
+ * operations, so codes are bit-identical. */
+typedef struct zq8__map {
+    int bits;     /* B */
+    float thr[8]; /* thr[k], k = 1..B-1 */
+    float lo[8], step[8], inv_step[8], jmax[8];
+    int32_t base[8];
+    float val[256]; /* decoded value of each full code (signed: bit 7 negates) */
+} zq8__map;
+/* [0]: signed map (exp_avg), [1]: unsigned map (exp_avg_sq). Built once, thread-safe. */
+const zq8__map *zq8__maps(void);
+
+static inline uint32_t zq8__quant_mag(const zq8__map *q, float y)
+{
+    int z = 0;
+    for (int k = 1; k < q->bits; k++) z += y <= q->thr[k];
+    float t = (y - q->lo[z]) * q->inv_step[z];
+    t = t < q->jmax[z] ? t : q->jmax[z];
+    return (uint32_t)(q->base[z] + (int32_t)nearbyintf(t));
+}
+
+/* Quantizes nb <= ZSTATE_Q8_BLOCK values of one block: writes nb codes and the block's absmax
+ * (NaN with zero codes when a value is not finite; 0 with zero codes when absmax < FLT_MIN). */
+void zq8__encode_block(int which, const float *x, size_t nb, uint8_t *codes, float *absmax);
+/* The block's absmax as used by encode: max of |x| bits (NaN > inf > finite); returns the bits. */
+static inline uint32_t zq8__absbits(float x)
+{
+    return zoff_f32_bits(x) & 0x7fffffffu;
+}
+/* From the max |x| bits of a block: the absmax to store and the multiplier (0: all codes 0). */
+static inline float zq8__block_scale(uint32_t amax_bits, float *inv)
+{
+    if (amax_bits >= 0x7f800000u) {
+        *inv = 0.0f;
+        return zoff_bits_f32(0x7fc00000u);
+    }
+    if (amax_bits < 0x00800000u) { /* zero or subnormal: stored as zero */
+        *inv = 0.0f;
+        return 0.0f;
+    }
+    const float a = zoff_bits_f32(amax_bits);
+    *inv = 1.0f / a;
+    return a;
+}
+
+/* The generic step (any optimizer, any format) over blocks [from, n) of t through the scalar
+ * reference (from is a multiple of ZSTATE_Q8_BLOCK): the SIMD kernels' tails. */
+size_t zopt__step_tail(const zadam__scalars *s, const zadam_tensor *t, size_t from);
+size_t zopt__step_scalar(const zadam__scalars *s, const zadam_tensor *t);
+size_t zopt__step_avx2(const zadam__scalars *s, const zadam_tensor *t);
+size_t zopt__step_avx512(const zadam__scalars *s, const zadam_tensor *t);
 
 /* Gradient element i as fp32 (exact for every dtype). */
 static inline float zadam__grad_at(const void *grad, zoff_dtype dt, size_t i)

@@ -29,6 +29,20 @@ void zadam__scalars_init(const zadam_hparams *hp, zadam__scalars *s)
     s->eps = hp->eps;
     s->step_size = (float)(lr / bc1);
     s->nt_out = 0;
+    s->optim = hp->optim;
+    if (hp->optim == ZOPT_LION) {
+        s->apply_l2 = 0;
+        s->l2_wd = 0.0f;
+        s->step_size = hp->lr;
+        s->apply_decay = hp->weight_decay != 0.0f && hp->lr != 0.0f; /* always decoupled */
+        s->decay = s->apply_decay ? (float)(1.0 - lr * wd) : 1.0f;
+    } else if (hp->optim == ZOPT_ADAGRAD) {
+        s->apply_l2 = hp->weight_decay != 0.0f;
+        s->l2_wd = s->apply_l2 ? hp->weight_decay : 0.0f;
+        s->apply_decay = 0;
+        s->decay = 1.0f;
+        s->step_size = (float)(lr / (1.0 + (double)(hp->step - 1) * (double)hp->lr_decay));
+    }
 }
 
 size_t zadam__step_tail(const zadam__scalars *s, const zadam_tensor *t, size_t from)

@@ -146,6 +146,8 @@ zadam_isa zadam_isa_best(void)
 
 static const zadam__step_fn g_step_fns[ZADAM_ISA_COUNT_] = {zadam__step_scalar, zadam__step_avx2,
                                                             zadam__step_avx512};
+static const zadam__step_fn g_opt_fns[ZADAM_ISA_COUNT_] = {zopt__step_scalar, zopt__step_avx2,
+                                                           zopt__step_avx512};
 static const zadam__sumsq_chunk_fn g_sumsq_fns[ZADAM_ISA_COUNT_] = {
     zadam__sumsq_chunk_scalar, zadam__sumsq_chunk_avx2, zadam__sumsq_chunk_avx512};
 
@@ -154,6 +156,29 @@ static const zadam__sumsq_chunk_fn g_sumsq_fns[ZADAM_ISA_COUNT_] = {
 zoff_status zadam_hparams_check(const zadam_hparams *hp)
 {
     if (!hp) return zoff__err(ZOFF_EINVAL, "cpu_adam: hparams is NULL");
+    if (hp->optim < 0 || hp->optim >= ZOPT_KIND_COUNT_)
+        return zoff__err(ZOFF_EINVAL, "cpu_adam: unknown optimizer %d", hp->optim);
+    if (hp->optim == ZOPT_ADAGRAD) {
+        if (!isfinite(hp->lr) || hp->lr < 0.0f)
+            return zoff__err(ZOFF_EINVAL, "adagrad: invalid lr %g (need finite, >= 0)",
+                             (double)hp->lr);
+        if (!isfinite(hp->lr_decay) || hp->lr_decay < 0.0f)
+            return zoff__err(ZOFF_EINVAL, "adagrad: invalid lr_decay %g (need finite, >= 0)",
+                             (double)hp->lr_decay);
+        if (!isfinite(hp->eps) || hp->eps < 0.0f)
+            return zoff__err(ZOFF_EINVAL, "adagrad: invalid eps %g (need finite, >= 0)",
+                             (double)hp->eps);
+        if (!isfinite(hp->weight_decay) || hp->weight_decay < 0.0f)
+            return zoff__err(ZOFF_EINVAL, "adagrad: invalid weight_decay %g (need finite, >= 0)",
+                             (double)hp->weight_decay);
+        if (!isfinite(hp->grad_scale))
+            return zoff__err(ZOFF_EINVAL, "adagrad: invalid grad_scale %g (need finite)",
+                             (double)hp->grad_scale);
+        if (hp->step < 1)
+            return zoff__err(ZOFF_EINVAL, "adagrad: invalid step %lld (need >= 1)",
+                             (long long)hp->step);
+        return ZOFF_OK;
+    }
     if (!isfinite(hp->lr) || hp->lr < 0.0f)
         return zoff__err(ZOFF_EINVAL, "cpu_adam: invalid lr %g (need finite, >= 0)",
                          (double)hp->lr);
@@ -187,9 +212,28 @@ static zoff_status tensor_check(const zadam_tensor *t)
     if (t->param_out && t->out_dtype != ZOFF_DTYPE_F32 && t->out_dtype != ZOFF_DTYPE_F16 &&
         t->out_dtype != ZOFF_DTYPE_BF16)
         return zoff__err(ZOFF_EINVAL, "cpu_adam: invalid output dtype %d", (int)t->out_dtype);
-    if (t->n && (!t->grad || !t->param || !t->exp_avg || !t->exp_avg_sq))
-        return zoff__err(ZOFF_EINVAL, "cpu_adam: NULL grad/param/exp_avg/exp_avg_sq with n=%zu",
-                         t->n);
+    return ZOFF_OK;
+}
+
+/* The state pointers `optim` needs in t's format. */
+static zoff_status state_check(const zadam_tensor *t, int optim)
+{
+    if (t->state_fmt < 0 || t->state_fmt >= ZSTATE_FMT_COUNT_)
+        return zoff__err(ZOFF_EINVAL, "cpu_adam: unknown state format %d", (int)t->state_fmt);
+    if (!t->n) return ZOFF_OK;
+    const int has_m = zopt_has_m((zopt_kind)optim), has_v = zopt_has_v((zopt_kind)optim);
+    int ok = t->grad && t->param;
+    if (t->state_fmt == ZSTATE_FP32) {
+        ok = ok && (!has_m || t->exp_avg) && (!has_v || t->exp_avg_sq);
+    } else {
+        ok = ok && (!has_m || t->m_state) && (!has_v || t->v_state);
+        if (t->state_fmt == ZSTATE_Q8)
+            ok = ok && (!has_m || t->m_absmax) && (!has_v || t->v_absmax);
+    }
+    if (!ok)
+        return zoff__err(ZOFF_EINVAL,
+                         "cpu_adam: NULL grad, param or %s state pointer (%s) with n=%zu",
+                         zopt_kind_name((zopt_kind)optim), zstate_fmt_name(t->state_fmt), t->n);
     return ZOFF_OK;
 }
 
@@ -349,6 +393,12 @@ size_t zadam_ctx_tile_numel(const zadam_ctx *ctx)
     return ctx->tile_numel;
 }
 
+size_t zadam_ctx_tile_for(const zadam_ctx *ctx, zstate_fmt f)
+{
+    if (f != ZSTATE_Q8) return ctx->tile_numel;
+    return (ctx->tile_numel + ZSTATE_Q8_BLOCK - 1) / ZSTATE_Q8_BLOCK * ZSTATE_Q8_BLOCK;
+}
+
 /* ---- the step -------------------------------------------------------------------------------- */
 
 /* The view of tile [off, off + len) of t. */
@@ -359,8 +409,15 @@ static zadam_tensor tile_of(const zadam_tensor *t, size_t off, size_t len)
     v.n = len;
     v.grad = (const char *)t->grad + off * gsz;
     v.param = t->param + off;
-    v.exp_avg = t->exp_avg + off;
-    v.exp_avg_sq = t->exp_avg_sq + off;
+    if (t->exp_avg) v.exp_avg = t->exp_avg + off;
+    if (t->exp_avg_sq) v.exp_avg_sq = t->exp_avg_sq + off;
+    if (t->state_fmt != ZSTATE_FP32) {
+        const size_t ms = t->state_fmt == ZSTATE_BF16 ? 2u : 1u;
+        if (t->m_state) v.m_state = (char *)t->m_state + off * ms;
+        if (t->v_state) v.v_state = (char *)t->v_state + off * ms;
+        if (t->m_absmax) v.m_absmax = t->m_absmax + off / ZSTATE_Q8_BLOCK;
+        if (t->v_absmax) v.v_absmax = t->v_absmax + off / ZSTATE_Q8_BLOCK;
+    }
     if (t->param_out) v.param_out = (char *)t->param_out + off * zoff_dtype_size(t->out_dtype);
     return v;
 }
@@ -371,11 +428,13 @@ zoff_status zadam_step(zadam_ctx *ctx, const zadam_hparams *hp, const zadam_tens
     if (!ctx) return zoff__err(ZOFF_EINVAL, "cpu_adam: zadam_step: ctx is NULL");
     ZOFF_CHECK(zadam_hparams_check(hp));
     ZOFF_CHECK(tensor_check(t));
+    ZOFF_CHECK(state_check(t, hp->optim));
     zadam__scalars s;
     zadam__scalars_init(hp, &s);
     s.nt_out = ctx->nt_out > 0 || (ctx->nt_out == 0 && t->n >= ZADAM_NT_MIN_NUMEL);
-    const zadam__step_fn fn = g_step_fns[ctx->isa];
-    const size_t tile = ctx->tile_numel;
+    const int generic = hp->optim != ZOPT_ADAM || t->state_fmt != ZSTATE_FP32;
+    const zadam__step_fn fn = generic ? g_opt_fns[ctx->isa] : g_step_fns[ctx->isa];
+    const size_t tile = zadam_ctx_tile_for(ctx, t->state_fmt);
     const size_t ntiles = (t->n + tile - 1) / tile;
     size_t bad = 0;
     if (ntiles <= 1 || ctx->threads == 1) {

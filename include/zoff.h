@@ -133,6 +133,22 @@ typedef enum zoff_aio_engine {
     ZOFF_AIO_THREADS = 2, /* pread/pwrite thread pool */
 } zoff_aio_engine;
 
+/* The optimizer zoff runs (zoff_config.optimizer_type); the group hyperparameters mean: Adam:
+ * all; Lion: lr, beta1, beta2, weight_decay (decoupled); Adagrad: lr, eps, weight_decay (L2, as
+ * torch.optim.Adagrad) plus zoff_config.lr_decay / initial_accumulator_value. */
+typedef enum zoff_optimizer_type {
+    ZOFF_OPTIM_ADAM = 0, /* Adam / AdamW (group adamw_mode) */
+    ZOFF_OPTIM_LION = 1,
+    ZOFF_OPTIM_ADAGRAD = 2,
+} zoff_optimizer_type;
+
+/* How the optimizer moments are stored (zoff_config.state_format); the master stays fp32. */
+typedef enum zoff_state_format {
+    ZOFF_STATE_FP32 = 0,
+    ZOFF_STATE_BF16 = 1, /* bf16 moments (round to nearest even): 8 B/param for Adam */
+    ZOFF_STATE_Q8 = 2,   /* blockwise 8-bit moments, 256 values per fp32 absmax: ~6 B/param */
+} zoff_state_format;
+
 #define ZOFF_PATH_MAX   1024
 #define ZOFF_MAX_GROUPS 64
 
@@ -279,6 +295,11 @@ typedef struct zoff_config {
     size_t grad_bucket_numel; /* elements per device gradient bucket (DeepSpeed
                                  zero_optimization.reduce_bucket_size) */
     int grad_bucket_count;    /* device buckets in the ring (>= 2; zoff.grad_bucket_count) */
+    /* optimizer kind and state format (appended; 0 = Adam with fp32 moments as before) */
+    int optimizer_type;              /* zoff_optimizer_type, one for the whole runtime */
+    int state_format;                /* zoff_state_format, one for the whole runtime */
+    float lr_decay;                  /* Adagrad: lr / (1 + (step - 1) * lr_decay) */
+    float initial_accumulator_value; /* Adagrad: start value of the accumulator */
 } zoff_config;
 
 /* Fills `cfg` with defaults (cpu tier, sync overlap, fp32 unless fp16/bf16 enabled, ...).

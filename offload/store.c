@@ -27,8 +27,9 @@ struct zstore {
     zstore_config cfg;
     zstore_sizes sz;
     zarena *arena;
-    float *resident;   /* resident block: partitions back to back, [m|e|v] each */
-    size_t slot_bytes; /* 4 KiB-rounded bytes of one slot */
+    char *resident;     /* resident block: partitions back to back, part_stride bytes apart */
+    size_t part_stride; /* zstate_bytes of a full partition */
+    size_t slot_bytes;  /* 4 KiB-rounded bytes of one slot */
     zstore_slot *slots;
     zswap_store *swap;
     /* pass state */
@@ -53,9 +54,29 @@ static uint64_t round4k(uint64_t x)
 zoff_status zstore_compute_sizes(uint64_t numel, size_t partition_numel, zoff_tier tier,
                                  float ratio, int buffer_count, zstore_sizes *out)
 {
+    return zstore_compute_sizes_fmt(numel, partition_numel, tier, ratio, buffer_count, ZOPT_ADAM,
+                                    ZSTATE_FP32, out);
+}
+
+/* State bytes of elements [0, m) of the range: whole partitions plus the short one. */
+static uint64_t range_bytes(uint64_t m, size_t pn, zopt_kind k, zstate_fmt f)
+{
+    const uint64_t full = m / pn, rest = m % pn;
+    return full * zstate_bytes(k, f, pn) + (rest ? zstate_bytes(k, f, (size_t)rest) : 0);
+}
+
+zoff_status zstore_compute_sizes_fmt(uint64_t numel, size_t partition_numel, zoff_tier tier,
+                                     float ratio, int buffer_count, zopt_kind optim, zstate_fmt fmt,
+                                     zstore_sizes *out)
+{
     if (!out) return zoff__err(ZOFF_EINVAL, "zstore_compute_sizes: out is NULL");
     if (partition_numel == 0)
         return zoff__err(ZOFF_EINVAL, "optimizer-state partition_numel must be > 0");
+    if (fmt == ZSTATE_Q8 && partition_numel % ZSTATE_Q8_BLOCK != 0)
+        return zoff__err(ZOFF_EINVAL,
+                         "q8 optimizer state: partition_numel %zu is not a multiple of the q8 "
+                         "block (%d values)",
+                         partition_numel, ZSTATE_Q8_BLOCK);
     if (!(ratio >= 0.0f && ratio <= 1.0f))
         return zoff__err(ZOFF_EINVAL, "offload ratio %g is outside [0, 1]", (double)ratio);
     /* 12 B/elem state and one 4 KiB round-up per partition stay below 2^63 from here on */
@@ -72,24 +93,24 @@ zoff_status zstore_compute_sizes(uint64_t numel, size_t partition_numel, zoff_ti
         s.resident_parts = (size_t)((double)ratio * (double)s.nparts);
     if (s.resident_parts > s.nparts) s.resident_parts = s.nparts;
     s.swapped_parts = s.nparts - s.resident_parts;
-    uint64_t resident_numel = (uint64_t)s.resident_parts * partition_numel;
-    if (resident_numel > numel) resident_numel = numel;
-    s.resident_bytes = resident_numel ? round4k(resident_numel * ZSTORE_ELEM_BYTES) : 0;
+    uint64_t resident_numel = ZOFF_MIN(numel, (uint64_t)s.resident_parts * partition_numel);
+    const uint64_t resident_state = range_bytes(resident_numel, partition_numel, optim, fmt);
+    s.resident_bytes = resident_numel ? round4k(resident_state) : 0;
     if (s.swapped_parts) {
         if (buffer_count < 1)
             return zoff__err(ZOFF_EINVAL,
                              "offload_optimizer.buffer_count %d: at least 1 swap buffer is needed",
                              buffer_count);
         s.slots = (int)ZOFF_MIN((size_t)buffer_count, s.swapped_parts);
-        uint64_t slot = round4k((uint64_t)partition_numel * ZSTORE_ELEM_BYTES);
+        uint64_t slot = round4k(zstate_bytes(optim, fmt, partition_numel));
         if (__builtin_mul_overflow((uint64_t)s.slots, slot, &s.pool_bytes))
             return zoff__err(ZOFF_ENOFIT,
                              "%d swap buffers of %zu elements need more than 2^64 bytes", s.slots,
                              partition_numel);
-        s.swap_bytes = (numel - resident_numel) * ZSTORE_ELEM_BYTES;
+        s.swap_bytes = range_bytes(numel, partition_numel, optim, fmt) - resident_state;
         uint64_t last_numel = numel - (uint64_t)(s.nparts - 1) * partition_numel;
-        s.swap_capacity_bytes =
-            (uint64_t)(s.swapped_parts - 1) * slot + round4k(last_numel * ZSTORE_ELEM_BYTES);
+        s.swap_capacity_bytes = (uint64_t)(s.swapped_parts - 1) * slot +
+                                round4k(zstate_bytes(optim, fmt, (size_t)last_numel));
     }
     *out = s;
     return ZOFF_OK;
@@ -123,7 +144,7 @@ zswap_store *zstore_swap(zstore *s)
 
 static size_t part_bytes(const zstore *s, size_t k)
 {
-    return zstore_part_numel(s, k) * ZSTORE_ELEM_BYTES;
+    return zstate_bytes(s->cfg.optim, s->cfg.state, zstore_part_numel(s, k));
 }
 
 zoff_status zstore_create(const zstore_config *cfg, zstore **out)
@@ -134,9 +155,11 @@ zoff_status zstore_create(const zstore_config *cfg, zstore **out)
     if (!s) return zoff__err(-ENOMEM, "zstore_create: out of memory");
     s->cfg = *cfg;
     s->arena = cfg->arena;
-    ZOFF_CHECK_GOTO(zstore_compute_sizes(cfg->numel, cfg->partition_numel, cfg->tier, cfg->ratio,
-                                         cfg->buffer_count, &s->sz),
+    ZOFF_CHECK_GOTO(zstore_compute_sizes_fmt(cfg->numel, cfg->partition_numel, cfg->tier,
+                                             cfg->ratio, cfg->buffer_count, cfg->optim, cfg->state,
+                                             &s->sz),
                     st, fail);
+    s->part_stride = zstate_bytes(cfg->optim, cfg->state, cfg->partition_numel);
     s->order = calloc(s->sz.nparts ? s->sz.nparts : 1, sizeof *s->order);
     s->seq = calloc(s->sz.nparts ? s->sz.nparts : 1, sizeof *s->seq);
     s->swpos = calloc(s->sz.nparts ? s->sz.nparts : 1, sizeof *s->swpos);
@@ -159,7 +182,7 @@ zoff_status zstore_create(const zstore_config *cfg, zstore **out)
                            s->sz.swapped_parts);
             goto fail;
         }
-        s->slot_bytes = (size_t)round4k((uint64_t)cfg->partition_numel * ZSTORE_ELEM_BYTES);
+        s->slot_bytes = (size_t)round4k(s->part_stride);
         s->slots = calloc((size_t)s->sz.slots, sizeof *s->slots);
         if (!s->slots) {
             st = zoff__err(-ENOMEM, "zstore_create: out of memory");
@@ -273,16 +296,19 @@ static zoff_status issue_upto(zstore *s, size_t upto)
     return ZOFF_OK;
 }
 
-static void fill_part(const zstore *s, size_t k, float *base, zstore_part *out)
+static void fill_part(const zstore *s, size_t k, void *base, zstore_part *out)
 {
     size_t n = zstore_part_numel(s, k);
     out->index = k;
     out->begin = zstore_part_begin(s, k);
     out->numel = n;
     out->resident = zstore_part_resident(s, k);
-    out->master = base;
-    out->exp_avg = base + n;
-    out->exp_avg_sq = base + 2 * n;
+    memset(&out->view, 0, sizeof out->view);
+    zstate_view(s->cfg.optim, s->cfg.state, base, n, &out->view);
+    out->view.n = n;
+    out->master = out->view.param;
+    out->exp_avg = out->view.exp_avg;
+    out->exp_avg_sq = out->view.exp_avg_sq;
 }
 
 zoff_status zstore_pass_next(zstore *s, zstore_part *out)
@@ -304,7 +330,7 @@ zoff_status zstore_pass_next(zstore *s, zstore_part *out)
             }
         if (next != SIZE_MAX && depth > 0)
             ZOFF_CHECK_GOTO(issue_upto(s, next + depth - 1), st, fail);
-        fill_part(s, k, s->resident + zstore_part_begin(s, k) * 3, out);
+        fill_part(s, k, s->resident + (size_t)k * s->part_stride, out);
     } else {
         size_t j = s->seq[pos];
         ZOFF_CHECK_GOTO(issue_upto(s, j + depth), st, fail);

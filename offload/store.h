@@ -6,7 +6,10 @@
  * grow with the model.
  *
  * Layout of one partition of n elements (resident or in a slot, and on disk as one extent whose
- * swap key is the partition index): master[n] | exp_avg[n] | exp_avg_sq[n], fp32 (12 B/elem).
+ * swap key is the partition index): zstate_view() of cpu_adam/adam.h for the store's optimizer
+ * and state format. fp32 Adam: master[n] | exp_avg[n] | exp_avg_sq[n] (12 B/elem); q8 Adam:
+ * master fp32 | exp_avg codes | exp_avg_sq codes | absmax | absmax (~6.03 B/elem). The bytes come
+ * from the one table, zstate_bytes().
  *
  * Streaming passes visit a list of partitions in order: pass_next() hands out the next one ready
  * to use (a swapped one is read in, with reads of the following ones already in flight),
@@ -22,6 +25,7 @@
 #include <stdint.h>
 
 #include "common/common.h"
+#include "cpu_adam/adam.h"
 #include "nvme/swap.h"
 #include "offload/arena.h"
 
@@ -29,7 +33,7 @@
 extern "C" {
 #endif
 
-#define ZSTORE_ELEM_BYTES 12 /* master + exp_avg + exp_avg_sq, fp32 */
+#define ZSTORE_ELEM_BYTES 12 /* fp32 Adam: master + exp_avg + exp_avg_sq */
 /* Largest element count sized here: 12 B/elem and page round-ups stay far below 2^64. */
 #define ZSTORE_MAX_NUMEL ((uint64_t)1 << 58)
 
@@ -51,6 +55,11 @@ typedef struct zstore_sizes {
  * swapped partitions; ZOFF_ENOFIT when a byte count would not fit in 64 bits. */
 zoff_status zstore_compute_sizes(uint64_t numel, size_t partition_numel, zoff_tier tier,
                                  float ratio, int buffer_count, zstore_sizes *out);
+/* The same for an optimizer and state format (zstore_compute_sizes: fp32 Adam). q8 needs a
+ * partition_numel that is a multiple of ZSTATE_Q8_BLOCK (ZOFF_EINVAL otherwise). */
+zoff_status zstore_compute_sizes_fmt(uint64_t numel, size_t partition_numel, zoff_tier tier,
+                                     float ratio, int buffer_count, zopt_kind optim, zstate_fmt fmt,
+                                     zstore_sizes *out);
 
 typedef struct zstore zstore;
 
@@ -69,6 +78,8 @@ typedef struct zstore_config {
     const zswap_config *swap; /* used when some partitions are swapped (capacity is set here) */
     zstore_io_hook io_hook;   /* optional */
     void *io_user;
+    zopt_kind optim;  /* the moments kept (0: Adam) */
+    zstate_fmt state; /* their format (0: fp32) */
 } zstore_config;
 
 /* Allocates the resident block (zeroed) and the slot pool from the arena, creates the swap store
@@ -95,7 +106,8 @@ typedef struct zstore_part {
     uint64_t begin; /* first element, relative to the range */
     size_t numel;
     int resident;
-    float *master, *exp_avg, *exp_avg_sq; /* numel each */
+    float *master, *exp_avg, *exp_avg_sq; /* numel each; exp_avg* NULL unless fp32 state */
+    zadam_tensor view;                    /* every state pointer of the partition (zstate_view) */
 } zstore_part;
 
 enum {

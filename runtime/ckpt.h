@@ -54,6 +54,10 @@ typedef struct zckpt_meta {
     int ngroups;
     zoff_group_config groups[ZOFF_MAX_GROUPS];
     char extra_json[4096]; /* "" or a JSON object text stored under "extra" (trainer state) */
+    /* the run's optimizer and moment format ("adam", "fp32", ...; "" when a checkpoint written
+     * before they were recorded: Adam, fp32). The tensors always hold fp32 moments. */
+    char optimizer[16];
+    char state_format[16];
     /* the step pipeline (manifest object "pipeline"; absent in older checkpoints: all 0) */
     int pipeline_overlap;        /* the zoff_overlap of the run that saved */
     int64_t pipeline_steps;      /* steps since its finalize/load (the delayed warm-up) */

@@ -345,6 +345,8 @@ zoff_status zckpt__build_manifest(zckpt_writer *w, const zckpt_meta *m, const ch
     cJSON_AddNumberToObject(root, "loss_scale", zoff__float_json(m->loss_scale));
     cJSON_AddNumberToObject(root, "scaler_good_steps", (double)m->scaler_good_steps);
     cJSON_AddNumberToObject(root, "scaler_hysteresis", m->scaler_hysteresis);
+    if (m->optimizer[0]) cJSON_AddStringToObject(root, "optimizer", m->optimizer);
+    if (m->state_format[0]) cJSON_AddStringToObject(root, "state_format", m->state_format);
     cJSON_AddItemToObject(root, "groups", ga);
     ga = NULL;
     cJSON_AddStringToObject(root, "data_file", ZCKPT_DATA_FILE);
@@ -544,6 +546,18 @@ zoff_status zckpt__parse_manifest(zckpt_reader *r, const char *text)
         goto out;
     }
     m->scaler_hysteresis = (int)x;
+    static const char *const kinds[2] = {"optimizer", "state_format"};
+    for (int k = 0; k < 2; k++) {
+        char *dst = k ? m->state_format : m->optimizer;
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, kinds[k]);
+        dst[0] = '\0';
+        if (!o) continue;
+        if (!cJSON_IsString(o) || strlen(o->valuestring) >= sizeof m->optimizer) {
+            st = zckpt__ferr(r, "%s: \"%s\" must be a short string", ZCKPT_MANIFEST_FILE, kinds[k]);
+            goto out;
+        }
+        snprintf(dst, sizeof m->optimizer, "%s", o->valuestring);
+    }
     if (r->info.format_version >= 2) {
         if (!json_num(root, "header_crc32c", 1, 0, 4294967295.0, &x)) {
             st = zckpt__ferr(r, "%s: \"header_crc32c\" missing or not a crc32c",

@@ -20,6 +20,8 @@
 
 /* Most Adam threads (= ZADAM_MAX_THREADS of cpu_adam/adam.h, which this file cannot include). */
 #define CPU_THREADS_MAX 1024
+/* Values per q8 block (= Q8_BLOCK of cpu_adam/adam.h). */
+#define Q8_BLOCK 256
 /* Upper bounds of a group's hyperparameters (config, zoff_set_group, checkpoint manifests). */
 #define GROUP_LR_MAX  1000.0
 #define GROUP_EPS_MAX 1.0
@@ -147,6 +149,8 @@ static const enum_name device_names[] = {
     {"auto", ZOFF_DEVICE_AUTO}, {"cuda", ZOFF_DEVICE_CUDA}, {"sim", ZOFF_DEVICE_SIM}, {NULL, 0}};
 static const enum_name engine_names[] = {
     {"auto", ZOFF_AIO_AUTO}, {"uring", ZOFF_AIO_URING}, {"threads", ZOFF_AIO_THREADS}, {NULL, 0}};
+static const enum_name state_names[] = {
+    {"fp32", ZOFF_STATE_FP32}, {"bf16", ZOFF_STATE_BF16}, {"q8", ZOFF_STATE_Q8}, {NULL, 0}};
 static const enum_name tier_names[] = {{"cpu", ZOFF_TIER_CPU}, {"nvme", ZOFF_TIER_NVME}, {NULL, 0}};
 /* cpu_isa values; "auto" and "" both mean "chosen from CPUID". */
 static const char *const isa_names[] = {"scalar", "avx2", "avx512", NULL};
@@ -304,6 +308,35 @@ zoff_status zoff__config_validate(const zoff_config *cfg)
                          "zoff_config_default())",
                          cfg->struct_size, sizeof *cfg);
     ZOFF_CHECK(zoff__group_config_validate(&cfg->optimizer, "optimizer.params"));
+    if (cfg->optimizer_type < ZOFF_OPTIM_ADAM || cfg->optimizer_type > ZOFF_OPTIM_ADAGRAD)
+        return zoff__err(ZOFF_ECONFIG,
+                         "optimizer.type: unknown optimizer %d (expected Adam, AdamW, Lion or "
+                         "Adagrad)",
+                         cfg->optimizer_type);
+    if (cfg->state_format < ZOFF_STATE_FP32 || cfg->state_format > ZOFF_STATE_Q8)
+        return zoff__err(ZOFF_ECONFIG,
+                         "zoff.state_format: unknown format %d (expected \"fp32\", \"bf16\" or "
+                         "\"q8\")",
+                         cfg->state_format);
+    if (!finite_in(cfg->lr_decay, 0.0, HUGE_VAL))
+        return zoff__err(ZOFF_ECONFIG,
+                         "optimizer.params.lr_decay: expected a finite number >= 0, got %g",
+                         (double)cfg->lr_decay);
+    if (!finite_in(cfg->initial_accumulator_value, 0.0, HUGE_VAL))
+        return zoff__err(ZOFF_ECONFIG,
+                         "optimizer.params.initial_accumulator_value: expected a finite number >= "
+                         "0, got %g",
+                         (double)cfg->initial_accumulator_value);
+    if (cfg->state_format == ZOFF_STATE_Q8 && cfg->partition_numel % Q8_BLOCK != 0)
+        return zoff__err(ZOFF_ECONFIG,
+                         "zoff.partition_numel: %zu is not a multiple of the q8 block (%d values); "
+                         "q8 state needs whole blocks per partition",
+                         cfg->partition_numel, Q8_BLOCK);
+    if (cfg->state_format == ZOFF_STATE_Q8 && cfg->tile_numel % Q8_BLOCK != 0)
+        return zoff__err(ZOFF_ECONFIG,
+                         "zoff.tile_numel: %zu is not a multiple of the q8 block (%d values); q8 "
+                         "tiles start on block boundaries",
+                         cfg->tile_numel, Q8_BLOCK);
     if (cfg->zero_stage < 0 || cfg->zero_stage > 3)
         return zoff__err(ZOFF_ECONFIG, "zero_optimization.stage: expected 0, 1, 2 or 3, got %d",
                          cfg->zero_stage);
@@ -481,7 +514,8 @@ typedef struct pctx {
     char errs[ERRS_MAX];           /* every error of this parse, one per line */
     size_t errs_len;
     int nerr;
-    int lion_adagrad;        /* optimizer.type Lion/Adagrad: AdamW runs instead (warned) */
+    int omitted;             /* errors that did not fit in errs */
+    int lion_adagrad;        /* unused since Lion/Adagrad run as themselves (always 0) */
     int sched_given;         /* a "scheduler" section was read */
     char sched_keys[16][40]; /* scheduler.params keys given (checked against the type) */
     int nsched_keys;
@@ -537,10 +571,14 @@ static zoff_status cerr(pctx *c, const char *path, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (c->errs_len < sizeof c->errs) {
-        int w = snprintf(c->errs + c->errs_len, sizeof c->errs - c->errs_len, "%s%s: %s: %s",
-                         c->nerr ? "\n" : "", c->origin, path, msg);
-        if (w > 0) c->errs_len = ZOFF_MIN(sizeof c->errs, c->errs_len + (size_t)w);
+    char line[768];
+    int w = snprintf(line, sizeof line, "%s%s: %s: %s", c->nerr ? "\n" : "", c->origin, path, msg);
+    /* keep whole lines; what does not fit is counted ("and N more errors") */
+    if (w > 0 && c->errs_len + (size_t)w + 40 < sizeof c->errs) {
+        memcpy(c->errs + c->errs_len, line, (size_t)w + 1);
+        c->errs_len += (size_t)w;
+    } else {
+        c->omitted++;
     }
     c->nerr++;
     return zoff__err(ZOFF_ECONFIG, "%s: %s: %s", c->origin, path, msg);
@@ -903,27 +941,21 @@ static zoff_status walk(pctx *c, const cJSON *obj, const char *path, const key_d
 }
 
 /* ---- custom keys ---------------------------------------------------------------------------- */
-#define OPT_NOTE_LION_ADAGRAD                                                                      \
-    "zoff's CPU optimizer is Adam: AdamW runs instead, with this section's lr, betas, eps and "    \
-    "weight_decay"
-
 static zoff_status on_optimizer_type(pctx *c, const cJSON *v, const char *path)
 {
+    c->cfg->optimizer_type = ZOFF_OPTIM_ADAM;
     if (cJSON_IsString(v) && strcasecmp(v->valuestring, "adam") == 0)
         c->opt_type = 0;
     else if (cJSON_IsString(v) && strcasecmp(v->valuestring, "adamw") == 0)
         c->opt_type = 1;
-    else if (cJSON_IsString(v) && (strcasecmp(v->valuestring, "lion") == 0 ||
-                                   strcasecmp(v->valuestring, "adagrad") == 0)) {
-        c->opt_type = 1;
-        c->lion_adagrad = 1;
-        char got[96];
-        ZOFF_WARN(ZOFF_SUB_CONFIG, "%s: %s = %s is accepted and ignored: %s", c->origin, path,
-                  describe(v, got, sizeof got), OPT_NOTE_LION_ADAGRAD);
-    } else
+    else if (cJSON_IsString(v) && strcasecmp(v->valuestring, "lion") == 0)
+        c->opt_type = 2, c->cfg->optimizer_type = ZOFF_OPTIM_LION;
+    else if (cJSON_IsString(v) && strcasecmp(v->valuestring, "adagrad") == 0)
+        c->opt_type = 3, c->cfg->optimizer_type = ZOFF_OPTIM_ADAGRAD;
+    else
         return bad_type(c, path,
-                        "\"Adam\" or \"AdamW\" (\"Lion\" and \"Adagrad\" are accepted and run "
-                        "AdamW; other DeepSpeed optimizers are not supported)",
+                        "\"Adam\", \"AdamW\", \"Lion\" or \"Adagrad\" (other DeepSpeed optimizers "
+                        "are not supported)",
                         v);
     return ZOFF_OK;
 }
@@ -1177,6 +1209,8 @@ static const key_desc optimizer_params_keys[] = {
     KFLOAT("eps", optimizer.eps, 0, INF),
     KFLOAT("weight_decay", optimizer.weight_decay, 0, INF),
     KBOOL("bias_correction", optimizer.bias_correction),
+    KFLOAT("lr_decay", lr_decay, 0, INF),
+    KFLOAT("initial_accumulator_value", initial_accumulator_value, 0, INF),
     KFN("adam_w_mode", on_adam_w_mode),
     KFN("amsgrad", on_amsgrad),
     KEND,
@@ -1256,6 +1290,7 @@ static const key_desc aio_keys[] = {
 
 static const key_desc zoff_keys[] = {
     KFN("partition_numel", on_partition_numel),
+    KENUM("state_format", state_format, state_names),
     KSIZE("tile_numel", tile_numel, 1, MAX_EXACT_INT),
     KENUM("overlap", overlap, overlap_names),
     KINT("delayed_warmup_steps", delayed_warmup_steps, 0, INT32_MAX),
@@ -1682,6 +1717,24 @@ zoff_status zoff__config_parse_with(zoff_config *cfg, const char *json, const ch
     }
     walk(&c, root, "", top_keys);
 
+    /* Lion / Adagrad: their papers' / torch's defaults for what the params leave out */
+    if (c.opt_type >= 2) {
+        const cJSON *params = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(root, "optimizer"), "params");
+        if (c.opt_type == 2 && !cJSON_GetObjectItemCaseSensitive(params, "betas")) {
+            work.optimizer.beta1 = 0.9f;
+            work.optimizer.beta2 = 0.99f;
+        }
+        if (c.opt_type == 3 && !cJSON_GetObjectItemCaseSensitive(params, "eps"))
+            work.optimizer.eps = 1e-10f;
+        if (!cJSON_GetObjectItemCaseSensitive(params, "weight_decay"))
+            work.optimizer.weight_decay = 0.0f;
+        if (c.opt_type == 3 && !cJSON_GetObjectItemCaseSensitive(params, "lr"))
+            work.optimizer.lr = 1e-2f;
+        if (c.opt_type == 2 && !cJSON_GetObjectItemCaseSensitive(params, "lr"))
+            work.optimizer.lr = 1e-4f;
+    }
+
     /* Cross-key rules (DeepSpeed semantics). "Adam" runs AdamW unless adam_w_mode is false;
      * "AdamW" always runs AdamW (DeepSpeed ignores adam_w_mode false there: said once). */
     if (c.opt_type == 1 && c.adam_w_mode == 0 && !c.lion_adagrad)
@@ -1706,11 +1759,16 @@ zoff_status zoff__config_parse_with(zoff_config *cfg, const char *json, const ch
     scheduler_check(&c);
     batch_resolve(&c);
     if (c.nerr) {
-        st = zoff__err(ZOFF_ECONFIG, "%s", c.errs);
+        if (c.omitted)
+            st = zoff__err(ZOFF_ECONFIG, "%s\n%s: and %d more errors", c.errs, origin, c.omitted);
+        else
+            st = zoff__err(ZOFF_ECONFIG, "%s", c.errs);
         goto out;
     }
     ZOFF_INFO(ZOFF_SUB_CONFIG, "%s: optimizer runs %s", origin,
-              zoff_optimizer_name(&work.optimizer));
+              work.optimizer_type == ZOFF_OPTIM_LION      ? "Lion"
+              : work.optimizer_type == ZOFF_OPTIM_ADAGRAD ? "Adagrad"
+                                                          : zoff_optimizer_name(&work.optimizer));
 
 validate:
     st = zoff__config_validate(&work);
@@ -1942,7 +2000,11 @@ static cJSON *config_tree(const zoff_config *cfg)
     ADD(opt, opt);
     if (ok) {
         const zoff_group_config *g = &cfg->optimizer;
-        ADD(opt, cJSON_AddStringToObject(opt, "type", g->adamw_mode ? "AdamW" : "Adam"));
+        const char *type = cfg->optimizer_type == ZOFF_OPTIM_LION      ? "Lion"
+                           : cfg->optimizer_type == ZOFF_OPTIM_ADAGRAD ? "Adagrad"
+                           : g->adamw_mode                             ? "AdamW"
+                                                                       : "Adam";
+        ADD(opt, cJSON_AddStringToObject(opt, "type", type));
         cJSON *p = cJSON_AddObjectToObject(opt, "params");
         ADD(p, p);
         if (ok) {
@@ -1958,6 +2020,11 @@ static cJSON *config_tree(const zoff_config *cfg)
             ADD(p, cJSON_AddNumberToObject(p, "weight_decay", zoff__float_json(g->weight_decay)));
             ADD(p, cJSON_AddBoolToObject(p, "bias_correction", g->bias_correction));
             ADD(p, cJSON_AddBoolToObject(p, "adam_w_mode", g->adamw_mode));
+            if (cfg->optimizer_type == ZOFF_OPTIM_ADAGRAD) {
+                ADD(p, cJSON_AddNumberToObject(p, "lr_decay", zoff__float_json(cfg->lr_decay)));
+                ADD(p, cJSON_AddNumberToObject(p, "initial_accumulator_value",
+                                               zoff__float_json(cfg->initial_accumulator_value)));
+            }
         }
     }
     cJSON *fp16 = cJSON_AddObjectToObject(root, "fp16");
@@ -2007,6 +2074,8 @@ static cJSON *config_tree(const zoff_config *cfg)
     if (ok) {
         ADD(z, cJSON_AddNumberToObject(z, "partition_numel", (double)cfg->partition_numel));
         ADD(z, cJSON_AddNumberToObject(z, "tile_numel", (double)cfg->tile_numel));
+        ADD(z, cJSON_AddStringToObject(z, "state_format",
+                                       enum_to_name(state_names, cfg->state_format)));
         ADD(z,
             cJSON_AddStringToObject(z, "overlap", enum_to_name(overlap_names, (int)cfg->overlap)));
         ADD(z, cJSON_AddNumberToObject(z, "delayed_warmup_steps", cfg->delayed_warmup_steps));

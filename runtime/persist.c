@@ -59,10 +59,63 @@ out:;
     return st ? st : e;
 }
 
+/* ---- moments in the store's format <-> fp32 -------------------------------------------------
+ * which: 0 exp_avg, 1 exp_avg_sq. A moment the optimizer does not keep (Lion's exp_avg_sq,
+ * Adagrad's exp_avg) reads as zeros and writes are dropped. fp32 state is used in place. */
+static int keeps(const zoff_runtime *rt, int which)
+{
+    const zopt_kind k = (zopt_kind)rt->cfg.optimizer_type;
+    return which ? zopt_has_v(k) : zopt_has_m(k);
+}
+
+/* Where the fp32 values of moment `which` of segment se..se+n are, decoding into scratch when the
+ * format is not fp32. */
+static const float *moment_get(const zoff_runtime *rt, const zstore_part *part, int which,
+                               size_t se, size_t n, float *scratch)
+{
+    if (!keeps(rt, which)) {
+        memset(scratch, 0, n * sizeof(float));
+        return scratch;
+    }
+    zadam_tensor t = part->view;
+    zstate_offset(&t, se);
+    if (t.state_fmt == ZSTATE_FP32) return which ? t.exp_avg_sq : t.exp_avg;
+    zstate_decode(t.state_fmt, which, which ? t.v_state : t.m_state,
+                  which ? t.v_absmax : t.m_absmax, n, scratch);
+    return scratch;
+}
+
+static void moment_set(const zoff_runtime *rt, const zstore_part *part, int which, size_t se,
+                       size_t n, const float *in)
+{
+    if (!keeps(rt, which)) return;
+    zadam_tensor t = part->view;
+    zstate_offset(&t, se);
+    if (t.state_fmt == ZSTATE_FP32) {
+        float *dst = which ? t.exp_avg_sq : t.exp_avg;
+        if (dst != in) memcpy(dst, in, n * sizeof(float));
+        return;
+    }
+    zstate_encode(t.state_fmt, which, in, n, which ? t.v_state : t.m_state,
+                  which ? t.v_absmax : t.m_absmax);
+}
+
+/* A scratch buffer of one partition of fp32 values (NULL when the state is fp32 Adam). */
+static zoff_status scratch_alloc(const zoff_runtime *rt, float **out)
+{
+    *out = NULL;
+    if (rt->cfg.state_format == ZOFF_STATE_FP32 && rt->cfg.optimizer_type == ZOFF_OPTIM_ADAM)
+        return ZOFF_OK;
+    *out = malloc(rt->cfg.partition_numel * sizeof(float));
+    if (!*out) return zoff__err(-ENOMEM, "out of memory for a state conversion buffer");
+    return ZOFF_OK;
+}
+
 /* ---- one parameter --------------------------------------------------------------------------- */
 typedef struct io_ctx {
     float *master, *exp_avg, *exp_avg_sq;
     int write;
+    float *scratch;
 } io_ctx;
 
 static zoff_status io_seg(zoff_runtime *rt, void *vctx, const zstore_part *part, int q, size_t e0,
@@ -70,15 +123,16 @@ static zoff_status io_seg(zoff_runtime *rt, void *vctx, const zstore_part *part,
 {
     io_ctx *c = vctx;
     size_t b = n * sizeof(float);
+    float *mo[2] = {c->exp_avg, c->exp_avg_sq};
     if (!c->write) {
         if (c->master) memcpy(c->master + e0, part->master + se, b);
-        if (c->exp_avg) memcpy(c->exp_avg + e0, part->exp_avg + se, b);
-        if (c->exp_avg_sq) memcpy(c->exp_avg_sq + e0, part->exp_avg_sq + se, b);
+        for (int j = 0; j < 2; j++)
+            if (mo[j]) memcpy(mo[j] + e0, moment_get(rt, part, j, se, n, c->scratch), b);
         return ZOFF_OK;
     }
     memcpy(part->master + se, c->master + e0, b);
-    if (c->exp_avg) memcpy(part->exp_avg + se, c->exp_avg + e0, b);
-    if (c->exp_avg_sq) memcpy(part->exp_avg_sq + se, c->exp_avg_sq + e0, b);
+    for (int j = 0; j < 2; j++)
+        if (mo[j]) moment_set(rt, part, j, se, n, mo[j] + e0);
     return zrt_upload_master(rt, &rt->params[q], e0, part->master + se, n);
 }
 
@@ -87,23 +141,30 @@ zoff_status zrt_state_io(zoff_runtime *rt, int id, float *master, float *exp_avg
 {
     const zrt_param *p = &rt->params[id];
     if (p->part_first > p->part_last) return ZOFF_OK; /* another rank owns all of it */
-    io_ctx c = {master, exp_avg, exp_avg_sq, write};
+    io_ctx c = {master, exp_avg, exp_avg_sq, write, NULL};
     unsigned flags = ZSTORE_READ | (write ? ZSTORE_WRITE : 0);
+    ZOFF_CHECK(scratch_alloc(rt, &c.scratch));
     zoff_status st = pass_range(rt, p->part_first, p->part_last, flags, id, io_seg, &c);
+    free(c.scratch);
     if (st < 0 && write) return zrt_break(rt, st);
     return st;
 }
 
 /* ---- save ------------------------------------------------------------------------------------ */
+typedef struct save_ctx {
+    zckpt_writer *w;
+    float *scratch;
+} save_ctx;
+
 static zoff_status save_seg(zoff_runtime *rt, void *vctx, const zstore_part *part, int q, size_t e0,
                             size_t se, size_t n)
 {
-    zckpt_writer *w = vctx;
+    save_ctx *c = vctx;
     (void)e0;
-    ZOFF_CHECK(zckpt_writer_write(w, (size_t)q * 3 + 0, part->master + se, n));
-    ZOFF_CHECK(zckpt_writer_write(w, (size_t)q * 3 + 1, part->exp_avg + se, n));
-    ZOFF_CHECK(zckpt_writer_write(w, (size_t)q * 3 + 2, part->exp_avg_sq + se, n));
-    (void)rt;
+    ZOFF_CHECK(zckpt_writer_write(c->w, (size_t)q * 3 + 0, part->master + se, n));
+    for (int j = 0; j < 2; j++)
+        ZOFF_CHECK(zckpt_writer_write(c->w, (size_t)q * 3 + 1 + (size_t)j,
+                                      moment_get(rt, part, j, se, n, c->scratch), n));
     return ZOFF_OK;
 }
 
@@ -300,16 +361,27 @@ static zoff_status save_impl(zoff_runtime *rt, const char *dir, const char *user
         meta->ngroups = rt->ngroups;
         for (int g = 0; g < rt->ngroups; g++) meta->groups[g] = rt->groups[g].cfg;
         if (user_json) snprintf(meta->extra_json, sizeof meta->extra_json, "%s", user_json);
+        snprintf(meta->optimizer, sizeof meta->optimizer, "%s",
+                 zopt_kind_name((zopt_kind)rt->cfg.optimizer_type));
+        snprintf(meta->state_format, sizeof meta->state_format, "%s",
+                 zstate_fmt_name((zstate_fmt)rt->cfg.state_format));
         st = save_sharded(rt, dir, tensors, meta);
         goto out;
     }
     ZOFF_CHECK_GOTO(zckpt_writer_open(dir, tensors, (size_t)rt->nparams * per, &w), st, out);
-    ZOFF_CHECK_GOTO(pass_range(rt, 0, rt->layout.store.nparts - 1, ZSTORE_READ, -1, save_seg, w),
-                    st, out);
+    save_ctx sc = {w, NULL};
+    ZOFF_CHECK_GOTO(scratch_alloc(rt, &sc.scratch), st, out);
+    st = pass_range(rt, 0, rt->layout.store.nparts - 1, ZSTORE_READ, -1, save_seg, &sc);
+    free(sc.scratch);
+    if (st < 0) goto out;
     if (device) ZOFF_CHECK_GOTO(save_device_params(rt, w), st, out);
     meta->pipeline_overlap = (int)rt->overlap;
     meta->pipeline_steps = rt->sync_steps_done;
     meta->pipeline_delayed_update = device;
+    snprintf(meta->optimizer, sizeof meta->optimizer, "%s",
+             zopt_kind_name((zopt_kind)rt->cfg.optimizer_type));
+    snprintf(meta->state_format, sizeof meta->state_format, "%s",
+             zstate_fmt_name((zstate_fmt)rt->cfg.state_format));
     meta->step = rt->step;
     meta->loss_scale = rt->scaler.scale;
     meta->scaler_good_steps = rt->scaler.good_steps;
@@ -425,6 +497,7 @@ typedef struct load_ctx {
     zckpt_reader *r;
     size_t *idx; /* checkpoint tensor index of param q's tensor j: idx[q*4+j] (j = 3: the
                     device copy, with a delayed update pending) */
+    float *scratch;
 } load_ctx;
 
 static zoff_status load_seg(zoff_runtime *rt, void *vctx, const zstore_part *part, int q, size_t e0,
@@ -432,8 +505,12 @@ static zoff_status load_seg(zoff_runtime *rt, void *vctx, const zstore_part *par
 {
     load_ctx *c = vctx;
     ZOFF_CHECK(zckpt_reader_read(c->r, c->idx[q * 4 + 0], part->master + se, n));
-    ZOFF_CHECK(zckpt_reader_read(c->r, c->idx[q * 4 + 1], part->exp_avg + se, n));
-    ZOFF_CHECK(zckpt_reader_read(c->r, c->idx[q * 4 + 2], part->exp_avg_sq + se, n));
+    for (int j = 0; j < 2; j++) {
+        float *dst = c->scratch;
+        if (!dst) dst = j ? part->exp_avg_sq + se : part->exp_avg + se; /* fp32 Adam: in place */
+        ZOFF_CHECK(zckpt_reader_read(c->r, c->idx[q * 4 + 1 + (size_t)j], dst, n));
+        moment_set(rt, part, j, se, n, dst);
+    }
     return zrt_upload_master(rt, &rt->params[q], e0, part->master + se, n);
 }
 
@@ -525,6 +602,40 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
                        strlen(meta->extra_json) + 1, len);
         goto out;
     }
+    /* the optimizer must match; the moment format is converted */
+    {
+        const char *opt = meta->optimizer[0] ? meta->optimizer : "adam";
+        const char *fmt = meta->state_format[0] ? meta->state_format : "fp32";
+        zopt_kind k;
+        zstate_fmt f;
+        if (zopt_kind_parse(opt, &k) < 0) {
+            st = zoff__err(ZOFF_EMISMATCH,
+                           "checkpoint %s: unknown optimizer '%s' (this zoff knows adam, lion, "
+                           "adagrad)",
+                           dir, opt);
+            goto out;
+        }
+        if (zstate_fmt_parse(fmt, &f) < 0) {
+            st = zoff__err(ZOFF_EMISMATCH,
+                           "checkpoint %s: unknown optimizer state format '%s' (this zoff knows "
+                           "fp32, bf16, q8)",
+                           dir, fmt);
+            goto out;
+        }
+        if ((int)k != rt->cfg.optimizer_type) {
+            st = zoff__err(ZOFF_EMISMATCH,
+                           "checkpoint %s holds %s state, the runtime runs %s: the moments do not "
+                           "carry over between optimizers",
+                           dir, zopt_kind_name(k),
+                           zopt_kind_name((zopt_kind)rt->cfg.optimizer_type));
+            goto out;
+        }
+        if ((int)f != rt->cfg.state_format)
+            ZOFF_INFO(ZOFF_SUB_CKPT,
+                      "checkpoint %s was saved with %s moments; converting them to this "
+                      "runtime's %s format",
+                      dir, zstate_fmt_name(f), zstate_fmt_name((zstate_fmt)rt->cfg.state_format));
+    }
     /* 2. checksums of every tensor, before anything is touched */
     ZOFF_CHECK_GOTO(zckpt_reader_verify(r), st, out);
 
@@ -541,11 +652,13 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
                   "runtime is not `delayed`: the device gets the master's (newer) values",
                   dir);
     rt->hold_active = restore_hold; /* the uploads below also fill the hold buffer */
-    load_ctx c = {r, idx};
+    load_ctx c = {r, idx, NULL};
+    ZOFF_CHECK_GOTO(scratch_alloc(rt, &c.scratch), st, out);
     if (rt->nranks > 1)
         st = load_sharded(rt, r, idx);
     else
         st = pass_range(rt, 0, rt->layout.store.nparts - 1, ZSTORE_WRITE, -1, load_seg, &c);
+    free(c.scratch);
     zrt_drop_hold(rt);
     if (st == ZOFF_OK && restore_hold) st = load_device_params(rt, r, idx);
     if (st < 0) {

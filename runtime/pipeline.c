@@ -124,6 +124,8 @@ void zrt_hparams(const zoff_runtime *rt, int g, int64_t step, float grad_scale, 
     hp->bias_correction = c->bias_correction;
     hp->step = step;
     hp->grad_scale = grad_scale;
+    hp->optim = rt->cfg.optimizer_type;
+    hp->lr_decay = rt->cfg.lr_decay;
 }
 
 static void update_prepare(const zoff_runtime *rt, zrt_update *u, int64_t step, float grad_scale,
@@ -182,8 +184,8 @@ static zoff_status update_tile(zoff_runtime *rt, zrt_update *u, zrt_param *q,
                                const zstore_part *part, size_t e0, size_t se, size_t n,
                                size_t tile_idx)
 {
-    zadam_tensor t;
-    memset(&t, 0, sizeof t);
+    zadam_tensor t = part->view;
+    zstate_offset(&t, se);
     t.n = n;
     if (u->grads_f32) { /* fp32 of the owned range: accumulated sums, or several ranks'
                          * averaged gradients */
@@ -193,9 +195,7 @@ static zoff_status update_tile(zoff_runtime *rt, zrt_update *u, zrt_param *q,
         t.grad = u->grads + q->buf_off + e0 * q->esize;
         t.grad_dtype = q->dtype;
     }
-    t.param = part->master + se;
-    t.exp_avg = part->exp_avg + se;
-    t.exp_avg_sq = part->exp_avg_sq + se;
+    t.param_out = NULL;
     t.out_dtype = q->dtype;
     int slot = -1;
     if (u->to_hold) {
@@ -223,7 +223,9 @@ static zoff_status update_tile(zoff_runtime *rt, zrt_update *u, zrt_param *q,
     ZOFF_CHECK(zadam_step(rt->adam, &hp, &t, &nf));
     u->adam_ns += zoff__now_ns() - a0;
     u->adam_bytes +=
-        (uint64_t)n * zadam_bytes_per_elem(t.grad_dtype, t.param_out != NULL, q->dtype);
+        (uint64_t)((double)n * zopt_bytes_per_elem((zopt_kind)rt->cfg.optimizer_type,
+                                                   (zstate_fmt)rt->cfg.state_format, t.grad_dtype,
+                                                   t.param_out != NULL, q->dtype));
     if (u->to_hold) return hold_tile_done(rt, q);
     if (q->streamed) return ZOFF_OK;
     const void *src = t.param_out ? t.param_out : (const void *)t.param;

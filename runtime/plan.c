@@ -46,8 +46,9 @@ zoff_status zrt_layout_compute(const zoff_config *cfg, uint64_t numel, uint64_t 
     l.acc_bytes = accum ? round4k(numel * 4) : 0;
     l.nstage = ZRT_NSTAGE;
     l.stage_bytes = round4k((uint64_t)cfg->tile_numel * (any_f32 ? 4u : 2u));
-    ZOFF_CHECK(zstore_compute_sizes(numel, cfg->partition_numel, cfg->tier, cfg->ratio,
-                                    cfg->buffer_count, &l.store));
+    ZOFF_CHECK(zstore_compute_sizes_fmt(numel, cfg->partition_numel, cfg->tier, cfg->ratio,
+                                        cfg->buffer_count, (zopt_kind)cfg->optimizer_type,
+                                        (zstate_fmt)cfg->state_format, &l.store));
     uint64_t parts[6] = {(uint64_t)l.ngrad_bufs * l.grad_buf_bytes,
                          l.hold_bytes,
                          (uint64_t)l.nacc_bufs * l.acc_bytes,

@@ -379,6 +379,10 @@ static zoff_status add_param_impl(zoff_runtime *rt, const char *name, size_t num
     p.dev_param = dev_param;
     p.dev_grad = dev_grad;
     p.group = group;
+    /* q8 state: every parameter starts a q8 block, so update tiles (which start at parameter
+     * boundaries) line up with blocks; the gap holds zero state that nothing reads */
+    if (rt->cfg.state_format == ZOFF_STATE_Q8)
+        rt->total_numel = ZOFF_ALIGN_UP(rt->total_numel, (uint64_t)ZSTATE_Q8_BLOCK);
     p.streamed = dev_param == NULL;
     p.unit = -1;
     p.flat_off = rt->total_numel;
@@ -447,8 +451,9 @@ static zoff_status build_maps(zoff_runtime *rt)
  * moments. */
 static zoff_status init_partition(zoff_runtime *rt, const zstore_part *part)
 {
-    memset(part->exp_avg, 0, part->numel * sizeof(float));
-    memset(part->exp_avg_sq, 0, part->numel * sizeof(float));
+    zstate_init_moments(
+        (zopt_kind)rt->cfg.optimizer_type, &part->view, part->numel,
+        rt->cfg.optimizer_type == ZOFF_OPTIM_ADAGRAD ? rt->cfg.initial_accumulator_value : 0.0f);
     uint64_t pb = rt->own_begin + part->begin, pe = pb + part->numel;
     for (int q = rt->part_first_param[part->index]; q >= 0 && q < rt->nparams; q++) {
         zrt_param *p = &rt->params[q];
@@ -600,7 +605,9 @@ static zoff_status finalize_impl(zoff_runtime *rt)
                          .arena = rt->arena,
                          .swap = &sc,
                          .io_hook = rt->trace ? zrt_store_io_hook : NULL,
-                         .io_user = rt};
+                         .io_user = rt,
+                         .optim = (zopt_kind)c->optimizer_type,
+                         .state = (zstate_fmt)c->state_format};
     ZOFF_CHECK_GOTO(zstore_create(&stc, &rt->store), st, fail);
 
     int threads = c->cpu_threads;

@@ -35,6 +35,11 @@ zoff_status zrt_shard_create(zoff_runtime *rt)
     if (rt->cfg.zero_stage == 3)
         return zoff__err(ZOFF_ECONFIG, "zero_optimization.stage 3 (parameter partitioning) is not "
                                        "built; with several ranks use stage 1 or 2");
+    if (rt->cfg.state_format == ZOFF_STATE_Q8)
+        return zoff__err(ZOFF_ECONFIG,
+                         "zoff.state_format \"q8\" with several ranks is not built (the rank "
+                         "ranges would have to follow the q8 blocks through the gradient "
+                         "exchange); use \"bf16\" or \"fp32\" moments with several ranks");
     if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK") &&
         !getenv("SLURM_NTASKS"))
         return zoff__err(ZOFF_EUNSUPPORTED,

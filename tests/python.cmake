@@ -1,6 +1,7 @@
 # python.cmake — registers the Python binding's pytest suites (python/tests/) with CTest.
 #   python_binding  numpy-only binding test, label quick (always runs where numpy + pytest are)
 #   python_torch    zoff.torch vs torch.optim, label slow (runs where torch is installed)
+#   python_lion_adagrad  zoff.torch.Lion / Adagrad vs references, q8 AdamW (torch), slow
 #   python_stream   zoff.torch.stream (streamed blocks of a small transformer), label slow
 #   python_install  `pip wheel ./python` + install into a venv + import, label slow (builds
 #                   libzoff without CUDA in <build>/python-wheel)
@@ -26,7 +27,7 @@ if(ZOFF_SANITIZE)
   list(APPEND _zoff_py_env "LD_PRELOAD=${_zoff_asan} ${_zoff_ubsan}" "ASAN_OPTIONS=detect_leaks=0")
 endif()
 
-foreach(suite binding torch stream install)
+foreach(suite binding torch stream install lion_adagrad)
   add_test(NAME python_${suite}
            COMMAND ${ZOFF_PYTHON} ${PROJECT_SOURCE_DIR}/python/tests/run_ctest.py ${suite})
   if(suite STREQUAL "binding")

@@ -36,6 +36,11 @@ zoff_add_test_variant(NAME test_ckpt_runtime_nvme EXE test_ckpt_runtime ARGS nvm
                       TIMEOUT 300)
 zoff_add_test(NAME test_runtime_store SOURCES test_runtime_store.c MODULES runtime LABELS quick
               TIMEOUT 120)
+# Compact optimizer state (bf16 / q8 moments) and Lion / Adagrad through the runtime.
+zoff_add_test(NAME test_state_runtime SOURCES test_state_runtime.c MODULES runtime ARGS cpu
+              LABELS quick TIMEOUT 300)
+zoff_add_test_variant(NAME test_state_runtime_nvme EXE test_state_runtime ARGS nvme LABELS nvme
+                      TIMEOUT 300)
 # DeepSpeed configs as users write them: schema coverage, one warning per ignored key, errors in
 # one pass, "auto", batch rules, schedules against DeepSpeed's values, first-hour API errors.
 zoff_add_test(NAME test_ds_config SOURCES test_ds_config.c MODULES runtime LABELS quick

@@ -368,12 +368,12 @@ static size_t run_case(const zadam_hparams *hp, st *in, size_t *nonfinite)
 }
 
 static const zadam_hparams k_hps[] = {
-    /* lr,  b1,  b2,  eps, wd, adamw, bias, step, grad_scale */
-    {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, 1, 1, 1.0f},
-    {3e-4f, 0.9f, 0.95f, 1e-6f, 0.1f, 0, 1, 7, 1.0f / 1024.0f},
-    {1e-2f, 0.5f, 0.99f, 1e-8f, 0.0f, 1, 0, 3, 2.0f},
-    {1e-3f, 0.0f, 0.0f, 1e-3f, 0.05f, 0, 1, 123456, 0.75f},
-    {0.1f, 0.8f, 0.9999f, 1e-12f, 0.3f, 1, 1, 20, 0.125f},
+    /* lr,  b1,  b2,  eps, wd, adamw, bias, step, grad_scale, optim, lr_decay */
+    {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, 1, 1, 1.0f, 0, 0.0f},
+    {3e-4f, 0.9f, 0.95f, 1e-6f, 0.1f, 0, 1, 7, 1.0f / 1024.0f, 0, 0.0f},
+    {1e-2f, 0.5f, 0.99f, 1e-8f, 0.0f, 1, 0, 3, 2.0f, 0, 0.0f},
+    {1e-3f, 0.0f, 0.0f, 1e-3f, 0.05f, 0, 1, 123456, 0.75f, 0, 0.0f},
+    {0.1f, 0.8f, 0.9999f, 1e-12f, 0.3f, 1, 1, 20, 0.125f, 0, 0.0f},
 };
 
 static const zoff_dtype k_grads[] = {ZOFF_DTYPE_F16, ZOFF_DTYPE_BF16, ZOFF_DTYPE_F32};
@@ -538,7 +538,7 @@ static void test_conversion_exact(void **state)
 {
     (void)state;
     const size_t n = 65536 * 5 + 64 * 5;
-    const zadam_hparams hp = {0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 1, 1, 1, 1.0f};
+    const zadam_hparams hp = {0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 1, 1, 1, 1.0f, 0, 0.0f};
     static const int off[5] = {0, 3, 1, 2, 1};
     for (int pass = 0; pass < 2; pass++) {
         const zoff_dtype odt = pass == 0 ? ZOFF_DTYPE_F16 : ZOFF_DTYPE_BF16;
@@ -710,7 +710,7 @@ static void test_trajectory(void **state)
             pmax[i] = fabs(p[i]);
             m[i] = v[i] = 0.0;
         }
-        zadam_hparams hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, mode == 0, 1, 1, 0.5f};
+        zadam_hparams hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, mode == 0, 1, 1, 0.5f, 0, 0.0f};
         const double b1 = hp.beta1, b2 = hp.beta2, lr = hp.lr, wd = hp.weight_decay;
         for (int t = 1; t <= steps; t++) {
             for (size_t i = 0; i < n; i++)

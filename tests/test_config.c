@@ -298,7 +298,7 @@ static const bad_case bad_cases[] = {
      "optimizer.params.betas: expected an array of two numbers"},
     {"{\"optimizer\": {\"params\": {\"betas\": [0.9, 1.0]}}}",
      "optimizer.params.betas[1]: expected a number in [0, 1), got 1"},
-    {"{\"optimizer\": {\"type\": \"Lamb\"}}", "optimizer.type: expected \"Adam\" or \"AdamW\""},
+    {"{\"optimizer\": {\"type\": \"Lamb\"}}", "optimizer.type: expected \"Adam\", \"AdamW\", \"Lion\" or \"Adagrad\""},
     {"{\"fp16\": {\"initial_scale_power\": 16.5}}",
      "fp16.initial_scale_power: expected an integer in [0, 127], got 16.5"},
     {"{\"zoff\": {\"overlap\": \"fast\"}}",

@@ -169,6 +169,19 @@ static void test_all_errors_in_one_pass(void **state)
     int lines = 1;
     for (const char *p = m; *p; p++) lines += *p == '\n';
     assert_int_equal(lines, 5);
+
+    /* many errors: every one is in the message */
+    char big[2048] = "{";
+    for (int i = 0; i < 30; i++) {
+        size_t n = strlen(big);
+        snprintf(big + n, sizeof big - n, "%s\"unknown_key_%02d\": 1", i ? ", " : "", i);
+    }
+    strcat(big, "}");
+    assert_int_equal(zoff_config_from_json_string(&c, big), ZOFF_ECONFIG);
+    m = zoff__last_error_tls();
+    assert_non_null(strstr(m, "unknown_key_00: unknown key"));
+    assert_true(strstr(m, "unknown_key_29: unknown key") || strstr(m, "more errors"));
+    assert_true(strlen(m) < 4096);
 }
 
 static void test_auto(void **state)

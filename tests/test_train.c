@@ -14,6 +14,9 @@
  *                    flight: the device one update behind the master) and inside it
  *   sigint           SIGINT to a running `zoff train` finishes the step, writes a checkpoint that
  *                    loads, exits 130, and a resume from it runs to the end
+ *   q8               300 steps with q8 (blockwise 8-bit) Adam moments vs the same run (same seed)
+ *                    with fp32 moments: the mean loss of the last 20 steps is within 5% of the
+ *                    fp32 run's (measured 2026-12-07: 2.573 vs 2.496, +3.1%), and both fell
  */
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
@@ -606,6 +609,47 @@ static void test_sigint_checkpoint(void **state)
     free(swap);
 }
 
+/* ---- compact optimizer state --------------------------------------------------------------- */
+static double tail_loss(const char *json, int last_n, double *first)
+{
+    cJSON *j = load_json(json);
+    const cJSON *steps = cJSON_GetObjectItem(j, "steps");
+    const int n = cJSON_GetArraySize(steps);
+    double sum = 0;
+    for (int i = n - last_n; i < n; i++)
+        sum += cJSON_GetObjectItem(cJSON_GetArrayItem(steps, i), "loss")->valuedouble;
+    *first = cJSON_GetObjectItem(cJSON_GetArrayItem(steps, 0), "loss")->valuedouble;
+    cJSON_Delete(j);
+    return sum / last_n;
+}
+
+static void test_q8_loss_margin(void **state)
+{
+    (void)state;
+    double tail[2], first[2];
+    static const char *const fmts[2] = {"fp32", "q8"};
+    for (int k = 0; k < 2; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "q8-%s.json", fmts[k]);
+        char *json = tmp_path(name), *ckpt = tmp_path(fmts[k]);
+        run_result r = run_zoff((const char *[]){
+            "train",      TINY,    "--steps",         "300",     "--warmup", "10",
+            "--lr",       "0.003", "--seed",          "1",       "--state",  fmts[k],
+            "--ckpt-dir", ckpt,    "--eval-interval", "0",       "--json",   json,
+            "--samples",  "0",     "--no-progress",   "--quiet", NULL});
+        expect_status(&r, 0, NULL);
+        free(r.out);
+        tail[k] = tail_loss(json, 20, &first[k]);
+        free(json);
+        free(ckpt);
+    }
+    printf("300 steps: fp32 moments %.4f, q8 moments %.4f (%+.1f%%), from %.4f\n", tail[0], tail[1],
+           100.0 * (tail[1] - tail[0]) / tail[0], first[0]);
+    assert_true(first[0] == first[1]); /* same seed, same first batch and weights */
+    assert_true(tail[0] < first[0] - 1.0 && tail[1] < first[1] - 1.0);
+    assert_true(fabs(tail[1] - tail[0]) <= 0.05 * tail[0]);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -633,6 +677,9 @@ int main(int argc, char **argv)
     } else if (!strcmp(argv[2], "resume")) {
         const struct CMUnitTest tests[] = {cmocka_unit_test(test_resume_bit_identical)};
         rc = cmocka_run_group_tests_name("train_resume", tests, NULL, NULL);
+    } else if (!strcmp(argv[2], "q8")) {
+        const struct CMUnitTest tests[] = {cmocka_unit_test(test_q8_loss_margin)};
+        rc = cmocka_run_group_tests_name("train_q8", tests, NULL, NULL);
     } else if (!strcmp(argv[2], "resume_delayed")) {
         const struct CMUnitTest tests[] = {cmocka_unit_test(test_resume_delayed_bit_identical)};
         rc = cmocka_run_group_tests_name("train_resume_delayed", tests, NULL, NULL);

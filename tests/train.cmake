@@ -33,6 +33,9 @@ if(TARGET zoff_gpt AND TARGET zoff)
                         ARGS $<TARGET_FILE:zoff> resume_delayed LABELS slow nvme TIMEOUT 600)
   zoff_add_test_variant(NAME test_train_sigint EXE test_train ARGS $<TARGET_FILE:zoff> sigint
                         LABELS nvme TIMEOUT 300)
+  #                q8 (slow): 300 steps with q8 moments end within 5% of the fp32-moment loss.
+  zoff_add_test_variant(NAME test_train_q8_state EXE test_train ARGS $<TARGET_FILE:zoff> q8
+                        LABELS slow TIMEOUT 1200)
 endif()
 # test_ds_train: DeepSpeed configs from DeepSpeed's docs and the HF integration
 # (examples/configs/deepspeed/) run to the end with one warning per ignored key; the CLI checks.

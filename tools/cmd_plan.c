@@ -26,7 +26,7 @@
 
 typedef struct plan_opts {
     uint64_t params;
-    const char *config, *tier, *nvme_path, *ratio, *dtype;
+    const char *config, *tier, *nvme_path, *ratio, *dtype, *state, *optim;
     uint64_t gpu_mem_bytes; /* 0: this machine's device */
     int json;
     int stream;              /* --stream: 16-bit weights streamed from host memory */
@@ -39,13 +39,16 @@ static void plan_usage(FILE *f)
     fprintf(f,
             "usage: zoff plan --params N [--config cfg.json] [--dtype fp32|fp16|bf16]\n"
             "                 [--tier cpu|nvme] [--nvme-path DIR[,DIR...]] [--ratio R]\n"
-            "                 [--gpu-mem SIZE] [--json]\n"
+            "                 [--gpu-mem SIZE] [--state fp32|bf16|q8] [--optim adam|lion|adagrad]\n"
+            "                 [--json]\n"
             "                 [--stream [--layers L] [--batch B] [--seq S] [--prefetch-depth D]\n"
             "                  [--gpu-tflops T (400)] [--pcie-gbps G (25)]]\n"
             "  --params N      parameters: 7000000000, 7e9, 7B (decimal billions), 1.5B,\n"
             "                  or binary 7G (7 * 2^30); k/M/G/T are powers of 1024\n"
             "  --dtype D       parameter/gradient dtype (default: the config's, else fp32)\n"
             "  --gpu-mem SIZE  plan for a GPU with SIZE free (e.g. 80G), not this machine's\n"
+            "  --state F       optimizer moment format (q8: ~6 B/param of Adam state, not 12)\n"
+            "  --optim O       optimizer (Lion and Adagrad keep one moment)\n"
             "  --stream        16-bit weights streamed layer by layer from pinned host memory:\n"
             "                  the GPU holds prefetch_depth + 1 layer slots, the gradient path\n"
             "                  and the activations of B x S tokens (docs/runtime.md)\n"
@@ -108,6 +111,10 @@ static int parse_args(int argc, char **argv, plan_opts *o)
             o->nvme_path = v;
         } else if ((v = arg_value(&i, argc, argv, "--ratio"))) {
             o->ratio = v;
+        } else if ((v = arg_value(&i, argc, argv, "--state"))) {
+            o->state = v;
+        } else if ((v = arg_value(&i, argc, argv, "--optim"))) {
+            o->optim = v;
         } else if (!strcmp(argv[i], "--json")) {
             o->json = 1;
         } else if (!strcmp(argv[i], "--stream")) {
@@ -174,6 +181,29 @@ static int apply_opts(const plan_opts *o, zoff_config *cfg)
             return 2;
         }
         snprintf(cfg->nvme_path, sizeof cfg->nvme_path, "%s", o->nvme_path);
+    }
+    if (o->state) {
+        static const char *const names[3] = {"fp32", "bf16", "q8"};
+        int k = 0;
+        while (k < 3 && strcasecmp(o->state, names[k])) k++;
+        if (k == 3) {
+            fprintf(stderr, "zoff plan: --state must be fp32, bf16 or q8 (got '%s')\n", o->state);
+            return 2;
+        }
+        cfg->state_format = k;
+    }
+    if (o->optim) {
+        if (!strcasecmp(o->optim, "adam") || !strcasecmp(o->optim, "adamw"))
+            cfg->optimizer_type = ZOFF_OPTIM_ADAM;
+        else if (!strcasecmp(o->optim, "lion"))
+            cfg->optimizer_type = ZOFF_OPTIM_LION;
+        else if (!strcasecmp(o->optim, "adagrad"))
+            cfg->optimizer_type = ZOFF_OPTIM_ADAGRAD;
+        else {
+            fprintf(stderr, "zoff plan: --optim must be adam, lion or adagrad (got '%s')\n",
+                    o->optim);
+            return 2;
+        }
     }
     if (o->ratio) {
         char *end;
@@ -364,8 +394,11 @@ int zoff_cmd_plan(int argc, char **argv)
         return r.fits ? 0 : 1;
     }
     char a[32], b[32];
-    printf("zoff plan: %llu parameters (%s), optimizer state on %s%s\n",
-           (unsigned long long)o.params, dtype, cfg.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
+    static const char *const fmts[3] = {"fp32", "bf16", "q8"};
+    static const char *const opts[3] = {"adam", "lion", "adagrad"};
+    printf("zoff plan: %llu parameters (%s), %s state with %s moments on %s%s\n",
+           (unsigned long long)o.params, dtype, opts[cfg.optimizer_type % 3],
+           fmts[cfg.state_format % 3], cfg.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
            cfg.tier == ZOFF_TIER_NVME && cfg.ratio > 0 ? " (part resident: ratio)" : "");
     printf("  %-16s %14s %14s\n", "tier", "needed", "available");
     printf("  %-16s %14s %14s%s\n", "gpu", zoff_format_bytes(r.gpu_bytes, a, sizeof a),

@@ -179,6 +179,10 @@ static void usage(FILE *out)
         "  --offload cpu|nvme   tier of the fp32 master weights and Adam state\n"
         "  --nvme-path DIR[,DIR]  swap directories of the nvme tier (default ./zoff-run)\n"
         "  --overlap sync|eager|delayed   zoff's step pipeline mode\n"
+        "  --optim adam|adamw|lion|adagrad   the optimizer (adam: L2 decay; adamw: decoupled; "
+        "lion\n"
+        "                       sets betas 0.9/0.99, adagrad eps 1e-10, as their papers/torch)\n"
+        "  --state fp32|bf16|q8 format of the optimizer moments (q8: blockwise 8-bit, ~6 B/param)\n"
         "  --sim-gpu-bytes SIZE capacity of the sim device (e.g. 24M, 1G)\n"
         "  --stream             stream the 16-bit weights block by block from pinned host memory\n"
         "                       (automatic when params + gradients do not fit the device);\n"
@@ -241,6 +245,8 @@ enum {
     O_SCHARS,
     O_TEMP,
     O_QUIET,
+    O_OPTIM,
+    O_STATE,
     O_DEVICE,
     O_STREAM,
     O_NOSTREAM,
@@ -290,6 +296,8 @@ static const struct option long_opts[] = {
     {"sample-chars", required_argument, 0, O_SCHARS},
     {"temperature", required_argument, 0, O_TEMP},
     {"quiet", no_argument, 0, O_QUIET},
+    {"optim", required_argument, 0, O_OPTIM},
+    {"state", required_argument, 0, O_STATE},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -569,6 +577,31 @@ int zoff_cmd_train(int argc, char **argv)
             break;
         case O_QUIET:
             o.quiet = 1;
+            break;
+        case O_OPTIM:
+            if (!strcmp(optarg, "adam") || !strcmp(optarg, "adamw")) {
+                o.zcfg.optimizer_type = ZOFF_OPTIM_ADAM;
+                o.zcfg.optimizer.adamw_mode = !strcmp(optarg, "adamw");
+            } else if (!strcmp(optarg, "lion")) {
+                o.zcfg.optimizer_type = ZOFF_OPTIM_LION;
+                o.zcfg.optimizer.beta1 = 0.9f;
+                o.zcfg.optimizer.beta2 = 0.99f;
+            } else if (!strcmp(optarg, "adagrad")) {
+                o.zcfg.optimizer_type = ZOFF_OPTIM_ADAGRAD;
+                o.zcfg.optimizer.eps = 1e-10f;
+            } else {
+                rc = bad(name, optarg, "adam, adamw, lion or adagrad");
+            }
+            break;
+        case O_STATE:
+            if (!strcmp(optarg, "fp32"))
+                o.zcfg.state_format = ZOFF_STATE_FP32;
+            else if (!strcmp(optarg, "bf16"))
+                o.zcfg.state_format = ZOFF_STATE_BF16;
+            else if (!strcmp(optarg, "q8"))
+                o.zcfg.state_format = ZOFF_STATE_Q8;
+            else
+                rc = bad(name, optarg, "fp32, bf16 or q8");
             break;
         case ':':
             fprintf(stderr, "zoff train: %s needs a value (see zoff train --help)\n",

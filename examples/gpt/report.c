@@ -89,8 +89,10 @@ void gpt_report_header(const gpt_trainer *t)
                  (long long)o->zcfg.gradient_accumulation_steps);
     printf("  train    %s%s, %s %s, %" PRId64 " steps x %d%s x %d tokens%s\n", dtype_name(o->dtype),
            o->dtype == ZOFF_DTYPE_F16 ? " with dynamic loss scaling" : "",
-           zoff_optimizer_name(&o->zcfg.optimizer), sched, o->steps, o->batch, batch,
-           o->model.max_seq,
+           o->zcfg.optimizer_type == ZOFF_OPTIM_LION      ? "Lion"
+           : o->zcfg.optimizer_type == ZOFF_OPTIM_ADAGRAD ? "Adagrad"
+                                                          : zoff_optimizer_name(&o->zcfg.optimizer),
+           sched, o->steps, o->batch, batch, o->model.max_seq,
            o->until > 0 && o->until < o->steps ? " (stopping early at --until)" : "");
     fflush(stdout);
 }

@@ -3,6 +3,7 @@
 
   run_ctest.py binding   test_binding.py (numpy only)
   run_ctest.py torch     test_torch.py (needs torch)
+  run_ctest.py lion_adagrad   test_torch_optims.py: zoff.torch.Lion / Adagrad / q8 (needs torch)
   run_ctest.py stream    test_stream.py (zoff.torch.stream; needs torch)
   run_ctest.py install   test_install.py (pip wheel + venv install; builds libzoff, slow)
 
@@ -17,6 +18,7 @@ from pathlib import Path
 SKIP = 77
 SUITES = {"binding": ("test_binding.py", ["numpy", "pytest"]),
           "torch": ("test_torch.py", ["numpy", "pytest", "torch"]),
+          "lion_adagrad": ("test_torch_optims.py", ["numpy", "pytest", "torch"]),
           "stream": ("test_stream.py", ["numpy", "pytest", "torch"]),
           "install": ("test_install.py", ["numpy", "pytest", "pip"])}
 

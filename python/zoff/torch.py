@@ -1,4 +1,5 @@
-"""zoff.torch: AdamW and Adam as torch.optim.Optimizer subclasses backed by a zoff runtime.
+"""zoff.torch: AdamW, Adam, Lion and Adagrad as torch.optim.Optimizer subclasses backed by a zoff
+runtime (state_format="fp32" | "bf16" | "q8" chooses how zoff stores the moments).
 
 This module owns the drop-in optimizers: the mapping of torch parameter groups to zoff groups,
 the registration of each parameter with zoff, the per-step copies between torch tensors and
@@ -101,10 +102,17 @@ class _ZoffOptimizer(torch.optim.Optimizer):
     """Common implementation of AdamW (decoupled weight decay) and Adam (L2 weight decay)."""
 
     _adamw = True
+    _optim_type = None  # None: whatever the config says (Adam / AdamW); else "Lion", "Adagrad"
+    _optim_params = {}  # extra optimizer.params for the config (Adagrad: lr_decay, ...)
 
     def __init__(self, params, lr, betas, eps, weight_decay, amsgrad=False, maximize=False,
                  foreach=None, capturable=False, differentiable=False, fused=None,
-                 offload="cpu", nvme_path=None, config=None, grad_hooks=False):
+                 offload="cpu", nvme_path=None, config=None, grad_hooks=False,
+                 state_format=None):
+        if state_format not in (None, "fp32", "bf16", "q8"):
+            raise ValueError(f"zoff: state_format must be 'fp32', 'bf16' or 'q8', not "
+                             f"{state_format!r}")
+        self._state_format = state_format
         if not 0.0 <= _as_float(lr):
             raise ValueError(f"Invalid learning rate: {lr}")
         if not 0.0 <= eps:
@@ -174,6 +182,19 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         on_cuda = kinds == {"cuda"}
 
         cfg = _load_config(config)
+        if self._optim_type is not None:
+            opt = cfg.setdefault("optimizer", {})
+            if not isinstance(opt, dict):
+                raise ZoffError(_lib.ZOFF_ECONFIG, "ZOFF_ECONFIG",
+                                "optimizer: expected a JSON object")
+            opt["type"] = self._optim_type
+            opt.setdefault("params", {}).update(self._optim_params)
+        if self._state_format is not None:
+            z = cfg.setdefault("zoff", {})
+            if not isinstance(z, dict):
+                raise ZoffError(_lib.ZOFF_ECONFIG, "ZOFF_ECONFIG",
+                                "zoff: expected a JSON object")
+            z["state_format"] = self._state_format
         zero = cfg.setdefault("zero_optimization", {})
         if not isinstance(zero, dict):
             raise ZoffError(_lib.ZOFF_ECONFIG, "ZOFF_ECONFIG",
@@ -825,7 +846,8 @@ class AdamW(_ZoffOptimizer):
     """torch.optim.AdamW with the optimizer state offloaded by zoff (decoupled weight decay).
 
     AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, *,
-          offload="cpu" | "nvme", nvme_path=None, config=None, grad_hooks=False)
+          offload="cpu" | "nvme", nvme_path=None, config=None, grad_hooks=False,
+          state_format=None | "fp32" | "bf16" | "q8")
 
     config: a dict or a DeepSpeed-style JSON file path passed to zoff (e.g. gradient_clipping,
     fp16 loss scaling, aio settings); offload / nvme_path override its offload_optimizer keys,
@@ -840,11 +862,12 @@ class AdamW(_ZoffOptimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False, *, maximize=False, foreach=None, capturable=False,
                  differentiable=False, fused=None, offload="cpu", nvme_path=None, config=None,
-                 grad_hooks=False):
+                 grad_hooks=False, state_format=None):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad=amsgrad,
                          maximize=maximize, foreach=foreach, capturable=capturable,
                          differentiable=differentiable, fused=fused, offload=offload,
-                         nvme_path=nvme_path, config=config, grad_hooks=grad_hooks)
+                         nvme_path=nvme_path, config=config, grad_hooks=grad_hooks,
+                         state_format=state_format)
 
 
 class Adam(_ZoffOptimizer):
@@ -856,11 +879,60 @@ class Adam(_ZoffOptimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, *, maximize=False, foreach=None, capturable=False,
                  differentiable=False, fused=None, offload="cpu", nvme_path=None, config=None,
-                 grad_hooks=False):
+                 grad_hooks=False, state_format=None):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad=amsgrad,
                          maximize=maximize, foreach=foreach, capturable=capturable,
                          differentiable=differentiable, fused=fused, offload=offload,
-                         nvme_path=nvme_path, config=config, grad_hooks=grad_hooks)
+                         nvme_path=nvme_path, config=config, grad_hooks=grad_hooks,
+                         state_format=state_format)
+
+
+class Lion(_ZoffOptimizer):
+    """Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms") with the state
+    offloaded by zoff: p = p * (1 - lr * wd) - lr * sign(b1 * m + (1 - b1) * g);
+    m = b2 * m + (1 - b2) * g. One moment per parameter (zoff keeps it as exp_avg).
+
+    Lion(params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, offload=..., nvme_path=None,
+         config=None, grad_hooks=False, state_format=None)
+    """
+
+    _optim_type = "Lion"
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, offload="cpu",
+                 nvme_path=None, config=None, grad_hooks=False, state_format=None):
+        super().__init__(params, lr, betas, 0.0, weight_decay, offload=offload,
+                         nvme_path=nvme_path, config=config, grad_hooks=grad_hooks,
+                         state_format=state_format)
+
+
+class Adagrad(_ZoffOptimizer):
+    """torch.optim.Adagrad with the state offloaded by zoff: g = g + wd * p;
+    sum = sum + g * g; p = p - clr * g / (sqrt(sum) + eps), clr = lr / (1 + (step - 1) *
+    lr_decay). zoff keeps torch's "sum" as exp_avg_sq. lr_decay and initial_accumulator_value
+    are one value for the whole optimizer (zoff runtime settings), not per group.
+
+    Adagrad(params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
+            eps=1e-10, foreach=None, *, maximize=False, differentiable=False, fused=None,
+            offload=..., nvme_path=None, config=None, grad_hooks=False, state_format=None)
+    """
+
+    _optim_type = "Adagrad"
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10, foreach=None, *, maximize=False,
+                 differentiable=False, fused=None, offload="cpu", nvme_path=None, config=None,
+                 grad_hooks=False, state_format=None):
+        if not 0.0 <= lr_decay:
+            raise ValueError(f"Invalid lr_decay value: {lr_decay}")
+        if not 0.0 <= initial_accumulator_value:
+            raise ValueError(f"Invalid initial_accumulator_value value: "
+                             f"{initial_accumulator_value}")
+        self._optim_params = {"lr_decay": float(lr_decay),
+                              "initial_accumulator_value": float(initial_accumulator_value)}
+        super().__init__(params, lr, (0.9, 0.999), eps, weight_decay, maximize=maximize,
+                         foreach=foreach, differentiable=differentiable, fused=fused,
+                         offload=offload, nvme_path=nvme_path, config=config,
+                         grad_hooks=grad_hooks, state_format=state_format)
 
 
 # ---- parameter streaming ------------------------------------------------------------------------
