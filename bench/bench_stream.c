@@ -379,10 +379,11 @@ int zoff_bench_step_stream_main(int argc, char **argv)
     zb_table_rowf(t, "optimizer step|%.1f|-|zoff_step: Adam %.1f ms into the host copies", stepms,
                   adam);
     zb_table_rowf(t, "step|%.1f|-|fwd+bwd + optimizer step", fb + stepms);
-    zb_table_rowf(t, "device bytes|%llu|-|zoff's slab %s (%d slots of %s)",
+    zb_table_rowf(t, "device bytes|%llu|-|zoff's slab %s (%d slots of %s) + gradient buckets %s",
                   (unsigned long long)s1.device_bytes,
                   zoff__fmt_bytes((uint64_t)s1.nslots * s1.slot_bytes, b1, sizeof b1), s1.nslots,
-                  zoff__fmt_bytes(s1.slot_bytes, b2, sizeof b2));
+                  zoff__fmt_bytes(s1.slot_bytes, b2, sizeof b2),
+                  zoff__fmt_bytes(s1.bucket_bytes, b3, sizeof b3));
     zb_table_rowf(t, "host bytes per param|%.2f|-|%s pinned+pageable host memory of zoff",
                   (double)host_bytes / (double)o.params,
                   zoff__fmt_bytes(host_bytes, b1, sizeof b1));
