@@ -3,7 +3,9 @@
  *
  * This is the only header a user includes. It owns: status codes, version, dtypes, the
  * configuration struct, the runtime handle and its calls, device-memory helpers for trainers,
- * statistics and the planning report.
+ * statistics and the planning report, and what a front end needs without a runtime: reading
+ * and verifying a checkpoint (zoff_ckpt_*), the ZOFF_* environment parameters (zoff_env_next)
+ * and probing the machine (zoff_probe_*). The `zoff` command line uses nothing else.
  *
  * Conventions (apply to every function below unless its comment says otherwise):
  *  - Every call returns a zoff_status: 0 (ZOFF_OK) on success, a negative value on error.
@@ -842,6 +844,284 @@ ZOFF_API zoff_status zoff_stream_synchronize(zoff_runtime *rt, zoff_stream s);
 /* Queues `ns` nanoseconds of stand-in "GPU compute" on `s` (sim: a sleep in stream order;
  * CUDA: a spin kernel). For benchmarks and tests of overlap. */
 ZOFF_API zoff_status zoff_stream_busy(zoff_runtime *rt, zoff_stream s, uint64_t ns);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Reading a checkpoint without a runtime (docs/checkpoints.md)                               */
+/* ------------------------------------------------------------------------------------------ */
+/* An opened checkpoint directory (what zoff_save wrote): its manifest and tensor table are in
+ * memory, the data file is read on demand. Used by one thread at a time; distinct handles are
+ * independent. Failures leave a message for zoff_last_error(NULL) on the calling thread. */
+typedef struct zoff_ckpt zoff_ckpt;
+
+/* Opens and validates `dir`: the manifest parses and its checksum matches, the format version
+ * is known, the safetensors header agrees with the manifest and the file size (ZOFF_EFORMAT /
+ * ZOFF_ECORRUPT naming the problem). Tensor data is not read: see zoff_ckpt_verify. When `dir`
+ * is missing because a save died between its two renames, the previous whole checkpoint
+ * (`<dir>.old-<pid>`) is opened instead (zoff_ckpt_info.recovered = 1). */
+ZOFF_API zoff_status zoff_ckpt_open(const char *dir, zoff_ckpt **out);
+/* Closes the handle. Accepts NULL. */
+ZOFF_API void zoff_ckpt_close(zoff_ckpt *c);
+/* Streams the whole data file and checks every tensor's crc32c: ZOFF_ECORRUPT naming the first
+ * bad tensor (and how many are bad). Touches nothing else. */
+ZOFF_API zoff_status zoff_ckpt_verify(zoff_ckpt *c);
+
+/* Facts of an opened checkpoint. Strings point into the handle (valid until zoff_ckpt_close). */
+typedef struct zoff_ckpt_info {
+    size_t struct_size;
+    int format_version;
+    const char *zoff_version; /* version of zoff that wrote it */
+    const char *created;      /* ISO 8601 UTC, e.g. "2026-11-22T10:00:00Z" */
+    const char *path;         /* the directory actually read */
+    int recovered;            /* 1: <dir> was missing and <dir>.old-<pid> was read instead */
+    uint64_t data_bytes;      /* size of optimizer.safetensors */
+    uint64_t total_numel;     /* fp32 elements over all tensors */
+    size_t ntensors;
+    int64_t step;              /* optimizer steps taken */
+    float loss_scale;          /* dynamic loss scale */
+    int64_t scaler_good_steps; /* clean steps since the last scale change */
+    int scaler_hysteresis;     /* remaining hysteresis */
+    int ngroups;               /* parameter groups (zoff_ckpt_group) */
+    const char *extra_json;    /* the trainer's JSON object (zoff_save_with), "" if none */
+} zoff_ckpt_info;
+/* `zoff_ckpt_info x = ZOFF_CKPT_INFO_INIT;` (C and C++; see ZOFF_STEP_RESULT_INIT) */
+static inline zoff_ckpt_info zoff_ckpt_info_init(void)
+{
+    zoff_ckpt_info x;
+    memset(&x, 0, sizeof x);
+    x.struct_size = sizeof x;
+    return x;
+}
+#ifdef __cplusplus
+#define ZOFF_CKPT_INFO_INIT zoff_ckpt_info_init()
+#else
+#define ZOFF_CKPT_INFO_INIT                                                                        \
+    {                                                                                              \
+        .struct_size = sizeof(zoff_ckpt_info)                                                      \
+    }
+#endif
+/* Fills `out` (out->struct_size set by the caller: a smaller, older struct is filled as far as
+ * it reaches). */
+ZOFF_API zoff_status zoff_ckpt_get_info(const zoff_ckpt *c, zoff_ckpt_info *out);
+/* The hyperparameters of group `group` (0 .. ngroups-1) as saved. */
+ZOFF_API zoff_status zoff_ckpt_group(const zoff_ckpt *c, int group, zoff_group_config *out);
+/* Number of tensors (each parameter contributes "<name>.master", "<name>.exp_avg" and
+ * "<name>.exp_avg_sq"; see docs/checkpoints.md). */
+ZOFF_API size_t zoff_ckpt_tensor_count(const zoff_ckpt *c);
+
+/* One tensor of a checkpoint (fp32, 1-D). `name` points into the handle. */
+typedef struct zoff_ckpt_tensor_info {
+    size_t struct_size;
+    const char *name;     /* e.g. "layer0.w.exp_avg" */
+    uint64_t numel;       /* fp32 elements */
+    uint64_t file_offset; /* bytes from the start of optimizer.safetensors */
+    uint32_t crc32c;      /* of the tensor's bytes, from the manifest */
+    int has_step;         /* 1: a ".master" tensor carrying its parameter's Adam step count */
+    int64_t adam_step;
+} zoff_ckpt_tensor_info;
+/* `zoff_ckpt_tensor_info x = ZOFF_CKPT_TENSOR_INFO_INIT;` (C and C++; see ZOFF_STEP_RESULT_INIT) */
+static inline zoff_ckpt_tensor_info zoff_ckpt_tensor_info_init(void)
+{
+    zoff_ckpt_tensor_info x;
+    memset(&x, 0, sizeof x);
+    x.struct_size = sizeof x;
+    return x;
+}
+#ifdef __cplusplus
+#define ZOFF_CKPT_TENSOR_INFO_INIT zoff_ckpt_tensor_info_init()
+#else
+#define ZOFF_CKPT_TENSOR_INFO_INIT                                                                 \
+    {                                                                                              \
+        .struct_size = sizeof(zoff_ckpt_tensor_info)                                               \
+    }
+#endif
+/* Tensor `idx` (0 .. count-1, file order): ZOFF_EINVAL past the end. */
+ZOFF_API zoff_status zoff_ckpt_tensor_info_at(const zoff_ckpt *c, size_t idx,
+                                              zoff_ckpt_tensor_info *out);
+/* Index of the tensor called `name`: ZOFF_ENOTFOUND naming it when there is none. */
+ZOFF_API zoff_status zoff_ckpt_find(const zoff_ckpt *c, const char *name, size_t *idx);
+/* Reads the whole tensor called `name` into out (exactly `numel` floats: ZOFF_EINVAL naming
+ * both sizes when numel differs from the tensor's). Its crc32c is checked: ZOFF_ECORRUPT naming
+ * the tensor on a mismatch (out then holds the bytes read, which are not to be trusted). May be
+ * called any number of times, in any order. */
+ZOFF_API zoff_status zoff_ckpt_read_tensor(zoff_ckpt *c, const char *name, float *out,
+                                           uint64_t numel);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Environment parameters (what `zoff env` lists; docs/config.md)                             */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct zoff_env_param {
+    size_t struct_size;
+    const char *name;  /* "ZOFF_DEBUG" */
+    const char *def;   /* default value ("" when the default is empty) */
+    const char *doc;   /* one line: what it does */
+    int is_set;        /* 1: set to a non-empty value in this process's environment */
+    const char *value; /* the value in effect: the environment's when set, else the default */
+} zoff_env_param;
+/* `zoff_env_param x = ZOFF_ENV_PARAM_INIT;` (C and C++; see ZOFF_STEP_RESULT_INIT) */
+static inline zoff_env_param zoff_env_param_init(void)
+{
+    zoff_env_param x;
+    memset(&x, 0, sizeof x);
+    x.struct_size = sizeof x;
+    return x;
+}
+#ifdef __cplusplus
+#define ZOFF_ENV_PARAM_INIT zoff_env_param_init()
+#else
+#define ZOFF_ENV_PARAM_INIT                                                                        \
+    {                                                                                              \
+        .struct_size = sizeof(zoff_env_param)                                                      \
+    }
+#endif
+/* Iterates the ZOFF_* parameters: *index = 0 first; each call fills `out` with the parameter
+ * at *index and advances it. Returns 1 while it filled one, 0 when past the last, negative on
+ * bad arguments. Reads the environment at each call (strings are valid until the environment
+ * changes). Thread-safe while nobody changes the environment. */
+ZOFF_API int zoff_env_next(size_t *index, zoff_env_param *out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Probing the machine (what `zoff info` prints; docs/devices.md)                             */
+/* ------------------------------------------------------------------------------------------ */
+#define ZOFF_PROBE_MAX_NUMA  64
+#define ZOFF_PROBE_MAX_GPUS  16
+#define ZOFF_PROBE_MAX_PCI   32
+#define ZOFF_PROBE_MAX_DISKS 64
+#define ZOFF_PROBE_MAX_HUGE  8
+#define ZOFF_PROBE_MAX_CPUS  1024
+
+/* A directory as a swap or checkpoint target. Values unknown on this machine are -1. */
+typedef struct zoff_path_info {
+    size_t struct_size;
+    int accessible;          /* 0: not an accessible directory (nothing else is filled) */
+    char fs_type[64];        /* e.g. "ext4", "tmpfs" */
+    char mount[1024];        /* its mount point */
+    char block_device[64];   /* whole-disk name ("nvme0n1"), "none" (tmpfs, overlay, ...) */
+    int odirect;             /* 1: O_DIRECT files can be written there, 0: not, -1: probe failed */
+    char odirect_error[256]; /* why the probe failed ("" otherwise) */
+    int64_t dio_mem_align;   /* O_DIRECT alignment of memory / file offsets (statx), -1 unknown */
+    int64_t dio_offset_align;
+    int64_t free_bytes; /* free space for an unprivileged user, -1 unknown */
+} zoff_path_info;
+/* `zoff_path_info x = ZOFF_PATH_INFO_INIT;` (C and C++; see ZOFF_STEP_RESULT_INIT) */
+static inline zoff_path_info zoff_path_info_init(void)
+{
+    zoff_path_info x;
+    memset(&x, 0, sizeof x);
+    x.struct_size = sizeof x;
+    return x;
+}
+#ifdef __cplusplus
+#define ZOFF_PATH_INFO_INIT zoff_path_info_init()
+#else
+#define ZOFF_PATH_INFO_INIT                                                                        \
+    {                                                                                              \
+        .struct_size = sizeof(zoff_path_info)                                                      \
+    }
+#endif
+
+/* The facts of this machine a user needs before tuning zoff. Unknown numbers are -1. */
+typedef struct zoff_machine_info {
+    size_t struct_size;
+    /* CPU */
+    char cpu_model[256];
+    int online_cpus, cores, packages;
+    /* ISA features of the CPU Adam, as the kernel reports them enabled (/proc/cpuinfo) */
+    int sse4_2, avx, avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512_bf16, avx512_fp16,
+        amx_bf16;
+    /* memory and NUMA */
+    int64_t mem_total_bytes, mem_available_bytes;
+    int nnuma;
+    struct {
+        int node;
+        char cpus[256]; /* "0-15,32-47" */
+        int64_t total_bytes, free_bytes;
+    } numa[ZOFF_PROBE_MAX_NUMA];
+    /* GPUs (CUDA when built and usable) */
+    int cuda_built;
+    int ngpus;
+    char gpu_note[512]; /* why there is no GPU ("none (sim): ..."), "" when there are GPUs */
+    struct {
+        int ordinal;
+        char name[256];
+        char pci_bus_id[32];
+        int64_t total_bytes;
+        int cc_major, cc_minor;
+        int numa_node; /* nearest NUMA node (-1 unknown) */
+        char numa_reason[256];
+    } gpus[ZOFF_PROBE_MAX_GPUS];
+    int npci_display; /* PCI display / 3D controllers, whatever the driver state */
+    struct {
+        char bus_id[32], pci_class[32], vendor[32], device[32];
+        int numa_node;
+    } pci_display[ZOFF_PROBE_MAX_PCI];
+    /* block devices with a physical device (not loop, ram, dm) */
+    int ndisks;
+    struct {
+        char name[64];
+        char kind[16]; /* "NVMe", "virtio", "xen", "SCSI/SATA", "MMC", "other" */
+        char model[128];
+        int64_t size_bytes, rotational, logical_block_size, max_sectors_kb, max_hw_sectors_kb,
+            max_segments;
+        int numa_node;
+    } disks[ZOFF_PROBE_MAX_DISKS];
+    /* locked (pinned) memory: have_memlock 0 when the limits could not be read */
+    int have_memlock;
+    uint64_t memlock_soft, memlock_hard; /* RLIMIT_MEMLOCK; UINT64_MAX = unlimited */
+    int cap_ipc_lock;                    /* 1: CAP_IPC_LOCK effective: no limit applies */
+    uint64_t locked_bytes;               /* bytes this process has locked now */
+    /* huge pages */
+    char thp_enabled[64], thp_defrag[64]; /* the bracketed mode, or "unavailable" */
+    int nhugetlb;
+    struct {
+        int64_t page_bytes, pages, free;
+    } hugetlb[ZOFF_PROBE_MAX_HUGE];
+    /* I/O */
+    int io_uring;                 /* 1 available, 0 not, -1 probe failed */
+    int io_uring_disabled_sysctl; /* kernel.io_uring_disabled, -1 absent */
+    zoff_path_info path;          /* the `path` given to zoff_probe_machine */
+} zoff_machine_info;
+
+/* Probes this machine (CPU and ISA, NUMA, GPUs, PCI display devices, block devices, memlock,
+ * huge pages, io_uring) and the directory `path` (NULL: "."). Creates and removes a small
+ * temporary file in `path` to test O_DIRECT. out->struct_size must be set by the caller
+ * (sizeof(zoff_machine_info) or an older, smaller size). Takes milliseconds (hwloc topology).
+ * Thread-safe. */
+ZOFF_API zoff_status zoff_probe_machine(const char *path, zoff_machine_info *out);
+/* Probes one directory only (as zoff_probe_machine does for its path). */
+ZOFF_API zoff_status zoff_probe_path(const char *path, zoff_path_info *out);
+
+/* Where local rank `rank` of `nranks` on this node would run (what zoff_finalize chooses under
+ * mpirun -np nranks): its GPU (ranks take GPUs in ordinal order), NUMA node, the CPUs of its
+ * Adam threads, and its share of the comma-separated swap directory list `paths`. */
+typedef struct zoff_rank_placement {
+    size_t struct_size;
+    char gpu[32]; /* PCI bus id, or "none (sim)" */
+    int numa_node;
+    int ncpus;
+    int cpus[ZOFF_PROBE_MAX_CPUS]; /* the CPUs of its Adam threads */
+    char swap_paths[4096];
+} zoff_rank_placement;
+/* `zoff_rank_placement x = ZOFF_RANK_PLACEMENT_INIT;` (C and C++; see ZOFF_STEP_RESULT_INIT) */
+static inline zoff_rank_placement zoff_rank_placement_init(void)
+{
+    zoff_rank_placement x;
+    memset(&x, 0, sizeof x);
+    x.struct_size = sizeof x;
+    return x;
+}
+#ifdef __cplusplus
+#define ZOFF_RANK_PLACEMENT_INIT zoff_rank_placement_init()
+#else
+#define ZOFF_RANK_PLACEMENT_INIT                                                                   \
+    {                                                                                              \
+        .struct_size = sizeof(zoff_rank_placement)                                                 \
+    }
+#endif
+/* Fills `out` (out->struct_size set by the caller) for local rank `rank` of `nranks`. The ranks
+ * whose GPUs are nearest the same NUMA node split its cores. ZOFF_EINVAL for nranks outside
+ * 1..1024 or rank outside 0..nranks-1. Thread-safe. */
+ZOFF_API zoff_status zoff_probe_rank(int rank, int nranks, const char *paths,
+                                     zoff_rank_placement *out);
 
 #ifdef __cplusplus
 }

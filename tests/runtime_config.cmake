@@ -18,7 +18,7 @@ target_include_directories(test_trace PRIVATE ${CJSON_INCLUDE_DIRS})
 
 zoff_add_test(NAME test_ckpt
               SOURCES test_ckpt.c ${ZOFF_CKPT_SRCS} ${ZOFF_CONFIG_SRCS}
-                      ${CMAKE_SOURCE_DIR}/tools/cmd_ckpt.c
+                      ${ZOFF_RT_DIR}/face_ckpt.c ${CMAKE_SOURCE_DIR}/tools/cmd_ckpt.c
               MODULES common LIBS ${CJSON_LINK_LIBRARIES} LABELS quick TIMEOUT 120)
 target_include_directories(test_ckpt PRIVATE ${CJSON_INCLUDE_DIRS})
 

@@ -38,6 +38,15 @@
 #include "tools/commands.h"
 #include "zt.h"
 
+/* This test links the checkpoint and config sources without runtime/runtime.c; `zoff ckpt`
+ * (tools/cmd_ckpt.c) reports errors through the public zoff_last_error(NULL), which is the
+ * calling thread's last message: the same here. */
+const char *zoff_last_error(const zoff_runtime *rt)
+{
+    (void)rt;
+    return zoff__last_error_tls();
+}
+
 typedef struct spec {
     const char *name;
     uint64_t numel;

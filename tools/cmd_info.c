@@ -6,378 +6,207 @@
  * NUMA locality, locked-memory limits (RLIMIT_MEMLOCK, CAP_IPC_LOCK), transparent huge pages and
  * hugetlb pools, io_uring availability, and for each --path (default: the current directory)
  * its filesystem, block device, O_DIRECT support and alignment, and free space.
- * Everything is gathered into one cJSON tree, printed as text or (--json) as JSON.
- * Owns nothing beyond the command's run.
+ * The facts come from the public zoff_probe_machine / zoff_probe_path / zoff_probe_rank
+ * (runtime/probe.c); this file puts them into one cJSON tree, printed as text or (--json) as
+ * JSON. Owns nothing beyond the command's run.
  */
-#define _GNU_SOURCE
-#include <dirent.h>
-#include <fcntl.h>
-#include <hwloc.h>
-#include <limits.h>
-#include <numa.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
 #include "commands.h"
-#include "common/common.h"
-#include "gpu/device.h"
-#include "nvme/swap.h"
-#include "offload/arena.h"
+#include <zoff.h>
 
 #define MAX_PATHS 16
 
-/* ---- small readers ------------------------------------------------------------------------ */
-/* First line of a file without the newline; 0 or -1. */
-static int read_line(const char *path, char *buf, size_t len)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    char *ok = fgets(buf, (int)len, f);
-    fclose(f);
-    if (!ok) return -1;
-    buf[strcspn(buf, "\n")] = '\0';
-    return 0;
-}
-
-static long long read_ll(const char *path, long long fallback)
-{
-    char buf[64];
-    if (read_line(path, buf, sizeof buf) != 0) return fallback;
-    char *end;
-    long long v = strtoll(buf, &end, 0);
-    return end == buf ? fallback : v;
-}
-
-/* The bracketed choice of a sysfs mode file ("always [madvise] never" -> "madvise"). */
-static void sysfs_mode(const char *path, char *out, size_t len)
-{
-    char buf[256];
-    snprintf(out, len, "unavailable");
-    if (read_line(path, buf, sizeof buf) != 0) return;
-    char *l = strchr(buf, '['), *r = l ? strchr(l, ']') : NULL;
-    if (l && r) snprintf(out, len, "%.*s", (int)(r - l - 1), l + 1);
-}
-
-/* numa_node of the first ancestor of a sysfs device path that has one (-1: unknown). */
-static int sysfs_numa_node(const char *devpath)
-{
-    char p[PATH_MAX];
-    if (!realpath(devpath, p)) return -1;
-    while (strlen(p) > strlen("/sys/devices")) {
-        char f[PATH_MAX + 16];
-        snprintf(f, sizeof f, "%s/numa_node", p);
-        long long v = read_ll(f, -2);
-        if (v != -2) return (int)v;
-        char *slash = strrchr(p, '/');
-        if (!slash) break;
-        *slash = '\0';
-    }
-    return -1;
-}
-
-/* ---- sections -------------------------------------------------------------------------------- */
-static void gather_cpu(cJSON *root, hwloc_topology_t topo)
+/* ---- the probe's facts as the JSON tree ------------------------------------------------------ */
+static void add_cpu(cJSON *root, const zoff_machine_info *m)
 {
     cJSON *cpu = cJSON_AddObjectToObject(root, "cpu");
-    char model[256] = "unknown", line[4096];
-    char flags[4096] = "";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f) {
-        while (fgets(line, sizeof line, f)) {
-            char *colon = strchr(line, ':');
-            if (!colon) continue;
-            if (!strncmp(line, "model name", 10) && !strcmp(model, "unknown"))
-                snprintf(model, sizeof model, "%.*s", (int)strcspn(colon + 2, "\n"), colon + 2);
-            if (!strncmp(line, "flags", 5) && !flags[0])
-                snprintf(flags, sizeof flags, " %.*s ", (int)strcspn(colon + 2, "\n"), colon + 2);
-        }
-        fclose(f);
-    }
-    cJSON_AddStringToObject(cpu, "model", model);
-    cJSON_AddNumberToObject(cpu, "online_cpus", zoff__ncpus());
-    cJSON_AddNumberToObject(cpu, "cores", hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE));
-    cJSON_AddNumberToObject(cpu, "packages", hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PACKAGE));
-    /* /proc/cpuinfo flag names; the kernel hides what the OS does not enable (XSAVE state). */
-    static const char *const isa[] = {"sse4_2",      "avx",         "avx2",     "fma",
-                                      "f16c",        "avx512f",     "avx512bw", "avx512vl",
-                                      "avx512_bf16", "avx512_fp16", "amx_bf16"};
+    cJSON_AddStringToObject(cpu, "model", m->cpu_model);
+    cJSON_AddNumberToObject(cpu, "online_cpus", m->online_cpus);
+    cJSON_AddNumberToObject(cpu, "cores", m->cores);
+    cJSON_AddNumberToObject(cpu, "packages", m->packages);
+    const struct {
+        const char *key;
+        int v;
+    } isa[] = {{"sse4_2", m->sse4_2},
+               {"avx", m->avx},
+               {"avx2", m->avx2},
+               {"fma", m->fma},
+               {"f16c", m->f16c},
+               {"avx512f", m->avx512f},
+               {"avx512bw", m->avx512bw},
+               {"avx512vl", m->avx512vl},
+               {"avx512_bf16", m->avx512_bf16},
+               {"avx512_fp16", m->avx512_fp16},
+               {"amx_bf16", m->amx_bf16}};
     cJSON *o = cJSON_AddObjectToObject(cpu, "isa");
-    for (size_t i = 0; i < ZOFF_ARRAY_SIZE(isa); i++) {
-        char pat[64];
-        snprintf(pat, sizeof pat, " %s ", isa[i]);
-        cJSON_AddBoolToObject(o, isa[i], strstr(flags, pat) != NULL);
-    }
+    for (size_t i = 0; i < sizeof isa / sizeof isa[0]; i++)
+        cJSON_AddBoolToObject(o, isa[i].key, isa[i].v);
 }
 
-static void gather_memory(cJSON *root, hwloc_topology_t topo)
+static void add_memory(cJSON *root, const zoff_machine_info *m)
 {
-    cJSON *m = cJSON_AddObjectToObject(root, "memory");
-    cJSON_AddNumberToObject(m, "total_bytes", (double)zoff__proc_kb("/proc/meminfo", "MemTotal"));
-    cJSON_AddNumberToObject(m, "available_bytes", (double)zoff__mem_available());
+    cJSON *mem = cJSON_AddObjectToObject(root, "memory");
+    cJSON_AddNumberToObject(mem, "total_bytes", (double)m->mem_total_bytes);
+    cJSON_AddNumberToObject(mem, "available_bytes", (double)m->mem_available_bytes);
     cJSON *nodes = cJSON_AddArrayToObject(root, "numa_nodes");
-    int have_numa = numa_available() >= 0;
-    for (hwloc_obj_t n = hwloc_get_next_obj_by_type(topo, HWLOC_OBJ_NUMANODE, NULL); n;
-         n = hwloc_get_next_obj_by_type(topo, HWLOC_OBJ_NUMANODE, n)) {
+    for (int i = 0; i < m->nnuma; i++) {
         cJSON *j = cJSON_CreateObject();
-        char cpus[256];
-        hwloc_bitmap_list_snprintf(cpus, sizeof cpus, n->cpuset);
-        cJSON_AddNumberToObject(j, "node", n->os_index);
-        cJSON_AddStringToObject(j, "cpus", cpus);
-        long long fr = -1, total = have_numa ? numa_node_size64((int)n->os_index, &fr) : -1;
-        cJSON_AddNumberToObject(j, "total_bytes",
-                                total > 0 ? (double)total : (double)n->attr->numanode.local_memory);
-        if (fr >= 0) cJSON_AddNumberToObject(j, "free_bytes", (double)fr);
+        cJSON_AddNumberToObject(j, "node", m->numa[i].node);
+        cJSON_AddStringToObject(j, "cpus", m->numa[i].cpus);
+        cJSON_AddNumberToObject(j, "total_bytes", (double)m->numa[i].total_bytes);
+        if (m->numa[i].free_bytes >= 0)
+            cJSON_AddNumberToObject(j, "free_bytes", (double)m->numa[i].free_bytes);
         cJSON_AddItemToArray(nodes, j);
     }
 }
 
-static void gather_gpus(cJSON *root)
+static void add_gpus(cJSON *root, const zoff_machine_info *m)
 {
     cJSON *g = cJSON_AddObjectToObject(root, "gpus");
-    cJSON_AddBoolToObject(g, "cuda_built", zdev_cuda_built());
+    cJSON_AddBoolToObject(g, "cuda_built", m->cuda_built);
     cJSON *list = cJSON_AddArrayToObject(g, "devices");
-    zdev_gpu_info info[16];
-    int n = 0;
-    zoff_status st = zdev_cuda_list(info, 16, &n);
-    if (st < 0 || n == 0) {
-        char note[512];
-        snprintf(note, sizeof note, "none (sim): %s",
-                 zdev_cuda_built() ? zoff__last_error_tls() : "built without the CUDA backend");
-        cJSON_AddStringToObject(g, "note", note);
-    }
-    for (int i = 0; i < n; i++) {
+    if (m->gpu_note[0]) cJSON_AddStringToObject(g, "note", m->gpu_note);
+    for (int i = 0; i < m->ngpus; i++) {
         cJSON *j = cJSON_CreateObject();
-        char cc[16];
-        snprintf(cc, sizeof cc, "%d.%d", info[i].cc_major, info[i].cc_minor);
-        cJSON_AddNumberToObject(j, "ordinal", info[i].ordinal);
-        cJSON_AddStringToObject(j, "name", info[i].name);
-        cJSON_AddStringToObject(j, "pci_bus_id", info[i].pci_bus_id);
-        cJSON_AddNumberToObject(j, "total_bytes", (double)info[i].total_bytes);
+        char cc[32];
+        snprintf(cc, sizeof cc, "%d.%d", m->gpus[i].cc_major, m->gpus[i].cc_minor);
+        cJSON_AddNumberToObject(j, "ordinal", m->gpus[i].ordinal);
+        cJSON_AddStringToObject(j, "name", m->gpus[i].name);
+        cJSON_AddStringToObject(j, "pci_bus_id", m->gpus[i].pci_bus_id);
+        cJSON_AddNumberToObject(j, "total_bytes", (double)m->gpus[i].total_bytes);
         cJSON_AddStringToObject(j, "compute_capability", cc);
-        ztopo_choice c;
-        if (ztopo_choose(info[i].pci_bus_id, -1, &c) == 0) {
-            cJSON_AddNumberToObject(j, "numa_node", c.numa_node);
-            cJSON_AddStringToObject(j, "numa_reason", c.reason);
+        if (m->gpus[i].numa_reason[0]) {
+            cJSON_AddNumberToObject(j, "numa_node", m->gpus[i].numa_node);
+            cJSON_AddStringToObject(j, "numa_reason", m->gpus[i].numa_reason);
         }
         cJSON_AddItemToArray(list, j);
     }
-    /* Display / 3D controllers on PCI, whatever the driver state. */
     cJSON *pci = cJSON_AddArrayToObject(g, "pci_display_devices");
-    DIR *d = opendir("/sys/bus/pci/devices");
-    if (!d) return;
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        if (e->d_name[0] == '.') continue;
-        char p[512], cls[32], ven[32] = "?", dev[32] = "?";
-        snprintf(p, sizeof p, "/sys/bus/pci/devices/%s/class", e->d_name);
-        if (read_line(p, cls, sizeof cls) != 0 || strncmp(cls, "0x03", 4) != 0) continue;
-        snprintf(p, sizeof p, "/sys/bus/pci/devices/%s/vendor", e->d_name);
-        if (read_line(p, ven, sizeof ven) != 0) snprintf(ven, sizeof ven, "?");
-        snprintf(p, sizeof p, "/sys/bus/pci/devices/%s/device", e->d_name);
-        if (read_line(p, dev, sizeof dev) != 0) snprintf(dev, sizeof dev, "?");
-        snprintf(p, sizeof p, "/sys/bus/pci/devices/%s", e->d_name);
+    for (int i = 0; i < m->npci_display; i++) {
         cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "bus_id", e->d_name);
-        cJSON_AddStringToObject(j, "class", cls);
-        cJSON_AddStringToObject(j, "vendor", ven);
-        cJSON_AddStringToObject(j, "device", dev);
-        cJSON_AddNumberToObject(j, "numa_node", sysfs_numa_node(p));
+        cJSON_AddStringToObject(j, "bus_id", m->pci_display[i].bus_id);
+        cJSON_AddStringToObject(j, "class", m->pci_display[i].pci_class);
+        cJSON_AddStringToObject(j, "vendor", m->pci_display[i].vendor);
+        cJSON_AddStringToObject(j, "device", m->pci_display[i].device);
+        cJSON_AddNumberToObject(j, "numa_node", m->pci_display[i].numa_node);
         cJSON_AddItemToArray(pci, j);
     }
-    closedir(d);
 }
 
-static const char *disk_kind(const char *name)
-{
-    if (!strncmp(name, "nvme", 4)) return "NVMe";
-    if (!strncmp(name, "vd", 2)) return "virtio";
-    if (!strncmp(name, "xvd", 3)) return "xen";
-    if (!strncmp(name, "sd", 2)) return "SCSI/SATA";
-    if (!strncmp(name, "mmcblk", 6)) return "MMC";
-    return "other";
-}
-
-static void gather_disks(cJSON *root)
+static void add_disks(cJSON *root, const zoff_machine_info *m)
 {
     cJSON *list = cJSON_AddArrayToObject(root, "block_devices");
-    DIR *d = opendir("/sys/block");
-    if (!d) return;
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        char p[512], model[128] = "";
-        if (e->d_name[0] == '.') continue;
-        snprintf(p, sizeof p, "/sys/block/%s/device", e->d_name);
-        if (access(p, F_OK) != 0) continue; /* loop, ram, zram, dm: no physical device */
+    for (int i = 0; i < m->ndisks; i++) {
         cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "name", e->d_name);
-        cJSON_AddStringToObject(j, "kind", disk_kind(e->d_name));
-        snprintf(p, sizeof p, "/sys/block/%s/device/model", e->d_name);
-        if (read_line(p, model, sizeof model) == 0) {
-            size_t l = strlen(model);
-            while (l && model[l - 1] == ' ') model[--l] = '\0';
-            cJSON_AddStringToObject(j, "model", model);
-        }
-        static const struct {
-            const char *key, *file;
-        } q[] = {{"sectors_512", "size"},
-                 {"rotational", "queue/rotational"},
-                 {"logical_block_size", "queue/logical_block_size"},
-                 {"max_sectors_kb", "queue/max_sectors_kb"},
-                 {"max_hw_sectors_kb", "queue/max_hw_sectors_kb"},
-                 {"max_segments", "queue/max_segments"}};
-        for (size_t i = 0; i < ZOFF_ARRAY_SIZE(q); i++) {
-            snprintf(p, sizeof p, "/sys/block/%s/%s", e->d_name, q[i].file);
-            long long v = read_ll(p, -1);
-            if (i == 0 && v >= 0)
-                cJSON_AddNumberToObject(j, "size_bytes", (double)v * 512.0);
-            else if (v >= 0)
-                cJSON_AddNumberToObject(j, q[i].key, (double)v);
-        }
-        snprintf(p, sizeof p, "/sys/block/%s/device", e->d_name);
-        cJSON_AddNumberToObject(j, "numa_node", sysfs_numa_node(p));
+        cJSON_AddStringToObject(j, "name", m->disks[i].name);
+        cJSON_AddStringToObject(j, "kind", m->disks[i].kind);
+        if (m->disks[i].model[0]) cJSON_AddStringToObject(j, "model", m->disks[i].model);
+        const struct {
+            const char *key;
+            int64_t v;
+        } q[] = {{"size_bytes", m->disks[i].size_bytes},
+                 {"rotational", m->disks[i].rotational},
+                 {"logical_block_size", m->disks[i].logical_block_size},
+                 {"max_sectors_kb", m->disks[i].max_sectors_kb},
+                 {"max_hw_sectors_kb", m->disks[i].max_hw_sectors_kb},
+                 {"max_segments", m->disks[i].max_segments}};
+        for (size_t k = 0; k < sizeof q / sizeof q[0]; k++)
+            if (q[k].v >= 0) cJSON_AddNumberToObject(j, q[k].key, (double)q[k].v);
+        cJSON_AddNumberToObject(j, "numa_node", m->disks[i].numa_node);
         cJSON_AddItemToArray(list, j);
     }
-    closedir(d);
 }
 
-static void gather_limits(cJSON *root)
+static void add_limits(cJSON *root, const zoff_machine_info *m)
 {
     cJSON *pin = cJSON_AddObjectToObject(root, "pinning");
-    zarena_pin_limits lim;
-    if (zarena_pin_limits_get(&lim) == 0) {
-        if (lim.memlock_cur == UINT64_MAX)
+    if (m->have_memlock) {
+        if (m->memlock_soft == UINT64_MAX)
             cJSON_AddStringToObject(pin, "memlock_soft", "unlimited");
         else
-            cJSON_AddNumberToObject(pin, "memlock_soft", (double)lim.memlock_cur);
-        if (lim.memlock_max == UINT64_MAX)
+            cJSON_AddNumberToObject(pin, "memlock_soft", (double)m->memlock_soft);
+        if (m->memlock_hard == UINT64_MAX)
             cJSON_AddStringToObject(pin, "memlock_hard", "unlimited");
         else
-            cJSON_AddNumberToObject(pin, "memlock_hard", (double)lim.memlock_max);
-        cJSON_AddBoolToObject(pin, "cap_ipc_lock", lim.cap_ipc_lock);
-        cJSON_AddNumberToObject(pin, "locked_bytes", (double)lim.locked_bytes);
+            cJSON_AddNumberToObject(pin, "memlock_hard", (double)m->memlock_hard);
+        cJSON_AddBoolToObject(pin, "cap_ipc_lock", m->cap_ipc_lock);
+        cJSON_AddNumberToObject(pin, "locked_bytes", (double)m->locked_bytes);
         char v[160], b[32];
-        if (lim.cap_ipc_lock || lim.memlock_cur == UINT64_MAX)
-            snprintf(v, sizeof v, "unlimited%s", lim.cap_ipc_lock ? " (CAP_IPC_LOCK)" : "");
+        if (m->cap_ipc_lock || m->memlock_soft == UINT64_MAX)
+            snprintf(v, sizeof v, "unlimited%s", m->cap_ipc_lock ? " (CAP_IPC_LOCK)" : "");
         else
             snprintf(v, sizeof v, "limited to %s: larger pinned arenas fall back to pageable",
-                     zoff__fmt_bytes(lim.memlock_cur, b, sizeof b));
+                     zoff_format_bytes(m->memlock_soft, b, sizeof b));
         cJSON_AddStringToObject(pin, "verdict", v);
     }
-
     cJSON *hp = cJSON_AddObjectToObject(root, "huge_pages");
-    char mode[64];
-    sysfs_mode("/sys/kernel/mm/transparent_hugepage/enabled", mode, sizeof mode);
-    cJSON_AddStringToObject(hp, "thp_enabled", mode);
-    sysfs_mode("/sys/kernel/mm/transparent_hugepage/defrag", mode, sizeof mode);
-    cJSON_AddStringToObject(hp, "thp_defrag", mode);
+    cJSON_AddStringToObject(hp, "thp_enabled", m->thp_enabled);
+    cJSON_AddStringToObject(hp, "thp_defrag", m->thp_defrag);
     cJSON *pools = cJSON_AddArrayToObject(hp, "hugetlb");
-    DIR *d = opendir("/sys/kernel/mm/hugepages");
-    if (d) {
-        for (struct dirent *e; (e = readdir(d)) != NULL;) {
-            unsigned long kb;
-            if (sscanf(e->d_name, "hugepages-%lukB", &kb) != 1) continue;
-            char p[512];
-            cJSON *j = cJSON_CreateObject();
-            cJSON_AddNumberToObject(j, "page_bytes", (double)kb * 1024.0);
-            snprintf(p, sizeof p, "/sys/kernel/mm/hugepages/%s/nr_hugepages", e->d_name);
-            cJSON_AddNumberToObject(j, "pages", (double)read_ll(p, 0));
-            snprintf(p, sizeof p, "/sys/kernel/mm/hugepages/%s/free_hugepages", e->d_name);
-            cJSON_AddNumberToObject(j, "free", (double)read_ll(p, 0));
-            cJSON_AddItemToArray(pools, j);
-        }
-        closedir(d);
-    }
-}
-
-/* Filesystem type and mount point of path (longest matching mount). */
-static void mount_of(const char *path, char *fstype, size_t flen, char *mnt, size_t mlen)
-{
-    snprintf(fstype, flen, "?");
-    snprintf(mnt, mlen, "?");
-    FILE *f = fopen("/proc/self/mounts", "r");
-    if (!f) return;
-    char line[2048];
-    size_t best = 0;
-    while (fgets(line, sizeof line, f)) {
-        char dev[512], dir[1024], type[64];
-        if (sscanf(line, "%511s %1023s %63s", dev, dir, type) != 3) continue;
-        size_t l = strlen(dir);
-        int match = !strcmp(dir, "/") || (!strncmp(path, dir, l) && (path[l] == '/' || !path[l]));
-        if (match && l >= best) {
-            best = l;
-            snprintf(fstype, flen, "%s", type);
-            snprintf(mnt, mlen, "%s", dir);
-        }
-    }
-    fclose(f);
-}
-
-/* The whole-disk name of the block device holding st_dev ("" if not a block device). */
-static void disk_of(dev_t dev, char *out, size_t len)
-{
-    char p[128], real[PATH_MAX];
-    out[0] = '\0';
-    if (major(dev) == 0) return; /* tmpfs, overlay, ...: no block device */
-    snprintf(p, sizeof p, "/sys/dev/block/%u:%u", major(dev), minor(dev));
-    if (!realpath(p, real)) return;
-    char part[PATH_MAX + 16];
-    snprintf(part, sizeof part, "%s/partition", real);
-    if (access(part, F_OK) == 0) *strrchr(real, '/') = '\0'; /* a partition: its disk */
-    snprintf(out, len, "%s", strrchr(real, '/') + 1);
-}
-
-static void gather_paths(cJSON *root, const char *const *paths, int npaths)
-{
-    cJSON *io = cJSON_AddObjectToObject(root, "io_uring");
-    int uring = 0;
-    if (zswap_probe(npaths ? paths[0] : ".", NULL, &uring) == 0)
-        cJSON_AddBoolToObject(io, "available", uring);
-    long long dis = read_ll("/proc/sys/kernel/io_uring_disabled", -1);
-    if (dis >= 0) cJSON_AddNumberToObject(io, "io_uring_disabled_sysctl", (double)dis);
-
-    cJSON *list = cJSON_AddArrayToObject(root, "paths");
-    for (int i = 0; i < npaths; i++) {
+    for (int i = 0; i < m->nhugetlb; i++) {
         cJSON *j = cJSON_CreateObject();
-        char real[PATH_MAX];
-        cJSON_AddStringToObject(j, "path", paths[i]);
-        cJSON_AddItemToArray(list, j);
-        struct stat sb;
-        if (!realpath(paths[i], real) || stat(real, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-            cJSON_AddStringToObject(j, "error", "not an accessible directory");
-            continue;
-        }
-        char fstype[64], mnt[1024], disk[64];
-        mount_of(real, fstype, sizeof fstype, mnt, sizeof mnt);
-        disk_of(sb.st_dev, disk, sizeof disk);
-        cJSON_AddStringToObject(j, "fs_type", fstype);
-        cJSON_AddStringToObject(j, "mount", mnt);
-        cJSON_AddStringToObject(j, "block_device", disk[0] ? disk : "none");
-        int odirect = 0;
-        if (zswap_probe(real, &odirect, NULL) == 0)
-            cJSON_AddBoolToObject(j, "odirect", odirect);
-        else
-            cJSON_AddStringToObject(j, "odirect_error", zoff__last_error_tls());
-        /* O_DIRECT alignment of a file there (statx reports none for directories). */
-        char tmpl[PATH_MAX + 32];
-        snprintf(tmpl, sizeof tmpl, "%s/.zoff-info-XXXXXX", real);
-        int fd = mkstemp(tmpl);
-        if (fd >= 0) {
-            struct statx sx;
-            if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
-                (sx.stx_mask & STATX_DIOALIGN) && sx.stx_dio_offset_align) {
-                cJSON_AddNumberToObject(j, "dio_mem_align", sx.stx_dio_mem_align);
-                cJSON_AddNumberToObject(j, "dio_offset_align", sx.stx_dio_offset_align);
-            }
-            close(fd);
-            unlink(tmpl);
-        }
-        uint64_t fr;
-        if (zswap_free_bytes(real, &fr) == 0) cJSON_AddNumberToObject(j, "free_bytes", (double)fr);
+        cJSON_AddNumberToObject(j, "page_bytes", (double)m->hugetlb[i].page_bytes);
+        cJSON_AddNumberToObject(j, "pages", (double)m->hugetlb[i].pages);
+        cJSON_AddNumberToObject(j, "free", (double)m->hugetlb[i].free);
+        cJSON_AddItemToArray(pools, j);
     }
+}
+
+static void add_path(cJSON *list, const char *path, const zoff_path_info *p)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "path", path);
+    cJSON_AddItemToArray(list, j);
+    if (!p->accessible) {
+        cJSON_AddStringToObject(j, "error", "not an accessible directory");
+        return;
+    }
+    cJSON_AddStringToObject(j, "fs_type", p->fs_type);
+    cJSON_AddStringToObject(j, "mount", p->mount);
+    cJSON_AddStringToObject(j, "block_device", p->block_device);
+    if (p->odirect >= 0)
+        cJSON_AddBoolToObject(j, "odirect", p->odirect);
+    else
+        cJSON_AddStringToObject(j, "odirect_error", p->odirect_error);
+    if (p->dio_offset_align > 0) {
+        cJSON_AddNumberToObject(j, "dio_mem_align", (double)p->dio_mem_align);
+        cJSON_AddNumberToObject(j, "dio_offset_align", (double)p->dio_offset_align);
+    }
+    if (p->free_bytes >= 0) cJSON_AddNumberToObject(j, "free_bytes", (double)p->free_bytes);
+}
+
+static int gather(cJSON *root, const char *const *paths, int npaths)
+{
+    zoff_machine_info *m = calloc(1, sizeof *m);
+    if (!m) return -1;
+    m->struct_size = sizeof *m;
+    if (zoff_probe_machine(paths[0], m) != 0) {
+        free(m);
+        return -1;
+    }
+    add_cpu(root, m);
+    add_memory(root, m);
+    add_gpus(root, m);
+    add_disks(root, m);
+    add_limits(root, m);
+    cJSON *io = cJSON_AddObjectToObject(root, "io_uring");
+    if (m->io_uring >= 0) cJSON_AddBoolToObject(io, "available", m->io_uring);
+    if (m->io_uring_disabled_sysctl >= 0)
+        cJSON_AddNumberToObject(io, "io_uring_disabled_sysctl", m->io_uring_disabled_sysctl);
+    cJSON *list = cJSON_AddArrayToObject(root, "paths");
+    add_path(list, paths[0], &m->path);
+    for (int i = 1; i < npaths; i++) {
+        zoff_path_info p = ZOFF_PATH_INFO_INIT;
+        if (zoff_probe_path(paths[i], &p) == 0) add_path(list, paths[i], &p);
+    }
+    free(m);
+    return 0;
 }
 
 /* ---- text output ------------------------------------------------------------------------------
@@ -402,7 +231,7 @@ static const char *yes(const cJSON *o, const char *k)
 
 static const char *bytes_str(double b, char *buf, size_t len)
 {
-    return b < 0 ? "?" : zoff__fmt_bytes((uint64_t)b, buf, len);
+    return b < 0 ? "?" : zoff_format_bytes((uint64_t)b, buf, len);
 }
 
 static void print_text(const cJSON *r)
@@ -507,58 +336,35 @@ static void print_text(const cJSON *r)
     }
 }
 
-/* ---- --ranks N: the placement plan of N ranks on this node
- * --------------------------------------- Rank r drives GPU r (GPUs in ordinal order; none on the
- * sim device), takes the NUMA node nearest it, the ranks that chose the same node split its cores
- * (ztopo_split_cpus) and local rank r takes its share of the --path list as swap paths
- * (ztopo_rank_paths): what zoff_finalize does under mpirun -np N. */
+/* ---- --ranks N: the placement plan of N ranks on this node (zoff_probe_rank): what
+ * zoff_finalize does under mpirun -np N. */
 static void gather_ranks(cJSON *root, int nranks, const char *const *paths, int npaths)
 {
-    zdev_gpu_info gpus[64];
-    int ngpu = 0;
-    if (zdev_cuda_list(gpus, 64, &ngpu) != 0) ngpu = 0;
-    zoff__clear_error();
     char joined[4096] = "";
     size_t used = 0;
     for (int i = 0; i < npaths && used < sizeof joined; i++)
         used +=
             (size_t)snprintf(joined + used, sizeof joined - used, "%s%s", i ? "," : "", paths[i]);
-    ztopo_choice *ch = calloc((size_t)nranks, sizeof *ch);
     cJSON *arr = cJSON_AddArrayToObject(root, "ranks");
-    if (!ch || !arr) {
-        free(ch);
+    zoff_rank_placement *p = malloc(sizeof *p);
+    if (!arr || !p) {
+        free(p);
         return;
     }
     for (int r = 0; r < nranks; r++) {
-        const char *bus = ngpu > 0 ? gpus[r % ngpu].pci_bus_id : NULL;
-        if (ztopo_choose(bus, -1, &ch[r]) != 0) {
-            memset(&ch[r], 0, sizeof ch[r]);
-            ch[r].numa_node = -1;
-        }
-    }
-    zoff__clear_error();
-    for (int r = 0; r < nranks; r++) {
-        int index = 0, count = 0;
-        for (int k = 0; k < nranks; k++) {
-            if (ch[k].numa_node != ch[r].numa_node) continue;
-            if (k < r) index++;
-            count++;
-        }
-        ztopo_choice mine;
-        ztopo_split_cpus(&ch[r], index, count, &mine);
-        char sw[4096];
-        ztopo_rank_paths(joined, r, nranks, sw, sizeof sw);
+        p->struct_size = sizeof *p;
+        if (zoff_probe_rank(r, nranks, joined, p) != 0) continue;
         cJSON *j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "rank", r);
-        cJSON_AddStringToObject(j, "gpu", ngpu > 0 ? gpus[r % ngpu].pci_bus_id : "none (sim)");
-        cJSON_AddNumberToObject(j, "numa_node", mine.numa_node);
+        cJSON_AddStringToObject(j, "gpu", p->gpu);
+        cJSON_AddNumberToObject(j, "numa_node", p->numa_node);
         cJSON *cpus = cJSON_AddArrayToObject(j, "cpus");
-        for (int c = 0; c < mine.ncpus; c++)
-            cJSON_AddItemToArray(cpus, cJSON_CreateNumber(mine.cpus[c]));
-        cJSON_AddStringToObject(j, "swap_paths", sw);
+        for (int c = 0; c < p->ncpus; c++)
+            cJSON_AddItemToArray(cpus, cJSON_CreateNumber(p->cpus[c]));
+        cJSON_AddStringToObject(j, "swap_paths", p->swap_paths);
         cJSON_AddItemToArray(arr, j);
     }
-    free(ch);
+    free(p);
 }
 
 static void print_ranks(const cJSON *root)
@@ -631,20 +437,13 @@ int zoff_cmd_info(int argc, char **argv)
     }
     if (npaths == 0) paths[npaths++] = ".";
 
-    hwloc_topology_t topo;
-    if (hwloc_topology_init(&topo) != 0 || hwloc_topology_load(topo) != 0) {
-        fprintf(stderr, "zoff info: hwloc could not read the topology\n");
-        return 1;
-    }
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "zoff_version", zoff_version());
-    gather_cpu(root, topo);
-    gather_memory(root, topo);
-    hwloc_topology_destroy(topo);
-    gather_gpus(root);
-    gather_disks(root);
-    gather_limits(root);
-    gather_paths(root, paths, npaths);
+    if (gather(root, paths, npaths) != 0) {
+        fprintf(stderr, "zoff info: %s\n", zoff_last_error(NULL));
+        cJSON_Delete(root);
+        return 1;
+    }
     if (nranks > 0) gather_ranks(root, nranks, paths, npaths);
 
     int rc = 0;

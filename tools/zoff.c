@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "commands.h"
-#include "common/common.h"
+#include <zoff.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Subcommands are linked in as they exist: a weak reference is NULL when a part of zoff was not
  * built (e.g. the benchmarks with ZOFF_BUILD_BENCH=OFF). */
@@ -33,13 +35,10 @@ static int cmd_env(int argc, char **argv)
     (void)argc;
     (void)argv;
     printf("%-22s %-10s %s\n", "variable", "default", "meaning");
-    for (int i = 0; i < ZOFF_PARAM_COUNT_; i++) {
-        zoff_param_id id = (zoff_param_id)i;
-        printf("%-22s %-10s %s%s%s\n", zoff__param_env_name(id),
-               zoff__param_default(id)[0] ? zoff__param_default(id) : "\"\"", zoff__param_doc(id),
-               zoff__param_set(id) ? "  [set: " : "",
-               zoff__param_set(id) ? zoff__param_str(id) : "");
-        if (zoff__param_set(id)) printf("]\n");
+    zoff_env_param p = ZOFF_ENV_PARAM_INIT;
+    for (size_t i = 0; zoff_env_next(&i, &p) == 1;) {
+        printf("%-22s %-10s %s%s%s%s\n", p.name, p.def[0] ? p.def : "\"\"", p.doc,
+               p.is_set ? "  [set: " : "", p.is_set ? p.value : "", p.is_set ? "]" : "");
     }
     return 0;
 }
@@ -64,7 +63,7 @@ static const struct {
 static void usage(FILE *out)
 {
     fprintf(out, "usage: zoff <command> [options]   (zoff <command> --help for its options)\n\n");
-    for (size_t i = 0; i < ZOFF_ARRAY_SIZE(commands); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
         char name[32];
         snprintf(name, sizeof name, "%s%s%s", commands[i].name, commands[i].sub ? " " : "",
                  commands[i].sub ? commands[i].sub : "");
@@ -89,13 +88,13 @@ int main(int argc, char **argv)
         FILE *out = help ? stdout : stderr;
         fprintf(out, "usage: zoff bench adam|nvme|step [options]   (zoff bench KIND --help for "
                      "its options)\n\n");
-        for (size_t i = 0; i < ZOFF_ARRAY_SIZE(commands); i++)
+        for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
             if (commands[i].sub)
                 fprintf(out, "  %-5s %s%s\n", commands[i].sub, commands[i].help,
                         commands[i].fn ? "" : " (not built)");
         return help ? 0 : 2;
     }
-    for (size_t i = 0; i < ZOFF_ARRAY_SIZE(commands); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
         if (strcmp(argv[1], commands[i].name) != 0) continue;
         int shift = 1;
         if (commands[i].sub) {
