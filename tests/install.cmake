@@ -9,9 +9,13 @@ add_test(NAME test_example_step_loop
 set_tests_properties(test_example_step_loop PROPERTIES LABELS "quick" TIMEOUT 120)
 # zoff.h in C++11..20 under -Wall -Wextra -pedantic -Werror (the *_INIT macros included).
 find_program(ZOFF_GXX NAMES g++ c++)
+set(ZOFF_CXX_TEST_SAN "")
+if(ZOFF_SANITIZE) # the ASan runtime must come first: the consumer is built with it too
+  set(ZOFF_CXX_TEST_SAN "-fsanitize=address,undefined")
+endif()
 if(ZOFF_GXX)
   add_test(NAME test_header_cxx
-           COMMAND sh -c "for s in c++11 c++14 c++17 c++20; do ${ZOFF_GXX} -std=$s -Wall -Wextra -pedantic -Werror -I'${CMAKE_SOURCE_DIR}/include' '${CMAKE_CURRENT_SOURCE_DIR}/test_header_cxx.cpp' -o test_header_cxx_$s $<TARGET_FILE:zoff_shared> -Wl,-rpath,$<TARGET_FILE_DIR:zoff_shared> && ./test_header_cxx_$s || exit 1; echo $s ok; done"
+           COMMAND sh -c "for s in c++11 c++14 c++17 c++20; do ${ZOFF_GXX} -std=$s -Wall -Wextra -pedantic -Werror ${ZOFF_CXX_TEST_SAN} -I'${CMAKE_SOURCE_DIR}/include' '${CMAKE_CURRENT_SOURCE_DIR}/test_header_cxx.cpp' -o test_header_cxx_$s $<TARGET_FILE:zoff_shared> -Wl,-rpath,$<TARGET_FILE_DIR:zoff_shared> && ./test_header_cxx_$s || exit 1; echo $s ok; done"
            WORKING_DIRECTORY ${CMAKE_BINARY_DIR}/test-tmp)
   set_tests_properties(test_header_cxx PROPERTIES LABELS "quick" TIMEOUT 300)
 endif()

@@ -203,6 +203,7 @@ static void test_eager_fallback_and_nonfinite(void **state)
     assert_int_equal(zs.nonfinite_steps, 1);
     assert_int_equal(zs.nonfinite_grads, 1);
     assert_int_equal(zs.skipped_steps, 0);
+    tr_state_free(&before);
     tr_state_free(&after);
     /* every gradient non-finite: nothing to update, the step counts as skipped */
     for (int i = 0; i < 3; i++) gr.g[i][0] = NAN;
