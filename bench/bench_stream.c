@@ -6,10 +6,12 @@
  * The trainer: L units of one streamed parameter of N/L elements. Forward: for each layer, fetch
  * it, queue --busy-ms of stand-in compute on the trainer's stream, release it. Backward: the same
  * in reverse order, with the layer's gradient handed over behind its compute. Then zoff_step.
- * Each layer's stand-in gradient is a trainer-owned device buffer handed over with
- * zoff_grad_ready (the gradient-bucket path of issue #12 is not wired in here): the device holds
- * the gradients (2 B/param) and zoff's slab, not the weights.
- * The device (sim_gpu_bytes) is smaller than the weights: it holds prefetch_depth + 1 slots.
+ * Each layer's stand-in gradient is written into one trainer-owned scratch buffer (one layer's
+ * size, reused by every layer) and handed to zoff's device gradient buckets with zoff_grad_push
+ * on the trainer's stream (params registered with dev_grad NULL): no per-layer gradient buffers.
+ * The device (sim_gpu_bytes) holds zoff's slab (prefetch_depth + 1 slots), its gradient buckets,
+ * the scratch, one slot for the H2D measured alone and a 64 MiB margin: far less than the
+ * 16-bit weights.
  *
  * Measured alone in the same run, before and after the timed steps (averaged; this machine is
  * noisy): the stand-in compute (2 L busy ops) and the H2D copy of the bytes a step uploads
@@ -59,7 +61,8 @@ static void usage(FILE *f)
                "                       [--dtype fp16|bf16] [--pcie-gbps G (25)] [--threads T]\n"
                "                       [--prefetch-depth D (2)] [--gpu-mem BYTES (auto)]\n"
                "                       [--partition-numel N] [--json FILE]\n"
-               "  The sim device gets prefetch_depth + 1 slots, gradient scratch and a margin:\n"
+               "  The sim device gets prefetch_depth + 1 slots, the gradient buckets, one layer's\n"
+               "  gradient scratch and a margin:\n"
                "  much less than the 16-bit weights.\n");
 }
 
@@ -81,21 +84,20 @@ typedef struct sb_model {
     int layers;
     size_t *numel;
     int *id, *unit;
-    void **dgrad; /* per layer: its stand-in gradient (trainer-owned, on the device) */
+    zoff_dtype dtype;
+    void *gscratch; /* one layer's stand-in gradient (trainer-owned), pushed into the buckets */
 } sb_model;
 
 static void model_close(sb_model *m)
 {
     if (m->rt) {
-        for (int l = 0; m->dgrad && l < m->layers; l++)
-            if (m->dgrad[l]) zoff_device_free(m->rt, m->dgrad[l]);
+        if (m->gscratch) zoff_device_free(m->rt, m->gscratch);
         if (m->s) zoff_stream_destroy(m->rt, m->s);
     }
     zoff_destroy(m->rt);
     free(m->numel);
     free(m->id);
     free(m->unit);
-    free(m->dgrad);
     memset(m, 0, sizeof *m);
 }
 
@@ -110,27 +112,26 @@ static zoff_status model_open(sb_model *m, const sb_opts *o, const zoff_config *
     m->numel = calloc((size_t)L, sizeof *m->numel);
     m->id = calloc((size_t)L, sizeof *m->id);
     m->unit = calloc((size_t)L, sizeof *m->unit);
-    m->dgrad = calloc((size_t)L, sizeof *m->dgrad);
+    m->dtype = o->dtype;
     size_t per = (size_t)(o->params / (uint64_t)L);
     size_t last = (size_t)(o->params - per * (uint64_t)(L - 1));
     size_t maxn = ZOFF_MAX(per, last);
     uint16_t *g16 = malloc(maxn * 2);
-    if (!m->numel || !m->id || !m->unit || !m->dgrad || !g16) {
+    if (!m->numel || !m->id || !m->unit || !g16) {
         free(g16);
         return zoff__err(-ENOMEM, "bench: out of memory");
     }
     for (size_t i = 0; i < maxn; i++) g16[i] = o->dtype == ZOFF_DTYPE_BF16 ? 0x3c00 : 0x2000;
+    st = zoff_device_alloc(m->rt, maxn * 2, &m->gscratch);
+    if (!st) st = zoff_device_upload(m->rt, m->gscratch, g16, maxn * 2, m->s);
     for (int l = 0; l < L && st == ZOFF_OK; l++) {
         m->numel[l] = l == L - 1 ? last : per;
         char name[32];
         snprintf(name, sizeof name, "layer%d.w", l);
-        st = zoff_device_alloc(m->rt, m->numel[l] * 2, &m->dgrad[l]);
-        if (!st) st = zoff_device_upload(m->rt, m->dgrad[l], g16, m->numel[l] * 2, m->s);
         /* initial values: zeros (init_master NULL; a copy of N floats held until finalize
-         * would not fit the 4 G-parameter run) */
+         * would not fit the 4 G-parameter run); dev_grad NULL: gradients go through buckets */
         if (!st)
-            st = zoff_add_param(m->rt, name, m->numel[l], o->dtype, NULL, m->dgrad[l], NULL, 0,
-                                &m->id[l]);
+            st = zoff_add_param(m->rt, name, m->numel[l], o->dtype, NULL, NULL, NULL, 0, &m->id[l]);
         if (!st) st = zoff_add_unit(m->rt, name, &m->id[l], 1, &m->unit[l]);
     }
     free(g16);
@@ -138,10 +139,11 @@ static zoff_status model_open(sb_model *m, const sb_opts *o, const zoff_config *
     return st;
 }
 
-/* Hands layer l's gradient over behind the work queued on the trainer's stream. */
+/* Hands layer l's gradient over behind the work queued on the trainer's stream: a copy from the
+ * scratch into zoff's current gradient bucket, queued on that stream. */
 static zoff_status hand_grad(sb_model *m, int l)
 {
-    return zoff_grad_ready(m->rt, m->id[l], m->s);
+    return zoff_grad_push(m->rt, m->id[l], m->gscratch, m->numel[l], m->dtype, m->s);
 }
 
 /* Forward and backward of one step; returns after the trainer's stream drained. */
@@ -287,9 +289,11 @@ int zoff_bench_step_stream_main(int argc, char **argv)
     uint64_t unit_bytes =
         ZOFF_ALIGN_UP((o.params + (uint64_t)o.layers - 1) / (uint64_t)o.layers * 2, 4096u);
     uint64_t slab = unit_bytes * (uint64_t)(o.prefetch_depth + 1);
-    /* the gradients + the slab + one slot for the H2D measured alone + a margin */
+    /* the slab + the gradient buckets + the gradient scratch + one slot for the H2D measured
+     * alone + a margin */
+    uint64_t buckets = (uint64_t)c.grad_bucket_count * c.grad_bucket_numel * 2;
     c.sim_gpu_bytes =
-        (size_t)(o.gpu_bytes ? o.gpu_bytes : weights + slab + unit_bytes + 64 * ZOFF_MIB);
+        (size_t)(o.gpu_bytes ? o.gpu_bytes : slab + buckets + 2 * unit_bytes + 64 * ZOFF_MIB);
 
     char b1[32], b2[32], b3[32];
     printf("zoff bench step --stream: %llu params (%s of 16-bit weights, %s of state), %d layers, "
@@ -375,10 +379,11 @@ int zoff_bench_step_stream_main(int argc, char **argv)
     zb_table_rowf(t, "optimizer step|%.1f|-|zoff_step: Adam %.1f ms into the host copies", stepms,
                   adam);
     zb_table_rowf(t, "step|%.1f|-|fwd+bwd + optimizer step", fb + stepms);
-    zb_table_rowf(t, "device bytes|%llu|-|zoff's slab %s (%d slots of %s)",
+    zb_table_rowf(t, "device bytes|%llu|-|zoff's slab %s (%d slots of %s) + gradient buckets %s",
                   (unsigned long long)s1.device_bytes,
                   zoff__fmt_bytes((uint64_t)s1.nslots * s1.slot_bytes, b1, sizeof b1), s1.nslots,
-                  zoff__fmt_bytes(s1.slot_bytes, b2, sizeof b2));
+                  zoff__fmt_bytes(s1.slot_bytes, b2, sizeof b2),
+                  zoff__fmt_bytes(s1.bucket_bytes, b3, sizeof b3));
     zb_table_rowf(t, "host bytes per param|%.2f|-|%s pinned+pageable host memory of zoff",
                   (double)host_bytes / (double)o.params,
                   zoff__fmt_bytes(host_bytes, b1, sizeof b1));

@@ -116,6 +116,8 @@ def test_stream_bit_identical(dtype):
     assert st["nslots"] == 3
     weights = sum(p.numel() * p.element_size() for p in ref.blocks.parameters())
     assert st["nslots"] * st["slot_bytes"] < weights
+    # the streamed parameters' gradients left through zoff's buckets (zoff_grad_push)
+    assert st["bucket_bytes"] > 0 and st["bucket_flushes"] > 0
     h.remove()
     opt.close()
     opt_ref.close()
