@@ -176,8 +176,7 @@ zoff_status zswap_free_bytes(const char *dir, uint64_t *out);
  * free space). Filesystems that report no size (ramfs) are not checked, as in zswap_create.
  * *free_bytes (may be NULL): the free space over the paths' filesystems examined (set on
  * failure too). */
-zoff_status zswap_check_space(const char *paths_csv, uint64_t capacity_bytes,
-                              uint64_t *free_bytes);
+zoff_status zswap_check_space(const char *paths_csv, uint64_t capacity_bytes, uint64_t *free_bytes);
 
 #ifdef __cplusplus
 }

@@ -39,13 +39,13 @@ extern "C" {
 
 /* Sizes of a store, computed without allocating anything (for zoff_plan and finalize). */
 typedef struct zstore_sizes {
-    size_t nparts;           /* partitions over the range */
-    size_t resident_parts;   /* the first ones, resident in the arena */
-    size_t swapped_parts;    /* the others */
-    int slots;               /* pool buffers (0 when nothing is swapped) */
-    uint64_t resident_bytes; /* arena bytes of the resident block (4 KiB rounded) */
-    uint64_t pool_bytes;     /* arena bytes of the slot pool (slots x 4 KiB-rounded slot) */
-    uint64_t swap_bytes;     /* payload bytes on swap (12 B/elem of the swapped partitions) */
+    size_t nparts;                /* partitions over the range */
+    size_t resident_parts;        /* the first ones, resident in the arena */
+    size_t swapped_parts;         /* the others */
+    int slots;                    /* pool buffers (0 when nothing is swapped) */
+    uint64_t resident_bytes;      /* arena bytes of the resident block (4 KiB rounded) */
+    uint64_t pool_bytes;          /* arena bytes of the slot pool (slots x 4 KiB-rounded slot) */
+    uint64_t swap_bytes;          /* payload bytes on swap (12 B/elem of the swapped partitions) */
     uint64_t swap_capacity_bytes; /* what the swap store preallocates (each extent 4 KiB rounded) */
 } zstore_sizes;
 
