@@ -17,11 +17,9 @@
 #define _GNU_SOURCE
 #include <immintrin.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
 #include "common/common.h"
@@ -46,15 +44,6 @@ typedef struct ba_bufs {
 } ba_bufs;
 
 /* 2 MiB-aligned anonymous memory with transparent huge pages requested. */
-static void *ba_alloc(size_t bytes)
-{
-    size_t len = ZOFF_ALIGN_UP(bytes ? bytes : 1, (size_t)2 << 20);
-    void *p = NULL;
-    if (posix_memalign(&p, (size_t)2 << 20, len) != 0) return NULL;
-    madvise(p, len, MADV_HUGEPAGE);
-    return p;
-}
-
 /* Deterministic data: grads uniform in +-0.01, params in [-1, 1), m = g/2, v = g^2 + 1e-6.
  * Filled tile by tile by the benchmark's threads (first touch). */
 static void ba_fill(ba_bufs *b, size_t tile, int threads)
@@ -367,11 +356,11 @@ static int ba_copy_make(const ba_bufs *src, size_t n, ba_copy *c)
     c->b.n = n;
     const size_t gsz = zoff_dtype_size(src->gdt), osz = zoff_dtype_size(src->odt);
     /* aligned like the timed buffers, so the checked code paths are the timed ones */
-    c->b.grad = ba_alloc(n * gsz);
-    c->b.param = ba_alloc(n * 4);
-    c->b.m = ba_alloc(n * 4);
-    c->b.v = ba_alloc(n * 4);
-    c->b.out = src->out ? ba_alloc(n * osz) : NULL;
+    c->b.grad = zb_alloc_huge(n * gsz);
+    c->b.param = zb_alloc_huge(n * 4);
+    c->b.m = zb_alloc_huge(n * 4);
+    c->b.v = zb_alloc_huge(n * 4);
+    c->b.out = src->out ? zb_alloc_huge(n * osz) : NULL;
     if (!c->b.grad || !c->b.param || !c->b.m || !c->b.v || (src->out && !c->b.out)) return -1;
     memcpy(c->b.grad, src->grad, n * gsz);
     memcpy(c->b.param, src->param, n * 4);
@@ -626,28 +615,11 @@ int zoff_bench_adam_main(int argc, char **argv)
     }
     if (!want_out) n_nt = 1; /* nothing to stream */
 
-    if (threads <= 0) threads = (int)zoff__param_int(ZOFF_PARAM_CPU_THREADS, 0);
-    if (threads <= 0) threads = omp_get_max_threads();
-    if (threads > ZADAM_MAX_THREADS) {
-        fprintf(stderr,
-                "zoff bench adam: %d threads (ZOFF_CPU_THREADS / OMP_NUM_THREADS): using %d\n",
-                threads, ZADAM_MAX_THREADS);
-        threads = ZADAM_MAX_THREADS;
-    }
-
+    threads = zb_adam_threads(threads, "zoff bench adam");
     /* the ISAs to time */
     zadam_isa isas[ZADAM_ISA_COUNT_];
-    int nisa = 0;
-    if (!isa_arg || !strcmp(isa_arg, "all")) {
-        for (int k = ZADAM_ISA_COUNT_ - 1; k >= 0; k--)
-            if (zadam_isa_supported((zadam_isa)k)) isas[nisa++] = (zadam_isa)k;
-    } else {
-        if (zadam_isa_parse(isa_arg, &isas[0]) != 0) {
-            fprintf(stderr, "zoff bench adam: %s\n", zoff__last_error_tls());
-            return 2;
-        }
-        nisa = 1;
-    }
+    const int nisa = zb_adam_isas(isa_arg, isas, "zoff bench adam");
+    if (nisa < 0) return 2;
     const zadam_isa roof_isa =
         zadam_isa_supported(ZADAM_ISA_AVX512) ? ZADAM_ISA_AVX512 : ZADAM_ISA_AVX2;
     const int have_roof = zadam_isa_supported(ZADAM_ISA_AVX2);
@@ -665,26 +637,18 @@ int zoff_bench_adam_main(int argc, char **argv)
     b.gdt = gdt;
     b.odt = odt;
     b.has_out = want_out;
-    b.grad = ba_alloc(b.n * zoff_dtype_size(gdt));
-    b.param = ba_alloc(b.n * 4);
-    b.m = ba_alloc(b.n * 4);
-    b.v = ba_alloc(b.n * 4);
-    b.out = want_out ? ba_alloc(b.n * zoff_dtype_size(odt)) : NULL;
+    b.grad = zb_alloc_huge(b.n * zoff_dtype_size(gdt));
+    b.param = zb_alloc_huge(b.n * 4);
+    b.m = zb_alloc_huge(b.n * 4);
+    b.v = zb_alloc_huge(b.n * 4);
+    b.out = want_out ? zb_alloc_huge(b.n * zoff_dtype_size(odt)) : NULL;
     if (!b.grad || !b.param || !b.m || !b.v || (want_out && !b.out)) {
         fprintf(stderr, "zoff bench adam: cannot allocate %zu elements\n", b.n);
         goto out;
     }
     ba_fill(&b, (size_t)tile, threads);
 
-    zadam_hparams hp = {.lr = 1e-3f,
-                        .beta1 = 0.9f,
-                        .beta2 = 0.999f,
-                        .eps = 1e-8f,
-                        .weight_decay = 0.01f,
-                        .adamw = 1,
-                        .bias_correction = 1,
-                        .step = 1,
-                        .grad_scale = 0.5f};
+    zadam_hparams hp = zb_adam_hparams();
     for (int k = 0; k < nisa; k++) {
         for (int j = 0; j < n_nt; j++) {
             zadam_config cfg = {.isa = zadam_isa_name(isas[k]),

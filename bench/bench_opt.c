@@ -13,11 +13,9 @@
  */
 #define _GNU_SOURCE
 #include <immintrin.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "common/common.h"
 #include "common/half.h"
@@ -31,15 +29,6 @@
 #define BO_TOUCH(x) __asm__ volatile("" : "+v"(x))
 
 int zoff__bench_opt_main(int argc, char **argv);
-
-static void *bo_alloc(size_t bytes)
-{
-    size_t len = ZOFF_ALIGN_UP(bytes ? bytes : 1, (size_t)2 << 20);
-    void *p = NULL;
-    if (posix_memalign(&p, (size_t)2 << 20, len) != 0) return NULL;
-    madvise(p, len, MADV_HUGEPAGE);
-    return p;
-}
 
 typedef struct bo_bufs {
     size_t n;
@@ -376,20 +365,10 @@ int zoff__bench_opt_main(int argc, char **argv)
         fprintf(stderr, "zoff bench adam: bad argument '%s'\n", argv[i]);
         return 2;
     }
-    if (threads <= 0) threads = (int)zoff__param_int(ZOFF_PARAM_CPU_THREADS, 0);
-    if (threads <= 0) threads = omp_get_max_threads();
+    threads = zb_adam_threads(threads, "zoff bench adam");
     zadam_isa isas[ZADAM_ISA_COUNT_];
-    int nisa = 0;
-    if (!isa_arg || !strcmp(isa_arg, "all")) {
-        for (int k = ZADAM_ISA_COUNT_ - 1; k >= 0; k--)
-            if (zadam_isa_supported((zadam_isa)k)) isas[nisa++] = (zadam_isa)k;
-    } else {
-        if (zadam_isa_parse(isa_arg, &isas[0]) != 0) {
-            fprintf(stderr, "zoff bench adam: %s\n", zoff__last_error_tls());
-            return 2;
-        }
-        nisa = 1;
-    }
+    const int nisa = zb_adam_isas(isa_arg, isas, "zoff bench adam");
+    if (nisa < 0) return 2;
     const int have_roof = zadam_isa_supported(ZADAM_ISA_AVX2);
 
     int rc = 1, nk = 0, nctx = 0;
@@ -407,9 +386,9 @@ int zoff__bench_opt_main(int argc, char **argv)
     b.odt = odt;
     b.has_out = want_out;
     b.state_bytes = zstate_bytes(kind, fmt, b.n);
-    b.grad = bo_alloc(b.n * zoff_dtype_size(gdt));
-    b.out = bo_alloc(b.n * zoff_dtype_size(odt));
-    b.state = bo_alloc(b.state_bytes);
+    b.grad = zb_alloc_huge(b.n * zoff_dtype_size(gdt));
+    b.out = zb_alloc_huge(b.n * zoff_dtype_size(odt));
+    b.state = zb_alloc_huge(b.state_bytes);
     if (!b.grad || !b.out || !b.state) {
         fprintf(stderr, "zoff bench adam: cannot allocate %zu elements\n", b.n);
         goto out;
@@ -417,17 +396,8 @@ int zoff__bench_opt_main(int argc, char **argv)
     bo_tensor(&b);
     bo_fill(&b, (size_t)tile, threads);
 
-    zadam_hparams hp = {.lr = 1e-3f,
-                        .beta1 = 0.9f,
-                        .beta2 = 0.999f,
-                        .eps = 1e-8f,
-                        .weight_decay = 0.01f,
-                        .adamw = 1,
-                        .bias_correction = 1,
-                        .step = 1,
-                        .grad_scale = 0.5f,
-                        .optim = (int)kind,
-                        .lr_decay = 0.0f};
+    zadam_hparams hp = zb_adam_hparams();
+    hp.optim = (int)kind;
     if (kind == ZOPT_LION) hp.beta2 = 0.99f;
     if (kind == ZOPT_ADAGRAD) hp.eps = 1e-10f;
     for (int k = 0; k < nisa; k++) {

@@ -1,11 +1,14 @@
 /*
  * harness.c — timing loop, tables (text / CSV / JSON) and argument matching for benchmarks.
  */
+#include <omp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "common/common.h"
+#include "cpu_adam/adam.h"
 #include "harness.h"
 
 static int cmp_double(const void *a, const void *b)
@@ -317,4 +320,53 @@ zb_table *zb_kernels_table(const char *title, const zb_kernel *ks, int nk, int b
                       zb_gbps(bytes, ks[k].med_ns), zb_gbps(bytes, ks[k].min_ns), ratio);
     }
     return tab;
+}
+
+void *zb_alloc_huge(size_t bytes)
+{
+    size_t len = ZOFF_ALIGN_UP(bytes ? bytes : 1, (size_t)2 << 20);
+    void *p = NULL;
+    if (posix_memalign(&p, (size_t)2 << 20, len) != 0) return NULL;
+    madvise(p, len, MADV_HUGEPAGE);
+    return p;
+}
+
+int zb_adam_threads(int threads, const char *who)
+{
+    if (threads <= 0) threads = (int)zoff__param_int(ZOFF_PARAM_CPU_THREADS, 0);
+    if (threads <= 0) threads = omp_get_max_threads();
+    if (threads > ZADAM_MAX_THREADS) {
+        fprintf(stderr, "%s: %d threads (ZOFF_CPU_THREADS / OMP_NUM_THREADS): using %d\n", who,
+                threads, ZADAM_MAX_THREADS);
+        threads = ZADAM_MAX_THREADS;
+    }
+    return threads;
+}
+
+int zb_adam_isas(const char *isa_arg, zadam_isa *isas, const char *who)
+{
+    int n = 0;
+    if (!isa_arg || !strcmp(isa_arg, "all")) {
+        for (int k = ZADAM_ISA_COUNT_ - 1; k >= 0; k--)
+            if (zadam_isa_supported((zadam_isa)k)) isas[n++] = (zadam_isa)k;
+        return n;
+    }
+    if (zadam_isa_parse(isa_arg, &isas[0]) != 0) {
+        fprintf(stderr, "%s: %s\n", who, zoff__last_error_tls());
+        return -1;
+    }
+    return 1;
+}
+
+zadam_hparams zb_adam_hparams(void)
+{
+    return (zadam_hparams){.lr = 1e-3f,
+                           .beta1 = 0.9f,
+                           .beta2 = 0.999f,
+                           .eps = 1e-8f,
+                           .weight_decay = 0.01f,
+                           .adamw = 1,
+                           .bias_correction = 1,
+                           .step = 1,
+                           .grad_scale = 0.5f};
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cpu_adam/adam.h"
 #include "zoff.h"
 
 typedef struct zb_timing {
@@ -48,6 +49,21 @@ int zb_table_save(const zb_table *t, const char *json, const char *csv, const ch
 int zb_arg_match(int *i, int argc, char **argv, const char *key, const char **value);
 /* "f16" | "bf16" | "f32" set *dt and *present = 1; "none" sets *present = 0. Else -1. */
 int zb_parse_dtype(const char *s, zoff_dtype *dt, int *present);
+
+/* 2 MiB-aligned memory with MADV_HUGEPAGE (benchmark buffers; free()), NULL when out of memory. */
+void *zb_alloc_huge(size_t bytes);
+
+/* The CPU Adam benchmarks' thread count: `threads` if > 0, else ZOFF_CPU_THREADS, else
+ * OpenMP's maximum; capped at ZADAM_MAX_THREADS with a line on stderr naming `who`. */
+int zb_adam_threads(int threads, const char *who);
+/* The ISAs to time: every supported one (fastest first) for NULL or "all", else the one named.
+ * Returns how many were written to isas[] (room for ZADAM_ISA_COUNT_), or -1 after printing
+ * "<who>: <reason>" for an unknown or unsupported name. */
+int zb_adam_isas(const char *isa_arg, zadam_isa *isas, const char *who);
+
+/* The hyperparameters the kernel benchmarks time (AdamW: lr 1e-3, betas 0.9/0.999, eps 1e-8,
+ * weight decay 0.01, bias correction, step 1, gradients scaled by 0.5 so the unscale runs). */
+zadam_hparams zb_adam_hparams(void);
 
 /* The median of x[0..n) (n >= 1); sorts x in place. */
 double zb_median(double *x, int n);
