@@ -96,8 +96,20 @@ static inline zoff_status tr_add_init_param(zoff_runtime *rt, int i, size_t nume
 
 /* Creates the runtime and registers np params with deterministic initial masters (uploaded to
  * the device as their 16-bit copy, the trainer's job). Returns 0 or the zoff status. */
+static inline zoff_status tr_open_mode(tr_model *m, const zoff_config *c, int np,
+                                       const size_t *numel, zoff_dtype dt, uint64_t seed,
+                                       int bucket);
 static inline zoff_status tr_open(tr_model *m, const zoff_config *c, int np, const size_t *numel,
                                   zoff_dtype dt, uint64_t seed)
+{
+    return tr_open_mode(m, c, np, numel, dt, seed, 0);
+}
+
+/* bucket 1: the params are registered without dev_grad (zoff's buckets); m->dgrad[i] is then
+ * the trainer's source buffer for zoff_grad_push. */
+static inline zoff_status tr_open_mode(tr_model *m, const zoff_config *c, int np,
+                                       const size_t *numel, zoff_dtype dt, uint64_t seed,
+                                       int bucket)
 {
     memset(m, 0, sizeof *m);
     zoff_status st = zoff_create(c, &m->rt);
@@ -116,7 +128,8 @@ static inline zoff_status tr_open(tr_model *m, const zoff_config *c, int np, con
         if (st) return st;
         m->hgrad[i] = zt_malloc(numel[i] * es);
         m->hgradf[i] = (float *)(void *)m->hgrad[i];
-        st = tr_add_init_param(m->rt, i, numel[i], dt, m->dparam[i], m->dgrad[i], &r, &m->id[i]);
+        st = tr_add_init_param(m->rt, i, numel[i], dt, m->dparam[i], bucket ? NULL : m->dgrad[i],
+                               &r, &m->id[i]);
         if (st) return st;
     }
     return zoff_finalize(m->rt);
