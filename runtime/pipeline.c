@@ -535,7 +535,7 @@ static void grad_job(void *arg)
     if (rt->accum > 1) {
         /* add this micro-batch into the window's fp32 sums; at the window's end the norm and
          * the overflow check read the sums (inf/NaN of any micro-batch survive the adds) */
-        float *a = rt->acc[rt->acc_cur] + (p->flat_off - rt->own_begin);
+        float *a = rt->acc[rt->acc_cur] + p->flat_off;
         zadam_accum(zadam_ctx_isa(rt->adam), a, dst, p->dtype, p->numel, first);
         if (last) {
             p->sumsq = sumsq_isa(rt, a, ZOFF_DTYPE_F32, p->numel, &nf);
@@ -828,7 +828,7 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
         zrt_param *p = &rt->params[i];
         if (p->declared) continue;
         if (rt->accum > 1) {
-            float *a = rt->acc[rt->acc_cur] + (p->flat_off - rt->own_begin);
+            float *a = rt->acc[rt->acc_cur] + p->flat_off;
             /* no job of p is pending: it was not declared in this window's first micro-batch */
             if (rt->acc_first) memset(a, 0, p->numel * sizeof(float));
             if (boundary && !p->win_declared && !rt->zero_missing) without++;
@@ -859,7 +859,7 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
             zrt_param *p = &rt->params[i];
             if (p->declared) continue;
             size_t nf = 0;
-            float *a = rt->acc[rt->acc_cur] + (p->flat_off - rt->own_begin);
+            float *a = rt->acc[rt->acc_cur] + p->flat_off;
             p->sumsq = p->win_declared ? sumsq_isa(rt, a, ZOFF_DTYPE_F32, p->numel, &nf) : 0;
             p->nonfinite = nf;
         }

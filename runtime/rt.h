@@ -281,7 +281,8 @@ struct zoff_runtime {
     int micro;                   /* micro-batches done in the current window (trainer thread) */
     int acc_first, acc_last;     /* the running micro-batch starts / ends the window (read by the
                                     grad worker after the pushes that follow their writes) */
-    float *acc[2];               /* fp32 sums of the window (K > 1), flat element - own_begin */
+    float *acc[2];               /* fp32 sums of the window (K > 1), by flat element (the whole
+                                  * model, also with several ranks: reduced at the boundary) */
     int acc_cur;
 
     /* this step's gradients */
@@ -407,9 +408,14 @@ void zrt_shard_range(zoff_runtime *rt);
  * (updates rt->topo) and this rank's swap paths (written into `paths`, len bytes). */
 zoff_status zrt_shard_place(zoff_runtime *rt, char *paths, size_t len);
 zoff_status zrt_shard_alloc(zoff_runtime *rt);
+/* zoff_finalize, after the layout was computed for the owned range: with several ranks and
+ * gradient accumulation the window's fp32 sums cover the whole model (they are reduced at the
+ * boundary), so the layout's accumulation buffers grow to total_numel. */
+void zrt_shard_layout(const zoff_runtime *rt, zrt_layout *l);
 /* zoff_step after the gradients landed: agree on declared params, reduce (stage 2: reduce-scatter,
  * stage 0/1: all-reduce) into gshard, agree on the sum of squares and non-finite counts. Sets
- * p->declared / p->nonfinite to the agreed values. */
+ * p->declared / p->nonfinite to the agreed values. `buf`: the 16-bit landing buffer, or with
+ * gradient accumulation (K > 1) the window's fp32 sums (by flat element). */
 zoff_status zrt_shard_grads(zoff_runtime *rt, const uint8_t *buf, double *sumsq, size_t *nonfinite,
                             int *nf_params);
 /* zoff_step after the update: all-gather the new 16-bit params, upload the other ranks' parts. */

@@ -169,6 +169,14 @@ zoff_status zrt_shard_alloc(zoff_runtime *rt)
     return ZOFF_OK;
 }
 
+void zrt_shard_layout(const zoff_runtime *rt, zrt_layout *l)
+{
+    if (rt->nranks <= 1 || l->nacc_bufs == 0) return;
+    uint64_t full = ZOFF_ALIGN_UP(rt->total_numel * 4u, (uint64_t)4096);
+    l->arena_bytes += (uint64_t)l->nacc_bufs * (full - l->acc_bytes);
+    l->acc_bytes = full;
+}
+
 void zrt_shard_destroy(zoff_runtime *rt)
 {
     free(rt->gfull);
@@ -203,7 +211,10 @@ zoff_status zrt_shard_grads(zoff_runtime *rt, const uint8_t *buf, double *sumsq,
     int np = rt->nparams;
     int64_t step = rt->step + 1;
     /* 1. which params have a gradient on some rank (the others contribute zeros) */
-    for (int i = 0; i < np; i++) rt->agree[i] = rt->params[i].declared ? 1.0 : 0.0;
+    /* with accumulation (K > 1) `buf` holds the window's fp32 sums and a param counts as
+     * declared when some micro-batch of the window declared it */
+    int sums = rt->accum > 1;
+    for (int i = 0; i < np; i++) rt->agree[i] = rt->params[i].win_declared ? 1.0 : 0.0;
     zcomm_set_context(rt->comm, step, "agree on declared gradients", -1);
     ZOFF_CHECK(
         zcomm_all_reduce(rt->comm, rt->agree, rt->agree, (size_t)np, ZCOMM_F64, ZCOMM_MAX, NULL));
@@ -215,11 +226,13 @@ zoff_status zrt_shard_grads(zoff_runtime *rt, const uint8_t *buf, double *sumsq,
             memset(dst, 0, p->numel * sizeof(float));
             continue;
         }
-        if (!p->declared && !rt->zero_missing)
+        if (!p->win_declared && !rt->zero_missing)
             memset(dst, 0, p->numel * sizeof(float));
+        else if (sums)
+            memcpy(dst, (const float *)(const void *)buf + p->flat_off, p->numel * sizeof(float));
         else
             widen(dst, buf + p->buf_off, p->dtype, p->numel);
-        p->declared = 1;
+        p->declared = p->win_declared = 1;
     }
     /* 3. average over the ranks: stage 2 reduce-scatter, stages 0/1 all-reduce */
     size_t S = (size_t)rt->shard_numel;
