@@ -55,6 +55,7 @@ struct zckpt_writer {
     zoff_status err;    /* first failure of a write: commit refuses */
     int format_version; /* written into __metadata__: 2, or 3 for one rank's slice file */
     int own_file;       /* slice file: removed by abort (the directory is rank 0's) */
+    char created[32];   /* ISO time written into the header (and the manifest) */
 };
 
 /* A data file of the checkpoint: optimizer.safetensors (format 1-2) or one rank's

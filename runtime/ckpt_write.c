@@ -220,46 +220,47 @@ zoff_status zckpt_writer_write(zckpt_writer *w, size_t idx, const float *data, u
     return ZOFF_OK;
 }
 
+/* Every tensor complete, the metadata storable, the header (with its __metadata__ copy) written
+ * and the data file fsynced. */
+static zoff_status write_header_and_sync(zckpt_writer *w, const zckpt_meta *meta)
+{
+    zoff_status st = ZOFF_OK;
+    char *header = NULL;
+    if (w->err) return w->err;
+    for (size_t i = 0; i < w->n; i++)
+        if (w->ts[i].written != w->ts[i].t.numel)
+            return zoff__err(ZOFF_ESTATE,
+                             "checkpoint %s: tensor \"%s\" has %llu of its %llu elements written",
+                             w->dir, w->ts[i].t.name, (unsigned long long)w->ts[i].written,
+                             (unsigned long long)w->ts[i].t.numel);
+    ZOFF_CHECK(zckpt__check_meta(w, meta));
+    zckpt__now_iso(w->created, sizeof w->created);
+    ZOFF_CHECK(zckpt__build_header(w, meta, w->created, &header));
+    w->header_crc = zoff__crc32c(0, header, 8 + w->header_len);
+    st = zckpt__pwrite_full(w->fd, header, 8 + w->header_len, 0, w->data_path);
+    free(header);
+    if (st < 0) return st;
+    zckpt__fault_point("header", 0);
+    if (ZOFF_SYS(fsync(w->fd)) < 0)
+        return zoff__err(-errno, "checkpoint: fsync %s: %s", w->data_path, strerror(errno));
+    return ZOFF_OK;
+}
+
 zoff_status zckpt_writer_commit(zckpt_writer *w, const zckpt_meta *meta)
 {
     zoff_status st = ZOFF_OK;
-    char *header = NULL, *manifest = NULL;
+    char *manifest = NULL;
     if (!w) return zoff__err(ZOFF_EINVAL, "zckpt_writer_commit: NULL writer");
     if (!meta) {
         st = zoff__err(ZOFF_EINVAL, "zckpt_writer_commit: NULL meta");
         goto out;
     }
-    if (w->err) {
-        st = w->err;
-        goto out;
-    }
-    for (size_t i = 0; i < w->n; i++) {
-        if (w->ts[i].written != w->ts[i].t.numel) {
-            st = zoff__err(ZOFF_ESTATE,
-                           "checkpoint %s: tensor \"%s\" has %llu of its %llu elements written",
-                           w->dir, w->ts[i].t.name, (unsigned long long)w->ts[i].written,
-                           (unsigned long long)w->ts[i].t.numel);
-            goto out;
-        }
-    }
-    ZOFF_CHECK_GOTO(zckpt__check_meta(w, meta), st, out);
-
-    char created[32];
-    zckpt__now_iso(created, sizeof created);
-
-    ZOFF_CHECK_GOTO(zckpt__build_header(w, meta, created, &header), st, out);
-    w->header_crc = zoff__crc32c(0, header, 8 + w->header_len);
-    ZOFF_CHECK_GOTO(zckpt__pwrite_full(w->fd, header, 8 + w->header_len, 0, w->data_path), st, out);
-    zckpt__fault_point("header", 0);
-    if (ZOFF_SYS(fsync(w->fd)) < 0) {
-        st = zoff__err(-errno, "checkpoint: fsync %s: %s", w->data_path, strerror(errno));
-        goto out;
-    }
+    ZOFF_CHECK_GOTO(write_header_and_sync(w, meta), st, out);
     close(w->fd);
     w->fd = -1;
     zckpt__fault_point("synced", 0);
 
-    ZOFF_CHECK_GOTO(zckpt__build_manifest(w, meta, created, &manifest), st, out);
+    ZOFF_CHECK_GOTO(zckpt__build_manifest(w, meta, w->created, &manifest), st, out);
     char mpath[CKPT_PATH_MAX];
     zckpt__path_fmt(mpath, sizeof mpath, "%s/%s", w->tmp,
                     ZCKPT_MANIFEST_FILE); /* fits: checked at open */
@@ -271,7 +272,6 @@ zoff_status zckpt_writer_commit(zckpt_writer *w, const zckpt_meta *meta)
     ZOFF_INFO(ZOFF_SUB_CKPT, "checkpoint %s: saved step %lld, %zu tensors", w->dir,
               (long long)meta->step, w->n);
 out:
-    free(header);
     cJSON_free(manifest);
     zckpt_writer_abort(w); /* frees; removes the temporary directory if still there */
     return st;
@@ -352,30 +352,8 @@ zoff_status zckpt_slice_writer_finish(zckpt_writer *w, const zckpt_meta *meta, u
                                       uint32_t *crcs, zckpt_file_rec *rec)
 {
     zoff_status st = ZOFF_OK;
-    char *header = NULL;
     if (!w) return zoff__err(ZOFF_EINVAL, "zckpt_slice_writer_finish: NULL writer");
-    if (w->err) {
-        st = w->err;
-        goto out;
-    }
-    for (size_t i = 0; i < w->n; i++)
-        if (w->ts[i].written != w->ts[i].t.numel) {
-            st = zoff__err(ZOFF_ESTATE,
-                           "checkpoint %s: slice \"%s\" has %llu of its %llu elements written",
-                           w->dir, w->ts[i].t.name, (unsigned long long)w->ts[i].written,
-                           (unsigned long long)w->ts[i].t.numel);
-            goto out;
-        }
-    ZOFF_CHECK_GOTO(zckpt__check_meta(w, meta), st, out);
-    char created[32];
-    zckpt__now_iso(created, sizeof created);
-    ZOFF_CHECK_GOTO(zckpt__build_header(w, meta, created, &header), st, out);
-    w->header_crc = zoff__crc32c(0, header, 8 + w->header_len);
-    ZOFF_CHECK_GOTO(zckpt__pwrite_full(w->fd, header, 8 + w->header_len, 0, w->data_path), st, out);
-    if (ZOFF_SYS(fsync(w->fd)) < 0) {
-        st = zoff__err(-errno, "checkpoint: fsync %s: %s", w->data_path, strerror(errno));
-        goto out;
-    }
+    ZOFF_CHECK_GOTO(write_header_and_sync(w, meta), st, out);
     for (size_t i = 0; i < w->n; i++) {
         offsets[i] = w->ts[i].off;
         crcs[i] = w->ts[i].crc;
@@ -385,7 +363,6 @@ zoff_status zckpt_slice_writer_finish(zckpt_writer *w, const zckpt_meta *meta, u
     w->own_file = 0; /* done: the directory's owner keeps or removes it */
     zckpt__fault_point("synced", 0);
 out:
-    free(header);
     zckpt_writer_abort(w);
     return st;
 }
