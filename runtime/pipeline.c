@@ -667,10 +667,14 @@ zoff_status zrt_grad_push(zoff_runtime *rt, int id, const void *dev_src, size_t 
     void *dst = rt->grad_buf[rt->grad_cur] + p->buf_off;
     p->issue_ns = zoff__now_ns();
     note_dst(rt, p, dst); /* before the push: its landing callback may run at once */
-    zoff_status st = zbk_push(&rt->bk, dev_src, bytes, p->esize, s, dst, land_cb, p);
+    /* several ranks reducing on the device: the bucket's drain moves this rank's share into
+     * gshard itself (and counts those bytes) */
+    void (*landed)(void *) = rt->bk_reduce ? zrt_shard_landed_fn(rt) : land_cb;
+    if (rt->bk_reduce) zrt_shard_note_push(rt, id);
+    zoff_status st = zbk_push(&rt->bk, dev_src, bytes, p->esize, s, dst, landed, p);
     if (st == ZOFF_OK) st = zdev_event_record(rt->dev, p->ev, s);
     if (st < 0) return zrt_break(rt, st); /* copies may be queued: their accounting is lost */
-    atomic_fetch_add(&rt->own_d2h_bytes, (uint64_t)bytes);
+    if (!rt->bk_reduce) atomic_fetch_add(&rt->own_d2h_bytes, (uint64_t)bytes);
     p->declared = p->win_declared = 1;
     rt->declared_count++;
     rt->declared_total++;
@@ -803,6 +807,8 @@ zoff_status zrt_grads_discard(zoff_runtime *rt)
     ZOFF_INFO(ZOFF_SUB_STEP, "discarded %d declared gradient(s) of step %lld", rt->declared_count,
               (long long)(rt->step + 1));
     rt->declared_count = 0;
+    rt->push_hash = 0; /* several ranks: every rank discards (its buckets were reduced) */
+    rt->bk_seq = 0;
     return ZOFF_OK;
 }
 

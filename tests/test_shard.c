@@ -71,8 +71,9 @@ static void setup_cfg(zoff_config *c, zoff_dtype dt, int stage, int ranks, char 
     }
 }
 
-/* Pushes this step's gradients: vals[i][k] (already in the dtype's precision, times scale). */
-static void push(tr_model *m, float *const *vals)
+/* Pushes this step's gradients: vals[i][k] (already in the dtype's precision, times scale);
+ * through zoff's buckets (zoff_grad_push) when `bucket`, else zoff_grad_ready. */
+static void push_mode(tr_model *m, float *const *vals, int bucket)
 {
     size_t es = zoff_dtype_size(m->dt);
     for (int i = m->np - 1; i >= 0; i--) {
@@ -84,8 +85,17 @@ static void push(tr_model *m, float *const *vals)
         }
         assert_int_equal(
             zoff_device_upload(m->rt, m->dgrad[i], m->hgrad[i], m->numel[i] * es, NULL), 0);
-        assert_int_equal(zoff_grad_ready(m->rt, m->id[i], NULL), 0);
+        if (bucket)
+            assert_int_equal(zoff_grad_push(m->rt, m->id[i], m->dgrad[i], m->numel[i], m->dt, NULL),
+                             0);
+        else
+            assert_int_equal(zoff_grad_ready(m->rt, m->id[i], NULL), 0);
     }
+}
+
+static void push(tr_model *m, float *const *vals)
+{
+    push_mode(m, vals, 0);
 }
 
 static size_t compare_params(tr_model *a, tr_model *b)
@@ -142,14 +152,17 @@ static void compare_state(tr_model *a, tr_model *b)
 static const size_t k_numel[] = {1000, 37, 2503, 1024, 777};
 #define NP ((int)(sizeof k_numel / sizeof k_numel[0]))
 
-static void run_case(zoff_dtype dt, int stage, int per_rank, int overflow_step, int steps)
+static void run_case_mode(zoff_dtype dt, int stage, int per_rank, int overflow_step, int steps,
+                          int bucket)
 {
     zoff_config cs, cr;
     char *d1 = NULL, *d2 = NULL;
     setup_cfg(&cs, dt, stage, 0, &d1);
     setup_cfg(&cr, dt, stage, 1, &d2);
+    cs.grad_bucket_numel = 700; /* several buckets; pieces cut at rank boundaries */
     tr_model ms, mr;
-    assert_int_equal(tr_open(&ms, &cs, NP, k_numel, dt, 42), 0);
+    assert_int_equal(tr_open_mode(&ms, &cs, NP, k_numel, dt, 42, bucket), 0);
+    assert_int_equal(ms.rt->bk_reduce, bucket);
     assert_int_equal(tr_open(&mr, &cr, NP, k_numel, dt, 42), 0);
 
     zoff_rank_info ri = ZOFF_RANK_INFO_INIT;
@@ -195,7 +208,7 @@ static void run_case(zoff_dtype dt, int stage, int per_rank, int overflow_step, 
             if (g_rank == g_size - 1) vals[2][5] = INFINITY;
             ref[2][5] = INFINITY;
         }
-        push(&ms, vals);
+        push_mode(&ms, vals, bucket);
         push(&mr, ref);
         zoff_step_result rs = ZOFF_STEP_RESULT_INIT, rr = ZOFF_STEP_RESULT_INIT;
         assert_int_equal(zoff_step(ms.rt, NULL, &rs), 0);
@@ -226,6 +239,39 @@ static void run_case(zoff_dtype dt, int stage, int per_rank, int overflow_step, 
     if (d2) zt_rmtree(d2);
     free(d1);
     free(d2);
+}
+
+static void run_case(zoff_dtype dt, int stage, int per_rank, int overflow_step, int steps)
+{
+    run_case_mode(dt, stage, per_rank, overflow_step, steps, 0);
+}
+
+/* the same checks with every gradient pushed through zoff's buckets: reduced bucket by bucket
+ * on the device (the sim device: MPI on its memory), only this rank's share goes down */
+static void test_bucket_stage2_same_grads(void **state)
+{
+    (void)state;
+    run_case_mode(ZOFF_DTYPE_F16, 2, 0, 0, 100, 1);
+}
+static void test_bucket_stage1_same_grads(void **state)
+{
+    (void)state;
+    run_case_mode(ZOFF_DTYPE_F16, 1, 0, 0, 30, 1);
+}
+static void test_bucket_stage2_rank_grads_f32(void **state)
+{
+    (void)state;
+    run_case_mode(ZOFF_DTYPE_F32, 2, 1, 0, 100, 1);
+}
+static void test_bucket_stage1_rank_grads_f32(void **state)
+{
+    (void)state;
+    run_case_mode(ZOFF_DTYPE_F32, 1, 1, 0, 30, 1);
+}
+static void test_bucket_overflow_one_rank(void **state)
+{
+    (void)state;
+    run_case_mode(ZOFF_DTYPE_F16, 2, 0, 5, 12, 1);
 }
 
 static void test_stage2_same_grads(void **state)
@@ -804,6 +850,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_accum_stage2),
         cmocka_unit_test(test_accum_stage1),
         cmocka_unit_test(test_accum_overflow_one_rank),
+        cmocka_unit_test(test_bucket_stage2_same_grads),
+        cmocka_unit_test(test_bucket_stage1_same_grads),
+        cmocka_unit_test(test_bucket_stage2_rank_grads_f32),
+        cmocka_unit_test(test_bucket_stage1_rank_grads_f32),
+        cmocka_unit_test(test_bucket_overflow_one_rank),
     };
     return cmocka_run_group_tests(tests, NULL, NULL) ? 1 : 0;
 }
