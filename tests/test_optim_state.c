@@ -329,7 +329,8 @@ static void test_vs_scalar(void **state)
 
 /* q8 blocks the SIMD kernels handle apart: non-finite gradients (counted only when a new moment of
  * the block is inf/NaN), a block whose stored absmax is NaN (run by the scalar reference), a zero
- * block (decodes to zeros), a block whose new moments are tiny (stored as zero) — bit-identical to
+ * block (decodes to zeros), a negative stored absmax (read as its magnitude, as zq8__dec does), a
+ * block whose new moments are tiny (stored as zero) — bit-identical to
  * the scalar reference, with the exact non-finite count, for each optimizer and grad dtype. */
 static void test_q8_special(void **state)
 {
@@ -348,8 +349,9 @@ static void test_q8_special(void **state)
                 float *am = which ? t->v_absmax : t->m_absmax;
                 uint8_t *codes = which ? t->v_state : t->m_state;
                 if (!am) continue;
-                am[5] = NAN;  /* block 5: NaN absmax */
-                am[7] = 0.0f; /* block 7: zero block */
+                am[5] = NAN;    /* block 5: NaN absmax */
+                am[7] = 0.0f;   /* block 7: zero block */
+                am[9] = -am[9]; /* block 9: a negative absmax (never stored) reads as |absmax| */
                 memset(codes + 7 * 256, 0, 256);
             }
             kb_clone(&b, &a);
