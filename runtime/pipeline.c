@@ -667,7 +667,10 @@ zoff_status zrt_grad_push(zoff_runtime *rt, int id, const void *dev_src, size_t 
     void *dst = rt->grad_buf[rt->grad_cur] + p->buf_off;
     p->issue_ns = zoff__now_ns();
     note_dst(rt, p, dst); /* before the push: its landing callback may run at once */
-    zoff_status st = zbk_push(&rt->bk, dev_src, bytes, p->esize, s, dst, land_cb, p);
+    zrt_span *sp = NULL;
+    zoff_status st = zrt_trace_span_begin(rt, s, "push", &sp);
+    if (st == ZOFF_OK) st = zbk_push(&rt->bk, dev_src, bytes, p->esize, s, dst, land_cb, p);
+    if (st == ZOFF_OK) st = zrt_trace_span_end(rt, s, sp);
     if (st == ZOFF_OK) st = zdev_event_record(rt->dev, p->ev, s);
     if (st < 0) return zrt_break(rt, st); /* copies may be queued: their accounting is lost */
     atomic_fetch_add(&rt->own_d2h_bytes, (uint64_t)bytes);
