@@ -34,6 +34,8 @@ zoff_status zcomm__mpi_create(zcomm *c, const zcomm_config *cfg);
 void zcomm__mpi_destroy(zcomm *c);
 zoff_status zcomm__mpi_reduce_scatter(zcomm *c, const void *send, void *recv, size_t count,
                                       zcomm_dtype dt, zcomm_op op);
+zoff_status zcomm__mpi_reduce_scatterv(zcomm *c, const void *send, void *recv, const size_t *counts,
+                                       const size_t *displs, zcomm_dtype dt, zcomm_op op);
 zoff_status zcomm__mpi_all_reduce(zcomm *c, const void *send, void *recv, size_t count,
                                   zcomm_dtype dt, zcomm_op op);
 zoff_status zcomm__mpi_all_gatherv(zcomm *c, const void *send, void *recv, const size_t *counts,
@@ -48,6 +50,9 @@ zoff_status zcomm__nccl_create(zcomm *c, const zcomm_config *cfg);
 void zcomm__nccl_destroy(zcomm *c);
 zoff_status zcomm__nccl_reduce_scatter(zcomm *c, const void *send, void *recv, size_t count,
                                        zcomm_dtype dt, zcomm_op op, zdev_stream *s);
+zoff_status zcomm__nccl_reduce_scatterv(zcomm *c, const void *send, void *recv,
+                                        const size_t *counts, const size_t *displs, zcomm_dtype dt,
+                                        zcomm_op op, zdev_stream *s);
 zoff_status zcomm__nccl_all_reduce(zcomm *c, const void *send, void *recv, size_t count,
                                    zcomm_dtype dt, zcomm_op op, zdev_stream *s);
 zoff_status zcomm__nccl_all_gather(zcomm *c, const void *send, void *recv, size_t count,

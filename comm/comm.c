@@ -277,6 +277,32 @@ zoff_status zcomm_reduce_scatter(zcomm *c, const void *send, void *recv, size_t 
     return st;
 }
 
+zoff_status zcomm_reduce_scatterv(zcomm *c, const void *send, void *recv, const size_t *counts,
+                                  const size_t *displs, zcomm_dtype dt, zcomm_op op, zdev_stream *s)
+{
+    ZOFF_CHECK(check(c, "zcomm_reduce_scatterv", dt));
+    if (dt == ZCOMM_U8)
+        return zoff__err(ZOFF_EINVAL, "zcomm_reduce_scatterv: bytes cannot be summed");
+    if (!counts || !displs) return zoff__err(ZOFF_EINVAL, "zcomm_reduce_scatterv: NULL counts");
+    size_t esz = zcomm_dtype_size(dt), total = 0;
+    for (int r = 0; r < c->size; r++) total += counts[r];
+    uint64_t t0 = zoff__now_ns();
+    zoff_status st = ZOFF_OK;
+    if (c->kind == ZCOMM_NCCL) {
+        st = zcomm__nccl_reduce_scatterv(c, send, recv, counts, displs, dt, op, s);
+    } else {
+        ZOFF_CHECK(zcomm__stream_ready(c, s));
+        if (c->kind == ZCOMM_SELF) {
+            const uint8_t *src = (const uint8_t *)send + displs[0] * esz;
+            if ((const void *)src != recv && counts[0]) memmove(recv, src, counts[0] * esz);
+        } else {
+            st = zcomm__mpi_reduce_scatterv(c, send, recv, counts, displs, dt, op);
+        }
+    }
+    account(c, t0, total * esz);
+    return st;
+}
+
 zoff_status zcomm_all_reduce(zcomm *c, const void *send, void *recv, size_t count, zcomm_dtype dt,
                              zcomm_op op, zdev_stream *s)
 {

@@ -112,6 +112,12 @@ void zcomm_set_context(zcomm *c, int64_t step, const char *phase, int bucket);
 /* recv[count] = op over ranks of send[rank * count .. + count) (send holds size * count). */
 zoff_status zcomm_reduce_scatter(zcomm *c, const void *send, void *recv, size_t count,
                                  zcomm_dtype dt, zcomm_op op, zdev_stream *s);
+/* Per-rank counts: send holds rank r's piece at send[displs[r] .. + counts[r]) (elements); recv
+ * [counts[rank]] = op over ranks of their piece for this rank. Same sum order as
+ * zcomm_reduce_scatter (MPI: rank order). NCCL: a group of ncclReduce calls, root r for piece r. */
+zoff_status zcomm_reduce_scatterv(zcomm *c, const void *send, void *recv, const size_t *counts,
+                                  const size_t *displs, zcomm_dtype dt, zcomm_op op,
+                                  zdev_stream *s);
 /* recv[count] = op over ranks of send[count]; every rank gets the same bits. In place allowed. */
 zoff_status zcomm_all_reduce(zcomm *c, const void *send, void *recv, size_t count, zcomm_dtype dt,
                              zcomm_op op, zdev_stream *s);

@@ -371,6 +371,12 @@ zoff_status zcomm__mpi_reduce_scatter(zcomm *c, const void *send, void *recv, si
     return st;
 }
 
+zoff_status zcomm__mpi_reduce_scatterv(zcomm *c, const void *send, void *recv, const size_t *counts,
+                                       const size_t *displs, zcomm_dtype dt, zcomm_op op)
+{
+    return exchange_reduce(c, send, counts, displs, recv, dt, op, "reduce-scatter");
+}
+
 zoff_status zcomm__mpi_all_reduce(zcomm *c, const void *send, void *recv, size_t count,
                                   zcomm_dtype dt, zcomm_op op)
 {
@@ -467,6 +473,11 @@ void zcomm__mpi_destroy(zcomm *c)
 }
 zoff_status zcomm__mpi_reduce_scatter(zcomm *c, const void *send, void *recv, size_t count,
                                       zcomm_dtype dt, zcomm_op op)
+{
+    return UNSUP;
+}
+zoff_status zcomm__mpi_reduce_scatterv(zcomm *c, const void *send, void *recv, const size_t *counts,
+                                       const size_t *displs, zcomm_dtype dt, zcomm_op op)
 {
     return UNSUP;
 }

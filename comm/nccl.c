@@ -158,6 +158,27 @@ zoff_status zcomm__nccl_reduce_scatter(zcomm *c, const void *send, void *recv, s
     return ZOFF_OK;
 }
 
+zoff_status zcomm__nccl_reduce_scatterv(zcomm *c, const void *send, void *recv,
+                                        const size_t *counts, const size_t *displs, zcomm_dtype dt,
+                                        zcomm_op op, zdev_stream *s)
+{
+    nccl_impl *m = c->impl;
+    size_t esz = zcomm_dtype_size(dt);
+    NCCL_TRY(ncclGroupStart());
+    for (int r = 0; r < c->size; r++) { /* piece r reduced onto its owner r */
+        if (!counts[r]) continue;
+        const uint8_t *p = (const uint8_t *)send + displs[r] * esz;
+        ncclResult_t e =
+            ncclReduce(p, recv, counts[r], nccl_type(dt), nccl_op(op), r, m->comm, cs(s));
+        if (e != ncclSuccess) {
+            (void)ncclGroupEnd();
+            return nccl_err(e, "ncclReduce");
+        }
+    }
+    NCCL_TRY(ncclGroupEnd());
+    return ZOFF_OK;
+}
+
 zoff_status zcomm__nccl_all_reduce(zcomm *c, const void *send, void *recv, size_t count,
                                    zcomm_dtype dt, zcomm_op op, zdev_stream *s)
 {
@@ -248,6 +269,12 @@ void zcomm__nccl_destroy(zcomm *c)
 }
 zoff_status zcomm__nccl_reduce_scatter(zcomm *c, const void *send, void *recv, size_t count,
                                        zcomm_dtype dt, zcomm_op op, zdev_stream *s)
+{
+    return UNSUP;
+}
+zoff_status zcomm__nccl_reduce_scatterv(zcomm *c, const void *send, void *recv,
+                                        const size_t *counts, const size_t *displs, zcomm_dtype dt,
+                                        zcomm_op op, zdev_stream *s)
 {
     return UNSUP;
 }

@@ -44,6 +44,8 @@ typedef struct zdev_ops {
     zoff_status (*host_fn)(zdev *d, zdev_stream *s, void (*fn)(void *), void *arg);
     zoff_status (*cast_f32)(zdev *d, void *dst, zoff_dtype dst_dtype, const float *src, size_t n,
                             zdev_stream *s);
+    zoff_status (*widen_f32)(zdev *d, float *dst, const void *src, zoff_dtype src_dtype, size_t n,
+                             zdev_stream *s);
     zoff_status (*scale)(zdev *d, void *x, zoff_dtype dtype, size_t n, float alpha, zdev_stream *s);
     zoff_status (*fill)(zdev *d, void *x, zoff_dtype dtype, size_t n, float value, zdev_stream *s);
     zoff_status (*busy)(zdev *d, zdev_stream *s, uint64_t ns);

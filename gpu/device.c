@@ -484,6 +484,16 @@ zoff_status zdev_cast_f32(zdev *d, void *dst, zoff_dtype dst_dtype, const float 
     return d->ops->cast_f32(d, dst, dst_dtype, src, n, s);
 }
 
+zoff_status zdev_widen_f32(zdev *d, float *dst, const void *src, zoff_dtype src_dtype, size_t n,
+                           zdev_stream *s)
+{
+    if (!d || !dtype_ok(src_dtype) || ((!dst || !src) && n))
+        return zoff__err(ZOFF_EINVAL, "zdev_widen_f32: bad argument (dtype %d, n %zu)",
+                         (int)src_dtype, n);
+    if (n == 0) return 0;
+    return d->ops->widen_f32(d, dst, src, src_dtype, n, s);
+}
+
 zoff_status zdev_scale(zdev *d, void *x, zoff_dtype dtype, size_t n, float alpha, zdev_stream *s)
 {
     if (!d || !dtype_ok(dtype) || (!x && n))

@@ -101,6 +101,10 @@ zoff_status zdev_host_fn(zdev *d, zdev_stream *s, void (*fn)(void *), void *arg)
 /* Kernels (element math in gpu/elem.h, shared with the host): n elements, ordered on s. */
 zoff_status zdev_cast_f32(zdev *d, void *dst, zoff_dtype dst_dtype, const float *src, size_t n,
                           zdev_stream *s);
+/* dst[i] = float(src[i]) for i < n (src of dtype F32, F16 or BF16; exact): the multi-rank step
+ * widens gradient buckets to fp32 on the device before reducing them. */
+zoff_status zdev_widen_f32(zdev *d, float *dst, const void *src, zoff_dtype src_dtype, size_t n,
+                           zdev_stream *s);
 zoff_status zdev_scale(zdev *d, void *x, zoff_dtype dtype, size_t n, float alpha, zdev_stream *s);
 zoff_status zdev_fill(zdev *d, void *x, zoff_dtype dtype, size_t n, float value, zdev_stream *s);
 /* Stand-in GPU compute of `ns` nanoseconds on s (sim: sleeps in the worker; cuda: spin kernel). */

@@ -1,5 +1,6 @@
 /*
- * elem.h — the element math of the device kernels (cast fp32 -> fp16/bf16/fp32, scale, fill),
+ * elem.h — the element math of the device kernels (cast fp32 -> fp16/bf16/fp32, widen to fp32,
+ * scale, fill),
  * written once as ZOFF_HD functions: the sim backend (gpu/sim.c) calls them on the host and the
  * CUDA kernels (gpu/cuda/kernels.cu) call them on the GPU, so the host tests check the code the
  * GPU runs. Rounding is that of common/half.h (round to nearest even, NaN quieted, no flush of
@@ -39,6 +40,12 @@ ZOFF_HD void zdev_elem_store(void *x, int dtype, size_t i, float v)
 ZOFF_HD void zdev_elem_cast(void *dst, int dst_dtype, const float *src, size_t i)
 {
     zdev_elem_store(dst, dst_dtype, i, src[i]);
+}
+
+/* dst[i] = float(src[i]) (exact): the widen kernel's body. */
+ZOFF_HD void zdev_elem_widen(float *dst, const void *src, int src_dtype, size_t i)
+{
+    dst[i] = zdev_elem_load(src, src_dtype, i);
 }
 
 /* x[i] = round_dtype(float(x[i]) * alpha), the product taken in fp32: the scale kernel's body. */

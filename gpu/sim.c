@@ -36,6 +36,7 @@ typedef enum sim_op_kind {
     OP_COPY,
     OP_HOST_FN,
     OP_CAST,
+    OP_WIDEN,
     OP_SCALE,
     OP_FILL,
     OP_BUSY,
@@ -175,6 +176,10 @@ static void run_op(sim_dev *sd, const sim_op *op)
     case OP_CAST:
         for (size_t i = 0; i < op->n; i++)
             zdev_elem_cast(op->dst, op->dtype, (const float *)op->src, i);
+        break;
+    case OP_WIDEN:
+        for (size_t i = 0; i < op->n; i++)
+            zdev_elem_widen((float *)op->dst, op->src, (int)op->dtype, i);
         break;
     case OP_SCALE:
         for (size_t i = 0; i < op->n; i++) zdev_elem_scale(op->dst, op->dtype, i, op->value);
@@ -580,6 +585,20 @@ static zoff_status sim_cast_f32(zdev *d, void *dst, zoff_dtype dst_dtype, const 
     return sim_kernel(d, OP_CAST, dst, dst_dtype, src, n, 0.0f, s, "cast_f32");
 }
 
+static zoff_status sim_widen_f32(zdev *d, float *dst, const void *src, zoff_dtype src_dtype,
+                                 size_t n, zdev_stream *s)
+{
+    ZOFF_CHECK(check_dev(d, dst, n * sizeof(float), "widen_f32", "destination"));
+    ZOFF_CHECK(check_dev(d, src, n * zoff_dtype_size(src_dtype), "widen_f32", "source"));
+    sim_op *op = op_new(OP_WIDEN);
+    if (!op) return -ENOMEM;
+    op->dst = dst;
+    op->src = src;
+    op->n = n;
+    op->dtype = src_dtype;
+    return enqueue(sim_of(d), s, op);
+}
+
 static zoff_status sim_scale(zdev *d, void *x, zoff_dtype dtype, size_t n, float alpha,
                              zdev_stream *s)
 {
@@ -643,6 +662,7 @@ static const zdev_ops sim_ops = {
     .memcpy = sim_memcpy,
     .host_fn = sim_host_fn,
     .cast_f32 = sim_cast_f32,
+    .widen_f32 = sim_widen_f32,
     .scale = sim_scale,
     .fill = sim_fill,
     .busy = sim_busy,

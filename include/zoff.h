@@ -616,6 +616,11 @@ typedef struct zoff_rank_info {
     double comm_ms_last;             /* time of the last step in collectives (incl. widening) */
     double comm_ms_total;            /* since finalize */
     char backend[16];                /* "self", "mpi", "nccl" */
+    /* 1: the gradients are reduced bucket by bucket on the device as they are pushed (every
+     * param through zoff_grad_push, no accumulation) and only this rank's share goes down; 0:
+     * every rank's gradients land on the host and are reduced there at zoff_step */
+    int bucket_reduce;
+    char bucket_backend[16]; /* the communicator of the bucket reduction ("mpi", "nccl"), or "" */
 } zoff_rank_info;
 
 #define ZOFF_RANK_INFO_INIT                                                                        \

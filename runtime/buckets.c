@@ -67,13 +67,18 @@ static zoff_status drain_bucket(zbk_ring *r, zbk_bucket *b)
 {
     if (!b->in_use) return ZOFF_OK;
     ZOFF_CHECK(zdev_event_record(r->dev, b->filled, b->producer));
-    ZOFF_CHECK(zdev_stream_wait_event(r->dev, r->drain, b->filled));
-    for (size_t i = 0; i < b->nsegs; i++) {
-        const zbk_seg *s = &b->segs[i];
-        ZOFF_CHECK(zdev_memcpy_d2h(r->dev, s->host_dst, b->dev + s->slot_off, s->bytes, r->drain));
-        if (s->landed) ZOFF_CHECK(zdev_host_fn(r->dev, r->drain, s->landed, s->landed_arg));
+    if (r->reduce) {
+        ZOFF_CHECK(r->reduce(r->reduce_ctx, r, (int)(b - r->b), b));
+    } else {
+        ZOFF_CHECK(zdev_stream_wait_event(r->dev, r->drain, b->filled));
+        for (size_t i = 0; i < b->nsegs; i++) {
+            const zbk_seg *s = &b->segs[i];
+            ZOFF_CHECK(
+                zdev_memcpy_d2h(r->dev, s->host_dst, b->dev + s->slot_off, s->bytes, r->drain));
+            if (s->landed) ZOFF_CHECK(zdev_host_fn(r->dev, r->drain, s->landed, s->landed_arg));
+        }
+        ZOFF_CHECK(zdev_event_record(r->dev, b->drained, r->drain));
     }
-    ZOFF_CHECK(zdev_event_record(r->dev, b->drained, r->drain));
     b->fill = 0;
     b->nsegs = 0;
     b->in_use = 0;
@@ -163,7 +168,9 @@ zoff_status zbk_push(zbk_ring *r, const void *dev_src, size_t bytes, size_t elem
                                         .bytes = n,
                                         .host_dst = (uint8_t *)host_dst + done,
                                         .landed = last ? landed : NULL,
-                                        .landed_arg = last ? arg : NULL};
+                                        .landed_arg = last ? arg : NULL,
+                                        .owner = arg,
+                                        .push_off = done};
         b->fill = start + n;
         done += n;
         if (ZOFF_ALIGN_UP(b->fill, (size_t)ZBK_ALIGN) + elem_bytes > r->bytes)

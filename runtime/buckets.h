@@ -13,8 +13,10 @@
  * Several producer streams may push into one bucket: when the producer changes, the new one
  * waits on the old one's work (an event), so `filled` recorded on the last producer covers all.
  *
- * The drain is a D2H copy per piece today; a multi-rank reduce-scatter replaces that step (it
- * sees whole buckets: zbk_bucket.segs says which bytes belong to which destination).
+ * The drain is a D2H copy per piece, or, when the ring has a `reduce` hook (several ranks,
+ * runtime/shard.c), the hook's work: it sees the whole bucket (zbk_bucket.segs says which bytes
+ * belong to which pushed gradient), reduces it over the ranks and queues the copies of this
+ * rank's share, the `landed` callbacks and the `drained` record itself.
  * Thread safety: one thread pushes and flushes (the trainer's); callbacks run on device threads.
  */
 #ifndef ZOFF_RUNTIME_BUCKETS_H
@@ -33,6 +35,8 @@ typedef struct zbk_seg {
     void *host_dst;         /* where the piece lands on the host */
     void (*landed)(void *); /* NULL, or run on the drain stream after this piece landed */
     void *landed_arg;
+    void *owner;     /* the push's `arg` (every piece) */
+    size_t push_off; /* bytes into the pushed gradient where this piece starts */
 } zbk_seg;
 
 typedef struct zbk_bucket {
@@ -46,16 +50,22 @@ typedef struct zbk_bucket {
     size_t nsegs, cap_segs;
 } zbk_bucket;
 
-typedef struct zbk_ring {
+typedef struct zbk_ring zbk_ring;
+struct zbk_ring {
     zdev *dev;
     zdev_stream *drain; /* the D2H stream */
     int count;
     size_t bytes; /* per bucket */
     zbk_bucket *b;
     int cur;
-    uint64_t flushes;      /* buckets drained */
+    uint64_t flushes; /* buckets drained */
+    /* NULL, or the drain of a bucket (index i): called after `filled` was recorded on the
+     * producer; must queue, in order, whatever moves the bucket's data, the landed callbacks of
+     * its pieces and the record of b->drained. */
+    zoff_status (*reduce)(void *ctx, zbk_ring *r, int i, zbk_bucket *b);
+    void *reduce_ctx;
     uint64_t pushed_bytes; /* bytes pushed */
-} zbk_ring;
+};
 
 /* Allocates `count` device buckets of `bytes` (a multiple of 64) and their events. On failure
  * everything allocated is freed (zbk_fini is still safe). */

@@ -535,7 +535,7 @@ static void grad_job(void *arg)
     if (rt->accum > 1) {
         /* add this micro-batch into the window's fp32 sums; at the window's end the norm and
          * the overflow check read the sums (inf/NaN of any micro-batch survive the adds) */
-        float *a = rt->acc[rt->acc_cur] + (p->flat_off - rt->own_begin);
+        float *a = rt->acc[rt->acc_cur] + p->flat_off;
         zadam_accum(zadam_ctx_isa(rt->adam), a, dst, p->dtype, p->numel, first);
         if (last) {
             p->sumsq = sumsq_isa(rt, a, ZOFF_DTYPE_F32, p->numel, &nf);
@@ -667,13 +667,17 @@ zoff_status zrt_grad_push(zoff_runtime *rt, int id, const void *dev_src, size_t 
     void *dst = rt->grad_buf[rt->grad_cur] + p->buf_off;
     p->issue_ns = zoff__now_ns();
     note_dst(rt, p, dst); /* before the push: its landing callback may run at once */
+    /* several ranks reducing on the device: the bucket's drain moves this rank's share into
+     * gshard itself (and counts those bytes) */
+    void (*landed)(void *) = rt->bk_reduce ? zrt_shard_landed_fn(rt) : land_cb;
+    if (rt->bk_reduce) zrt_shard_note_push(rt, id);
     zrt_span *sp = NULL;
     zoff_status st = zrt_trace_span_begin(rt, s, "push", &sp);
-    if (st == ZOFF_OK) st = zbk_push(&rt->bk, dev_src, bytes, p->esize, s, dst, land_cb, p);
+    if (st == ZOFF_OK) st = zbk_push(&rt->bk, dev_src, bytes, p->esize, s, dst, landed, p);
     if (st == ZOFF_OK) st = zrt_trace_span_end(rt, s, sp);
     if (st == ZOFF_OK) st = zdev_event_record(rt->dev, p->ev, s);
     if (st < 0) return zrt_break(rt, st); /* copies may be queued: their accounting is lost */
-    atomic_fetch_add(&rt->own_d2h_bytes, (uint64_t)bytes);
+    if (!rt->bk_reduce) atomic_fetch_add(&rt->own_d2h_bytes, (uint64_t)bytes);
     p->declared = p->win_declared = 1;
     rt->declared_count++;
     rt->declared_total++;
@@ -806,6 +810,8 @@ zoff_status zrt_grads_discard(zoff_runtime *rt)
     ZOFF_INFO(ZOFF_SUB_STEP, "discarded %d declared gradient(s) of step %lld", rt->declared_count,
               (long long)(rt->step + 1));
     rt->declared_count = 0;
+    rt->push_hash = 0; /* several ranks: every rank discards (its buckets were reduced) */
+    rt->bk_seq = 0;
     return ZOFF_OK;
 }
 
@@ -831,7 +837,7 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
         zrt_param *p = &rt->params[i];
         if (p->declared) continue;
         if (rt->accum > 1) {
-            float *a = rt->acc[rt->acc_cur] + (p->flat_off - rt->own_begin);
+            float *a = rt->acc[rt->acc_cur] + p->flat_off;
             /* no job of p is pending: it was not declared in this window's first micro-batch */
             if (rt->acc_first) memset(a, 0, p->numel * sizeof(float));
             if (boundary && !p->win_declared && !rt->zero_missing) without++;
@@ -862,7 +868,7 @@ zoff_status zrt_step(zoff_runtime *rt, int flags, zoff_step_result *r)
             zrt_param *p = &rt->params[i];
             if (p->declared) continue;
             size_t nf = 0;
-            float *a = rt->acc[rt->acc_cur] + (p->flat_off - rt->own_begin);
+            float *a = rt->acc[rt->acc_cur] + p->flat_off;
             p->sumsq = p->win_declared ? sumsq_isa(rt, a, ZOFF_DTYPE_F32, p->numel, &nf) : 0;
             p->nonfinite = nf;
         }

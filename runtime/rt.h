@@ -283,7 +283,8 @@ struct zoff_runtime {
     int micro;                   /* micro-batches done in the current window (trainer thread) */
     int acc_first, acc_last;     /* the running micro-batch starts / ends the window (read by the
                                     grad worker after the pushes that follow their writes) */
-    float *acc[2];               /* fp32 sums of the window (K > 1), flat element - own_begin */
+    float *acc[2];               /* fp32 sums of the window (K > 1), by flat element (the whole
+                                  * model, also with several ranks: reduced at the boundary) */
     int acc_cur;
 
     /* this step's gradients */
@@ -327,6 +328,18 @@ struct zoff_runtime {
     size_t *gather_displs;
     double *agree; /* 2 * nparams + 2 doubles: per-param declared / non-finite, sumsq */
     double comm_ms_last, comm_ms_total;
+    /* bucket-by-bucket reduction (several ranks, every gradient pushed through the buckets, no
+     * accumulation): each drained bucket is widened to fp32 on the device, reduced over the ranks
+     * there and only this rank's share goes down into gshard */
+    int bk_reduce;
+    zcomm *dcomm;            /* device-buffer collectives: rt->comm on the sim, NCCL on CUDA */
+    int dcomm_own;           /* dcomm is a communicator of its own (destroyed with the runtime) */
+    zdev_stream *comm_s;     /* widening and collectives, after the bucket's fill (events) */
+    struct zrt_bkred *bkred; /* per bucket */
+    int nbkred;
+    uint64_t push_hash;  /* order of this step's pushes, compared across the ranks */
+    int bk_seq;          /* buckets reduced this step (the watchdog's bucket number) */
+    uint64_t bk_comm_ns; /* trainer-thread time in the bucket reductions this step */
     /* parameter streaming (stream.c) */
     zrt_unit *units;
     int nunits, cap_units;
@@ -417,11 +430,23 @@ void zrt_shard_range(zoff_runtime *rt);
  * (updates rt->topo) and this rank's swap paths (written into `paths`, len bytes). */
 zoff_status zrt_shard_place(zoff_runtime *rt, char *paths, size_t len);
 zoff_status zrt_shard_alloc(zoff_runtime *rt);
+/* zoff_finalize, after the layout was computed for the owned range: with several ranks and
+ * gradient accumulation the window's fp32 sums cover the whole model (they are reduced at the
+ * boundary), so the layout's accumulation buffers grow to total_numel. */
+void zrt_shard_layout(const zoff_runtime *rt, zrt_layout *l);
 /* zoff_step after the gradients landed: agree on declared params, reduce (stage 2: reduce-scatter,
  * stage 0/1: all-reduce) into gshard, agree on the sum of squares and non-finite counts. Sets
- * p->declared / p->nonfinite to the agreed values. */
+ * p->declared / p->nonfinite to the agreed values. `buf`: the 16-bit landing buffer, or with
+ * gradient accumulation (K > 1) the window's fp32 sums (by flat element). */
 zoff_status zrt_shard_grads(zoff_runtime *rt, const uint8_t *buf, double *sumsq, size_t *nonfinite,
                             int *nf_params);
+/* zoff_grad_push: the landing callback when buckets are reduced on the device (else NULL). */
+void (*zrt_shard_landed_fn(const zoff_runtime *rt))(void *);
+/* zoff_grad_push: folds param `id` into the order of this step's pushes. */
+static inline void zrt_shard_note_push(zoff_runtime *rt, int id)
+{
+    rt->push_hash = ((rt->push_hash * 1099511628211ull) ^ (uint64_t)(id + 1)) & ((1ull << 52) - 1);
+}
 /* zoff_step after the update: all-gather the new 16-bit params, upload the other ranks' parts. */
 zoff_status zrt_shard_gather(zoff_runtime *rt);
 void zrt_shard_destroy(zoff_runtime *rt);

@@ -109,14 +109,6 @@ static zoff_status create_impl(const zoff_config *cfg_in, zoff_runtime **out)
     dc.sim_jitter_seed = rt->cfg.sim_jitter_seed;
     ZOFF_CHECK_GOTO(zdev_open(&dc, &rt->dev), st, fail);
     ZOFF_CHECK_GOTO(zrt_shard_create(rt), st, fail);
-    if (rt->nranks > 1 && rt->accum > 1) {
-        st = zoff__err(ZOFF_EUNSUPPORTED,
-                       "gradient_accumulation_steps %d with %d ranks is not built (the sums are "
-                       "kept per rank over the whole model, the sharded step reduces 16-bit "
-                       "gradients): use 1 with several ranks",
-                       rt->accum, rt->nranks);
-        goto fail;
-    }
     snprintf(rt->stats.device_name, sizeof rt->stats.device_name, "%s", zdev_name(rt->dev));
     ZOFF_CHECK_GOTO(zrt_trace_open(rt), st, fail);
     zrt_scaler_init(&rt->scaler, &rt->cfg);
@@ -572,6 +564,7 @@ static zoff_status finalize_impl(zoff_runtime *rt)
     /* plan first: refuse what cannot fit before allocating anything */
     ZOFF_CHECK(zrt_layout_compute(c, rt->own_end - rt->own_begin, rt->param_bytes, rt->any_f32,
                                   &rt->layout));
+    zrt_shard_layout(rt, &rt->layout);
     zrt_layout_device(c, &rt->layout, rt->trainer_grad_bytes, rt->nbucket_params > 0, rt->any_f32,
                       rt->total_numel, bucket_grow_numel(rt));
     zrt_layout_stream(&rt->layout, rt->streamed_bytes, (uint64_t)rt->nslots * rt->slot_bytes);

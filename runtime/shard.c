@@ -145,11 +145,205 @@ zoff_status zrt_shard_place(zoff_runtime *rt, char *paths, size_t len)
     return ZOFF_OK;
 }
 
+/* ---- bucket-by-bucket reduction ------------------------------------------------------------ */
+/* One bucket's reduction buffers (device) and the pieces of it this rank owns. */
+typedef struct zrt_own_piece {
+    uint64_t flat; /* first flat element */
+    size_t n;      /* elements */
+    size_t off;    /* elements into this rank's reduced piece */
+} zrt_own_piece;
+
+typedef struct zrt_bkred {
+    float *stage;        /* the bucket widened to fp32, grouped by owner rank */
+    float *recv;         /* stage 2: this rank's reduced piece */
+    zdev_event *reduced; /* recorded on comm_s after the collective */
+    size_t *counts, *displs;
+    zrt_own_piece *own;
+    size_t nown, cap_own;
+} zrt_bkred;
+
+/* Landing callback of a pushed gradient when buckets are reduced on the device: its share is in
+ * gshard; only the count of landed gradients advances (the sums of squares come at the step). */
+static void bk_landed(void *arg)
+{
+    zrt_param *p = arg;
+    zoff_runtime *rt = p->rt;
+    pthread_mutex_lock(&rt->land_mu);
+    rt->landed_total++;
+    pthread_cond_broadcast(&rt->land_cv);
+    pthread_mutex_unlock(&rt->land_mu);
+}
+
+void (*zrt_shard_landed_fn(const zoff_runtime *rt))(void *)
+{
+    return rt->bk_reduce ? bk_landed : NULL;
+}
+
+static zoff_status own_piece(zrt_bkred *k, uint64_t flat, size_t n, size_t off)
+{
+    if (k->nown == k->cap_own) {
+        size_t cap = k->cap_own ? 2 * k->cap_own : 16;
+        zrt_own_piece *v = realloc(k->own, cap * sizeof *v);
+        if (!v) return zoff__err(-ENOMEM, "ranks: out of memory for bucket pieces");
+        k->own = v;
+        k->cap_own = cap;
+    }
+    k->own[k->nown++] = (zrt_own_piece){flat, n, off};
+    return ZOFF_OK;
+}
+
+/* The drain of bucket i (buckets.h `reduce` hook): on comm_s after the fill, each piece is cut at
+ * the rank boundaries and widened to fp32 into `stage`, grouped by owner rank (rank order, then
+ * bucket order); the collective averages the groups (stage 2: reduce-scatter with per-rank
+ * counts, this rank's group lands in `recv`; stages 0/1: all-reduce of the whole stage); the D2H
+ * stream waits for it and copies only this rank's elements into gshard; then the landed
+ * callbacks and `drained`. */
+static zoff_status bk_reduce(void *ctx, zbk_ring *r, int i, zbk_bucket *b)
+{
+    zoff_runtime *rt = ctx;
+    zrt_bkred *k = &rt->bkred[i];
+    uint64_t t0 = zoff__now_ns();
+    int n = rt->nranks;
+    uint64_t S = rt->shard_numel;
+    ZOFF_CHECK(zdev_stream_wait_event(rt->dev, rt->comm_s, b->filled));
+    size_t off = 0;
+    k->nown = 0;
+    for (int q = 0; q < n; q++) {
+        uint64_t qb = ZOFF_MIN((uint64_t)q * S, rt->total_numel);
+        uint64_t qe = ZOFF_MIN(qb + S, rt->total_numel);
+        k->displs[q] = off;
+        for (size_t j = 0; j < b->nsegs; j++) {
+            const zbk_seg *s = &b->segs[j];
+            const zrt_param *p = s->owner;
+            uint64_t f0 = p->flat_off + s->push_off / p->esize;
+            uint64_t lo = ZOFF_MAX(f0, qb), hi = ZOFF_MIN(f0 + s->bytes / p->esize, qe);
+            if (hi <= lo) continue;
+            size_t m = (size_t)(hi - lo);
+            ZOFF_CHECK(zdev_widen_f32(rt->dev, k->stage + off,
+                                      b->dev + s->slot_off + (size_t)(lo - f0) * p->esize, p->dtype,
+                                      m, rt->comm_s));
+            if (q == rt->rank) ZOFF_CHECK(own_piece(k, lo, m, off - k->displs[q]));
+            off += m;
+        }
+        k->counts[q] = off - k->displs[q];
+    }
+    const float *mine;
+    if (rt->cfg.zero_stage >= 2) {
+        zcomm_set_context(rt->dcomm, rt->step + 1, "reduce-scatter gradient bucket", rt->bk_seq);
+        ZOFF_CHECK(zcomm_reduce_scatterv(rt->dcomm, k->stage, k->recv, k->counts, k->displs,
+                                         ZCOMM_F32, ZCOMM_AVG, rt->comm_s));
+        mine = k->recv;
+    } else {
+        zcomm_set_context(rt->dcomm, rt->step + 1, "all-reduce gradient bucket", rt->bk_seq);
+        ZOFF_CHECK(
+            zcomm_all_reduce(rt->dcomm, k->stage, k->stage, off, ZCOMM_F32, ZCOMM_AVG, rt->comm_s));
+        mine = k->stage + k->displs[rt->rank];
+    }
+    rt->bk_seq++;
+    ZOFF_CHECK(zdev_event_record(rt->dev, k->reduced, rt->comm_s));
+    ZOFF_CHECK(zdev_stream_wait_event(rt->dev, r->drain, k->reduced));
+    for (size_t j = 0; j < k->nown; j++) {
+        const zrt_own_piece *o = &k->own[j];
+        ZOFF_CHECK(zdev_memcpy_d2h(rt->dev, rt->gshard + (o->flat - rt->own_begin), mine + o->off,
+                                   o->n * sizeof(float), r->drain));
+        atomic_fetch_add(&rt->own_d2h_bytes, (uint64_t)(o->n * sizeof(float)));
+    }
+    for (size_t j = 0; j < b->nsegs; j++)
+        if (b->segs[j].landed)
+            ZOFF_CHECK(zdev_host_fn(rt->dev, r->drain, b->segs[j].landed, b->segs[j].landed_arg));
+    ZOFF_CHECK(zdev_event_record(rt->dev, b->drained, r->drain));
+    rt->bk_comm_ns += zoff__now_ns() - t0;
+    return ZOFF_OK;
+}
+
+/* Whether (and with which communicator) buckets are reduced on the device: several ranks, every
+ * parameter pushed through the buckets, no accumulation, and a communicator for device buffers
+ * (the sim device's memory is host memory, so the MPI communicator serves; CUDA needs NCCL).
+ * ZOFF_BUCKET_REDUCE=0 keeps the host path. */
+static zoff_status bk_setup(zoff_runtime *rt)
+{
+    const char *env = getenv("ZOFF_BUCKET_REDUCE");
+    if (!zbk_active(&rt->bk) || rt->nbucket_params != rt->nparams || rt->accum > 1 ||
+        (env && !strcmp(env, "0")))
+        return ZOFF_OK;
+    if (zdev_kind(rt->dev) == ZOFF_DEVICE_SIM) {
+        rt->dcomm = rt->comm;
+    } else if (zcomm_backend_built(ZCOMM_NCCL)) {
+        zcomm_config cc;
+        zcomm_config_default(&cc);
+        cc.backend = ZCOMM_NCCL;
+        cc.timeout_ms = rt->cfg.comm_timeout_ms;
+        cc.dev = rt->dev;
+        ZOFF_CHECK(zcomm_create(&cc, &rt->dcomm));
+        rt->dcomm_own = 1;
+    } else {
+        ZOFF_INFO(ZOFF_SUB_INIT,
+                  "rank %d: no NCCL in this build: gradients are reduced on the "
+                  "host (every rank moves all of them down)",
+                  rt->rank);
+        return ZOFF_OK;
+    }
+    int count = rt->bk.count;
+    size_t n = (size_t)rt->nranks;
+    size_t elems = rt->bk.bytes / 2; /* at most this many elements in a bucket (16-bit) */
+    rt->bkred = calloc((size_t)count, sizeof *rt->bkred);
+    if (!rt->bkred) return zoff__err(-ENOMEM, "ranks: out of memory");
+    rt->nbkred = count;
+    ZOFF_CHECK(zdev_stream_create(rt->dev, &rt->comm_s));
+    for (int i = 0; i < count; i++) {
+        zrt_bkred *k = &rt->bkred[i];
+        void *a = NULL, *b = NULL;
+        ZOFF_CHECK(zdev_malloc(rt->dev, elems * sizeof(float), &a));
+        k->stage = a;
+        if (rt->cfg.zero_stage >= 2) {
+            ZOFF_CHECK(zdev_malloc(rt->dev, elems * sizeof(float), &b));
+            k->recv = b;
+        }
+        ZOFF_CHECK(zdev_event_create(rt->dev, &k->reduced));
+        k->counts = calloc(2 * n, sizeof(size_t));
+        if (!k->counts) return zoff__err(-ENOMEM, "ranks: out of memory");
+        k->displs = k->counts + n;
+    }
+    rt->bk.reduce = bk_reduce;
+    rt->bk.reduce_ctx = rt;
+    rt->bk_reduce = 1;
+    ZOFF_INFO(ZOFF_SUB_INIT,
+              "rank %d: gradients reduced bucket by bucket on the device (%s), %d buckets",
+              rt->rank, zcomm_backend_name(zcomm_kind(rt->dcomm)), count);
+    return ZOFF_OK;
+}
+
+static void bk_teardown(zoff_runtime *rt)
+{
+    if (rt->comm_s) (void)zdev_stream_sync(rt->dev, rt->comm_s);
+    if (rt->bkred) {
+        for (int i = 0; i < rt->nbkred; i++) {
+            zrt_bkred *k = &rt->bkred[i];
+            if (k->stage) zdev_free(rt->dev, k->stage);
+            if (k->recv) zdev_free(rt->dev, k->recv);
+            if (k->reduced) zdev_event_destroy(rt->dev, k->reduced);
+            free(k->counts);
+            free(k->own);
+        }
+        free(rt->bkred);
+    }
+    if (rt->comm_s) zdev_stream_destroy(rt->dev, rt->comm_s);
+    if (rt->dcomm_own) zcomm_destroy(rt->dcomm);
+    rt->bkred = NULL;
+    rt->nbkred = 0;
+    rt->comm_s = NULL;
+    rt->dcomm = NULL;
+    rt->dcomm_own = 0;
+    rt->bk_reduce = 0;
+    rt->bk.reduce = NULL;
+}
+
 zoff_status zrt_shard_alloc(zoff_runtime *rt)
 {
     if (rt->nranks <= 1) return ZOFF_OK;
+    ZOFF_CHECK(bk_setup(rt));
     size_t n = (size_t)rt->nranks;
-    size_t full = (size_t)rt->shard_numel * n;
+    size_t full = rt->bk_reduce ? 1 : (size_t)rt->shard_numel * n; /* host path: whole grads */
     rt->gfull = calloc(full ? full : 1, sizeof(float));
     rt->gshard = calloc(rt->shard_numel ? rt->shard_numel : 1, sizeof(float));
     rt->pgather = calloc(rt->param_bytes ? rt->param_bytes : 1, 1);
@@ -169,8 +363,17 @@ zoff_status zrt_shard_alloc(zoff_runtime *rt)
     return ZOFF_OK;
 }
 
+void zrt_shard_layout(const zoff_runtime *rt, zrt_layout *l)
+{
+    if (rt->nranks <= 1 || l->nacc_bufs == 0) return;
+    uint64_t full = ZOFF_ALIGN_UP(rt->total_numel * 4u, (uint64_t)4096);
+    l->arena_bytes += (uint64_t)l->nacc_bufs * (full - l->acc_bytes);
+    l->acc_bytes = full;
+}
+
 void zrt_shard_destroy(zoff_runtime *rt)
 {
+    bk_teardown(rt);
     free(rt->gfull);
     free(rt->gshard);
     free(rt->pgather);
@@ -196,14 +399,49 @@ static void widen(float *dst, const void *src, zoff_dtype dt, size_t n)
     }
 }
 
+/* The buckets already averaged this step's gradients into gshard: check that every rank pushed
+ * the same gradients in the same order (else the buckets did not line up), and zero the owned
+ * elements of the params nobody pushed. */
+static zoff_status bk_step(zoff_runtime *rt, int64_t step)
+{
+    double h[2] = {(double)rt->push_hash, -(double)rt->push_hash};
+    zcomm_set_context(rt->comm, step, "agree on pushed gradients", -1);
+    ZOFF_CHECK(zcomm_all_reduce(rt->comm, h, h, 2, ZCOMM_F64, ZCOMM_MAX, NULL));
+    rt->push_hash = 0;
+    rt->bk_seq = 0;
+    if (h[0] != -h[1])
+        return zoff__err(ZOFF_ESTATE,
+                         "step %lld: the ranks pushed different gradients or in a different "
+                         "order (zoff_grad_push): with several ranks every rank must push the same "
+                         "parameters in the same order each step, as the bucket reduction pairs "
+                         "them up",
+                         (long long)step);
+    for (int i = 0; i < rt->nparams; i++) {
+        zrt_param *p = &rt->params[i];
+        if (p->declared) continue;
+        uint64_t lo = ZOFF_MAX(p->flat_off, rt->own_begin);
+        uint64_t hi = ZOFF_MIN(p->flat_off + p->numel, rt->own_end);
+        if (hi > lo)
+            memset(rt->gshard + (lo - rt->own_begin), 0, (size_t)(hi - lo) * sizeof(float));
+    }
+    return ZOFF_OK;
+}
+
 zoff_status zrt_shard_grads(zoff_runtime *rt, const uint8_t *buf, double *sumsq, size_t *nonfinite,
                             int *nf_params)
 {
     uint64_t t0 = zoff__now_ns();
     int np = rt->nparams;
     int64_t step = rt->step + 1;
+    if (rt->bk_reduce) {
+        ZOFF_CHECK(bk_step(rt, step));
+        goto agree;
+    }
     /* 1. which params have a gradient on some rank (the others contribute zeros) */
-    for (int i = 0; i < np; i++) rt->agree[i] = rt->params[i].declared ? 1.0 : 0.0;
+    /* with accumulation (K > 1) `buf` holds the window's fp32 sums and a param counts as
+     * declared when some micro-batch of the window declared it */
+    int sums = rt->accum > 1;
+    for (int i = 0; i < np; i++) rt->agree[i] = rt->params[i].win_declared ? 1.0 : 0.0;
     zcomm_set_context(rt->comm, step, "agree on declared gradients", -1);
     ZOFF_CHECK(
         zcomm_all_reduce(rt->comm, rt->agree, rt->agree, (size_t)np, ZCOMM_F64, ZCOMM_MAX, NULL));
@@ -215,11 +453,13 @@ zoff_status zrt_shard_grads(zoff_runtime *rt, const uint8_t *buf, double *sumsq,
             memset(dst, 0, p->numel * sizeof(float));
             continue;
         }
-        if (!p->declared && !rt->zero_missing)
+        if (!p->win_declared && !rt->zero_missing)
             memset(dst, 0, p->numel * sizeof(float));
+        else if (sums)
+            memcpy(dst, (const float *)(const void *)buf + p->flat_off, p->numel * sizeof(float));
         else
             widen(dst, buf + p->buf_off, p->dtype, p->numel);
-        p->declared = 1;
+        p->declared = p->win_declared = 1;
     }
     /* 3. average over the ranks: stage 2 reduce-scatter, stages 0/1 all-reduce */
     size_t S = (size_t)rt->shard_numel;
@@ -233,6 +473,7 @@ zoff_status zrt_shard_grads(zoff_runtime *rt, const uint8_t *buf, double *sumsq,
                                     ZCOMM_F32, ZCOMM_AVG, NULL));
         memcpy(rt->gshard, rt->gfull + (size_t)rt->rank * S, S * sizeof(float));
     }
+agree:
     /* 4. sum of squares and non-finite counts of the owned range, agreed by every rank */
     memset(rt->agree, 0, (2 * (size_t)np + 2) * sizeof(double));
     for (int i = 0; i < np; i++) {
@@ -266,7 +507,8 @@ zoff_status zrt_shard_grads(zoff_runtime *rt, const uint8_t *buf, double *sumsq,
     *sumsq = rt->agree[2 * np];
     *nonfinite = nf;
     *nf_params = nfp;
-    rt->comm_ms_last = zoff__ns_to_ms(zoff__now_ns() - t0);
+    rt->comm_ms_last = zoff__ns_to_ms(zoff__now_ns() - t0 + rt->bk_comm_ns);
+    rt->bk_comm_ns = 0;
     return ZOFF_OK;
 }
 
@@ -321,6 +563,10 @@ ZOFF_API zoff_status zoff_get_rank_info(const zoff_runtime *rt, zoff_rank_info *
     r.comm_ms_last = rt->comm_ms_last;
     r.comm_ms_total = rt->comm_ms_total;
     snprintf(r.backend, sizeof r.backend, "%s", zcomm_backend_name(zcomm_kind(rt->comm)));
+    r.bucket_reduce = rt->bk_reduce;
+    if (rt->bk_reduce)
+        snprintf(r.bucket_backend, sizeof r.bucket_backend, "%s",
+                 zcomm_backend_name(zcomm_kind(rt->dcomm)));
     memcpy(out, &r, out->struct_size);
     return ZOFF_OK;
 }

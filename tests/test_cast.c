@@ -1,6 +1,6 @@
 /*
  * test_cast.c — the element math of the device kernels (gpu/elem.h) and the kernels themselves
- * (zdev_cast_f32 / zdev_scale / zdev_fill) on the device under test.
+ * (zdev_cast_f32 / zdev_widen_f32 / zdev_scale / zdev_fill) on the device under test.
  *
  *  - load/store of all 65536 fp16 and bf16 bit patterns (exact load, exact round trip, NaN kept
  *    NaN and quieted) and agreement with common/half.h;
@@ -12,7 +12,8 @@
  *    subnormals, ties);
  *  - the three kernels on the device (sim by default; ZOFF_DEVICE=cuda runs them on a GPU) for
  *    all dtypes, compared element by element with the host functions, plus a sub-range launch
- *    that must not touch its neighbours.
+ *    that must not touch its neighbours; the widen kernel (16-bit / fp32 -> fp32, exact) on
+ *    every fp16 and bf16 bit pattern.
  */
 #define _GNU_SOURCE
 #include <immintrin.h>
@@ -336,6 +337,40 @@ static void test_device_cast(void **state)
     zdev_close(d);
 }
 
+static void test_device_widen(void **state)
+{
+    (void)state;
+    zdev *d = open_dev();
+    size_t n = 65536;
+    uint16_t *in = zt_malloc(n * 2);
+    float *out = zt_malloc(n * 4), *want = zt_malloc(n * 4);
+    void *din, *dout;
+    assert_int_equal(zdev_malloc(d, n * 4, &din), 0);
+    assert_int_equal(zdev_malloc(d, n * 4, &dout), 0);
+    for (size_t i = 0; i < n; i++) in[i] = (uint16_t)i;
+    assert_int_equal(zdev_memcpy_h2d(d, din, in, n * 2, NULL), 0);
+    for (int k = 0; k < 2; k++) {
+        zoff_dtype dt = k ? ZOFF_DTYPE_BF16 : ZOFF_DTYPE_F16;
+        assert_int_equal(zdev_widen_f32(d, dout, din, dt, n, NULL), 0);
+        assert_int_equal(zdev_memcpy_d2h(d, out, dout, n * 4, NULL), 0);
+        assert_int_equal(zdev_stream_sync(d, NULL), 0);
+        for (size_t i = 0; i < n; i++)
+            want[i] = k ? zoff_bf16_to_f32(in[i]) : zoff_f16_to_f32(in[i]);
+        assert_int_equal(compare_bits32(k ? "widen bf16" : "widen f16", out, want, n), 0);
+    }
+    /* fp32 source: a copy (the first n/2 patterns' bits as floats) */
+    assert_int_equal(zdev_widen_f32(d, dout, din, ZOFF_DTYPE_F32, n / 2, NULL), 0);
+    assert_int_equal(zdev_memcpy_d2h(d, out, dout, n / 2 * 4, NULL), 0);
+    assert_int_equal(zdev_stream_sync(d, NULL), 0);
+    assert_int_equal(compare_bits32("widen f32", out, (const float *)(const void *)in, n / 2), 0);
+    free(in);
+    free(out);
+    free(want);
+    zdev_free(d, din);
+    zdev_free(d, dout);
+    zdev_close(d);
+}
+
 static void test_device_scale_fill(void **state)
 {
     (void)state;
@@ -406,7 +441,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_store_exhaustive), cmocka_unit_test(test_cast_sweep),
         cmocka_unit_test(test_special_values),        cmocka_unit_test(test_device_cast),
-        cmocka_unit_test(test_device_scale_fill),
+        cmocka_unit_test(test_device_scale_fill),     cmocka_unit_test(test_device_widen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -71,8 +71,20 @@ static inline uint16_t tr_from_f32(zoff_dtype dt, float f)
 
 /* Creates the runtime and registers np params with deterministic initial masters (uploaded to
  * the device as their 16-bit copy, the trainer's job). Returns 0 or the zoff status. */
+static inline zoff_status tr_open_mode(tr_model *m, const zoff_config *c, int np,
+                                       const size_t *numel, zoff_dtype dt, uint64_t seed,
+                                       int bucket);
 static inline zoff_status tr_open(tr_model *m, const zoff_config *c, int np, const size_t *numel,
                                   zoff_dtype dt, uint64_t seed)
+{
+    return tr_open_mode(m, c, np, numel, dt, seed, 0);
+}
+
+/* bucket 1: the params are registered without dev_grad (zoff's buckets); m->dgrad[i] is then
+ * the trainer's source buffer for zoff_grad_push. */
+static inline zoff_status tr_open_mode(tr_model *m, const zoff_config *c, int np,
+                                       const size_t *numel, zoff_dtype dt, uint64_t seed,
+                                       int bucket)
 {
     memset(m, 0, sizeof *m);
     zoff_status st = zoff_create(c, &m->rt);
@@ -106,8 +118,8 @@ static inline zoff_status tr_open(tr_model *m, const zoff_config *c, int np, con
         char name[32];
         snprintf(name, sizeof name, "layer%d.w", i);
         if (!st)
-            st = zoff_add_param(m->rt, name, numel[i], dt, m->dparam[i], m->dgrad[i], init, 0,
-                                &m->id[i]);
+            st = zoff_add_param(m->rt, name, numel[i], dt, m->dparam[i],
+                                bucket ? NULL : m->dgrad[i], init, 0, &m->id[i]);
         free(init);
         if (st) return st;
     }

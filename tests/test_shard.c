@@ -11,6 +11,13 @@
  *    the step, halves the loss scale and leaves the parameters untouched, like the reference;
  *  - the owned ranges are [r * S, (r + 1) * S) with S = ceil(total / N), and zoff_get_rank_info
  *    reports rank, size and backend;
+ *  - gradient accumulation (K micro-batches per step, reduced only at the boundary): K = 2 on N
+ *    ranks against the single-rank run of the same global batch (K * N micro-batches). The
+ *    gradients are multiples of 2^-12 (every sum exact in fp32), so with N a power of two the
+ *    runs are equal bit for bit (stages 1 and 2); with N = 3 the mean's division by 3 rounds
+ *    differently from the reference's single division by K * N, and the test allows one fp16
+ *    unit in the last place per parameter (|a - b| <= 2^-10 |b|) and 1e-5 relative on the
+ *    masters. An inf in one micro-batch of the last rank skips that step on every rank;
  *  - with `save DIR` / `load DIR` arguments: a checkpoint saved by N ranks at step 10 loads with M
  *    ranks (1 included) and steps 11..20 give the 16-bit params of the run without restart;
  *  - two "nodes" (rank groups with their own ZOFF_LOCAL_RANK numbering and swap paths): local
@@ -56,8 +63,9 @@ static void setup_cfg(zoff_config *c, zoff_dtype dt, int stage, int ranks, char 
     }
 }
 
-/* Pushes this step's gradients: vals[i][k] (already in the dtype's precision, times scale). */
-static void push(tr_model *m, float *const *vals)
+/* Pushes this step's gradients: vals[i][k] (already in the dtype's precision, times scale);
+ * through zoff's buckets (zoff_grad_push) when `bucket`, else zoff_grad_ready. */
+static void push_mode(tr_model *m, float *const *vals, int bucket)
 {
     size_t es = zoff_dtype_size(m->dt);
     for (int i = m->np - 1; i >= 0; i--) {
@@ -69,8 +77,17 @@ static void push(tr_model *m, float *const *vals)
         }
         assert_int_equal(
             zoff_device_upload(m->rt, m->dgrad[i], m->hgrad[i], m->numel[i] * es, NULL), 0);
-        assert_int_equal(zoff_grad_ready(m->rt, m->id[i], NULL), 0);
+        if (bucket)
+            assert_int_equal(zoff_grad_push(m->rt, m->id[i], m->dgrad[i], m->numel[i], m->dt, NULL),
+                             0);
+        else
+            assert_int_equal(zoff_grad_ready(m->rt, m->id[i], NULL), 0);
     }
+}
+
+static void push(tr_model *m, float *const *vals)
+{
+    push_mode(m, vals, 0);
 }
 
 static size_t compare_params(tr_model *a, tr_model *b)
@@ -127,14 +144,17 @@ static void compare_state(tr_model *a, tr_model *b)
 static const size_t k_numel[] = {1000, 37, 2503, 1024, 777};
 #define NP ((int)(sizeof k_numel / sizeof k_numel[0]))
 
-static void run_case(zoff_dtype dt, int stage, int per_rank, int overflow_step, int steps)
+static void run_case_mode(zoff_dtype dt, int stage, int per_rank, int overflow_step, int steps,
+                          int bucket)
 {
     zoff_config cs, cr;
     char *d1 = NULL, *d2 = NULL;
     setup_cfg(&cs, dt, stage, 0, &d1);
     setup_cfg(&cr, dt, stage, 1, &d2);
+    cs.grad_bucket_numel = 700; /* several buckets; pieces cut at rank boundaries */
     tr_model ms, mr;
-    assert_int_equal(tr_open(&ms, &cs, NP, k_numel, dt, 42), 0);
+    assert_int_equal(tr_open_mode(&ms, &cs, NP, k_numel, dt, 42, bucket), 0);
+    assert_int_equal(ms.rt->bk_reduce, bucket);
     assert_int_equal(tr_open(&mr, &cr, NP, k_numel, dt, 42), 0);
 
     zoff_rank_info ri = ZOFF_RANK_INFO_INIT;
@@ -180,7 +200,7 @@ static void run_case(zoff_dtype dt, int stage, int per_rank, int overflow_step, 
             if (g_rank == g_size - 1) vals[2][5] = INFINITY;
             ref[2][5] = INFINITY;
         }
-        push(&ms, vals);
+        push_mode(&ms, vals, bucket);
         push(&mr, ref);
         zoff_step_result rs = ZOFF_STEP_RESULT_INIT, rr = ZOFF_STEP_RESULT_INIT;
         assert_int_equal(zoff_step(ms.rt, NULL, &rs), 0);
@@ -213,6 +233,39 @@ static void run_case(zoff_dtype dt, int stage, int per_rank, int overflow_step, 
     free(d2);
 }
 
+static void run_case(zoff_dtype dt, int stage, int per_rank, int overflow_step, int steps)
+{
+    run_case_mode(dt, stage, per_rank, overflow_step, steps, 0);
+}
+
+/* the same checks with every gradient pushed through zoff's buckets: reduced bucket by bucket
+ * on the device (the sim device: MPI on its memory), only this rank's share goes down */
+static void test_bucket_stage2_same_grads(void **state)
+{
+    (void)state;
+    run_case_mode(ZOFF_DTYPE_F16, 2, 0, 0, 100, 1);
+}
+static void test_bucket_stage1_same_grads(void **state)
+{
+    (void)state;
+    run_case_mode(ZOFF_DTYPE_F16, 1, 0, 0, 30, 1);
+}
+static void test_bucket_stage2_rank_grads_f32(void **state)
+{
+    (void)state;
+    run_case_mode(ZOFF_DTYPE_F32, 2, 1, 0, 100, 1);
+}
+static void test_bucket_stage1_rank_grads_f32(void **state)
+{
+    (void)state;
+    run_case_mode(ZOFF_DTYPE_F32, 1, 1, 0, 30, 1);
+}
+static void test_bucket_overflow_one_rank(void **state)
+{
+    (void)state;
+    run_case_mode(ZOFF_DTYPE_F16, 2, 0, 5, 12, 1);
+}
+
 static void test_stage2_same_grads(void **state)
 {
     (void)state;
@@ -237,6 +290,134 @@ static void test_overflow_one_rank(void **state)
 {
     (void)state;
     run_case(ZOFF_DTYPE_F16, 2, 0, 5, 12);
+}
+
+/* ---- gradient accumulation with several ranks ---------------------------------------------- */
+/* A gradient exactly representable in fp16 and summable in fp32: a multiple of 2^-12 in
+ * [-1/16, 1/16). */
+static float qval(int step, int micro, int p, size_t k, int rank)
+{
+    return roundf(gval(step * 64 + micro, p, k, rank) * 256.0f) / 4096.0f;
+}
+
+/* 1 ulp of fp16 relative, or bit-equal when exact. Returns the number of differing params. */
+static size_t compare_params_tol(tr_model *a, tr_model *b, int exact)
+{
+    if (exact) return compare_params(a, b);
+    size_t bad = 0;
+    for (int i = 0; i < a->np; i++)
+        for (size_t k = 0; k < a->numel[i]; k++) {
+            double x = tr_to_f32(a->dt, a->dparam[i], k), y = tr_to_f32(a->dt, b->dparam[i], k);
+            if (fabs(x - y) > fabs(y) * 0x1p-10 * 1.0001) {
+                if (bad < 5)
+                    fprintf(stderr, "rank %d: param %d[%zu]: %g vs reference %g\n", g_rank, i, k, x,
+                            y);
+                bad++;
+            }
+        }
+    return bad;
+}
+
+static void run_accum(int stage, int K, int overflow_step, int steps)
+{
+    int exact = (g_size & (g_size - 1)) == 0;
+    zoff_config cs, cr;
+    char *d1 = NULL, *d2 = NULL;
+    setup_cfg(&cs, ZOFF_DTYPE_F16, stage, 0, &d1);
+    setup_cfg(&cr, ZOFF_DTYPE_F16, stage, 1, &d2);
+    cs.gradient_accumulation_steps = K;
+    cr.gradient_accumulation_steps = (int64_t)K * g_size;
+    tr_model ms, mr;
+    assert_int_equal(tr_open(&ms, &cs, NP, k_numel, ZOFF_DTYPE_F16, 42), 0);
+    assert_int_equal(tr_open(&mr, &cr, NP, k_numel, ZOFF_DTYPE_F16, 42), 0);
+    float *vals[NP];
+    for (int i = 0; i < NP; i++) vals[i] = zt_malloc(k_numel[i] * sizeof(float));
+    int skipped = 0;
+    for (int t = 1; t <= steps; t++) {
+        float scale = 1.0f, rscale = 0.0f;
+        assert_int_equal(zoff_get_loss_scale(ms.rt, &scale), 0);
+        assert_int_equal(zoff_get_loss_scale(mr.rt, &rscale), 0);
+        assert_true(scale == rscale);
+        zoff_step_result rs = ZOFF_STEP_RESULT_INIT, rr = ZOFF_STEP_RESULT_INIT;
+        /* the reference sees every rank's micro-batches, rank by rank */
+        for (int r = 0; r <= g_size; r++) {
+            int mine = r == g_size; /* last round: this rank's own micro-batches, sharded */
+            int rr_rank = mine ? g_rank : r;
+            for (int j = 0; j < K; j++) {
+                for (int i = 0; i < NP; i++)
+                    for (size_t k = 0; k < k_numel[i]; k++)
+                        vals[i][k] = qval(t, j, i, k, rr_rank) * scale;
+                if (t == overflow_step && j == 0 && rr_rank == g_size - 1) vals[2][5] = INFINITY;
+                if (mine) {
+                    push(&ms, vals);
+                    assert_int_equal(zoff_step(ms.rt, NULL, &rs), 0);
+                    assert_int_equal(rs.accumulating, j < K - 1);
+                } else {
+                    push(&mr, vals);
+                    assert_int_equal(zoff_step(mr.rt, NULL, &rr), 0);
+                }
+            }
+        }
+        assert_int_equal(rr.accumulating, 0);
+        assert_int_equal(rs.skipped, rr.skipped);
+        assert_int_equal(rs.overflow, rr.overflow);
+        assert_true(rs.step == rr.step);
+        assert_true(rs.loss_scale == rr.loss_scale);
+        if (isfinite(rr.grad_norm))
+            assert_true(fabs(rs.grad_norm - rr.grad_norm) <= 1e-5 * rr.grad_norm + 1e-30);
+        skipped += rs.skipped;
+        for (int i = 0; i < NP; i++) {
+            assert_int_equal(zoff_params_ready(ms.rt, NULL), 0);
+            assert_int_equal(zoff_params_ready(mr.rt, NULL), 0);
+        }
+        size_t bad = compare_params_tol(&ms, &mr, exact);
+        if (bad) fprintf(stderr, "rank %d: step %d: %zu params differ\n", g_rank, t, bad);
+        assert_int_equal(bad, 0);
+    }
+    if (overflow_step > 0) assert_int_equal(skipped, 1);
+    if (exact) {
+        compare_state(&ms, &mr);
+    } else { /* masters within 1e-5 relative on the owned range */
+        zoff_rank_info ri = ZOFF_RANK_INFO_INIT;
+        assert_int_equal(zoff_get_rank_info(ms.rt, &ri), 0);
+        uint64_t off = 0;
+        for (int i = 0; i < NP; i++) {
+            float *x = zt_malloc(k_numel[i] * sizeof(float));
+            float *y = zt_malloc(k_numel[i] * sizeof(float));
+            assert_int_equal(zoff_get_master(ms.rt, ms.id[i], x), 0);
+            assert_int_equal(zoff_get_master(mr.rt, mr.id[i], y), 0);
+            for (uint64_t e = ZOFF_MAX(off, ri.own_begin);
+                 e < ZOFF_MIN(off + k_numel[i], ri.own_end); e++)
+                assert_true(fabs((double)x[e - off] - (double)y[e - off]) <=
+                            1e-5 * fabs((double)y[e - off]) + 1e-6);
+            free(x);
+            free(y);
+            off += k_numel[i];
+        }
+    }
+    for (int i = 0; i < NP; i++) free(vals[i]);
+    tr_close(&ms);
+    tr_close(&mr);
+    if (d1) zt_rmtree(d1);
+    if (d2) zt_rmtree(d2);
+    free(d1);
+    free(d2);
+}
+
+static void test_accum_stage2(void **state)
+{
+    (void)state;
+    run_accum(2, 2, 0, 30);
+}
+static void test_accum_stage1(void **state)
+{
+    (void)state;
+    run_accum(1, 3, 0, 10);
+}
+static void test_accum_overflow_one_rank(void **state)
+{
+    (void)state;
+    run_accum(2, 2, 4, 8);
 }
 
 /* ---- checkpoints across rank counts: `test_shard TIER save DIR` (several ranks) writes a
@@ -447,9 +628,20 @@ int main(int argc, char **argv)
     g_rank = r;
     g_size = n;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stage2_same_grads),     cmocka_unit_test(test_stage1_same_grads),
-        cmocka_unit_test(test_stage2_rank_grads_f32), cmocka_unit_test(test_stage1_rank_grads_f32),
-        cmocka_unit_test(test_overflow_one_rank),     cmocka_unit_test(test_two_nodes),
+        cmocka_unit_test(test_stage2_same_grads),
+        cmocka_unit_test(test_stage1_same_grads),
+        cmocka_unit_test(test_stage2_rank_grads_f32),
+        cmocka_unit_test(test_stage1_rank_grads_f32),
+        cmocka_unit_test(test_overflow_one_rank),
+        cmocka_unit_test(test_two_nodes),
+        cmocka_unit_test(test_accum_stage2),
+        cmocka_unit_test(test_accum_stage1),
+        cmocka_unit_test(test_accum_overflow_one_rank),
+        cmocka_unit_test(test_bucket_stage2_same_grads),
+        cmocka_unit_test(test_bucket_stage1_same_grads),
+        cmocka_unit_test(test_bucket_stage2_rank_grads_f32),
+        cmocka_unit_test(test_bucket_stage1_rank_grads_f32),
+        cmocka_unit_test(test_bucket_overflow_one_rank),
     };
     return cmocka_run_group_tests(tests, NULL, NULL) ? 1 : 0;
 }

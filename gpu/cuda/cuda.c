@@ -275,6 +275,14 @@ static zoff_status cuda_cast_f32(zdev *d, void *dst, zoff_dtype dst_dtype, const
     return 0;
 }
 
+static zoff_status cuda_widen_f32(zdev *d, float *dst, const void *src, zoff_dtype src_dtype,
+                                  size_t n, zdev_stream *s)
+{
+    ZOFF_CHECK(enter(d));
+    ZOFF_CUDA_CHECK(zdev__cuda_launch_widen(dst, src, (int)src_dtype, n, cs(s)));
+    return 0;
+}
+
 static zoff_status cuda_scale(zdev *d, void *x, zoff_dtype dtype, size_t n, float alpha,
                               zdev_stream *s)
 {
@@ -329,6 +337,7 @@ static const zdev_ops cuda_ops = {
     .memcpy = cuda_memcpy,
     .host_fn = cuda_host_fn,
     .cast_f32 = cuda_cast_f32,
+    .widen_f32 = cuda_widen_f32,
     .scale = cuda_scale,
     .fill = cuda_fill,
     .busy = cuda_busy,

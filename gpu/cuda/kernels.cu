@@ -1,5 +1,6 @@
 /*
- * kernels.cu — the CUDA kernels of the device interface: cast fp32 -> fp16/bf16/fp32, scale,
+ * kernels.cu — the CUDA kernels of the device interface: cast fp32 -> fp16/bf16/fp32, widen
+ * fp16/bf16/fp32 -> fp32, scale,
  * fill (grid-stride loops over gpu/elem.h, templated on the dtype so the element branch folds
  * away) and busy (one thread spinning on clock64). Owns nothing but the launchers declared in
  * kernels.h. Compiled only with the CUDA backend (ZOFF_CUDA); never run on a GPU in this
@@ -27,6 +28,13 @@ template <int DT> __global__ void cast_kernel(void *dst, const float *src, size_
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
         zdev_elem_cast(dst, DT, src, i);
+}
+
+template <int DT> __global__ void widen_kernel(float *dst, const void *src, size_t n)
+{
+    size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        zdev_elem_widen(dst, src, DT, i);
 }
 
 template <int DT> __global__ void scale_kernel(void *x, size_t n, float alpha)
@@ -65,6 +73,26 @@ extern "C" cudaError_t zdev__cuda_launch_cast(void *dst, int dtype, const float 
         break;
     case ZOFF_DTYPE_BF16:
         cast_kernel<ZOFF_DTYPE_BF16><<<b, kThreads, 0, stream>>>(dst, src, n);
+        break;
+    default:
+        return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t zdev__cuda_launch_widen(float *dst, const void *src, int src_dtype, size_t n,
+                                               cudaStream_t stream)
+{
+    unsigned b = blocks_for(n);
+    switch (src_dtype) {
+    case ZOFF_DTYPE_F32:
+        widen_kernel<ZOFF_DTYPE_F32><<<b, kThreads, 0, stream>>>(dst, src, n);
+        break;
+    case ZOFF_DTYPE_F16:
+        widen_kernel<ZOFF_DTYPE_F16><<<b, kThreads, 0, stream>>>(dst, src, n);
+        break;
+    case ZOFF_DTYPE_BF16:
+        widen_kernel<ZOFF_DTYPE_BF16><<<b, kThreads, 0, stream>>>(dst, src, n);
         break;
     default:
         return cudaErrorInvalidValue;

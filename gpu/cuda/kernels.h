@@ -19,6 +19,9 @@ extern "C" {
 /* dst[i] = round_dtype(src[i]) for i < n; dtype is a zoff_dtype. */
 cudaError_t zdev__cuda_launch_cast(void *dst, int dtype, const float *src, size_t n,
                                    cudaStream_t stream);
+/* dst[i] = float(src[i]) for i < n; src_dtype is a zoff_dtype (exact). */
+cudaError_t zdev__cuda_launch_widen(float *dst, const void *src, int src_dtype, size_t n,
+                                    cudaStream_t stream);
 /* x[i] = round_dtype(x[i] * alpha). */
 cudaError_t zdev__cuda_launch_scale(void *x, int dtype, size_t n, float alpha, cudaStream_t stream);
 /* x[i] = round_dtype(value). */
