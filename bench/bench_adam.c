@@ -17,11 +17,9 @@
 #define _GNU_SOURCE
 #include <immintrin.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
 #include "common/common.h"
@@ -46,15 +44,6 @@ typedef struct ba_bufs {
 } ba_bufs;
 
 /* 2 MiB-aligned anonymous memory with transparent huge pages requested. */
-static void *ba_alloc(size_t bytes)
-{
-    size_t len = ZOFF_ALIGN_UP(bytes ? bytes : 1, (size_t)2 << 20);
-    void *p = NULL;
-    if (posix_memalign(&p, (size_t)2 << 20, len) != 0) return NULL;
-    madvise(p, len, MADV_HUGEPAGE);
-    return p;
-}
-
 /* Deterministic data: grads uniform in +-0.01, params in [-1, 1), m = g/2, v = g^2 + 1e-6.
  * Filled tile by tile by the benchmark's threads (first touch). */
 static void ba_fill(ba_bufs *b, size_t tile, int threads)
@@ -106,6 +95,11 @@ static void run_zoff(void *p)
     if (zadam_step(a->ctx, &a->hp, &a->t, &bad) != 0 || bad != 0) a->failed = 1;
 }
 
+static void zoff_next_step(void *p)
+{
+    ((ba_zoff_arg *)p)->hp.step++;
+}
+
 static zadam_tensor ba_tensor(const ba_bufs *b, size_t off, size_t n)
 {
     zadam_tensor t = {0};
@@ -127,6 +121,11 @@ typedef struct ba_naive_arg {
     zadam_hparams hp;
     int threads;
 } ba_naive_arg;
+
+static void naive_next_step(void *p)
+{
+    ((ba_naive_arg *)p)->hp.step++;
+}
 
 /* The update as a C programmer writes it first: one OpenMP loop over all elements with the
  * half.h conversions and sqrtf, `omp simd` to invite the auto-vectoriser. The dtype choice is
@@ -357,11 +356,11 @@ static int ba_copy_make(const ba_bufs *src, size_t n, ba_copy *c)
     c->b.n = n;
     const size_t gsz = zoff_dtype_size(src->gdt), osz = zoff_dtype_size(src->odt);
     /* aligned like the timed buffers, so the checked code paths are the timed ones */
-    c->b.grad = ba_alloc(n * gsz);
-    c->b.param = ba_alloc(n * 4);
-    c->b.m = ba_alloc(n * 4);
-    c->b.v = ba_alloc(n * 4);
-    c->b.out = src->out ? ba_alloc(n * osz) : NULL;
+    c->b.grad = zb_alloc_huge(n * gsz);
+    c->b.param = zb_alloc_huge(n * 4);
+    c->b.m = zb_alloc_huge(n * 4);
+    c->b.v = zb_alloc_huge(n * 4);
+    c->b.out = src->out ? zb_alloc_huge(n * osz) : NULL;
     if (!c->b.grad || !c->b.param || !c->b.m || !c->b.v || (src->out && !c->b.out)) return -1;
     memcpy(c->b.grad, src->grad, n * gsz);
     memcpy(c->b.param, src->param, n * 4);
@@ -502,45 +501,6 @@ out:
 
 #define BA_MAX_CTX (2 * ZADAM_ISA_COUNT_)
 
-typedef struct ba_kernel {
-    char name[64];
-    const char *isa;
-    void (*fn)(void *);
-    void *arg;
-    int roofline;
-    double *ns;     /* per round, in round order */
-    double *sorted; /* the same, sorted */
-    double med_ns, min_ns, ratio;
-} ba_kernel;
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *x, int n)
-{
-    qsort(x, (size_t)n, sizeof(double), cmp_d);
-    return (n % 2) ? x[n / 2] : (x[n / 2 - 1] + x[n / 2]) / 2;
-}
-
-static int parse_dtype(const char *s, zoff_dtype *dt, int *present)
-{
-    *present = 1;
-    if (!strcmp(s, "f16"))
-        *dt = ZOFF_DTYPE_F16;
-    else if (!strcmp(s, "bf16"))
-        *dt = ZOFF_DTYPE_BF16;
-    else if (!strcmp(s, "f32"))
-        *dt = ZOFF_DTYPE_F32;
-    else if (!strcmp(s, "none"))
-        *present = 0;
-    else
-        return -1;
-    return 0;
-}
-
 static void usage(FILE *f)
 {
     fprintf(f, "usage: zoff bench adam [--numel N] [--threads T] [--isa scalar|avx2|avx512|all]\n"
@@ -616,9 +576,9 @@ int zoff_bench_adam_main(int argc, char **argv)
         } else if (zb_arg_match(&i, argc, argv, "--isa", &val)) {
             isa_arg = val;
         } else if (zb_arg_match(&i, argc, argv, "--grad", &val)) {
-            if (parse_dtype(val, &gdt, &present) || !present) goto bad;
+            if (zb_parse_dtype(val, &gdt, &present) || !present) goto bad;
         } else if (zb_arg_match(&i, argc, argv, "--out", &val)) {
-            if (parse_dtype(val, &odt, &want_out)) goto bad;
+            if (zb_parse_dtype(val, &odt, &want_out)) goto bad;
         } else if (zb_arg_match(&i, argc, argv, "--nt-out", &val)) {
             n_nt = 1;
             if (!strcmp(val, "auto"))
@@ -655,28 +615,11 @@ int zoff_bench_adam_main(int argc, char **argv)
     }
     if (!want_out) n_nt = 1; /* nothing to stream */
 
-    if (threads <= 0) threads = (int)zoff__param_int(ZOFF_PARAM_CPU_THREADS, 0);
-    if (threads <= 0) threads = omp_get_max_threads();
-    if (threads > ZADAM_MAX_THREADS) {
-        fprintf(stderr,
-                "zoff bench adam: %d threads (ZOFF_CPU_THREADS / OMP_NUM_THREADS): using %d\n",
-                threads, ZADAM_MAX_THREADS);
-        threads = ZADAM_MAX_THREADS;
-    }
-
+    threads = zb_adam_threads(threads, "zoff bench adam");
     /* the ISAs to time */
     zadam_isa isas[ZADAM_ISA_COUNT_];
-    int nisa = 0;
-    if (!isa_arg || !strcmp(isa_arg, "all")) {
-        for (int k = ZADAM_ISA_COUNT_ - 1; k >= 0; k--)
-            if (zadam_isa_supported((zadam_isa)k)) isas[nisa++] = (zadam_isa)k;
-    } else {
-        if (zadam_isa_parse(isa_arg, &isas[0]) != 0) {
-            fprintf(stderr, "zoff bench adam: %s\n", zoff__last_error_tls());
-            return 2;
-        }
-        nisa = 1;
-    }
+    const int nisa = zb_adam_isas(isa_arg, isas, "zoff bench adam");
+    if (nisa < 0) return 2;
     const zadam_isa roof_isa =
         zadam_isa_supported(ZADAM_ISA_AVX512) ? ZADAM_ISA_AVX512 : ZADAM_ISA_AVX2;
     const int have_roof = zadam_isa_supported(ZADAM_ISA_AVX2);
@@ -686,7 +629,7 @@ int zoff_bench_adam_main(int argc, char **argv)
     ba_bufs b = {0};
     zadam_ctx *ctx[BA_MAX_CTX] = {0};
     ba_zoff_arg zarg[BA_MAX_CTX];
-    ba_kernel ks[BA_MAX_KERNELS];
+    zb_kernel ks[BA_MAX_KERNELS];
     zb_table *tab = NULL;
     memset(ks, 0, sizeof ks);
 
@@ -694,26 +637,18 @@ int zoff_bench_adam_main(int argc, char **argv)
     b.gdt = gdt;
     b.odt = odt;
     b.has_out = want_out;
-    b.grad = ba_alloc(b.n * zoff_dtype_size(gdt));
-    b.param = ba_alloc(b.n * 4);
-    b.m = ba_alloc(b.n * 4);
-    b.v = ba_alloc(b.n * 4);
-    b.out = want_out ? ba_alloc(b.n * zoff_dtype_size(odt)) : NULL;
+    b.grad = zb_alloc_huge(b.n * zoff_dtype_size(gdt));
+    b.param = zb_alloc_huge(b.n * 4);
+    b.m = zb_alloc_huge(b.n * 4);
+    b.v = zb_alloc_huge(b.n * 4);
+    b.out = want_out ? zb_alloc_huge(b.n * zoff_dtype_size(odt)) : NULL;
     if (!b.grad || !b.param || !b.m || !b.v || (want_out && !b.out)) {
         fprintf(stderr, "zoff bench adam: cannot allocate %zu elements\n", b.n);
         goto out;
     }
     ba_fill(&b, (size_t)tile, threads);
 
-    zadam_hparams hp = {.lr = 1e-3f,
-                        .beta1 = 0.9f,
-                        .beta2 = 0.999f,
-                        .eps = 1e-8f,
-                        .weight_decay = 0.01f,
-                        .adamw = 1,
-                        .bias_correction = 1,
-                        .step = 1,
-                        .grad_scale = 0.5f};
+    zadam_hparams hp = zb_adam_hparams();
     for (int k = 0; k < nisa; k++) {
         for (int j = 0; j < n_nt; j++) {
             zadam_config cfg = {.isa = zadam_isa_name(isas[k]),
@@ -732,11 +667,12 @@ int zoff_bench_adam_main(int argc, char **argv)
                 goto out;
             }
             zarg[nctx] = (ba_zoff_arg){ctx[nctx], hp, ba_tensor(&b, 0, b.n), 0};
-            ba_kernel *kk = &ks[nk++];
+            zb_kernel *kk = &ks[nk++];
             snprintf(kk->name, sizeof kk->name, "zoff fused adam%s",
                      n_nt == 1 ? "" : (nt_modes[j] > 0 ? " [NT out]" : " [ordinary out]"));
             kk->isa = zadam_isa_name(isas[k]);
             kk->fn = run_zoff;
+            kk->before = zoff_next_step;
             kk->arg = &zarg[nctx];
             nctx++;
         }
@@ -775,7 +711,7 @@ int zoff_bench_adam_main(int argc, char **argv)
         for (int nt = 0; nt < 3; nt++) {
             if (nt == 1 && !want_out) continue;
             roof[nt] = (ba_roof_arg){&b, (size_t)tile, threads, nt, roof_isa};
-            ba_kernel *kk = &ks[nk++];
+            zb_kernel *kk = &ks[nk++];
             snprintf(kk->name, sizeof kk->name, "%s", roof_names[nt]);
             kk->isa = zadam_isa_name(roof_isa);
             kk->fn = run_roof;
@@ -785,30 +721,17 @@ int zoff_bench_adam_main(int argc, char **argv)
     }
     ba_naive_arg narg = {&b, hp, threads};
     if (want_naive) {
-        ba_kernel *kk = &ks[nk++];
+        zb_kernel *kk = &ks[nk++];
         snprintf(kk->name, sizeof kk->name, "naive C loop");
         kk->isa = have_naive512 ? "c+avx512" : "c";
         kk->fn = have_naive512 ? run_naive : run_naive_generic;
+        kk->before = naive_next_step;
         kk->arg = &narg;
     }
-    for (int k = 0; k < nk; k++) {
-        ks[k].ns = calloc((size_t)reps, sizeof(double));
-        ks[k].sorted = calloc((size_t)reps, sizeof(double));
-        if (!ks[k].ns || !ks[k].sorted) goto out;
-    }
+    if (zb_kernels_alloc(ks, nk, reps) != 0) goto out;
 
     /* one untimed round, then `reps` interleaved rounds */
-    for (int k = 0; k < nk; k++) ks[k].fn(ks[k].arg);
-    for (int r = 0; r < reps; r++) {
-        for (int k = 0; k < nk; k++) {
-            if (ks[k].fn == run_zoff) ((ba_zoff_arg *)ks[k].arg)->hp.step++;
-            if (ks[k].fn == run_naive || ks[k].fn == run_naive_generic)
-                ((ba_naive_arg *)ks[k].arg)->hp.step++;
-            uint64_t t0 = zoff__now_ns();
-            ks[k].fn(ks[k].arg);
-            ks[k].ns[r] = (double)(zoff__now_ns() - t0);
-        }
-    }
+    zb_kernels_run(ks, nk, reps);
     for (int k = 0; k < nctx; k++) {
         if (zarg[k].failed) {
             fprintf(stderr, "zoff bench adam: a timed step failed or saw non-finite grads\n");
@@ -816,43 +739,19 @@ int zoff_bench_adam_main(int argc, char **argv)
         }
     }
 
-    /* statistics; the best roofline is the one with the lowest median time */
-    int best_roof = -1;
-    for (int k = 0; k < nk; k++) {
-        memcpy(ks[k].sorted, ks[k].ns, sizeof(double) * (size_t)reps);
-        ks[k].med_ns = median(ks[k].sorted, reps);
-        ks[k].min_ns = ks[k].sorted[0];
-        if (ks[k].roofline && (best_roof < 0 || ks[k].med_ns < ks[best_roof].med_ns)) best_roof = k;
-    }
-    /* x_roofline: the median over rounds of (best roofline time / kernel time) in that round,
-     * so that both sides of every ratio saw the same machine state */
-    double *pair = calloc((size_t)reps, sizeof(double));
-    if (!pair) goto out;
-    for (int k = 0; k < nk && best_roof >= 0; k++) {
-        for (int r = 0; r < reps; r++) pair[r] = ks[best_roof].ns[r] / ks[k].ns[r];
-        ks[k].ratio = median(pair, reps);
-    }
-    free(pair);
-
-    static const char *cols[] = {"kernel",  "isa",  "threads",   "ms_median", "ms_best",
-                                 "gelem_s", "gb_s", "gb_s_best", "x_roofline"};
+    /* statistics: median, best, and x_roofline against the best roofline (lowest median) */
+    const int best_roof = zb_kernels_stats(ks, nk, reps);
+    if (best_roof == -2) goto out;
     char title[160];
     snprintf(title, sizeof title, "adam step, %zu elements, grad %s, out %s, %zu B/elem", b.n,
              zoff_dtype_name(gdt), want_out ? zoff_dtype_name(odt) : "none", bpe);
-    tab = zb_table_new(title, (int)ZOFF_ARRAY_SIZE(cols), cols);
-    for (int k = 0; k < nk; k++) {
-        char ratio[32] = "n/a";
-        if (best_roof >= 0) snprintf(ratio, sizeof ratio, "%.3f", ks[k].ratio);
-        zb_table_rowf(tab, "%s|%s|%d|%.3f|%.3f|%.3f|%.1f|%.1f|%s", ks[k].name, ks[k].isa, threads,
-                      ks[k].med_ns / 1e6, ks[k].min_ns / 1e6, (double)b.n / ks[k].med_ns,
-                      zb_gbps(bytes, ks[k].med_ns), zb_gbps(bytes, ks[k].min_ns), ratio);
-    }
+    if (!(tab = zb_kernels_table(title, ks, nk, best_roof, threads, b.n, bytes))) goto out;
     zb_table_print(tab, stdout);
     printf("\ngb_s from the median time; x_roofline = median over rounds of the per-round ratio "
            "to the best roofline%s%s%s\n",
            best_roof >= 0 ? " (" : "", best_roof >= 0 ? ks[best_roof].name : "",
            best_roof >= 0 ? ")" : ": not measured, no AVX2");
-    const ba_kernel *naive = NULL;
+    const zb_kernel *naive = NULL;
     for (int k = 0; k < nk; k++)
         if (!strcmp(ks[k].name, "naive C loop")) naive = &ks[k];
     for (int k = 0; k < nk && naive; k++) {
@@ -860,21 +759,11 @@ int zoff_bench_adam_main(int argc, char **argv)
         printf("%s %s: %.2fx the naive loop's speed\n", ks[k].name, ks[k].isa,
                naive->med_ns / ks[k].med_ns);
     }
-    if (json && zb_table_write_json(tab, json) != 0) {
-        fprintf(stderr, "zoff bench adam: cannot write %s\n", json);
-        goto out;
-    }
-    if (csv && zb_table_write_csv(tab, csv) != 0) {
-        fprintf(stderr, "zoff bench adam: cannot write %s\n", csv);
-        goto out;
-    }
+    if (zb_table_save(tab, json, csv, "zoff bench adam") != 0) goto out;
     rc = 0;
 out:
     zb_table_free(tab);
-    for (int k = 0; k < nk; k++) {
-        free(ks[k].ns);
-        free(ks[k].sorted);
-    }
+    zb_kernels_free(ks, nk);
     for (int k = 0; k < nctx; k++) zadam_destroy(ctx[k]);
     free(b.grad);
     free(b.param);

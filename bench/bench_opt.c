@@ -13,11 +13,9 @@
  */
 #define _GNU_SOURCE
 #include <immintrin.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "common/common.h"
 #include "common/half.h"
@@ -31,15 +29,6 @@
 #define BO_TOUCH(x) __asm__ volatile("" : "+v"(x))
 
 int zoff__bench_opt_main(int argc, char **argv);
-
-static void *bo_alloc(size_t bytes)
-{
-    size_t len = ZOFF_ALIGN_UP(bytes ? bytes : 1, (size_t)2 << 20);
-    void *p = NULL;
-    if (posix_memalign(&p, (size_t)2 << 20, len) != 0) return NULL;
-    madvise(p, len, MADV_HUGEPAGE);
-    return p;
-}
 
 typedef struct bo_bufs {
     size_t n;
@@ -333,44 +322,6 @@ out:
     return rc;
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *x, int n)
-{
-    qsort(x, (size_t)n, sizeof(double), cmp_d);
-    return (n % 2) ? x[n / 2] : (x[n / 2 - 1] + x[n / 2]) / 2;
-}
-
-static int parse_dt(const char *s, zoff_dtype *dt, int *present)
-{
-    *present = 1;
-    if (!strcmp(s, "f16"))
-        *dt = ZOFF_DTYPE_F16;
-    else if (!strcmp(s, "bf16"))
-        *dt = ZOFF_DTYPE_BF16;
-    else if (!strcmp(s, "f32"))
-        *dt = ZOFF_DTYPE_F32;
-    else if (!strcmp(s, "none"))
-        *present = 0;
-    else
-        return -1;
-    return 0;
-}
-
-typedef struct bo_kernel {
-    char name[64];
-    const char *isa;
-    void (*fn)(void *);
-    void *arg;
-    int roofline;
-    double *ns, *sorted;
-    double med_ns, min_ns, ratio;
-} bo_kernel;
-
 int zoff__bench_opt_main(int argc, char **argv)
 {
     uint64_t numel = 16u << 20, tile = ZADAM_DEFAULT_TILE_NUMEL;
@@ -392,9 +343,9 @@ int zoff__bench_opt_main(int argc, char **argv)
         } else if (zb_arg_match(&i, argc, argv, "--isa", &val)) {
             isa_arg = val;
         } else if (zb_arg_match(&i, argc, argv, "--grad", &val)) {
-            if (parse_dt(val, &gdt, &present) || !present) goto bad;
+            if (zb_parse_dtype(val, &gdt, &present) || !present) goto bad;
         } else if (zb_arg_match(&i, argc, argv, "--out", &val)) {
-            if (parse_dt(val, &odt, &want_out)) goto bad;
+            if (zb_parse_dtype(val, &odt, &want_out)) goto bad;
         } else if (zb_arg_match(&i, argc, argv, "--state", &val)) {
             if (zstate_fmt_parse(val, &fmt) != 0) goto bad;
         } else if (zb_arg_match(&i, argc, argv, "--optim", &val)) {
@@ -414,20 +365,10 @@ int zoff__bench_opt_main(int argc, char **argv)
         fprintf(stderr, "zoff bench adam: bad argument '%s'\n", argv[i]);
         return 2;
     }
-    if (threads <= 0) threads = (int)zoff__param_int(ZOFF_PARAM_CPU_THREADS, 0);
-    if (threads <= 0) threads = omp_get_max_threads();
+    threads = zb_adam_threads(threads, "zoff bench adam");
     zadam_isa isas[ZADAM_ISA_COUNT_];
-    int nisa = 0;
-    if (!isa_arg || !strcmp(isa_arg, "all")) {
-        for (int k = ZADAM_ISA_COUNT_ - 1; k >= 0; k--)
-            if (zadam_isa_supported((zadam_isa)k)) isas[nisa++] = (zadam_isa)k;
-    } else {
-        if (zadam_isa_parse(isa_arg, &isas[0]) != 0) {
-            fprintf(stderr, "zoff bench adam: %s\n", zoff__last_error_tls());
-            return 2;
-        }
-        nisa = 1;
-    }
+    const int nisa = zb_adam_isas(isa_arg, isas, "zoff bench adam");
+    if (nisa < 0) return 2;
     const int have_roof = zadam_isa_supported(ZADAM_ISA_AVX2);
 
     int rc = 1, nk = 0, nctx = 0;
@@ -435,7 +376,7 @@ int zoff__bench_opt_main(int argc, char **argv)
     zadam_ctx *ctx[ZADAM_ISA_COUNT_] = {0};
     bo_run runs[ZADAM_ISA_COUNT_];
     bo_roof roofs[2];
-    bo_kernel ks[BO_MAXK];
+    zb_kernel ks[BO_MAXK];
     zb_table *tab = NULL;
     memset(ks, 0, sizeof ks);
     b.n = (size_t)numel;
@@ -445,9 +386,9 @@ int zoff__bench_opt_main(int argc, char **argv)
     b.odt = odt;
     b.has_out = want_out;
     b.state_bytes = zstate_bytes(kind, fmt, b.n);
-    b.grad = bo_alloc(b.n * zoff_dtype_size(gdt));
-    b.out = bo_alloc(b.n * zoff_dtype_size(odt));
-    b.state = bo_alloc(b.state_bytes);
+    b.grad = zb_alloc_huge(b.n * zoff_dtype_size(gdt));
+    b.out = zb_alloc_huge(b.n * zoff_dtype_size(odt));
+    b.state = zb_alloc_huge(b.state_bytes);
     if (!b.grad || !b.out || !b.state) {
         fprintf(stderr, "zoff bench adam: cannot allocate %zu elements\n", b.n);
         goto out;
@@ -455,17 +396,8 @@ int zoff__bench_opt_main(int argc, char **argv)
     bo_tensor(&b);
     bo_fill(&b, (size_t)tile, threads);
 
-    zadam_hparams hp = {.lr = 1e-3f,
-                        .beta1 = 0.9f,
-                        .beta2 = 0.999f,
-                        .eps = 1e-8f,
-                        .weight_decay = 0.01f,
-                        .adamw = 1,
-                        .bias_correction = 1,
-                        .step = 1,
-                        .grad_scale = 0.5f,
-                        .optim = (int)kind,
-                        .lr_decay = 0.0f};
+    zadam_hparams hp = zb_adam_hparams();
+    hp.optim = (int)kind;
     if (kind == ZOPT_LION) hp.beta2 = 0.99f;
     if (kind == ZOPT_ADAGRAD) hp.eps = 1e-10f;
     for (int k = 0; k < nisa; k++) {
@@ -481,7 +413,7 @@ int zoff__bench_opt_main(int argc, char **argv)
             goto out;
         }
         runs[nctx] = (bo_run){ctx[nctx], hp, b.t, 0};
-        bo_kernel *kk = &ks[nk++];
+        zb_kernel *kk = &ks[nk++];
         snprintf(kk->name, sizeof kk->name, "zoff fused %s [%s state]", zopt_kind_name(kind),
                  zstate_fmt_name(fmt));
         kk->isa = zadam_isa_name(isas[k]);
@@ -491,18 +423,14 @@ int zoff__bench_opt_main(int argc, char **argv)
     }
     for (int nt = 0; have_roof && nt < (want_out ? 2 : 1); nt++) {
         roof_init(&roofs[nt], &b, (size_t)tile, threads, nt);
-        bo_kernel *kk = &ks[nk++];
+        zb_kernel *kk = &ks[nk++];
         snprintf(kk->name, sizeof kk->name, "roofline (%s stores: output)", nt ? "NT" : "ordinary");
         kk->isa = roofs[nt].avx512 ? "avx512" : "avx2";
         kk->fn = run_roof;
         kk->arg = &roofs[nt];
         kk->roofline = 1;
     }
-    for (int k = 0; k < nk; k++) {
-        ks[k].ns = calloc((size_t)reps, sizeof(double));
-        ks[k].sorted = calloc((size_t)reps, sizeof(double));
-        if (!ks[k].ns || !ks[k].sorted) goto out;
-    }
+    if (zb_kernels_alloc(ks, nk, reps) != 0) goto out;
     const double bpe = zopt_bytes_per_elem(kind, fmt, gdt, want_out, odt);
     const double bytes = bpe * (double)b.n;
     printf("zoff bench adam: %s, %s state, %zu elements, grad %s, out %s, %d threads, tile %zu, "
@@ -516,66 +444,29 @@ int zoff__bench_opt_main(int argc, char **argv)
     printf("check: every timed ISA == scalar reference bit for bit on %zu elements\n\n",
            ZOFF_MIN(b.n / ZSTATE_Q8_BLOCK * ZSTATE_Q8_BLOCK, BO_CHECK));
 
-    for (int k = 0; k < nk; k++) ks[k].fn(ks[k].arg);
-    for (int r = 0; r < reps; r++)
-        for (int k = 0; k < nk; k++) {
-            uint64_t t0 = zoff__now_ns();
-            ks[k].fn(ks[k].arg);
-            ks[k].ns[r] = (double)(zoff__now_ns() - t0);
-        }
+    zb_kernels_run(ks, nk, reps);
     for (int k = 0; k < nctx; k++)
         if (runs[k].failed) {
             fprintf(stderr, "zoff bench adam: a timed step failed or saw non-finite grads\n");
             goto out;
         }
-    int best_roof = -1;
-    for (int k = 0; k < nk; k++) {
-        memcpy(ks[k].sorted, ks[k].ns, sizeof(double) * (size_t)reps);
-        ks[k].med_ns = median(ks[k].sorted, reps);
-        ks[k].min_ns = ks[k].sorted[0];
-        if (ks[k].roofline && (best_roof < 0 || ks[k].med_ns < ks[best_roof].med_ns)) best_roof = k;
-    }
-    double *pair = calloc((size_t)reps, sizeof(double));
-    if (!pair) goto out;
-    for (int k = 0; k < nk && best_roof >= 0; k++) {
-        for (int r = 0; r < reps; r++) pair[r] = ks[best_roof].ns[r] / ks[k].ns[r];
-        ks[k].ratio = median(pair, reps);
-    }
-    free(pair);
-    static const char *cols[] = {"kernel",  "isa",  "threads",   "ms_median", "ms_best",
-                                 "gelem_s", "gb_s", "gb_s_best", "x_roofline"};
+    const int best_roof = zb_kernels_stats(ks, nk, reps);
+    if (best_roof == -2) goto out;
     char title[160];
     snprintf(title, sizeof title, "%s step, %s state, %zu elements, grad %s, out %s, %.3f B/elem",
              zopt_kind_name(kind), zstate_fmt_name(fmt), b.n, zoff_dtype_name(gdt),
              want_out ? zoff_dtype_name(odt) : "none", bpe);
-    tab = zb_table_new(title, (int)ZOFF_ARRAY_SIZE(cols), cols);
-    for (int k = 0; k < nk; k++) {
-        char ratio[32] = "n/a";
-        if (best_roof >= 0) snprintf(ratio, sizeof ratio, "%.3f", ks[k].ratio);
-        zb_table_rowf(tab, "%s|%s|%d|%.3f|%.3f|%.3f|%.1f|%.1f|%s", ks[k].name, ks[k].isa, threads,
-                      ks[k].med_ns / 1e6, ks[k].min_ns / 1e6, (double)b.n / ks[k].med_ns,
-                      zb_gbps(bytes, ks[k].med_ns), zb_gbps(bytes, ks[k].min_ns), ratio);
-    }
+    if (!(tab = zb_kernels_table(title, ks, nk, best_roof, threads, b.n, bytes))) goto out;
     zb_table_print(tab, stdout);
     printf("\nx_roofline = median over rounds of the per-round ratio to the best roofline of this "
            "kernel's own byte stream%s%s%s\n",
            best_roof >= 0 ? " (" : "", best_roof >= 0 ? ks[best_roof].name : "",
            best_roof >= 0 ? ")" : ": not measured, no AVX2");
-    if (json && zb_table_write_json(tab, json) != 0) {
-        fprintf(stderr, "zoff bench adam: cannot write %s\n", json);
-        goto out;
-    }
-    if (csv && zb_table_write_csv(tab, csv) != 0) {
-        fprintf(stderr, "zoff bench adam: cannot write %s\n", csv);
-        goto out;
-    }
+    if (zb_table_save(tab, json, csv, "zoff bench adam") != 0) goto out;
     rc = 0;
 out:
     zb_table_free(tab);
-    for (int k = 0; k < nk; k++) {
-        free(ks[k].ns);
-        free(ks[k].sorted);
-    }
+    zb_kernels_free(ks, nk);
     for (int k = 0; k < nctx; k++) zadam_destroy(ctx[k]);
     free(b.grad);
     free(b.out);

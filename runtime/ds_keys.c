@@ -24,10 +24,11 @@
 #define ZOFF_NOTE_MULTI                                                                            \
     "a multi-rank communication setting: zoff runs one rank and communicates nothing"
 #define ZOFF_NOTE_BUCKET                                                                           \
-    "gradient bucketing/accumulation tuning: zoff copies each gradient when the trainer declares " \
-    "it final and updates once per zoff_step"
+    "gradient accumulation tuning: zoff copies each gradient into its buckets when the trainer "   \
+    "declares it final and sums gradient_accumulation_steps micro-batches in fp32 on the host"
 #define ZOFF_NOTE_CONTIG                                                                           \
-    "zoff copies gradients straight from the trainer's buffers into one pinned host buffer"
+    "zoff's gradients always land in one contiguous pinned host buffer (zoff_grad_push: through "  \
+    "its device gradient buckets)"
 #define ZOFF_NOTE_SUBGROUP "zoff.partition_numel sets the optimizer-state partition (swap unit)"
 #define ZOFF_NOTE_OFFLOAD_TUNING                                                                   \
     "zoff always preallocates the swap at zoff_finalize, pipelines reads and writes, and runs its" \
@@ -38,8 +39,8 @@
 #define ZOFF_NOTE_ENGINE                                                                           \
     "a DeepSpeed engine feature outside the optimizer offload; zoff does not do it"
 #define ZOFF_NOTE_PRECISION                                                                        \
-    "zoff keeps fp32 master weights and fp32 Adam moments, updated in host memory, whatever the "  \
-    "16-bit format"
+    "zoff keeps fp32 master weights, updated in host memory, whatever the 16-bit format; the "     \
+    "moments' format is zoff.state_format (fp32, bf16 or q8)"
 #define ZOFF_NOTE_AIO    "zoff runs one io_uring per swap store with batched submissions"
 #define ZOFF_NOTE_FUSION "zoff always runs its fused CPU Adam"
 #define ZOFF_NOTE_MONITOR                                                                          \

@@ -20,7 +20,8 @@ if(ZOFF_GXX)
   set_tests_properties(test_header_cxx PROPERTIES LABELS "quick" TIMEOUT 300)
 endif()
 # The command blocks of README.md and docs/*.md (tests/test_docs.py states the rule): `sh`
-# blocks run here; `sh slow` ones with -DZOFF_DOCS_SLOW=ON (minutes: benchmarks, the full demo).
+# blocks run here; `sh slow` ones with -DZOFF_DOCS_SLOW=ON (minutes: benchmarks, the full demo;
+# .ci/run turns it on after `make test`).
 find_package(Python3 COMPONENTS Interpreter QUIET)
 option(ZOFF_DOCS_SLOW "Also run the docs' slow command blocks (test_docs_slow)" OFF)
 if(Python3_Interpreter_FOUND)

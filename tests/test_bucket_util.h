@@ -16,6 +16,7 @@
 
 #include "common/half.h"
 #include "runtime/rt.h"
+#include "test_runtime_util.h"
 #include "zt.h"
 
 #define BK_MAXP 8
@@ -33,18 +34,6 @@ typedef struct bk_model {
     void *hgrad[BK_MAXP]; /* host source of this micro-batch's gradient copy */
     int id[BK_MAXP];
 } bk_model;
-
-static inline uint16_t bk_from_f32(zoff_dtype dt, float f)
-{
-    return dt == ZOFF_DTYPE_F16 ? zoff_f32_to_f16(f) : zoff_f32_to_bf16(f);
-}
-
-static inline float bk_to_f32(zoff_dtype dt, const void *p, size_t i)
-{
-    if (dt == ZOFF_DTYPE_F32) return ((const float *)p)[i];
-    uint16_t h = ((const uint16_t *)p)[i];
-    return dt == ZOFF_DTYPE_F16 ? zoff_f16_to_f32(h) : zoff_bf16_to_f32(h);
-}
 
 /* Creates the runtime, registers np params (deterministic initial values, uploaded as the
  * trainer's 16-bit copy) and finalizes. Returns the first failing status (the model can be
@@ -74,23 +63,8 @@ static inline zoff_status bk_open(bk_model *m, const zoff_config *c, int np, con
             if (st) return st;
         }
         m->hgrad[i] = zt_malloc(numel[i] * m->es);
-        float *init = zt_malloc(numel[i] * sizeof(float));
-        zt_fill_normal(&r, init, numel[i], 0.5f);
-        void *p16 = zt_malloc(numel[i] * m->es);
-        for (size_t k = 0; k < numel[i]; k++) {
-            if (dt == ZOFF_DTYPE_F32)
-                ((float *)p16)[k] = init[k];
-            else
-                ((uint16_t *)p16)[k] = bk_from_f32(dt, init[k]);
-        }
-        st = zoff_device_upload(m->rt, m->dparam[i], p16, numel[i] * m->es, NULL);
-        free(p16);
-        char name[32];
-        snprintf(name, sizeof name, "layer%d.w", i);
-        if (!st)
-            st = zoff_add_param(m->rt, name, numel[i], dt, m->dparam[i],
-                                bucket ? NULL : m->dgrad[i], init, 0, &m->id[i]);
-        free(init);
+        st = tr_add_init_param(m->rt, i, numel[i], dt, m->dparam[i], bucket ? NULL : m->dgrad[i],
+                               &r, &m->id[i]);
         if (st) return st;
     }
     if (bucket) {
@@ -137,7 +111,7 @@ static inline zoff_status bk_backward(bk_model *m, int step, int micro, float sc
             if (m->dt == ZOFF_DTYPE_F32)
                 ((float *)m->hgrad[i])[k] = v;
             else
-                ((uint16_t *)m->hgrad[i])[k] = bk_from_f32(m->dt, v);
+                ((uint16_t *)m->hgrad[i])[k] = tr_from_f32(m->dt, v);
         }
         free(g);
         zoff_status st = ZOFF_OK;

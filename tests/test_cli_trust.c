@@ -39,22 +39,7 @@ static char *run(const char *args, int *code)
 {
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "env %s '%s' %s 2>&1", g_env, g_zoff, args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = zt_malloc(cap);
-    for (size_t n; (n = fread(buf + len, 1, cap - len - 1, p)) > 0;) {
-        len += n;
-        if (len + 1 == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-    }
-    buf[len] = '\0';
-    int st = pclose(p);
-    *code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-    return buf;
+    return zt_popen_read(cmd, code);
 }
 
 /* Expects exit status `code` and, when given, `has` in the output and `lacks` not in it. */

@@ -7,20 +7,28 @@ The rule (docs/architecture.md, "Docs are tested"): a fenced block whose info st
 (a link to the CMake build tree), `examples`, `python`, `scripts` and `docs` (links into the
 source tree), with build/tools on PATH and ZOFF_DEVICE=sim. Attributes after `sh`:
   exit=N          the block's expected exit status (default 0)
-  slow            run only by test_docs_slow (CMake option ZOFF_DOCS_SLOW=ON): minutes long
-  skip: REASON    never run here (a package install, the test suite itself, a GPU, ...); the
-                  reason is required and the block must have a small runnable variant nearby
-                  or a test that covers it
+  slow            run only by test_docs_slow (CMake option ZOFF_DOCS_SLOW=ON, on in .ci/run):
+                  benchmarks at their documented size, the full demo, the torch example; the
+                  whole slow set takes minutes (each block's time is printed)
+  needs=torch     the block imports torch: reported as skipped where torch is not installed
+                  (scripts/deps.sh --with-torch installs it; .ci/run does)
+  skip: REASON    never run by a test: a package install, the build or the test suite itself,
+                  an installed prefix, or a run too large for a test machine (many GiB of disk
+                  or memory, tens of minutes). The reason is required and the block must have a
+                  small runnable variant nearby or a test that covers it
+Every `sh` block is therefore run by test_docs or test_docs_slow, or excluded with its reason.
 Blocks in other languages (c, json, python, text) are not commands. A block with no info string
 is an error: say what it is (text for output, synopses and diagrams).
 
-usage: test_docs.py SOURCE_DIR BUILD_DIR [quick|slow]
+usage: test_docs.py SOURCE_DIR BUILD_DIR [quick|slow] [PAGE]
+  PAGE: run only the blocks of pages whose path contains it (e.g. docs/nvme.md)
 """
 import os
 import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -42,8 +50,11 @@ def blocks(path):
 def main():
     src, build = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
     mode = sys.argv[3] if len(sys.argv) > 3 else "quick"
+    only = sys.argv[4] if len(sys.argv) > 4 else ""
     pages = [src / "README.md"] + sorted((src / "docs").glob("*.md"))
-    errors, ran, skipped = [], 0, 0
+    pages = [p for p in pages if only in str(p.relative_to(src))]
+    have_torch = None
+    errors, ran, skipped, t_all = [], 0, 0, time.monotonic()
     for page in pages:
         rel = page.relative_to(src)
         for line, info, text in blocks(page):
@@ -65,6 +76,14 @@ def main():
             if slow != (mode == "slow"):
                 skipped += 1
                 continue
+            if re.search(r"\bneeds=torch\b", attrs):
+                if have_torch is None:
+                    have_torch = subprocess.run(["python3", "-c", "import torch"],
+                                                capture_output=True).returncode == 0
+                if not have_torch:
+                    print(f"skipped: {where} (needs torch, which is not installed)")
+                    skipped += 1
+                    continue
             em = re.search(r"\bexit=(\d+)", attrs)
             want = int(em.group(1)) if em else 0
             with tempfile.TemporaryDirectory(prefix="docs-",
@@ -74,15 +93,19 @@ def main():
                 os.symlink(build, Path(d) / "build")
                 env = dict(os.environ, ZOFF_DEVICE="sim",
                            PATH=f"{build / 'tools'}:{os.environ.get('PATH', '')}")
+                t0 = time.monotonic()
                 r = subprocess.run(["sh", "-e", "-c", text], cwd=d, env=env,
                                    capture_output=True, text=True, timeout=600)
+                secs = time.monotonic() - t0
             ran += 1
             status = "ok" if r.returncode == want else "FAILED"
-            print(f"{status}: {where} (exit {r.returncode}, expected {want})")
+            print(f"{status}: {where} (exit {r.returncode}, expected {want}, {secs:.1f} s)",
+                  flush=True)
             if r.returncode != want:
                 errors.append(f"{where}: exit {r.returncode}, expected {want}\n--- block:\n"
                               f"{text}\n--- output:\n{(r.stdout + r.stderr)[-3000:]}")
-    print(f"{ran} command blocks run, {skipped} not in this mode or skipped")
+    print(f"{ran} command blocks run in {time.monotonic() - t_all:.0f} s, {skipped} not in this "
+          "mode or skipped")
     for e in errors:
         print("ERROR:", e)
     return 1 if errors else 0

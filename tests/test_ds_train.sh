@@ -6,7 +6,8 @@
 # error. Also: the CLI user's rough edges of issues #16/#11 (mode "cli"): `zoff bench` lists its
 # kinds, `zoff plan --config` and `zoff train --config` agree on an empty file and on a missing
 # nvme_path directory (both accept; train creates it), and `zoff train --resume DIR` takes the
-# model shape from the checkpoint or names the option to pass.
+# model shape from the checkpoint or names the option to pass; `zoff plan --config F` on every
+# example DeepSpeed config exits 0 or 1 (fits / does not fit), never 2, and logs each "auto".
 #   usage: test_ds_train.sh ZOFF SRCDIR config NAME EXPECT | cli
 set -u
 ZOFF=$1
@@ -66,4 +67,16 @@ grep -q "model from the checkpoint: --layers 1, --width 32, --heads 2, --seq-len
 "$ZOFF" train --steps 4 --width 64 --eval-batches 1 --samples 0 --no-progress --offload cpu --resume rck >t.txt 2>&1
 [ $? -eq 2 ] || fail "resume with a conflicting --width: expected exit 2"
 grep -q "pass --width 32" t.txt || fail "resume does not name the option to pass: $(cat t.txt)"
+# `zoff plan --config F` on every example DeepSpeed config: "fits" (0) or "does not fit" (1),
+# never "bad input" (2), for a small and a large model; each "auto" value is resolved and logged.
+for CFG in "$SRC"/examples/configs/deepspeed/*.json; do
+    for P in 1M 100G; do
+        "$ZOFF" plan --config "$CFG" --params $P >p.txt 2>pe.txt
+        rc=$?
+        [ $rc -eq 0 ] || [ $rc -eq 1 ] || fail "zoff plan --config $CFG --params $P exited $rc: $(cat pe.txt)"
+    done
+    nauto=$(grep -o '"auto"' "$CFG" | wc -l)
+    nres=$(grep -c '= "auto" resolved to' pe.txt)
+    [ "$nauto" -eq "$nres" ] || fail "zoff plan --config $CFG: $nauto \"auto\" values, $nres resolutions logged"
+done
 echo "cli: ok"

@@ -25,25 +25,6 @@ static int g_nvme;
 /* partition 1000, tile 256: params 0/1 and 1/2 share partitions, params span tiles */
 static const size_t k_numel[3] = {1500, 4097, 300};
 
-static char *setup_tier(zoff_config *c)
-{
-    return g_nvme ? tr_nvme(c, 0.0f) : NULL;
-}
-
-static void cleanup_dir(char *dir)
-{
-    if (!dir) return;
-    zt_rmtree(dir);
-    free(dir);
-}
-
-static void open_model(tr_model *m, const zoff_config *c, zoff_dtype dt)
-{
-    zoff_status st = tr_open(m, c, 3, k_numel, dt, 42);
-    if (st) fprintf(stderr, "tr_open: %s\n", zoff_last_error(m->rt));
-    assert_int_equal(st, 0);
-}
-
 /* "Backward" of the params with have[i] set only (rounded copies in gq, as tr_backward). */
 static void backward_some(tr_model *m, float *const *g, float *const *gq, const int *have)
 {
@@ -117,9 +98,9 @@ static void run_schedule(zoff_overlap ov, zoff_dtype dt, int zero_missing)
     c.overlap = ov;
     c.delayed_warmup_steps = 2;
     if (dt == ZOFF_DTYPE_F16) c.loss_scale = 1.0f; /* static: the gradients are not scaled */
-    char *dir = setup_tier(&c);
+    char *dir = tr_tier(&c, g_nvme);
     tr_model m;
-    open_model(&m, &c, dt);
+    tr_open_ok(&m, &c, 3, k_numel, dt, 42);
     assert_int_equal((int)m.rt->overlap, (int)ov);
     tr_ref ref;
     tr_ref_init(&ref, &m, 42);
@@ -206,7 +187,7 @@ static void run_schedule(zoff_overlap ov, zoff_dtype dt, int zero_missing)
     tr_grads_free(&gr);
     tr_ref_free(&ref);
     tr_close(&m);
-    cleanup_dir(dir);
+    tr_rmdir(dir);
 }
 
 static void test_missing_sync_f32(void **state)
@@ -241,17 +222,18 @@ static void test_zero_missing_flag(void **state)
     run_schedule(ZOFF_OVERLAP_DELAYED, ZOFF_DTYPE_BF16, 1);
 }
 
-/* Declares garbage gradients for some params, discards them, then runs the real step: equal to
- * a run that only ever declared the real gradients. */
-static void run_discard(zoff_overlap ov, tr_state *out)
+/* Six steps of real gradients (param 1 has none at step 3). With `refused`, each step first
+ * declares garbage gradients for some params and discards them: that run must equal the one
+ * without (the same rng stream, the garbage drawn but never declared). */
+static void run_discard(zoff_overlap ov, int refused, tr_state *out)
 {
     zoff_config c;
     tr_config(&c, ZOFF_DTYPE_BF16);
     c.overlap = ov;
     c.delayed_warmup_steps = 1;
-    char *dir = setup_tier(&c);
+    char *dir = tr_tier(&c, g_nvme);
     tr_model m;
-    open_model(&m, &c, ZOFF_DTYPE_BF16);
+    tr_open_ok(&m, &c, 3, k_numel, ZOFF_DTYPE_BF16, 42);
     tr_grads gr, junk;
     tr_grads_init(&gr, &m);
     tr_grads_init(&junk, &m);
@@ -263,12 +245,14 @@ static void run_discard(zoff_overlap ov, tr_state *out)
             zt_fill_normal(&rng, gr.g[i], k_numel[i], 0.02f);
             zt_fill_normal(&rng, junk.g[i], k_numel[i], 5.0f);
         }
-        /* a refused attempt: param 2 only (eager: its partition also holds param 1's end, so
-         * no partition completes) */
-        int some[3] = {0, 0, 1};
-        backward_some(&m, junk.g, junk.gq, some);
-        assert_int_equal(zoff_grads_discard(m.rt), 0);
-        assert_int_equal(zoff_grads_discard(m.rt), 0); /* nothing declared: fine */
+        if (refused) {
+            /* a refused attempt: param 2 only (eager: its partition also holds param 1's end,
+             * so no partition completes) */
+            int some[3] = {0, 0, 1};
+            backward_some(&m, junk.g, junk.gq, some);
+            assert_int_equal(zoff_grads_discard(m.rt), 0);
+            assert_int_equal(zoff_grads_discard(m.rt), 0); /* nothing declared: fine */
+        }
         backward_some(&m, gr.g, gr.gq, have);
         zoff_step_result r = ZOFF_STEP_RESULT_INIT;
         assert_int_equal(zoff_step(m.rt, NULL, &r), 0);
@@ -279,44 +263,17 @@ static void run_discard(zoff_overlap ov, tr_state *out)
     tr_grads_free(&gr);
     tr_grads_free(&junk);
     tr_close(&m);
-    cleanup_dir(dir);
+    tr_rmdir(dir);
 }
 
 static void discard_pair(zoff_overlap ov)
 {
     tr_state a, b;
-    run_discard(ov, &a);
-    /* the reference run: same rng stream, no refused attempt */
-    zoff_config c;
-    tr_config(&c, ZOFF_DTYPE_BF16);
-    c.overlap = ov;
-    c.delayed_warmup_steps = 1;
-    char *dir = setup_tier(&c);
-    tr_model m;
-    open_model(&m, &c, ZOFF_DTYPE_BF16);
-    tr_grads gr, junk;
-    tr_grads_init(&gr, &m);
-    tr_grads_init(&junk, &m);
-    zt_rng rng;
-    zt_rng_seed(&rng, 3);
-    for (int s = 0; s < 6; s++) {
-        int have[3] = {1, s != 3, 1};
-        for (int i = 0; i < 3; i++) {
-            zt_fill_normal(&rng, gr.g[i], k_numel[i], 0.02f);
-            zt_fill_normal(&rng, junk.g[i], k_numel[i], 5.0f);
-        }
-        backward_some(&m, gr.g, gr.gq, have);
-        assert_int_equal(zoff_step(m.rt, NULL, NULL), 0);
-        assert_int_equal(zoff_params_ready(m.rt, NULL), 0);
-    }
-    tr_state_get(&m, &b);
+    run_discard(ov, 1, &a);
+    run_discard(ov, 0, &b); /* the reference run: no refused attempt */
     assert_int_equal(tr_state_diff(&a, &b), 0);
     tr_state_free(&a);
     tr_state_free(&b);
-    tr_grads_free(&gr);
-    tr_grads_free(&junk);
-    tr_close(&m);
-    cleanup_dir(dir);
 }
 
 static void test_discard(void **state)
@@ -334,9 +291,9 @@ static void test_discard_eager_refused(void **state)
     zoff_config c;
     tr_config(&c, ZOFF_DTYPE_BF16);
     c.overlap = ZOFF_OVERLAP_EAGER;
-    char *dir = setup_tier(&c);
+    char *dir = tr_tier(&c, g_nvme);
     tr_model m;
-    open_model(&m, &c, ZOFF_DTYPE_BF16);
+    tr_open_ok(&m, &c, 3, k_numel, ZOFF_DTYPE_BF16, 42);
     tr_grads gr;
     tr_grads_init(&gr, &m);
     zt_rng rng;
@@ -352,7 +309,7 @@ static void test_discard_eager_refused(void **state)
     assert_int_equal(r.params_updated, 1);
     tr_grads_free(&gr);
     tr_close(&m);
-    cleanup_dir(dir);
+    tr_rmdir(dir);
 }
 
 /* Captures the log into a file for the duration of fn. Returns the text (caller frees). */
@@ -387,9 +344,9 @@ static void run_nonfinite(zoff_overlap ov, zoff_dtype dt)
     tr_config(&c, dt);
     c.overlap = ov;
     c.delayed_warmup_steps = 1;
-    char *dir = setup_tier(&c);
+    char *dir = tr_tier(&c, g_nvme);
     tr_model m;
-    open_model(&m, &c, dt);
+    tr_open_ok(&m, &c, 3, k_numel, dt, 42);
     tr_grads gr;
     tr_grads_init(&gr, &m);
     zt_rng rng;
@@ -445,7 +402,7 @@ static void run_nonfinite(zoff_overlap ov, zoff_dtype dt)
     tr_state_free(&after);
     tr_grads_free(&gr);
     tr_close(&m);
-    cleanup_dir(dir);
+    tr_rmdir(dir);
 }
 
 static void test_nonfinite_fp32_sync(void **state)
@@ -500,17 +457,17 @@ static void run_ckpt(zoff_overlap ov, int save_at)
     tr_config(&c, ZOFF_DTYPE_BF16);
     c.overlap = ov;
     c.delayed_warmup_steps = 3;
-    char *dir = setup_tier(&c);
+    char *dir = tr_tier(&c, g_nvme);
     char *ck = zt_mkdtemp("ckpt");
     char path[600];
     snprintf(path, sizeof path, "%s/ck", ck);
     tr_model a, b;
-    open_model(&a, &c, ZOFF_DTYPE_BF16);
+    tr_open_ok(&a, &c, 3, k_numel, ZOFF_DTYPE_BF16, 42);
     zt_rng ra, rb;
     zt_rng_seed(&ra, 21);
     ckpt_steps(&a, &ra, 0, STEPS, path, save_at);
     /* the resumed run: the rng stream of the first save_at steps is replayed */
-    open_model(&b, &c, ZOFF_DTYPE_BF16);
+    tr_open_ok(&b, &c, 3, k_numel, ZOFF_DTYPE_BF16, 42);
     zt_rng_seed(&rb, 21);
     {
         tr_grads gr;
@@ -543,7 +500,7 @@ static void run_ckpt(zoff_overlap ov, int save_at)
     tr_close(&b);
     zt_rmtree(ck);
     free(ck);
-    cleanup_dir(dir);
+    tr_rmdir(dir);
 }
 
 static void test_checkpoint_sync(void **state)
@@ -567,7 +524,7 @@ static void test_checkpoint_without_param_steps(void **state)
     zoff_config c;
     tr_config(&c, ZOFF_DTYPE_F32);
     tr_model m;
-    open_model(&m, &c, ZOFF_DTYPE_F32);
+    tr_open_ok(&m, &c, 3, k_numel, ZOFF_DTYPE_F32, 42);
     char *ck = zt_mkdtemp("ckpt-old");
     char path[600];
     snprintf(path, sizeof path, "%s/ck", ck);
@@ -614,7 +571,7 @@ static void test_bad_flags(void **state)
     zoff_config c;
     tr_config(&c, ZOFF_DTYPE_F32);
     tr_model m;
-    open_model(&m, &c, ZOFF_DTYPE_F32);
+    tr_open_ok(&m, &c, 3, k_numel, ZOFF_DTYPE_F32, 42);
     zoff_step_args a = ZOFF_STEP_ARGS_INIT;
     a.flags = 0x100;
     assert_int_equal(zoff_step(m.rt, &a, NULL), ZOFF_EINVAL);

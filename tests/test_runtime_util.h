@@ -69,6 +69,31 @@ static inline uint16_t tr_from_f32(zoff_dtype dt, float f)
     return dt == ZOFF_DTYPE_F16 ? zoff_f32_to_f16(f) : zoff_f32_to_bf16(f);
 }
 
+/* Registers parameter i ("layer<i>.w", numel elements at dparam, gradients in dgrad or, NULL,
+ * through the gradient buckets) with initial masters drawn from r (normal, stddev 0.5), after
+ * uploading their 16-bit copy into dparam (the trainer's job). Returns 0 or the zoff status. */
+static inline zoff_status tr_add_init_param(zoff_runtime *rt, int i, size_t numel, zoff_dtype dt,
+                                            void *dparam, void *dgrad, zt_rng *r, int *id)
+{
+    size_t es = zoff_dtype_size(dt);
+    float *init = zt_malloc(numel * sizeof(float));
+    zt_fill_normal(r, init, numel, 0.5f);
+    void *p16 = zt_malloc(numel * es);
+    for (size_t k = 0; k < numel; k++) {
+        if (dt == ZOFF_DTYPE_F32)
+            ((float *)p16)[k] = init[k];
+        else
+            ((uint16_t *)p16)[k] = tr_from_f32(dt, init[k]);
+    }
+    zoff_status st = zoff_device_upload(rt, dparam, p16, numel * es, NULL);
+    free(p16);
+    char name[32];
+    snprintf(name, sizeof name, "layer%d.w", i);
+    if (!st) st = zoff_add_param(rt, name, numel, dt, dparam, dgrad, init, 0, id);
+    free(init);
+    return st;
+}
+
 /* Creates the runtime and registers np params with deterministic initial masters (uploaded to
  * the device as their 16-bit copy, the trainer's job). Returns 0 or the zoff status. */
 static inline zoff_status tr_open_mode(tr_model *m, const zoff_config *c, int np,
@@ -103,27 +128,35 @@ static inline zoff_status tr_open_mode(tr_model *m, const zoff_config *c, int np
         if (st) return st;
         m->hgrad[i] = zt_malloc(numel[i] * es);
         m->hgradf[i] = (float *)(void *)m->hgrad[i];
-        float *init = zt_malloc(numel[i] * sizeof(float));
-        zt_fill_normal(&r, init, numel[i], 0.5f);
-        /* the trainer's 16-bit copy of its initial weights */
-        void *p16 = zt_malloc(numel[i] * es);
-        for (size_t k = 0; k < numel[i]; k++) {
-            if (dt == ZOFF_DTYPE_F32)
-                ((float *)p16)[k] = init[k];
-            else
-                ((uint16_t *)p16)[k] = tr_from_f32(dt, init[k]);
-        }
-        st = zoff_device_upload(m->rt, m->dparam[i], p16, numel[i] * es, NULL);
-        free(p16);
-        char name[32];
-        snprintf(name, sizeof name, "layer%d.w", i);
-        if (!st)
-            st = zoff_add_param(m->rt, name, numel[i], dt, m->dparam[i],
-                                bucket ? NULL : m->dgrad[i], init, 0, &m->id[i]);
-        free(init);
+        st = tr_add_init_param(m->rt, i, numel[i], dt, m->dparam[i], bucket ? NULL : m->dgrad[i],
+                               &r, &m->id[i]);
         if (st) return st;
     }
     return zoff_finalize(m->rt);
+}
+
+/* tr_open (initial masters from `seed`), asserting success with zoff's message on stderr. */
+static inline void tr_open_ok(tr_model *m, const zoff_config *c, int np, const size_t *numel,
+                              zoff_dtype dt, uint64_t seed)
+{
+    zoff_status st = tr_open(m, c, np, numel, dt, seed);
+    if (st) fprintf(stderr, "tr_open: %s: %s\n", zoff_status_name(st), zoff_last_error(m->rt));
+    assert_int_equal(st, 0);
+}
+
+/* The optimizer state's tier for a test run: with `nvme`, the nvme tier in a fresh temp dir
+ * (returned; tr_rmdir removes it), else the config's cpu tier (NULL). */
+static inline char *tr_tier(zoff_config *c, int nvme)
+{
+    return nvme ? tr_nvme(c, 0.0f) : NULL;
+}
+
+/* Removes and frees a directory from tr_tier / tr_nvme (NULL: nothing). */
+static inline void tr_rmdir(char *dir)
+{
+    if (!dir) return;
+    zt_rmtree(dir);
+    free(dir);
 }
 
 static inline void tr_close(tr_model *m)

@@ -38,9 +38,7 @@ static void train(const run_cfg *rc, int check_ref, tr_state *out)
     char *dir = NULL;
     if (rc->tier == ZOFF_TIER_NVME) dir = tr_nvme(&c, rc->ratio);
     tr_model m;
-    zoff_status st = tr_open(&m, &c, 3, k_numel, rc->dt, 42);
-    if (st) fprintf(stderr, "tr_open: %s: %s\n", zoff_status_name(st), zoff_last_error(m.rt));
-    assert_int_equal(st, 0);
+    tr_open_ok(&m, &c, 3, k_numel, rc->dt, 42);
     tr_ref ref;
     tr_ref_init(&ref, &m, 42);
     tr_grads gr;
@@ -56,7 +54,7 @@ static void train(const run_cfg *rc, int check_ref, tr_state *out)
         for (int i = 0; i < 3; i++) zt_fill_normal(&rng, gr.g[i], k_numel[i], 0.01f);
         tr_backward(&m, gr.g, scale, gr.gq, 2000);
         zoff_step_result r = {.struct_size = sizeof(zoff_step_result)};
-        st = zoff_step(m.rt, NULL, &r);
+        zoff_status st = zoff_step(m.rt, NULL, &r);
         if (st) fprintf(stderr, "step %d: %s\n", t, zoff_last_error(m.rt));
         assert_int_equal(st, 0);
         assert_int_equal(r.skipped, 0);

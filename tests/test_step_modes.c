@@ -18,25 +18,6 @@
 static int g_nvme;
 static const size_t k_numel[3] = {1500, 4097, 300};
 
-static char *setup_tier(zoff_config *c)
-{
-    return g_nvme ? tr_nvme(c, 0.0f) : NULL;
-}
-
-static void cleanup_dir(char *dir)
-{
-    if (!dir) return;
-    zt_rmtree(dir);
-    free(dir);
-}
-
-static void open_model(tr_model *m, const zoff_config *c, zoff_dtype dt)
-{
-    zoff_status st = tr_open(m, c, 3, k_numel, dt, 42);
-    if (st) fprintf(stderr, "tr_open: %s\n", zoff_last_error(m->rt));
-    assert_int_equal(st, 0);
-}
-
 static void test_fp16_overflow(void **state)
 {
     (void)state;
@@ -46,7 +27,7 @@ static void test_fp16_overflow(void **state)
     c.loss_scale_window = 5;
     c.hysteresis = 2;
     tr_model m;
-    open_model(&m, &c, ZOFF_DTYPE_F16);
+    tr_open_ok(&m, &c, 3, k_numel, ZOFF_DTYPE_F16, 42);
     tr_ref ref;
     tr_ref_init(&ref, &m, 42);
     tr_grads gr;
@@ -108,9 +89,9 @@ static void run_bf16(zoff_overlap ov, int steps, int check_ref, tr_state *out)
     zoff_config c;
     tr_config(&c, ZOFF_DTYPE_BF16);
     c.overlap = ov;
-    char *dir = setup_tier(&c);
+    char *dir = tr_tier(&c, g_nvme);
     tr_model m;
-    open_model(&m, &c, ZOFF_DTYPE_BF16);
+    tr_open_ok(&m, &c, 3, k_numel, ZOFF_DTYPE_BF16, 42);
     assert_int_equal(m.rt->overlap, ov);
     tr_ref ref;
     tr_ref_init(&ref, &m, 42);
@@ -141,7 +122,7 @@ static void run_bf16(zoff_overlap ov, int steps, int check_ref, tr_state *out)
     tr_grads_free(&gr);
     tr_ref_free(&ref);
     tr_close(&m);
-    cleanup_dir(dir);
+    tr_rmdir(dir);
 }
 
 static void test_eager(void **state)
@@ -162,14 +143,14 @@ static void test_eager_fallback_and_nonfinite(void **state)
     tr_config(&c, ZOFF_DTYPE_F16);
     c.overlap = ZOFF_OVERLAP_EAGER;
     tr_model m;
-    open_model(&m, &c, ZOFF_DTYPE_F16);
+    tr_open_ok(&m, &c, 3, k_numel, ZOFF_DTYPE_F16, 42);
     assert_int_equal(m.rt->overlap, ZOFF_OVERLAP_SYNC); /* fp16 needs the global norm */
     tr_close(&m);
 
     tr_config(&c, ZOFF_DTYPE_BF16);
     c.overlap = ZOFF_OVERLAP_EAGER;
-    char *dir = setup_tier(&c);
-    open_model(&m, &c, ZOFF_DTYPE_BF16);
+    char *dir = tr_tier(&c, g_nvme);
+    tr_open_ok(&m, &c, 3, k_numel, ZOFF_DTYPE_BF16, 42);
     tr_grads gr;
     tr_grads_init(&gr, &m);
     zt_rng rng;
@@ -220,7 +201,7 @@ static void test_eager_fallback_and_nonfinite(void **state)
     tr_state_free(&after);
     tr_grads_free(&gr);
     tr_close(&m);
-    cleanup_dir(dir);
+    tr_rmdir(dir);
 }
 
 /* Delayed: gradients computed from the device params the trainer sees. */
@@ -232,9 +213,9 @@ static void run_delayed(int drain_each_step, int steps, tr_state *out)
     c.overlap = ZOFF_OVERLAP_DELAYED;
     c.delayed_warmup_steps = warmup;
     c.gradient_clipping = 0.8f;
-    char *dir = setup_tier(&c);
+    char *dir = tr_tier(&c, g_nvme);
     tr_model m;
-    open_model(&m, &c, ZOFF_DTYPE_F16);
+    tr_open_ok(&m, &c, 3, k_numel, ZOFF_DTYPE_F16, 42);
     tr_ref ref;
     tr_ref_init(&ref, &m, 42);
     tr_grads gr;
@@ -292,7 +273,7 @@ static void run_delayed(int drain_each_step, int steps, tr_state *out)
     tr_grads_free(&gr);
     tr_ref_free(&ref);
     tr_close(&m);
-    cleanup_dir(dir);
+    tr_rmdir(dir);
 }
 
 static void test_delayed(void **state)

@@ -28,52 +28,21 @@ static char *g_tmp;
  * for the trainer's gradients, the resident embeddings and 3 block slots. */
 #define SMALL_GPU "1100K"
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = zt_malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = '\0';
-    fclose(f);
-    return buf;
-}
-
 /* Runs zoff in g_tmp with args; returns the exit status, *out the combined output. */
 static int run_zoff(const char *const *args, char **out)
 {
     static int counter;
     char outpath[512];
     snprintf(outpath, sizeof outpath, "%s/out-%d.txt", g_tmp, counter++);
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = g_zoff;
-    for (int i = 0; args[i]; i++) argv[n++] = args[i];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(outpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0) _exit(126);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        if (chdir(g_tmp) != 0) _exit(126);
-        execv(g_zoff, (char *const *)argv);
-        _exit(127);
-    }
-    int ws = 0;
-    while (waitpid(pid, &ws, 0) < 0) assert_int_equal(errno, EINTR);
-    *out = slurp(outpath);
-    return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+    int status = zt_run_to_file(g_zoff, args, g_tmp, outpath);
+    *out = zt_slurp(outpath);
+    return status;
 }
 
 /* The "loss": and "grad_norm": values of a metrics file, concatenated as text. */
 static char *trajectory(const char *path)
 {
-    char *j = slurp(path);
+    char *j = zt_slurp(path);
     size_t cap = strlen(j) + 1, used = 0;
     char *t = zt_malloc(cap);
     t[0] = '\0';

@@ -19,27 +19,6 @@
 
 static const char *g_zoff;
 
-/* Runs a command, returns its stdout (caller frees) and exit code. */
-static char *run(const char *cmd, int *code)
-{
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = zt_malloc(cap);
-    for (size_t n; (n = fread(buf + len, 1, cap - len - 1, p)) > 0;) {
-        len += n;
-        if (len + 1 == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-    }
-    buf[len] = '\0';
-    int st = pclose(p);
-    *code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return buf;
-}
-
 static const cJSON *item(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -55,7 +34,7 @@ static void test_json(void **state)
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "'%s' info --json --path '%s'", g_zoff, dir);
     int code;
-    char *out = run(cmd, &code);
+    char *out = zt_popen_read(cmd, &code);
     assert_int_equal(code, 0);
     cJSON *r = cJSON_Parse(out);
     if (!r) print_error("not JSON:\n%s\n", out);
@@ -132,14 +111,14 @@ static void test_text_and_usage(void **state)
     char cmd[2048];
     int code;
     snprintf(cmd, sizeof cmd, "'%s' info", g_zoff);
-    char *out = run(cmd, &code);
+    char *out = zt_popen_read(cmd, &code);
     assert_int_equal(code, 0);
     assert_non_null(strstr(out, "NUMA node"));
     assert_non_null(strstr(out, "RLIMIT_MEMLOCK"));
     assert_non_null(strstr(out, "O_DIRECT"));
     free(out);
     snprintf(cmd, sizeof cmd, "'%s' info --bogus 2>/dev/null", g_zoff);
-    out = run(cmd, &code);
+    out = zt_popen_read(cmd, &code);
     assert_int_equal(code, 2);
     free(out);
 }

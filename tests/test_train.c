@@ -52,46 +52,14 @@ typedef struct run_result {
     char *out;  /* stdout + stderr (owned) */
 } run_result;
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = zt_malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = '\0';
-    fclose(f);
-    return buf;
-}
-
 /* Runs zoff with the NULL-terminated argument list (argv[0] = "train" ...), output to a file. */
 static run_result run_zoff(const char *const *args)
 {
     char outpath[512];
     static int counter;
     snprintf(outpath, sizeof outpath, "%s/out-%d.txt", g_tmp, counter++);
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = g_zoff;
-    for (int i = 0; args[i]; i++) argv[n++] = args[i];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(outpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0) _exit(126);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        if (chdir(g_tmp) != 0) _exit(126);
-        execv(g_zoff, (char *const *)argv);
-        _exit(127);
-    }
-    int ws = 0;
-    while (waitpid(pid, &ws, 0) < 0) assert_int_equal(errno, EINTR);
-    run_result r = {.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws)};
-    r.out = slurp(outpath);
+    run_result r = {.status = zt_run_to_file(g_zoff, args, g_tmp, outpath)};
+    r.out = zt_slurp(outpath);
     return r;
 }
 
@@ -104,7 +72,7 @@ static void expect_status(run_result *r, int status, const char *needle)
 
 static cJSON *load_json(const char *path)
 {
-    char *text = slurp(path);
+    char *text = zt_slurp(path);
     cJSON *j = cJSON_Parse(text);
     free(text);
     if (!j) fail_msg("%s: not valid JSON", path);

@@ -49,4 +49,14 @@ int zt_rmtree(const char *path);
 /* Malloc that fails the test on NULL. */
 void *zt_malloc(size_t bytes);
 
+/* The whole file as a NUL-terminated string (caller frees); "" when it cannot be opened. */
+char *zt_slurp(const char *path);
+/* Runs the program `exe` with arguments args[] (NULL-terminated, after argv[0] = exe) in
+ * directory `cwd`, its stdout and stderr into the file `outpath`; returns its exit status, or
+ * 128 + the signal that ended it. */
+int zt_run_to_file(const char *exe, const char *const *args, const char *cwd, const char *outpath);
+/* Runs a shell command (popen); returns its stdout (caller frees) and sets *code to its exit
+ * status, or 128 + the signal that ended it. */
+char *zt_popen_read(const char *cmd, int *code);
+
 #endif /* ZOFF_TESTS_ZT_H */

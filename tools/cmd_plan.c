@@ -24,6 +24,10 @@
 #include "commands.h"
 #include "zoff.h"
 
+/* What a config's scheduler.params.total_num_steps "auto" stands for in a plan (the schedule
+ * changes no byte of it); `zoff train`'s demo runs this many steps. */
+#define PLAN_AUTO_TOTAL_STEPS 200
+
 typedef struct plan_opts {
     uint64_t params;
     const char *config, *tier, *nvme_path, *ratio, *dtype, *state, *optim;
@@ -328,8 +332,16 @@ int zoff_cmd_plan(int argc, char **argv)
     zoff_plan_options_default(&o.shape);
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc;
+    /* DeepSpeed's "auto" values (Hugging Face configs): a plan depends on no hyperparameter or
+     * lr schedule, so each "auto" takes zoff's default, logged by the config parser; the one
+     * "auto" with no default, scheduler.params.total_num_steps, takes PLAN_AUTO_TOTAL_STEPS
+     * (logged as the plan's value), so that a config `zoff train` accepts is planned too. */
+    zoff_trainer_values tv;
+    zoff_trainer_values_default(&tv);
+    tv.total_num_steps = PLAN_AUTO_TOTAL_STEPS;
     zoff_config cfg;
-    zoff_status st = o.config ? zoff_config_from_json(&cfg, o.config) : zoff_config_default(&cfg);
+    zoff_status st =
+        o.config ? zoff_config_from_json_with(&cfg, o.config, &tv) : zoff_config_default(&cfg);
     if (st < 0) {
         fprintf(stderr, "zoff plan: %s\n", zoff_last_error(NULL));
         return 2;

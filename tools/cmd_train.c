@@ -163,7 +163,7 @@ static void usage(FILE *out)
         "training:\n"
         "  --steps N            length of the lr schedule = last step\n"
         "  --until N            stop after step N with a checkpoint (continue with --resume)\n"
-        "  --batch N            sequences per micro-batch\n"
+        "  --batch N            sequences per step (all --accum micro-batches together)\n"
         "  --accum K            gradient accumulation: each step is K micro-batches of batch / K\n"
         "                       sequences (config gradient_accumulation_steps; zoff sums the\n"
         "                       gradients in fp32 and updates with their mean)\n"

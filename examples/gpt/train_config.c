@@ -371,8 +371,8 @@ int gpt_train_load_config(gpt_train_opts *o, const char *path, const char *text,
     trainer_values(o, given, &tv);
     if ((rc = load_zoff_part(o, origin, buf ? path : NULL, text, &tv, err, errlen)) != 0) goto out;
     resolve_dtype(o, given);
-    /* DeepSpeed's batch keys: train_batch_size sequences per step (micro-batch x accumulation,
-     * computed as one batch: the same gradient as accumulating the micro-batches) */
+    /* DeepSpeed's batch keys: train_batch_size sequences per step (micro-batch x accumulation;
+     * the trainer runs gradient_accumulation_steps micro-batches of batch / accumulation) */
     if (o->zcfg.train_batch_size > 0) {
         if (batch_given && o->batch != o->zcfg.train_batch_size) {
             rc = fail(err, errlen, GPT_EXIT_USAGE,
