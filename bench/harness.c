@@ -229,6 +229,152 @@ int zb_arg_match(int *i, int argc, char **argv, const char *key, const char **va
     return 0;
 }
 
+int zb_table_save(const zb_table *t, const char *json, const char *csv, const char *who)
+{
+    if (json && zb_table_write_json(t, json) != 0) {
+        fprintf(stderr, "%s: cannot write %s\n", who, json);
+        return -1;
+    }
+    if (csv && zb_table_write_csv(t, csv) != 0) {
+        fprintf(stderr, "%s: cannot write %s\n", who, csv);
+        return -1;
+    }
+    return 0;
+}
+
+int zb_parse_dtype(const char *s, zoff_dtype *dt, int *present)
+{
+    *present = 1;
+    if (!strcmp(s, "f16"))
+        *dt = ZOFF_DTYPE_F16;
+    else if (!strcmp(s, "bf16"))
+        *dt = ZOFF_DTYPE_BF16;
+    else if (!strcmp(s, "f32"))
+        *dt = ZOFF_DTYPE_F32;
+    else if (!strcmp(s, "none"))
+        *present = 0;
+    else
+        return -1;
+    return 0;
+}
+
+int zb_kernels_alloc(zb_kernel *ks, int nk, int reps)
+{
+    for (int k = 0; k < nk; k++) {
+        ks[k].ns = calloc((size_t)reps, sizeof(double));
+        ks[k].sorted = calloc((size_t)reps, sizeof(double));
+        if (!ks[k].ns || !ks[k].sorted) return -1;
+    }
+    return 0;
+}
+
+void zb_kernels_free(zb_kernel *ks, int nk)
+{
+    for (int k = 0; k < nk; k++) {
+        free(ks[k].ns);
+        free(ks[k].sorted);
+        ks[k].ns = ks[k].sorted = NULL;
+    }
+}
+
+void zb_kernels_run(zb_kernel *ks, int nk, int reps)
+{
+    for (int k = 0; k < nk; k++) ks[k].fn(ks[k].arg);
+    for (int r = 0; r < reps; r++) {
+        for (int k = 0; k < nk; k++) {
+            if (ks[k].before) ks[k].before(ks[k].arg);
+            uint64_t t0 = zoff__now_ns();
+            ks[k].fn(ks[k].arg);
+            ks[k].ns[r] = (double)(zoff__now_ns() - t0);
+        }
+    }
+}
+
+int zb_kernels_stats(zb_kernel *ks, int nk, int reps)
+{
+    int best_roof = -1;
+    for (int k = 0; k < nk; k++) {
+        memcpy(ks[k].sorted, ks[k].ns, sizeof(double) * (size_t)reps);
+        ks[k].med_ns = zb_median(ks[k].sorted, reps);
+        ks[k].min_ns = ks[k].sorted[0];
+        if (ks[k].roofline && (best_roof < 0 || ks[k].med_ns < ks[best_roof].med_ns)) best_roof = k;
+    }
+    double *pair = calloc((size_t)reps, sizeof(double));
+    if (!pair) return -2;
+    for (int k = 0; k < nk && best_roof >= 0; k++) {
+        for (int r = 0; r < reps; r++) pair[r] = ks[best_roof].ns[r] / ks[k].ns[r];
+        ks[k].ratio = zb_median(pair, reps);
+    }
+    free(pair);
+    return best_roof;
+}
+
+zb_table *zb_kernels_table(const char *title, const zb_kernel *ks, int nk, int best_roof,
+                           int threads, size_t n, double bytes)
+{
+    static const char *cols[] = {"kernel",  "isa",  "threads",   "ms_median", "ms_best",
+                                 "gelem_s", "gb_s", "gb_s_best", "x_roofline"};
+    zb_table *tab = zb_table_new(title, (int)ZOFF_ARRAY_SIZE(cols), cols);
+    if (!tab) return NULL;
+    for (int k = 0; k < nk; k++) {
+        char ratio[32] = "n/a";
+        if (best_roof >= 0) snprintf(ratio, sizeof ratio, "%.3f", ks[k].ratio);
+        zb_table_rowf(tab, "%s|%s|%d|%.3f|%.3f|%.3f|%.1f|%.1f|%s", ks[k].name, ks[k].isa, threads,
+                      ks[k].med_ns / 1e6, ks[k].min_ns / 1e6, (double)n / ks[k].med_ns,
+                      zb_gbps(bytes, ks[k].med_ns), zb_gbps(bytes, ks[k].min_ns), ratio);
+    }
+    return tab;
+}
+
+void *zb_alloc_huge(size_t bytes)
+{
+    size_t len = ZOFF_ALIGN_UP(bytes ? bytes : 1, (size_t)2 << 20);
+    void *p = NULL;
+    if (posix_memalign(&p, (size_t)2 << 20, len) != 0) return NULL;
+    madvise(p, len, MADV_HUGEPAGE);
+    return p;
+}
+
+int zb_adam_threads(int threads, const char *who)
+{
+    if (threads <= 0) threads = (int)zoff__param_int(ZOFF_PARAM_CPU_THREADS, 0);
+    if (threads <= 0) threads = omp_get_max_threads();
+    if (threads > ZADAM_MAX_THREADS) {
+        fprintf(stderr, "%s: %d threads (ZOFF_CPU_THREADS / OMP_NUM_THREADS): using %d\n", who,
+                threads, ZADAM_MAX_THREADS);
+        threads = ZADAM_MAX_THREADS;
+    }
+    return threads;
+}
+
+int zb_adam_isas(const char *isa_arg, zadam_isa *isas, const char *who)
+{
+    int n = 0;
+    if (!isa_arg || !strcmp(isa_arg, "all")) {
+        for (int k = ZADAM_ISA_COUNT_ - 1; k >= 0; k--)
+            if (zadam_isa_supported((zadam_isa)k)) isas[n++] = (zadam_isa)k;
+        return n;
+    }
+    if (zadam_isa_parse(isa_arg, &isas[0]) != 0) {
+        fprintf(stderr, "%s: %s\n", who, zoff__last_error_tls());
+        return -1;
+    }
+    return 1;
+}
+
+zadam_hparams zb_adam_hparams(void)
+{
+    return (zadam_hparams){.lr = 1e-3f,
+                           .beta1 = 0.9f,
+                           .beta2 = 0.999f,
+                           .eps = 1e-8f,
+                           .weight_decay = 0.01f,
+                           .adamw = 1,
+                           .bias_correction = 1,
+                           .step = 1,
+                           .grad_scale = 0.5f};
+}
+
 static double process_cpu_ms(void)
 {
     struct timespec ts;
@@ -271,149 +417,4 @@ out:
         zdev_close(d);
     }
     return st;
-    int zb_table_save(const zb_table *t, const char *json, const char *csv, const char *who)
-    {
-        if (json && zb_table_write_json(t, json) != 0) {
-            fprintf(stderr, "%s: cannot write %s\n", who, json);
-            return -1;
-        }
-        if (csv && zb_table_write_csv(t, csv) != 0) {
-            fprintf(stderr, "%s: cannot write %s\n", who, csv);
-            return -1;
-        }
-        return 0;
-    }
-
-    int zb_parse_dtype(const char *s, zoff_dtype *dt, int *present)
-    {
-        *present = 1;
-        if (!strcmp(s, "f16"))
-            *dt = ZOFF_DTYPE_F16;
-        else if (!strcmp(s, "bf16"))
-            *dt = ZOFF_DTYPE_BF16;
-        else if (!strcmp(s, "f32"))
-            *dt = ZOFF_DTYPE_F32;
-        else if (!strcmp(s, "none"))
-            *present = 0;
-        else
-            return -1;
-        return 0;
-    }
-
-    int zb_kernels_alloc(zb_kernel * ks, int nk, int reps)
-    {
-        for (int k = 0; k < nk; k++) {
-            ks[k].ns = calloc((size_t)reps, sizeof(double));
-            ks[k].sorted = calloc((size_t)reps, sizeof(double));
-            if (!ks[k].ns || !ks[k].sorted) return -1;
-        }
-        return 0;
-    }
-
-    void zb_kernels_free(zb_kernel * ks, int nk)
-    {
-        for (int k = 0; k < nk; k++) {
-            free(ks[k].ns);
-            free(ks[k].sorted);
-            ks[k].ns = ks[k].sorted = NULL;
-        }
-    }
-
-    void zb_kernels_run(zb_kernel * ks, int nk, int reps)
-    {
-        for (int k = 0; k < nk; k++) ks[k].fn(ks[k].arg);
-        for (int r = 0; r < reps; r++) {
-            for (int k = 0; k < nk; k++) {
-                if (ks[k].before) ks[k].before(ks[k].arg);
-                uint64_t t0 = zoff__now_ns();
-                ks[k].fn(ks[k].arg);
-                ks[k].ns[r] = (double)(zoff__now_ns() - t0);
-            }
-        }
-    }
-
-    int zb_kernels_stats(zb_kernel * ks, int nk, int reps)
-    {
-        int best_roof = -1;
-        for (int k = 0; k < nk; k++) {
-            memcpy(ks[k].sorted, ks[k].ns, sizeof(double) * (size_t)reps);
-            ks[k].med_ns = zb_median(ks[k].sorted, reps);
-            ks[k].min_ns = ks[k].sorted[0];
-            if (ks[k].roofline && (best_roof < 0 || ks[k].med_ns < ks[best_roof].med_ns))
-                best_roof = k;
-        }
-        double *pair = calloc((size_t)reps, sizeof(double));
-        if (!pair) return -2;
-        for (int k = 0; k < nk && best_roof >= 0; k++) {
-            for (int r = 0; r < reps; r++) pair[r] = ks[best_roof].ns[r] / ks[k].ns[r];
-            ks[k].ratio = zb_median(pair, reps);
-        }
-        free(pair);
-        return best_roof;
-    }
-
-    zb_table *zb_kernels_table(const char *title, const zb_kernel *ks, int nk, int best_roof,
-                               int threads, size_t n, double bytes)
-    {
-        static const char *cols[] = {"kernel",  "isa",  "threads",   "ms_median", "ms_best",
-                                     "gelem_s", "gb_s", "gb_s_best", "x_roofline"};
-        zb_table *tab = zb_table_new(title, (int)ZOFF_ARRAY_SIZE(cols), cols);
-        if (!tab) return NULL;
-        for (int k = 0; k < nk; k++) {
-            char ratio[32] = "n/a";
-            if (best_roof >= 0) snprintf(ratio, sizeof ratio, "%.3f", ks[k].ratio);
-            zb_table_rowf(tab, "%s|%s|%d|%.3f|%.3f|%.3f|%.1f|%.1f|%s", ks[k].name, ks[k].isa,
-                          threads, ks[k].med_ns / 1e6, ks[k].min_ns / 1e6, (double)n / ks[k].med_ns,
-                          zb_gbps(bytes, ks[k].med_ns), zb_gbps(bytes, ks[k].min_ns), ratio);
-        }
-        return tab;
-    }
-
-    void *zb_alloc_huge(size_t bytes)
-    {
-        size_t len = ZOFF_ALIGN_UP(bytes ? bytes : 1, (size_t)2 << 20);
-        void *p = NULL;
-        if (posix_memalign(&p, (size_t)2 << 20, len) != 0) return NULL;
-        madvise(p, len, MADV_HUGEPAGE);
-        return p;
-    }
-
-    int zb_adam_threads(int threads, const char *who)
-    {
-        if (threads <= 0) threads = (int)zoff__param_int(ZOFF_PARAM_CPU_THREADS, 0);
-        if (threads <= 0) threads = omp_get_max_threads();
-        if (threads > ZADAM_MAX_THREADS) {
-            fprintf(stderr, "%s: %d threads (ZOFF_CPU_THREADS / OMP_NUM_THREADS): using %d\n", who,
-                    threads, ZADAM_MAX_THREADS);
-            threads = ZADAM_MAX_THREADS;
-        }
-        return threads;
-    }
-
-    int zb_adam_isas(const char *isa_arg, zadam_isa *isas, const char *who)
-    {
-        int n = 0;
-        if (!isa_arg || !strcmp(isa_arg, "all")) {
-            for (int k = ZADAM_ISA_COUNT_ - 1; k >= 0; k--)
-                if (zadam_isa_supported((zadam_isa)k)) isas[n++] = (zadam_isa)k;
-            return n;
-        }
-        if (zadam_isa_parse(isa_arg, &isas[0]) != 0) {
-            fprintf(stderr, "%s: %s\n", who, zoff__last_error_tls());
-            return -1;
-        }
-        return 1;
-    }
-
-    zadam_hparams zb_adam_hparams(void)
-    {
-        return (zadam_hparams){.lr = 1e-3f,
-                               .beta1 = 0.9f,
-                               .beta2 = 0.999f,
-                               .eps = 1e-8f,
-                               .weight_decay = 0.01f,
-                               .adamw = 1,
-                               .bias_correction = 1,
-                               .step = 1,
-                               .grad_scale = 0.5f};
-    }
+}
