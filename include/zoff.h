@@ -630,6 +630,41 @@ typedef struct zoff_rank_info {
 
 ZOFF_API zoff_status zoff_get_rank_info(const zoff_runtime *rt, zoff_rank_info *out);
 
+/* Launchers without MPI (torchrun, or any that sets RANK / WORLD_SIZE / LOCAL_RANK): the caller
+ * supplies the transport of the host-memory collectives as one function, all_gather (every
+ * rank's send[bytes] at recv + r * bytes on every rank, all ranks passing the same bytes; >= 0,
+ * or negative on failure), implemented with an existing engine (zoff.torch: torch.distributed,
+ * gloo). zoff builds every collective on it and adds in rank order as with MPI, so results are
+ * the same bits; it is called on the thread that calls zoff_create / zoff_finalize /
+ * zoff_grad_push / zoff_step / zoff_save / zoff_load. There is no zoff watchdog on it (the
+ * engine's own timeout applies). On CUDA devices with NCCL, `nccl_unique_id` (from rank 0's
+ * zoff_nccl_unique_id, handed to the others by the caller, e.g. torch.distributed.broadcast)
+ * lets the gradient buckets be reduced by NCCL on the device; without it they are reduced on
+ * the host. */
+#define ZOFF_NCCL_UNIQUE_ID_BYTES 128
+typedef struct zoff_collectives {
+    size_t struct_size;
+    int rank, size;             /* this process among `size` ranks */
+    int local_rank, local_size; /* among the ranks of this node (< 0 / < 1: rank / size) */
+    void *user;
+    int (*all_gather)(void *user, const void *send, void *recv, size_t bytes);
+    unsigned char nccl_unique_id[ZOFF_NCCL_UNIQUE_ID_BYTES];
+    int have_nccl_unique_id;
+} zoff_collectives;
+
+#define ZOFF_COLLECTIVES_INIT                                                                      \
+    {                                                                                              \
+        .struct_size = sizeof(zoff_collectives)                                                    \
+    }
+
+/* The collectives that the runtimes created after this call in this process use when
+ * `size` > 1 and cfg.ranks is 0 (copied; NULL: back to the launcher's environment / MPI). Every
+ * rank then calls zoff_create collectively. */
+ZOFF_API zoff_status zoff_use_collectives(const zoff_collectives *c);
+/* A fresh NCCL unique id (rank 0 calls it and hands it to the others). ZOFF_EUNSUPPORTED in
+ * builds without NCCL. */
+ZOFF_API zoff_status zoff_nccl_unique_id(unsigned char id[ZOFF_NCCL_UNIQUE_ID_BYTES]);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Statistics                                                                                 */
 /* ------------------------------------------------------------------------------------------ */

@@ -61,6 +61,29 @@ if(ZOFF_HAVE_MPI AND MPIEXEC_EXECUTABLE)
                            "FAILED:.*slice .* \\(written by rank 1\\).*optimizer\\.rank00001\\.safetensors bytes")
     endif()
   endforeach()
+  # bf16 moments: each rank decodes its slices on save, 2 ranks and 1 encode their ranges on load
+  set(ckbf ${CMAKE_BINARY_DIR}/test-tmp/shard-ckpt-bf16)
+  zoff_add_test_variant(NAME test_shard_ckpt_save_np3_bf16 EXE ${MPIEXEC_EXECUTABLE} LABELS mpi
+                        TIMEOUT 300 ENV ZT_STATE_FORMAT=bf16 ZOFF_AIO_ODIRECT=0
+                        ARGS ${ZOFF_MPIRUN_FLAGS} -np 3 $<TARGET_FILE:test_shard> nvme save ${ckbf})
+  zoff_add_test_variant(NAME test_shard_ckpt_load_np2_bf16 EXE ${MPIEXEC_EXECUTABLE} LABELS mpi
+                        TIMEOUT 300 ENV ZT_STATE_FORMAT=bf16 ZOFF_AIO_ODIRECT=0
+                        ARGS ${ZOFF_MPIRUN_FLAGS} -np 2 $<TARGET_FILE:test_shard> cpu load ${ckbf})
+  zoff_add_test_variant(NAME test_shard_ckpt_load_np1_bf16 EXE test_shard LABELS mpi TIMEOUT 300
+                        ENV ZT_STATE_FORMAT=bf16 ARGS nvme load ${ckbf})
+  set_tests_properties(test_shard_ckpt_save_np3_bf16 PROPERTIES FIXTURES_SETUP shard_ckpt_bf16)
+  set_tests_properties(test_shard_ckpt_load_np2_bf16 test_shard_ckpt_load_np1_bf16 PROPERTIES
+                       FIXTURES_REQUIRED shard_ckpt_bf16)
+  # the last of 3 ranks is killed while writing its slices: the others' save fails within the
+  # watchdog timeout and the previous checkpoint stays whole (no partial checkpoint)
+  zoff_add_test_variant(NAME test_shard_ckpt_savekill_np3 EXE ${MPIEXEC_EXECUTABLE} LABELS mpi
+                        TIMEOUT 120
+                        ARGS ${ZOFF_MPIRUN_FLAGS} --enable-recovery -np 3
+                             $<TARGET_FILE:test_shard> cpu savekill
+                             ${CMAKE_BINARY_DIR}/test-tmp/shard-ckpt-kill)
+  set_tests_properties(test_shard_ckpt_savekill_np3 PROPERTIES
+                       PASS_REGULAR_EXPRESSION "rank 0: savekill WORKED"
+                       FAIL_REGULAR_EXPRESSION "savekill FAILED")
   # a checkpoint of one process (format 2, one file) loads with 3 ranks
   set(ck1 ${CMAKE_BINARY_DIR}/test-tmp/shard-ckpt-single)
   zoff_add_test_variant(NAME test_shard_ckpt_save_np1 EXE test_shard LABELS mpi TIMEOUT 300

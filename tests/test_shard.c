@@ -24,8 +24,11 @@
  *    file, each file exactly its rank's range after its header (one rank: format 2, one file);
  *  - `savefail DIR`: one rank cannot write its slice file: every rank's save fails (naming it),
  *    the previous checkpoint stays whole and valid, no temporary directory is left, the next
- *    save works; `corrupt DIR`: a flipped byte in rank 1's slice of a copy of DIR fails the load
- *    naming the file and bytes (the other ranks: "another rank could not load"), state intact;
+ *    save works (ZT_STATE_FORMAT=bf16 in the environment: bf16 moments); `savekill DIR`: a rank
+ *    killed while writing its slices makes the others' save fail within the watchdog timeout,
+ *    the previous checkpoint whole and no temporary directory left; `corrupt DIR`: a flipped byte
+ * in rank 1's slice of a copy of DIR fails the load naming the file and bytes (the other ranks:
+ * "another rank could not load"), state intact;
  *  - two "nodes" (rank groups with their own ZOFF_LOCAL_RANK numbering and swap paths): local
  *    ranks as set, swap files only under the rank's share of its node's paths, same results;
  *  - with `kill`: the last rank dies mid-step, the others fail within the watchdog timeout with a
@@ -42,6 +45,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runtime/ckpt.h"
 #include "test_runtime_util.h"
 
 static const char *g_tier = "cpu";
@@ -656,6 +660,9 @@ static int ckpt_mode(const char *mode, const char *dir)
     zoff_config c;
     char *nv = NULL;
     setup_cfg(&c, ZOFF_DTYPE_F16, 2, 0, &nv);
+    /* ZT_STATE_FORMAT=bf16: the moments kept (and sliced, saved, loaded) as bf16 */
+    const char *sf = getenv("ZT_STATE_FORMAT");
+    if (sf && strcmp(sf, "bf16") == 0) c.state_format = ZOFF_STATE_BF16;
     tr_model m;
     assert_int_equal(tr_open(&m, &c, NP, k_numel, ZOFF_DTYPE_F16, 42), 0);
     char expected[1100];
@@ -817,6 +824,48 @@ static int kill_mode(void)
     _exit(ok ? 0 : 1); /* MPI cannot finalise with a dead peer */
 }
 
+/* `savekill DIR` (mpirun --enable-recovery): the last rank dies while writing its slices; the
+ * others' save fails within the watchdog timeout, rank 0 removes the temporary directory and the
+ * checkpoint at DIR is still the whole step-10 one. */
+static void die_at_chunk(const char *point, uint64_t count, void *arg)
+{
+    (void)arg;
+    if (strcmp(point, "chunk") == 0 && count == 2) {
+        fflush(stdout);
+        raise(SIGKILL);
+    }
+}
+
+static int savekill_mode(const char *dir)
+{
+    zoff_config c;
+    char *nv = NULL;
+    setup_cfg(&c, ZOFF_DTYPE_F16, 2, 0, &nv);
+    c.comm_timeout_ms = 3000;
+    tr_model m;
+    assert_int_equal(tr_open(&m, &c, NP, k_numel, ZOFF_DTYPE_F16, 42), 0);
+    ckpt_steps(&m, 1, 10);
+    assert_int_equal(zoff_save(m.rt, dir), 0);
+    ckpt_steps(&m, 11, 12);
+    if (g_rank == g_size - 1) zckpt__set_fault_hook(die_at_chunk, NULL);
+    uint64_t t0 = zoff__now_ns();
+    zoff_status st = zoff_save(m.rt, dir);
+    double s = (double)(zoff__now_ns() - t0) / 1e9;
+    const char *msg = zoff_last_error(m.rt);
+    printf("rank %d: zoff_save returned %d after %.2f s: %s\n", g_rank, st, s, msg);
+    int ok = st < 0 && s < 10.0 && strstr(msg, "checkpoint save") != NULL;
+    if (g_rank == 0 && ok) {
+        zoff_ckpt *ck = NULL;
+        zoff_ckpt_info info = ZOFF_CKPT_INFO_INIT;
+        ok = zoff_ckpt_open(dir, &ck) == 0 && zoff_ckpt_verify(ck) == 0 &&
+             zoff_ckpt_get_info(ck, &info) == 0 && info.step == 10 && tmp_leftovers(dir) == 0;
+        zoff_ckpt_close(ck);
+    }
+    printf("rank %d: savekill %s\n", g_rank, ok ? "WORKED" : "FAILED");
+    fflush(stdout);
+    _exit(ok ? 0 : 1); /* MPI cannot finalise with a dead peer */
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) g_tier = argv[1];
@@ -826,6 +875,13 @@ int main(int argc, char **argv)
         g_rank = r;
         g_size = n;
         return kill_mode();
+    }
+    if (argc > 3 && strcmp(argv[2], "savekill") == 0) {
+        int r, n, lr, ln;
+        zcomm_env_ranks(&r, &n, &lr, &ln);
+        g_rank = r;
+        g_size = n;
+        return savekill_mode(argv[3]);
     }
     if (argc > 3) { /* checkpoint mode: any number of ranks */
         int r, n, lr, ln;
