@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "comm/backend.h"
+#include "common/half.h"
 
 static int env_int(const char *name, int *out)
 {
@@ -64,6 +65,8 @@ int zcomm_backend_built(zcomm_backend b)
         return zcomm__mpi_built();
     case ZCOMM_NCCL:
         return zcomm__nccl_built();
+    case ZCOMM_CALLBACK:
+        return 1;
     }
     return 0;
 }
@@ -79,6 +82,8 @@ const char *zcomm_backend_name(zcomm_backend b)
         return "mpi";
     case ZCOMM_NCCL:
         return "nccl";
+    case ZCOMM_CALLBACK:
+        return "callback";
     }
     return "?";
 }
@@ -153,6 +158,9 @@ zoff_status zcomm_create(const zcomm_config *cfg, zcomm **out)
     case ZCOMM_NCCL:
         st = zcomm__nccl_create(c, cfg);
         break;
+    case ZCOMM_CALLBACK:
+        st = zcomm__cb_create(c, cfg);
+        break;
     default:
         st = zoff__err(ZOFF_EINVAL, "zcomm_create: unknown backend %d", (int)b);
     }
@@ -171,6 +179,7 @@ void zcomm_destroy(zcomm *c)
     if (!c) return;
     if (c->kind == ZCOMM_MPI) zcomm__mpi_destroy(c);
     if (c->kind == ZCOMM_NCCL) zcomm__nccl_destroy(c);
+    if (c->kind == ZCOMM_CALLBACK) zcomm__cb_destroy(c);
     free(c);
 }
 
@@ -234,6 +243,93 @@ zoff_status zcomm__stream_ready(zcomm *c, zdev_stream *s)
     return zdev_stream_sync(c->dev, s);
 }
 
+/* ---- rank-order reductions shared by the host-buffer backends (mpi.c, cb.c) -------------- */
+/* acc[i] (op)= x[i] over n elements of dt; `first`: acc = x. 16-bit types accumulate in fp32
+ * (acc is float then). */
+void zcomm__reduce_into(void *acc, const void *x, size_t n, zcomm_dtype dt, zcomm_op op, int first)
+{
+    switch (dt) {
+    case ZCOMM_F32: {
+        float *a = acc;
+        const float *b = x;
+        for (size_t i = 0; i < n; i++)
+            a[i] = first ? b[i] : (op == ZCOMM_MAX ? (b[i] > a[i] ? b[i] : a[i]) : a[i] + b[i]);
+        break;
+    }
+    case ZCOMM_F64: {
+        double *a = acc;
+        const double *b = x;
+        for (size_t i = 0; i < n; i++)
+            a[i] = first ? b[i] : (op == ZCOMM_MAX ? (b[i] > a[i] ? b[i] : a[i]) : a[i] + b[i]);
+        break;
+    }
+    case ZCOMM_I64: {
+        int64_t *a = acc;
+        const int64_t *b = x;
+        for (size_t i = 0; i < n; i++)
+            a[i] = first ? b[i] : (op == ZCOMM_MAX ? (b[i] > a[i] ? b[i] : a[i]) : a[i] + b[i]);
+        break;
+    }
+    case ZCOMM_F16:
+    case ZCOMM_BF16: {
+        float *a = acc;
+        const uint16_t *b = x;
+        for (size_t i = 0; i < n; i++) {
+            float v = dt == ZCOMM_F16 ? zoff_f16_to_f32(b[i]) : zoff_bf16_to_f32(b[i]);
+            a[i] = first ? v : (op == ZCOMM_MAX ? (v > a[i] ? v : a[i]) : a[i] + v);
+        }
+        break;
+    }
+    case ZCOMM_U8:
+        break;
+    }
+}
+
+/* out[n] = acc[n] finished (AVG: / size; 16-bit: rounded from the fp32 accumulator). */
+void zcomm__reduce_finish(void *out, void *acc, size_t n, zcomm_dtype dt, zcomm_op op, int size)
+{
+    switch (dt) {
+    case ZCOMM_F32: {
+        float *a = acc;
+        if (op == ZCOMM_AVG)
+            for (size_t i = 0; i < n; i++) a[i] /= (float)size;
+        if (out != acc) memcpy(out, a, n * sizeof(float));
+        break;
+    }
+    case ZCOMM_F64: {
+        double *a = acc;
+        if (op == ZCOMM_AVG)
+            for (size_t i = 0; i < n; i++) a[i] /= (double)size;
+        if (out != acc) memcpy(out, a, n * sizeof(double));
+        break;
+    }
+    case ZCOMM_I64: {
+        int64_t *a = acc;
+        if (op == ZCOMM_AVG)
+            for (size_t i = 0; i < n; i++) a[i] /= size;
+        if (out != acc) memcpy(out, a, n * sizeof(int64_t));
+        break;
+    }
+    case ZCOMM_F16:
+    case ZCOMM_BF16: {
+        float *a = acc;
+        uint16_t *o = out;
+        for (size_t i = 0; i < n; i++) {
+            float v = op == ZCOMM_AVG ? a[i] / (float)size : a[i];
+            o[i] = dt == ZCOMM_F16 ? zoff_f32_to_f16(v) : zoff_f32_to_bf16(v);
+        }
+        break;
+    }
+    case ZCOMM_U8:
+        break;
+    }
+}
+
+size_t zcomm__acc_size(zcomm_dtype dt)
+{
+    return (dt == ZCOMM_F16 || dt == ZCOMM_BF16) ? sizeof(float) : zcomm_dtype_size(dt);
+}
+
 /* ---- argument checks and dispatch ---------------------------------------------------------- */
 static zoff_status check(zcomm *c, const char *op, zcomm_dtype dt)
 {
@@ -254,6 +350,24 @@ static void account(zcomm *c, uint64_t t0, size_t bytes)
     c->stats.bytes += bytes;
 }
 
+/* The host backends' equal-count reduce-scatter: their per-rank-count one with r * count. */
+static zoff_status host_reduce_scatter(zcomm *c, const void *send, void *recv, size_t count,
+                                       zcomm_dtype dt, zcomm_op op)
+{
+    size_t n = (size_t)c->size;
+    size_t *cd = malloc(2 * n * sizeof *cd);
+    if (!cd) return zoff__err(-ENOMEM, "comm: out of memory");
+    for (size_t j = 0; j < n; j++) {
+        cd[j] = count;
+        cd[n + j] = j * count;
+    }
+    zoff_status st = c->kind == ZCOMM_CALLBACK
+                         ? zcomm__cb_reduce_scatterv(c, send, recv, cd, cd + n, dt, op)
+                         : zcomm__mpi_reduce_scatterv(c, send, recv, cd, cd + n, dt, op);
+    free(cd);
+    return st;
+}
+
 zoff_status zcomm_reduce_scatter(zcomm *c, const void *send, void *recv, size_t count,
                                  zcomm_dtype dt, zcomm_op op, zdev_stream *s)
 {
@@ -270,7 +384,7 @@ zoff_status zcomm_reduce_scatter(zcomm *c, const void *send, void *recv, size_t 
         if (c->kind == ZCOMM_SELF) {
             if (recv != send && count) memmove(recv, send, count * esz);
         } else {
-            st = zcomm__mpi_reduce_scatter(c, send, recv, count, dt, op);
+            st = host_reduce_scatter(c, send, recv, count, dt, op);
         }
     }
     account(c, t0, count * esz * (size_t)c->size);
@@ -296,7 +410,9 @@ zoff_status zcomm_reduce_scatterv(zcomm *c, const void *send, void *recv, const 
             const uint8_t *src = (const uint8_t *)send + displs[0] * esz;
             if ((const void *)src != recv && counts[0]) memmove(recv, src, counts[0] * esz);
         } else {
-            st = zcomm__mpi_reduce_scatterv(c, send, recv, counts, displs, dt, op);
+            st = c->kind == ZCOMM_CALLBACK
+                     ? zcomm__cb_reduce_scatterv(c, send, recv, counts, displs, dt, op)
+                     : zcomm__mpi_reduce_scatterv(c, send, recv, counts, displs, dt, op);
         }
     }
     account(c, t0, total * esz);
@@ -318,7 +434,8 @@ zoff_status zcomm_all_reduce(zcomm *c, const void *send, void *recv, size_t coun
         if (c->kind == ZCOMM_SELF) {
             if (recv != send && count) memmove(recv, send, count * esz);
         } else {
-            st = zcomm__mpi_all_reduce(c, send, recv, count, dt, op);
+            st = c->kind == ZCOMM_CALLBACK ? zcomm__cb_all_reduce(c, send, recv, count, dt, op)
+                                           : zcomm__mpi_all_reduce(c, send, recv, count, dt, op);
         }
     }
     account(c, t0, count * esz);
@@ -346,7 +463,9 @@ zoff_status zcomm_all_gather(zcomm *c, const void *send, void *recv, size_t coun
                 cd[r] = count;
                 cd[n + r] = r * count;
             }
-            st = zcomm__mpi_all_gatherv(c, send, recv, cd, cd + n, dt, 0);
+            st = c->kind == ZCOMM_CALLBACK
+                     ? zcomm__cb_all_gatherv(c, send, recv, cd, cd + n, dt, 0)
+                     : zcomm__mpi_all_gatherv(c, send, recv, cd, cd + n, dt, 0);
             free(cd);
         }
     }
@@ -367,6 +486,8 @@ zoff_status zcomm_all_gatherv_inplace(zcomm *c, void *buf, const size_t *counts,
     } else {
         ZOFF_CHECK(zcomm__stream_ready(c, s));
         if (c->kind == ZCOMM_MPI) st = zcomm__mpi_all_gatherv(c, buf, buf, counts, displs, dt, 1);
+        if (c->kind == ZCOMM_CALLBACK)
+            st = zcomm__cb_all_gatherv(c, buf, buf, counts, displs, dt, 1);
     }
     account(c, t0, counts[c->rank] * esz);
     return st;
@@ -385,6 +506,7 @@ zoff_status zcomm_broadcast(zcomm *c, void *buf, size_t count, zcomm_dtype dt, i
     } else {
         ZOFF_CHECK(zcomm__stream_ready(c, s));
         if (c->kind == ZCOMM_MPI) st = zcomm__mpi_broadcast(c, buf, count, dt, root);
+        if (c->kind == ZCOMM_CALLBACK) st = zcomm__cb_broadcast(c, buf, count, dt, root);
     }
     account(c, t0, c->rank == root ? count * zcomm_dtype_size(dt) : 0);
     return st;
@@ -397,6 +519,7 @@ zoff_status zcomm_barrier(zcomm *c)
     zoff_status st = ZOFF_OK;
     if (c->kind == ZCOMM_MPI) st = zcomm__mpi_barrier(c);
     if (c->kind == ZCOMM_NCCL) st = zcomm__nccl_barrier(c);
+    if (c->kind == ZCOMM_CALLBACK) st = zcomm__cb_barrier(c);
     account(c, t0, 0);
     return st;
 }

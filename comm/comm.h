@@ -9,6 +9,9 @@
  *    reduction exchanges the pieces (MPI_Ialltoallv) and each rank adds the contributions in rank
  *    order 0, 1, ..., N-1 in the element type (fp32: IEEE single adds), so every rank of every run
  *    gets the same bits whatever MPI's own algorithms are; AVG divides the sum by N.
+ *  - callback (comm/cb.c): host buffers; the caller supplies the transport as one all_gather
+ *    function (zoff.torch: torch.distributed under torchrun); reductions add in rank order
+ *    with the MPI backend's code, so the bits are the same.
  *  - nccl (comm/nccl.c, built with ZOFF_NCCL and the CUDA backend): device buffers,
  *    ncclReduceScatter/AllGather/AllReduce/Broadcast on the stream given; per-rank counts are a
  *    group of ncclBroadcast calls. Without the library the calls return ZOFF_EUNSUPPORTED.
@@ -48,6 +51,7 @@ typedef enum zcomm_backend {
     ZCOMM_SELF = 1,
     ZCOMM_MPI = 2,
     ZCOMM_NCCL = 3,
+    ZCOMM_CALLBACK = 4, /* host buffers over the caller's all_gather (zcomm_callbacks) */
 } zcomm_backend;
 
 typedef enum zcomm_dtype {
@@ -67,6 +71,15 @@ typedef enum zcomm_op {
 
 #define ZCOMM_UNIQUE_ID_BYTES 128 /* = NCCL_UNIQUE_ID_BYTES */
 
+/* The transport of the callback backend, supplied by the caller (an existing engine such as
+ * torch.distributed): all_gather puts every rank's send[bytes] at recv + r * bytes on every
+ * rank (every rank passes the same `bytes`); returns >= 0, or negative on failure. */
+typedef struct zcomm_callbacks {
+    void *user;
+    int rank, size, local_rank, local_size; /* local_rank < 0 / local_size < 1: rank / size */
+    int (*all_gather)(void *user, const void *send, void *recv, size_t bytes);
+} zcomm_callbacks;
+
 typedef struct zcomm_config {
     zcomm_backend backend;
     uint64_t timeout_ms; /* watchdog: 0 = wait forever */
@@ -74,7 +87,8 @@ typedef struct zcomm_config {
     /* NCCL bootstrap from a unique id (torchrun style); ignored by the other backends */
     int rank, size, local_rank;
     unsigned char unique_id[ZCOMM_UNIQUE_ID_BYTES];
-    int have_unique_id; /* 1: create the NCCL communicator from unique_id/rank/size */
+    int have_unique_id;               /* 1: create the NCCL communicator from unique_id/rank/size */
+    const zcomm_callbacks *callbacks; /* ZCOMM_CALLBACK: the caller's transport (copied) */
 } zcomm_config;
 
 /* Ranks as the launcher announced them in the environment (OMPI_COMM_WORLD_*, PMI_*, SLURM_*,

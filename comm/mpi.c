@@ -223,92 +223,6 @@ void zcomm__mpi_destroy(zcomm *c)
 
 /* ---- reductions in rank order -----------------------------------------------------------------
  */
-/* acc[i] (op)= x[i] over n elements of dt; `first`: acc = x. 16-bit types accumulate in fp32
- * (acc is float then). */
-static void reduce_into(void *acc, const void *x, size_t n, zcomm_dtype dt, zcomm_op op, int first)
-{
-    switch (dt) {
-    case ZCOMM_F32: {
-        float *a = acc;
-        const float *b = x;
-        for (size_t i = 0; i < n; i++)
-            a[i] = first ? b[i] : (op == ZCOMM_MAX ? (b[i] > a[i] ? b[i] : a[i]) : a[i] + b[i]);
-        break;
-    }
-    case ZCOMM_F64: {
-        double *a = acc;
-        const double *b = x;
-        for (size_t i = 0; i < n; i++)
-            a[i] = first ? b[i] : (op == ZCOMM_MAX ? (b[i] > a[i] ? b[i] : a[i]) : a[i] + b[i]);
-        break;
-    }
-    case ZCOMM_I64: {
-        int64_t *a = acc;
-        const int64_t *b = x;
-        for (size_t i = 0; i < n; i++)
-            a[i] = first ? b[i] : (op == ZCOMM_MAX ? (b[i] > a[i] ? b[i] : a[i]) : a[i] + b[i]);
-        break;
-    }
-    case ZCOMM_F16:
-    case ZCOMM_BF16: {
-        float *a = acc;
-        const uint16_t *b = x;
-        for (size_t i = 0; i < n; i++) {
-            float v = dt == ZCOMM_F16 ? zoff_f16_to_f32(b[i]) : zoff_bf16_to_f32(b[i]);
-            a[i] = first ? v : (op == ZCOMM_MAX ? (v > a[i] ? v : a[i]) : a[i] + v);
-        }
-        break;
-    }
-    case ZCOMM_U8:
-        break;
-    }
-}
-
-/* out[n] = acc[n] finished (AVG: / size; 16-bit: rounded from the fp32 accumulator). */
-static void reduce_finish(void *out, void *acc, size_t n, zcomm_dtype dt, zcomm_op op, int size)
-{
-    switch (dt) {
-    case ZCOMM_F32: {
-        float *a = acc;
-        if (op == ZCOMM_AVG)
-            for (size_t i = 0; i < n; i++) a[i] /= (float)size;
-        if (out != acc) memcpy(out, a, n * sizeof(float));
-        break;
-    }
-    case ZCOMM_F64: {
-        double *a = acc;
-        if (op == ZCOMM_AVG)
-            for (size_t i = 0; i < n; i++) a[i] /= (double)size;
-        if (out != acc) memcpy(out, a, n * sizeof(double));
-        break;
-    }
-    case ZCOMM_I64: {
-        int64_t *a = acc;
-        if (op == ZCOMM_AVG)
-            for (size_t i = 0; i < n; i++) a[i] /= size;
-        if (out != acc) memcpy(out, a, n * sizeof(int64_t));
-        break;
-    }
-    case ZCOMM_F16:
-    case ZCOMM_BF16: {
-        float *a = acc;
-        uint16_t *o = out;
-        for (size_t i = 0; i < n; i++) {
-            float v = op == ZCOMM_AVG ? a[i] / (float)size : a[i];
-            o[i] = dt == ZCOMM_F16 ? zoff_f32_to_f16(v) : zoff_f32_to_bf16(v);
-        }
-        break;
-    }
-    case ZCOMM_U8:
-        break;
-    }
-}
-
-static size_t acc_size(zcomm_dtype dt)
-{
-    return (dt == ZCOMM_F16 || dt == ZCOMM_BF16) ? sizeof(float) : zcomm_dtype_size(dt);
-}
-
 /* The core: rank r receives piece r of every rank (piece j of `send` is send[sdispl[j] ..
  * + scount[j]), all in elements) and reduces them in rank order into out[scount[rank]]. */
 static zoff_status exchange_reduce(zcomm *c, const void *send, const size_t *cnt,
@@ -326,7 +240,8 @@ static zoff_status exchange_reduce(zcomm *c, const void *send, const size_t *cnt
                          opname, mine);
     int *ia = malloc(4 * (size_t)n * sizeof *ia);
     uint8_t *tmp = malloc(ZOFF_MAX((size_t)1, mine * (size_t)n * esz));
-    void *acc = acc_size(dt) == esz ? out : malloc(ZOFF_MAX((size_t)1, mine * acc_size(dt)));
+    void *acc =
+        zcomm__acc_size(dt) == esz ? out : malloc(ZOFF_MAX((size_t)1, mine * zcomm__acc_size(dt)));
     zoff_status st = ZOFF_OK;
     if (!ia || !tmp || !acc) {
         st = zoff__err(-ENOMEM, "comm/mpi: out of memory for %s", opname);
@@ -347,27 +262,12 @@ static zoff_status exchange_reduce(zcomm *c, const void *send, const size_t *cnt
     }
     ZOFF_CHECK_GOTO(mpi_wait(c, &rq, opname), st, out);
     for (int j = 0; j < n; j++)
-        reduce_into(acc, tmp + (size_t)j * mine * esz, mine, dt, op, j == 0);
-    reduce_finish(out, acc, mine, dt, op, n);
+        zcomm__reduce_into(acc, tmp + (size_t)j * mine * esz, mine, dt, op, j == 0);
+    zcomm__reduce_finish(out, acc, mine, dt, op, n);
 out:
     if (acc != out) free(acc);
     free(tmp);
     free(ia);
-    return st;
-}
-
-zoff_status zcomm__mpi_reduce_scatter(zcomm *c, const void *send, void *recv, size_t count,
-                                      zcomm_dtype dt, zcomm_op op)
-{
-    size_t n = (size_t)c->size;
-    size_t *cd = malloc(2 * n * sizeof *cd);
-    if (!cd) return zoff__err(-ENOMEM, "comm/mpi: out of memory");
-    for (size_t j = 0; j < n; j++) {
-        cd[j] = count;
-        cd[n + j] = j * count;
-    }
-    zoff_status st = exchange_reduce(c, send, cd, cd + n, recv, dt, op, "reduce-scatter");
-    free(cd);
     return st;
 }
 
@@ -470,11 +370,6 @@ zoff_status zcomm__mpi_create(zcomm *c, const zcomm_config *cfg)
 void zcomm__mpi_destroy(zcomm *c)
 {
     (void)c;
-}
-zoff_status zcomm__mpi_reduce_scatter(zcomm *c, const void *send, void *recv, size_t count,
-                                      zcomm_dtype dt, zcomm_op op)
-{
-    return UNSUP;
 }
 zoff_status zcomm__mpi_reduce_scatterv(zcomm *c, const void *send, void *recv, const size_t *counts,
                                        const size_t *displs, zcomm_dtype dt, zcomm_op op)

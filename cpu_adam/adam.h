@@ -40,8 +40,9 @@ typedef enum zopt_kind {
 } zopt_kind;
 
 /* How the moments are stored (zadam_tensor.state_fmt). bf16: round to nearest even. q8: blocks of
- * ZSTATE_Q8_BLOCK values, one fp32 absmax per block and one byte per value through a dynamic
- * code map (signed for exp_avg, unsigned for exp_avg_sq; docs/cpu_adam.md). */
+ * ZSTATE_Q8_BLOCK values, one fp32 absmax per block and one byte per value: an 8-bit float (3
+ * mantissa bits; signed with a 4-bit exponent for exp_avg, unsigned with a 5-bit exponent for
+ * exp_avg_sq) relative to the power of two just above the absmax (docs/cpu_adam.md). */
 typedef enum zstate_fmt {
     ZSTATE_FP32 = 0,
     ZSTATE_BF16 = 1,
@@ -147,8 +148,9 @@ void zstate_init_moments(zopt_kind k, const zadam_tensor *t, size_t n, float v_i
 void zstate_decode(zstate_fmt f, int which, const void *state, const float *absmax, size_t n,
                    float *out);
 void zstate_encode(zstate_fmt f, int which, const float *in, size_t n, void *state, float *absmax);
-/* The q8 code maps: 256 values each in [-1, 1] (signed) / [0, 1] (unsigned), increasing with the
- * code (signed: sign bit 7, magnitude code in bits 0-6). */
+/* The q8 code maps: each code's value relative to the block scale S = 2^(floor(log2 absmax) + 1),
+ * 256 values increasing with the code (signed: sign bit 7, magnitude code in bits 0-6; 0x00 and
+ * 0x80 are +0); the encoder produces magnitudes up to 1.0. */
 const float *zq8_map(int which);
 
 /* 1 if this CPU (and build) can run `isa`. */

@@ -216,45 +216,41 @@ double sumsq_avx2(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite)
 }
 
 /* ---- the generic step: Adam / Lion / Adagrad over fp32, bf16 or q8 moments -------------------
- * The AVX-512 structure (adam_avx512.c) with 8 lanes: whole q8 blocks, moments decoded by a
- * gather from the code map, updated, kept in an L1 buffer for the block's absmax, then quantized
- * with the operations of zq8__quant_mag; the last, partial block through the scalar reference. */
+ * The AVX-512 structure (adam_avx512.c) with 8 lanes: whole q8 blocks, moments decoded by shifting
+ * the code bits into an fp32 pattern (times absmax), updated, kept in an L1 buffer for the block's
+ * absmax, then encoded with the integer rounding of zq8__enc; the last, partial block through
+ * the scalar reference. */
 
-typedef struct q8_tabs8 {
-    __m256 lo, istep, jmax, step, thr[8];
-    __m256i base;
-    int bits;
-} q8_tabs8;
-
-ZADAM_AVX2_INLINE void q8_tabs_load8(const zq8__map *q, q8_tabs8 *tb)
+/* r = (bits(x) + 2^19) >> 20 of 8 buffered values (see q8_round16 in adam_avx512.c). */
+ZADAM_AVX2_INLINE __m256i q8_round8(const float *buf)
 {
-    tb->bits = q->bits;
-    tb->lo = _mm256_loadu_ps(q->lo);
-    tb->istep = _mm256_loadu_ps(q->inv_step);
-    tb->jmax = _mm256_loadu_ps(q->jmax);
-    tb->step = _mm256_loadu_ps(q->step);
-    tb->base = _mm256_loadu_si256((const __m256i *)q->base);
-    for (int k = 1; k < q->bits; k++) tb->thr[k] = _mm256_set1_ps(q->thr[k]);
+    return _mm256_srli_epi32(_mm256_add_epi32(_mm256_load_si256((const __m256i *)(const void *)buf),
+                                              _mm256_set1_epi32(0x80000)),
+                             20);
 }
 
-/* 8 codes of x in the low 8 bytes. */
-ZADAM_AVX2_INLINE __m128i q8_quant8(const q8_tabs8 *tb, __m256 x, __m256 inv, int sign)
+/* Encodes one normal block (see q8_block_out16 in adam_avx512.c): 16-bit saturating subtract,
+ * two packs, one dword permute. */
+ZADAM_AVX2_INLINE void q8_block_out8(const float *buf, uint32_t sub, uint8_t *codes, int which)
 {
-    const __m256i bits = _mm256_castps_si256(x);
-    const __m256 y = _mm256_mul_ps(
-        _mm256_castsi256_ps(_mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff))), inv);
-    __m256i z = _mm256_setzero_si256();
-    for (int k = 1; k < tb->bits; k++) /* the compare mask is -1: subtracting adds one */
-        z = _mm256_sub_epi32(z, _mm256_castps_si256(_mm256_cmp_ps(y, tb->thr[k], _CMP_LE_OQ)));
-    __m256 tt = _mm256_mul_ps(_mm256_sub_ps(y, _mm256_permutevar8x32_ps(tb->lo, z)),
-                              _mm256_permutevar8x32_ps(tb->istep, z));
-    tt = _mm256_min_ps(tt, _mm256_permutevar8x32_ps(tb->jmax, z));
-    __m256i c = _mm256_add_epi32(_mm256_permutevar8x32_epi32(tb->base, z), _mm256_cvtps_epi32(tt));
-    if (sign)
-        c = _mm256_or_si256(c,
-                            _mm256_and_si256(_mm256_srli_epi32(bits, 24), _mm256_set1_epi32(0x80)));
-    const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
-    return _mm_packus_epi16(w, w);
+    const __m256i vsub = _mm256_set1_epi16((short)sub);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 32) {
+        __m256i w0 = _mm256_packus_epi32(q8_round8(buf + k), q8_round8(buf + k + 8));
+        __m256i w1 = _mm256_packus_epi32(q8_round8(buf + k + 16), q8_round8(buf + k + 24));
+        if (!which) {
+            const __m256i mag = _mm256_set1_epi16(0x7ff), sgn = _mm256_set1_epi16(0x80);
+            w0 = _mm256_or_si256(_mm256_subs_epu16(_mm256_and_si256(w0, mag), vsub),
+                                 _mm256_and_si256(_mm256_srli_epi16(w0, 4), sgn));
+            w1 = _mm256_or_si256(_mm256_subs_epu16(_mm256_and_si256(w1, mag), vsub),
+                                 _mm256_and_si256(_mm256_srli_epi16(w1, 4), sgn));
+        } else {
+            w0 = _mm256_subs_epu16(w0, vsub);
+            w1 = _mm256_subs_epu16(w1, vsub);
+        }
+        _mm256_storeu_si256((__m256i *)(codes + k),
+                            _mm256_permutevar8x32_epi32(_mm256_packus_epi16(w0, w1), perm));
+    }
 }
 
 ZADAM_AVX2_INLINE uint32_t reduce_max_u32x8(__m256i a)
@@ -265,54 +261,52 @@ ZADAM_AVX2_INLINE uint32_t reduce_max_u32x8(__m256i a)
     return (uint32_t)_mm_cvtsi128_si32(m);
 }
 
-ZADAM_AVX2_INLINE void q8_block_out8(const q8_tabs8 *tb, const float *buf, __m256i amax,
-                                     uint8_t *codes, float *absmax, int sign)
+/* Stores a block's absmax and codes from the buffered values and their max |x| bits. */
+ZADAM_AVX2_INLINE void q8_store_block8(int which, const float *buf, uint32_t amax, uint8_t *codes,
+                                       float *absmax)
 {
-    float inv;
-    *absmax = zq8__block_scale(reduce_max_u32x8(amax), &inv);
-    if (inv == 0.0f) {
+    *absmax = zq8__absmax_store(which, amax);
+    if (zq8__blk_kind(which, amax) == ZQ8__BLK_NORMAL)
+        q8_block_out8(buf, zq8__enc_sub(which, amax), codes, which);
+    else
         memset(codes, 0, ZSTATE_Q8_BLOCK);
-        return;
-    }
-    const __m256 vinv = _mm256_set1_ps(inv);
-    for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 8)
-        _mm_storel_epi64((__m128i *)(codes + k),
-                         q8_quant8(tb, _mm256_loadu_ps(buf + k), vinv, sign));
 }
 
-/* Decodes 8 codes (int32 lanes) with the map's fp32 formula (see adam_avx512.c q8_decode16). */
-ZADAM_AVX2_INLINE __m256 q8_decode8(const q8_tabs8 *tb, __m256i c, int sign)
+/* Decodes 8 codes at src (zq8__dec) of a normal block: dec = (ea + 1 - Emax) << 23. */
+ZADAM_AVX2_INLINE __m256 q8_dec8(const uint8_t *src, int which, __m256i dec)
 {
-    __m256i mag = c;
-    if (sign) mag = _mm256_and_si256(c, _mm256_set1_epi32(0x7f));
-    const __m256i e = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(mag)), 23);
-    const __m256i z = _mm256_and_si256(_mm256_sub_epi32(_mm256_set1_epi32(tb->bits - 1 + 127), e),
-                                       _mm256_set1_epi32(7));
-    const __m256i j = _mm256_sub_epi32(mag, _mm256_permutevar8x32_epi32(tb->base, z));
-    const __m256 prod = _mm256_mul_ps(_mm256_cvtepi32_ps(j), _mm256_permutevar8x32_ps(tb->step, z));
-    __m256 v = _mm256_add_ps(_mm256_permutevar8x32_ps(tb->lo, z), prod);
-    const __m256i zero = _mm256_cmpeq_epi32(mag, _mm256_setzero_si256());
-    v = _mm256_andnot_ps(_mm256_castsi256_ps(zero), v);
-    if (sign)
-        v = _mm256_castsi256_ps(
-            _mm256_xor_si256(_mm256_castps_si256(v),
-                             _mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x80)), 24)));
-    return v;
+    const __m128i raw = _mm_loadl_epi64((const __m128i *)src);
+    if (!which) { /* sign-extended: (c << 20) & 0x87f00000 keeps the sign in bit 31 */
+        const __m256i c = _mm256_cvtepi8_epi32(raw);
+        const __m256i b = _mm256_add_epi32(
+            _mm256_and_si256(_mm256_slli_epi32(c, 20), _mm256_set1_epi32((int)0x87f00000u)), dec);
+        const __m256i zero = _mm256_cmpeq_epi32(_mm256_slli_epi32(c, 25), _mm256_setzero_si256());
+        return _mm256_castsi256_ps(_mm256_andnot_si256(zero, b));
+    }
+    return _mm256_castsi256_ps(
+        _mm256_add_epi32(_mm256_slli_epi32(_mm256_cvtepu8_epi32(raw), 20), dec));
+}
+
+/* A block's decode constant from its stored absmax; returns the block kind. */
+ZADAM_AVX2_INLINE int q8_blk8(int which, const float *absmax, __m256i *dec)
+{
+    const uint32_t ab = zoff_f32_bits(*absmax);
+    const int kind = zq8__blk_kind(which, ab);
+    *dec = _mm256_set1_epi32(kind == ZQ8__BLK_NORMAL ? (int)(zq8__enc_sub(which, ab) << 20) : 0);
+    return kind;
 }
 
 ZADAM_AVX2_INLINE __m256 load_state8(const zadam_tensor *t, int fmt, int which, size_t i,
-                                     __m256 scale, const q8_tabs8 *tb)
+                                     __m256i dec, int ok)
 {
     if (fmt == ZSTATE_BF16) {
         const __m128i h = _mm_loadu_si128(
             (const __m128i *)((const uint16_t *)(which ? t->v_state : t->m_state) + i));
         return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     }
-    if (fmt == ZSTATE_Q8) {
-        const __m128i c = _mm_loadl_epi64(
-            (const __m128i *)((const uint8_t *)(which ? t->v_state : t->m_state) + i));
-        return _mm256_mul_ps(q8_decode8(tb, _mm256_cvtepu8_epi32(c), !which), scale);
-    }
+    if (fmt == ZSTATE_Q8)
+        return ok ? q8_dec8((const uint8_t *)(which ? t->v_state : t->m_state) + i, which, dec)
+                  : _mm256_setzero_ps(); /* a zero block */
     return _mm256_loadu_ps((which ? t->exp_avg_sq : t->exp_avg) + i);
 }
 
@@ -322,10 +316,11 @@ ZADAM_AVX2_INLINE void store_state8(const zadam_tensor *t, int fmt, int which, s
     if (fmt == ZSTATE_BF16) {
         _mm_storeu_si128((__m128i *)((uint16_t *)(which ? t->v_state : t->m_state) + i),
                          bf16_round8(x));
-    } else if (fmt == ZSTATE_Q8) {
-        _mm256_storeu_ps(buf, x);
+    } else if (fmt == ZSTATE_Q8) { /* exp_avg_sq is never negative nor -0: no abs needed */
+        _mm256_store_ps(buf, x);
         *amax = _mm256_max_epu32(
-            *amax, _mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7fffffff)));
+            *amax, which ? _mm256_castps_si256(x)
+                         : _mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7fffffff)));
     } else {
         _mm256_storeu_ps((which ? t->exp_avg_sq : t->exp_avg) + i, x);
     }
@@ -349,14 +344,8 @@ ZADAM_AVX2_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor *t
         out_kind = t->out_dtype == ZOFF_DTYPE_F16    ? OUT_F16
                    : t->out_dtype == ZOFF_DTYPE_BF16 ? OUT_BF16
                                                      : OUT_F32;
-    const zq8__map *maps = zq8__maps();
-    q8_tabs8 tm, tv;
-    memset(&tm, 0, sizeof tm);
-    memset(&tv, 0, sizeof tv);
-    if (fmt == ZSTATE_Q8) {
-        q8_tabs_load8(&maps[0], &tm);
-        q8_tabs_load8(&maps[1], &tv);
-    }
+    const int nt = out_kind != OUT_NONE && s->nt_out &&
+                   ZOFF_IS_ALIGNED(t->param_out, out_kind == OUT_F32 ? 32 : 16);
     float *restrict param = t->param;
     const size_t nfull = t->n / ZSTATE_Q8_BLOCK * ZSTATE_Q8_BLOCK;
     float mb[ZSTATE_Q8_BLOCK] __attribute__((aligned(32)));
@@ -364,21 +353,28 @@ ZADAM_AVX2_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor *t
     size_t nonfinite = 0;
     for (size_t b0 = 0; b0 < nfull; b0 += ZSTATE_Q8_BLOCK) {
         const size_t blk = b0 / ZSTATE_Q8_BLOCK;
-        __m256 ms = zero, vs = zero;
-        if (fmt == ZSTATE_Q8) {
-            if (has_m) ms = _mm256_set1_ps(t->m_absmax[blk]);
-            if (has_v) vs = _mm256_set1_ps(t->v_absmax[blk]);
+        __m256i mdec = _mm256_setzero_si256(), vdec = mdec;
+        int mok = 0, vok = 0;
+        if (fmt == ZSTATE_Q8) { /* a NaN block decodes to NaN: the scalar reference runs it */
+            const int mk = has_m ? q8_blk8(0, &t->m_absmax[blk], &mdec) : 0;
+            const int vk = has_v ? q8_blk8(1, &t->v_absmax[blk], &vdec) : 0;
+            if (mk == ZQ8__BLK_NAN || vk == ZQ8__BLK_NAN) {
+                nonfinite += zopt__step_block(s, t, b0, ZSTATE_Q8_BLOCK);
+                continue;
+            }
+            mok = mk == ZQ8__BLK_NORMAL;
+            vok = vk == ZQ8__BLK_NORMAL;
         }
         __m256i mmax = _mm256_setzero_si256(), vmax = _mm256_setzero_si256();
         for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 8) {
             const size_t i = b0 + k;
             const __m256 graw = load_grad8(t->grad, gdt, i);
-            nonfinite += nonfinite8(graw);
+            if (fmt != ZSTATE_Q8) nonfinite += nonfinite8(graw); /* q8: counted below */
             __m256 g = _mm256_mul_ps(graw, gs);
             __m256 p = _mm256_loadu_ps(param + i);
             __m256 m = zero, v = zero;
-            if (has_m) m = load_state8(t, fmt, 0, i, ms, &tm);
-            if (has_v) v = load_state8(t, fmt, 1, i, vs, &tv);
+            if (has_m) m = load_state8(t, fmt, 0, i, mdec, mok);
+            if (has_v) v = load_state8(t, fmt, 1, i, vdec, vok);
             if (optim == ZOPT_ADAM) {
                 if (apply_l2) g = _mm256_add_ps(g, _mm256_mul_ps(l2, p));
                 m = _mm256_add_ps(_mm256_mul_ps(b1, m), _mm256_mul_ps(omb1, g));
@@ -401,17 +397,23 @@ ZADAM_AVX2_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor *t
                 p = _mm256_sub_ps(p, _mm256_mul_ps(step, _mm256_div_ps(g, den)));
             }
             _mm256_storeu_ps(param + i, p);
-            store_out8(t->param_out, out_kind, i, p, 0);
+            store_out8(t->param_out, out_kind, i, p, nt);
             if (has_m) store_state8(t, fmt, 0, i, m, mb + k, &mmax);
             if (has_v) store_state8(t, fmt, 1, i, v, vb + k, &vmax);
         }
         if (fmt == ZSTATE_Q8) {
-            if (has_m)
-                q8_block_out8(&tm, mb, mmax, (uint8_t *)t->m_state + b0, &t->m_absmax[blk], 1);
-            if (has_v)
-                q8_block_out8(&tv, vb, vmax, (uint8_t *)t->v_state + b0, &t->v_absmax[blk], 0);
+            const uint32_t ma = has_m ? reduce_max_u32x8(mmax) : 0;
+            const uint32_t va = has_v ? reduce_max_u32x8(vmax) : 0;
+            /* a non-finite gradient makes every kept moment non-finite (1 - beta > 0), so the
+             * block's gradients are counted only when a new moment is inf or NaN */
+            if (ZOFF_MAX(ma & 0x7fffffffu, va & 0x7fffffffu) >= 0x7f800000u)
+                for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k++)
+                    nonfinite += (size_t)zadam__nonfinite(zadam__grad_at(t->grad, gdt, b0 + k));
+            if (has_m) q8_store_block8(0, mb, ma, (uint8_t *)t->m_state + b0, &t->m_absmax[blk]);
+            if (has_v) q8_store_block8(1, vb, va, (uint8_t *)t->v_state + b0, &t->v_absmax[blk]);
         }
     }
+    if (nt) _mm_sfence(); /* order the streaming stores before whoever reads the copy */
     return nonfinite + zopt__step_tail(s, t, nfull);
 }
 

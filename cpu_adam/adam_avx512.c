@@ -213,137 +213,112 @@ double sumsq_avx512(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite
 }
 
 /* ---- the generic step: Adam / Lion / Adagrad over fp32, bf16 or q8 moments -------------------
- * Whole q8 blocks (ZSTATE_Q8_BLOCK elements) at a time: the moments are decoded (a gather from the
- * code map times the block's absmax), updated, kept in an L1 buffer while the block's absmax is
- * taken (integer max of |x| bits, any order gives the same), then quantized with the fp32
- * operations of zq8__quant_mag. The last, partial block goes through the scalar reference. */
+ * Whole q8 blocks (ZSTATE_Q8_BLOCK elements) at a time: the moments are decoded (code bits shifted
+ * into an fp32 pattern, times the block's absmax), updated, kept in an L1 buffer while the block's
+ * absmax is taken (integer max of |x| bits, any order gives the same), then encoded with the
+ * integer rounding of zq8__enc. The last, partial block goes through the scalar reference. */
 
-typedef struct q8_tabs16 {
-    __m512 lo, istep, jmax, step;
-    __m512 tin0, tin1; /* per binade d = 127 - exponent (0..31): the threshold inside it */
-    __m512i zb0, zb1;  /* per binade: the decade of values above that threshold */
-    __m512i base;
-    int bits;
-} q8_tabs16;
-
-ZADAM_AVX512_INLINE void q8_tabs_load(const zq8__map *q, q8_tabs16 *tb)
+/* r = (bits(x) + 2^19) >> 20 of 32 buffered values as 16-bit lanes: |x| rounded to 3 mantissa
+ * bits, the sign in bit 11 (zq8__enc). The high halves of the fp32 patterns are gathered with one
+ * word permute; adding 2^19 to the pattern adds 8 to its high half (no carry from the low half),
+ * and the sum fits 16 bits for finite x. */
+ZADAM_AVX512_INLINE __m512i q8_round32(const float *buf, __m512i hi)
 {
-    tb->bits = q->bits;
-    tb->lo = _mm512_zextps256_ps512(_mm256_loadu_ps(q->lo));
-    tb->istep = _mm512_zextps256_ps512(_mm256_loadu_ps(q->inv_step));
-    tb->jmax = _mm512_zextps256_ps512(_mm256_loadu_ps(q->jmax));
-    tb->step = _mm512_zextps256_ps512(_mm256_loadu_ps(q->step));
-    tb->base = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)q->base));
-    /* Decade from the exponent: y in binade [2^-d, 2^(1-d)) lies below every threshold >=
-     * 2^(1-d), above every one < 2^-d, and at most one power of ten lies inside the binade, so
-     * z = zb[d] + (y <= tin[d]) equals the scalar count #{k : y <= thr[k]} exactly. */
-    float tin[32];
-    int32_t zb[32];
-    for (int d = 0; d < 32; d++) {
-        const float lower = ldexpf(1.0f, -d), upper = ldexpf(1.0f, 1 - d);
-        zb[d] = 0;
-        tin[d] = -1.0f;
-        for (int k = 1; k < q->bits; k++) {
-            if (q->thr[k] >= upper)
-                zb[d]++;
-            else if (q->thr[k] >= lower)
-                tin[d] = q->thr[k];
+    const __m512i w = _mm512_permutex2var_epi16(_mm512_load_si512((const void *)buf), hi,
+                                                _mm512_load_si512((const void *)(buf + 16)));
+    return _mm512_srli_epi16(_mm512_add_epi16(w, _mm512_set1_epi16(8)), 4);
+}
+
+/* Encodes one normal block from buf into codes (zq8__enc with subtrahend sub). Per 32 values the
+ * subtraction saturates at 0 (subs_epu16) and exp_avg's sign moves from bit 11 to bit 7; two
+ * 16-bit vectors are narrowed to bytes and one qword permute undoes the pack's 128-bit lane
+ * interleave. */
+ZADAM_AVX512_INLINE void q8_block_out16(const float *buf, uint32_t sub, uint8_t *codes, int which)
+{
+    const __m512i vsub = _mm512_set1_epi16((short)sub);
+    const __m512i hi =
+        _mm512_setr_epi32(0x00030001, 0x00070005, 0x000b0009, 0x000f000d, 0x00130011, 0x00170015,
+                          0x001b0019, 0x001f001d, 0x00230021, 0x00270025, 0x002b0029, 0x002f002d,
+                          0x00330031, 0x00370035, 0x003b0039, 0x003f003d);
+    const __m512i perm = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+    for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 64) {
+        __m512i w0 = q8_round32(buf + k, hi);
+        __m512i w1 = q8_round32(buf + k + 32, hi);
+        if (!which) {
+            const __m512i mag = _mm512_set1_epi16(0x7ff), sgn = _mm512_set1_epi16(0x80);
+            w0 = _mm512_ternarylogic_epi32(_mm512_subs_epu16(_mm512_and_si512(w0, mag), vsub),
+                                           _mm512_srli_epi16(w0, 4), sgn, 0xf8);
+            w1 = _mm512_ternarylogic_epi32(_mm512_subs_epu16(_mm512_and_si512(w1, mag), vsub),
+                                           _mm512_srli_epi16(w1, 4), sgn, 0xf8);
+        } else {
+            w0 = _mm512_subs_epu16(w0, vsub);
+            w1 = _mm512_subs_epu16(w1, vsub);
         }
+        _mm512_storeu_si512(codes + k, _mm512_permutexvar_epi64(perm, _mm512_packus_epi16(w0, w1)));
     }
-    tb->tin0 = _mm512_loadu_ps(tin);
-    tb->tin1 = _mm512_loadu_ps(tin + 16);
-    tb->zb0 = _mm512_loadu_si512(zb);
-    tb->zb1 = _mm512_loadu_si512(zb + 16);
 }
 
-/* 16 codes of x (block multiplier inv); sign: bit 7 from x's sign. */
-ZADAM_AVX512_INLINE __m128i q8_quant16(const q8_tabs16 *tb, __m512 x, __m512 inv, int sign)
+/* Decodes 16 codes at src (zq8__dec): dec = the block's (ea + 1 - Emax) << 23, ok = all lanes for
+ * a normal block, none for a zero block. */
+ZADAM_AVX512_INLINE __m512 q8_dec16(const uint8_t *src, int which, __m512i dec, __mmask16 ok)
 {
-    const __m512i bits = _mm512_castps_si512(x);
-    const __m512 y = _mm512_mul_ps(
-        _mm512_castsi512_ps(_mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff))), inv);
-    /* y in [0, 1 + ulp]: binade d = 127 - exponent, clamped to 31 (zero, subnormals and every
-     * binade below 2^-31 lie under all thresholds). */
-    const __m512i d = _mm512_min_epu32(
-        _mm512_sub_epi32(_mm512_set1_epi32(127), _mm512_srli_epi32(_mm512_castps_si512(y), 23)),
-        _mm512_set1_epi32(31));
-    const __m512i zb = _mm512_permutex2var_epi32(tb->zb0, d, tb->zb1);
-    const __m512 tin = _mm512_permutex2var_ps(tb->tin0, d, tb->tin1);
-    const __m512i z =
-        _mm512_mask_add_epi32(zb, _mm512_cmp_ps_mask(y, tin, _CMP_LE_OQ), zb, _mm512_set1_epi32(1));
-    __m512 tt = _mm512_mul_ps(_mm512_sub_ps(y, _mm512_permutexvar_ps(z, tb->lo)),
-                              _mm512_permutexvar_ps(z, tb->istep));
-    tt = _mm512_min_ps(tt, _mm512_permutexvar_ps(z, tb->jmax));
-    __m512i c = _mm512_add_epi32(_mm512_permutexvar_epi32(z, tb->base), _mm512_cvtps_epi32(tt));
-    if (sign)
-        c = _mm512_or_si512(c,
-                            _mm512_and_si512(_mm512_srli_epi32(bits, 24), _mm512_set1_epi32(0x80)));
-    return _mm512_cvtepi32_epi8(c);
+    const __m128i raw = _mm_loadu_si128((const __m128i *)src);
+    if (!which) { /* sign-extended: (c << 20) & 0x87f00000 keeps the sign in bit 31 */
+        const __m512i c = _mm512_cvtepi8_epi32(raw);
+        const __mmask16 k = _mm512_mask_test_epi32_mask(ok, c, _mm512_set1_epi32(0x7f));
+        return _mm512_castsi512_ps(_mm512_maskz_add_epi32(
+            k, _mm512_and_si512(_mm512_slli_epi32(c, 20), _mm512_set1_epi32((int)0x87f00000u)),
+            dec));
+    }
+    return _mm512_castsi512_ps(
+        _mm512_maskz_add_epi32(ok, _mm512_slli_epi32(_mm512_cvtepu8_epi32(raw), 20), dec));
 }
 
-/* Quantizes one full block from buf into codes / *absmax; amax: the lanes' max |x| bits. */
-ZADAM_AVX512_INLINE void q8_block_out16(const q8_tabs16 *tb, const float *buf, __m512i amax,
-                                        uint8_t *codes, float *absmax, int sign)
+/* A block's decode constants from its stored absmax; returns the block kind. */
+ZADAM_AVX512_INLINE int q8_blk16(int which, const float *absmax, __m512i *dec, __mmask16 *ok)
 {
-    float inv;
-    *absmax = zq8__block_scale(_mm512_reduce_max_epu32(amax), &inv);
-    if (inv == 0.0f) {
+    const uint32_t ab = zoff_f32_bits(*absmax);
+    const int kind = zq8__blk_kind(which, ab);
+    *ok = kind == ZQ8__BLK_NORMAL ? (__mmask16)0xffff : 0;
+    *dec = _mm512_set1_epi32(kind == ZQ8__BLK_NORMAL ? (int)(zq8__enc_sub(which, ab) << 20) : 0);
+    return kind;
+}
+
+/* Stores a block's absmax and codes from the buffered values and their max |x| bits. */
+ZADAM_AVX512_INLINE void q8_store_block16(int which, const float *buf, uint32_t amax,
+                                          uint8_t *codes, float *absmax)
+{
+    *absmax = zq8__absmax_store(which, amax);
+    if (zq8__blk_kind(which, amax) == ZQ8__BLK_NORMAL)
+        q8_block_out16(buf, zq8__enc_sub(which, amax), codes, which);
+    else
         memset(codes, 0, ZSTATE_Q8_BLOCK);
-        return;
-    }
-    const __m512 vinv = _mm512_set1_ps(inv);
-    for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 16)
-        _mm_storeu_si128((__m128i *)(codes + k),
-                         q8_quant16(tb, _mm512_loadu_ps(buf + k), vinv, sign));
-}
-
-/* Decodes 16 codes (as int32 lanes) with the map's fp32 formula (the val[] table of
- * zq8__map): F = floor(log2 c) from the exponent of (float)c, z = B-1-F, j = c - base[z],
- * value = lo[z] + (float)j * step[z]; code 0 is +0; signed: bit 7 is the sign. No gathers. */
-ZADAM_AVX512_INLINE __m512 q8_decode16(const q8_tabs16 *tb, __m512i c, int sign)
-{
-    __m512i mag = c;
-    if (sign) mag = _mm512_and_si512(c, _mm512_set1_epi32(0x7f));
-    const __m512i e = _mm512_srli_epi32(_mm512_castps_si512(_mm512_cvtepi32_ps(mag)), 23);
-    const __m512i z = _mm512_sub_epi32(_mm512_set1_epi32(tb->bits - 1 + 127), e);
-    const __m512i j = _mm512_sub_epi32(mag, _mm512_permutexvar_epi32(z, tb->base));
-    const __m512 prod = _mm512_mul_ps(_mm512_cvtepi32_ps(j), _mm512_permutexvar_ps(z, tb->step));
-    __m512 v = _mm512_maskz_add_ps(_mm512_test_epi32_mask(mag, mag),
-                                   _mm512_permutexvar_ps(z, tb->lo), prod);
-    if (sign)
-        v = _mm512_castsi512_ps(
-            _mm512_xor_si512(_mm512_castps_si512(v),
-                             _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x80)), 24)));
-    return v;
 }
 
 ZADAM_AVX512_INLINE __m512 load_state16(const zadam_tensor *t, int fmt, int which, size_t i,
-                                        __m512 scale, const q8_tabs16 *tb)
+                                        __m512i dec, __mmask16 ok)
 {
     if (fmt == ZSTATE_BF16) {
         const __m256i h = _mm256_loadu_si256(
             (const __m256i *)((const uint16_t *)(which ? t->v_state : t->m_state) + i));
         return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     }
-    if (fmt == ZSTATE_Q8) {
-        const __m128i c = _mm_loadu_si128(
-            (const __m128i *)((const uint8_t *)(which ? t->v_state : t->m_state) + i));
-        return _mm512_mul_ps(q8_decode16(tb, _mm512_cvtepu8_epi32(c), !which), scale);
-    }
+    if (fmt == ZSTATE_Q8)
+        return q8_dec16((const uint8_t *)(which ? t->v_state : t->m_state) + i, which, dec, ok);
     return _mm512_loadu_ps((which ? t->exp_avg_sq : t->exp_avg) + i);
 }
 
-/* fp32 / bf16 formats store directly; q8 keeps the value in buf and its |x| bits in *amax. */
 ZADAM_AVX512_INLINE void store_state16(const zadam_tensor *t, int fmt, int which, size_t i,
                                        __m512 x, float *buf, __m512i *amax)
 {
     if (fmt == ZSTATE_BF16) {
         _mm256_storeu_si256((__m256i *)((uint16_t *)(which ? t->v_state : t->m_state) + i),
                             _mm512_cvtepi32_epi16(bf16_round16(x)));
-    } else if (fmt == ZSTATE_Q8) {
-        _mm512_storeu_ps(buf, x);
+    } else if (fmt == ZSTATE_Q8) { /* exp_avg_sq is never negative nor -0: no abs needed */
+        _mm512_store_ps(buf, x);
         *amax = _mm512_max_epu32(
-            *amax, _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff)));
+            *amax, which ? _mm512_castps_si512(x)
+                         : _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff)));
     } else {
         _mm512_storeu_ps((which ? t->exp_avg_sq : t->exp_avg) + i, x);
     }
@@ -367,14 +342,8 @@ ZADAM_AVX512_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor 
         out_kind = t->out_dtype == ZOFF_DTYPE_F16    ? OUT_F16
                    : t->out_dtype == ZOFF_DTYPE_BF16 ? OUT_BF16
                                                      : OUT_F32;
-    const zq8__map *maps = zq8__maps();
-    q8_tabs16 tm, tv;
-    memset(&tm, 0, sizeof tm);
-    memset(&tv, 0, sizeof tv);
-    if (fmt == ZSTATE_Q8) {
-        q8_tabs_load(&maps[0], &tm);
-        q8_tabs_load(&maps[1], &tv);
-    }
+    const int nt = out_kind != OUT_NONE && s->nt_out &&
+                   ZOFF_IS_ALIGNED(t->param_out, out_kind == OUT_F32 ? 64 : 32);
     float *restrict param = t->param;
     const size_t nfull = t->n / ZSTATE_Q8_BLOCK * ZSTATE_Q8_BLOCK;
     float mb[ZSTATE_Q8_BLOCK] __attribute__((aligned(64)));
@@ -382,21 +351,26 @@ ZADAM_AVX512_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor 
     size_t nonfinite = 0;
     for (size_t b0 = 0; b0 < nfull; b0 += ZSTATE_Q8_BLOCK) {
         const size_t blk = b0 / ZSTATE_Q8_BLOCK;
-        __m512 ms = zero, vs = zero;
-        if (fmt == ZSTATE_Q8) {
-            if (has_m) ms = _mm512_set1_ps(t->m_absmax[blk]);
-            if (has_v) vs = _mm512_set1_ps(t->v_absmax[blk]);
+        __m512i mdec = _mm512_setzero_si512(), vdec = mdec;
+        __mmask16 mok = 0, vok = 0;
+        if (fmt == ZSTATE_Q8) { /* a NaN block decodes to NaN: the scalar reference runs it */
+            const int mk = has_m ? q8_blk16(0, &t->m_absmax[blk], &mdec, &mok) : 0;
+            const int vk = has_v ? q8_blk16(1, &t->v_absmax[blk], &vdec, &vok) : 0;
+            if (mk == ZQ8__BLK_NAN || vk == ZQ8__BLK_NAN) {
+                nonfinite += zopt__step_block(s, t, b0, ZSTATE_Q8_BLOCK);
+                continue;
+            }
         }
         __m512i mmax = _mm512_setzero_si512(), vmax = _mm512_setzero_si512();
         for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 16) {
             const size_t i = b0 + k;
             const __m512 graw = load_grad16(t->grad, gdt, i);
-            nonfinite += nonfinite16(graw);
+            if (fmt != ZSTATE_Q8) nonfinite += nonfinite16(graw); /* q8: counted below */
             __m512 g = _mm512_mul_ps(graw, gs);
             __m512 p = _mm512_loadu_ps(param + i);
             __m512 m = zero, v = zero;
-            if (has_m) m = load_state16(t, fmt, 0, i, ms, &tm);
-            if (has_v) v = load_state16(t, fmt, 1, i, vs, &tv);
+            if (has_m) m = load_state16(t, fmt, 0, i, mdec, mok);
+            if (has_v) v = load_state16(t, fmt, 1, i, vdec, vok);
             if (optim == ZOPT_ADAM) {
                 if (apply_l2) g = _mm512_add_ps(g, _mm512_mul_ps(l2, p));
                 m = _mm512_add_ps(_mm512_mul_ps(b1, m), _mm512_mul_ps(omb1, g));
@@ -420,17 +394,23 @@ ZADAM_AVX512_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor 
                 p = _mm512_sub_ps(p, _mm512_mul_ps(step, _mm512_div_ps(g, den)));
             }
             _mm512_storeu_ps(param + i, p);
-            store_out16(t->param_out, out_kind, i, p, 0);
+            store_out16(t->param_out, out_kind, i, p, nt);
             if (has_m) store_state16(t, fmt, 0, i, m, mb + k, &mmax);
             if (has_v) store_state16(t, fmt, 1, i, v, vb + k, &vmax);
         }
         if (fmt == ZSTATE_Q8) {
-            if (has_m)
-                q8_block_out16(&tm, mb, mmax, (uint8_t *)t->m_state + b0, &t->m_absmax[blk], 1);
-            if (has_v)
-                q8_block_out16(&tv, vb, vmax, (uint8_t *)t->v_state + b0, &t->v_absmax[blk], 0);
+            const uint32_t ma = has_m ? _mm512_reduce_max_epu32(mmax) : 0;
+            const uint32_t va = has_v ? _mm512_reduce_max_epu32(vmax) : 0;
+            /* a non-finite gradient makes every kept moment non-finite (1 - beta > 0), so the
+             * block's gradients are counted only when a new moment is inf or NaN */
+            if (ZOFF_MAX(ma & 0x7fffffffu, va & 0x7fffffffu) >= 0x7f800000u)
+                for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k++)
+                    nonfinite += (size_t)zadam__nonfinite(zadam__grad_at(t->grad, gdt, b0 + k));
+            if (has_m) q8_store_block16(0, mb, ma, (uint8_t *)t->m_state + b0, &t->m_absmax[blk]);
+            if (has_v) q8_store_block16(1, vb, va, (uint8_t *)t->v_state + b0, &t->v_absmax[blk]);
         }
     }
+    if (nt) _mm_sfence(); /* order the streaming stores before whoever reads the copy */
     return nonfinite + zopt__step_tail(s, t, nfull);
 }
 

@@ -92,58 +92,90 @@ static inline float zadagrad__elem(const zadam__scalars *s, float graw, float p,
     return p;
 }
 
-/* ---- q8 code maps -----------------------------------------------------------------------------
- * A magnitude code c of B bits (B = 7 for the signed map, whose bit 7 is the sign; B = 8 for the
- * unsigned map) is a dynamic-tree code: with F = floor(log2 c) the bits below the leading one are
- * a linear fraction j - 1, in decade z = B-1-F, (10^-(z+1), 10^-z], of 2^F evenly spaced points
- * whose top is 10^-z: value = lo[z] + j * step[z], j = 1..2^F. The lowest decade (z = B-1) has one
- * point, 10^-(B-1), and code 0 is zero. Quantizing y in [0, 1] (|x| / absmax):
- *   z = #{k in 1..B-1 : y <= thr[k]}  (thr[k] = 10^-k in fp32);
- *   j = RNE(min((y - lo[z]) * inv_step[z], jmax[z]));  c = base[z] + j   (base = 2^F - 1)
- * j = 0 lands on the top of the decade below (its value is lo[z]). Every ISA performs these fp32
- * operations, so codes are bit-identical. */
+/* ---- q8 codes: 8-bit floats under the block's power-of-two scale ----------------------------
+ * A block stores its fp32 absmax a (the exact max |x|) and one byte per value. With ea = the
+ * exponent field of a, the block's scale is S = 2^(ea - 126), the power of two just above a, so
+ * |x| / S < 1. A magnitude code c = E << 3 | M is a float with 3 mantissa bits relative to S:
+ *   exp_avg    (which 0): sign in bit 7, E in 0..15, value (1 + M/8) * 2^(E - 15) * S, mag 0 = 0;
+ *   exp_avg_sq (which 1): unsigned, E in 0..31, value (1 + M/8) * 2^(E - 31) * S (code 0 is the
+ *   smallest value, 2^-31 * S: v is a mean of squares, its range is the square of exp_avg's).
+ * Decoding is integer: bits = (c << 20) + ((ea + 1 - Emax) << 23) (exact: the product of a
+ * power of two and a normal float). Encoding rounds |x|'s fp32 bits to 3 mantissa bits, half
+ * away from zero: r = ((bits(x) & 0x7fffffff) + 2^19) >> 20 (a carry moves into the exponent),
+ * c = max(r - ((ea + 1 - Emax) << 3), 0), so values below 1.0625 * 2^-Emax * S flush to code 0;
+ * r <= (ea + 1) << 3 gives c <= Emax << 3, so no code overflows. Special blocks: a < 2^(Emax -
+ * 126) (zero, subnormal, tiny) is stored as a = 0 and decodes to zeros; a >= 2^127, inf or NaN
+ * is stored as a = NaN and decodes to NaN. Every ISA performs these integer operations, so codes
+ * and decoded values are bit-identical. */
+#define ZQ8_M_EMAX       15
+#define ZQ8_V_EMAX       31
+#define ZQ8__EMAX(w)     ((w) ? ZQ8_V_EMAX : ZQ8_M_EMAX)
+#define ZQ8__MIN_BITS(w) ((uint32_t)(ZQ8__EMAX(w) + 1) << 23) /* smaller absmax: zero block */
+#define ZQ8__NAN_BITS    0x7f000000u                          /* larger absmax bits: NaN block */
+
 typedef struct zq8__map {
-    int bits;     /* B */
-    float thr[8]; /* thr[k], k = 1..B-1 */
-    float lo[8], step[8], inv_step[8], jmax[8];
-    int32_t base[8];
-    float val[256]; /* decoded value of each full code (signed: bit 7 negates) */
+    float val[256]; /* each code's value relative to S (signed: bit 7 negates; 0, 0x80 are +0) */
 } zq8__map;
 /* [0]: signed map (exp_avg), [1]: unsigned map (exp_avg_sq). Built once, thread-safe. */
 const zq8__map *zq8__maps(void);
 
-static inline uint32_t zq8__quant_mag(const zq8__map *q, float y)
-{
-    int z = 0;
-    for (int k = 1; k < q->bits; k++) z += y <= q->thr[k];
-    float t = (y - q->lo[z]) * q->inv_step[z];
-    t = t < q->jmax[z] ? t : q->jmax[z];
-    return (uint32_t)(q->base[z] + (int32_t)nearbyintf(t));
-}
-
-/* Quantizes nb <= ZSTATE_Q8_BLOCK values of one block: writes nb codes and the block's absmax
- * (NaN with zero codes when a value is not finite; 0 with zero codes when absmax < FLT_MIN). */
-void zq8__encode_block(int which, const float *x, size_t nb, uint8_t *codes, float *absmax);
 /* The block's absmax as used by encode: max of |x| bits (NaN > inf > finite); returns the bits. */
 static inline uint32_t zq8__absbits(float x)
 {
     return zoff_f32_bits(x) & 0x7fffffffu;
 }
-/* From the max |x| bits of a block: the absmax to store and the multiplier (0: all codes 0). */
-static inline float zq8__block_scale(uint32_t amax_bits, float *inv)
+
+/* Block kinds from the absmax bits. */
+enum { ZQ8__BLK_ZERO = 0, ZQ8__BLK_NORMAL = 1, ZQ8__BLK_NAN = 2 };
+static inline int zq8__blk_kind(int which, uint32_t amax_bits)
 {
-    if (amax_bits >= 0x7f800000u) {
-        *inv = 0.0f;
-        return zoff_bits_f32(0x7fc00000u);
-    }
-    if (amax_bits < 0x00800000u) { /* zero or subnormal: stored as zero */
-        *inv = 0.0f;
-        return 0.0f;
-    }
-    const float a = zoff_bits_f32(amax_bits);
-    *inv = 1.0f / a;
-    return a;
+    amax_bits &= 0x7fffffffu;
+    if (amax_bits >= ZQ8__NAN_BITS) return ZQ8__BLK_NAN;
+    return amax_bits < ZQ8__MIN_BITS(which) ? ZQ8__BLK_ZERO : ZQ8__BLK_NORMAL;
 }
+
+/* From the max |x| bits of a normal block: r of the value S * 2^-Emax (encode subtracts it). */
+static inline uint32_t zq8__enc_sub(int which, uint32_t amax_bits)
+{
+    return ((amax_bits >> 23) + 1u - (uint32_t)ZQ8__EMAX(which)) << 3;
+}
+
+/* The absmax to store for a block with max |x| bits amax_bits (see the special blocks). */
+static inline float zq8__absmax_store(int which, uint32_t amax_bits)
+{
+    const int k = zq8__blk_kind(which, amax_bits);
+    return k == ZQ8__BLK_NAN    ? zoff_bits_f32(0x7fc00000u)
+           : k == ZQ8__BLK_ZERO ? 0.0f
+                                : zoff_bits_f32(amax_bits);
+}
+
+/* The code of x in a normal block with subtrahend sub = zq8__enc_sub(which, amax bits). */
+static inline uint8_t zq8__enc(int which, float x, uint32_t sub)
+{
+    const uint32_t xb = zoff_f32_bits(x);
+    const uint32_t r = ((xb & 0x7fffffffu) + 0x80000u) >> 20;
+    uint32_t c = r > sub ? r - sub : 0u;
+    if (!which) c |= (xb >> 24) & 0x80u;
+    return (uint8_t)c;
+}
+
+/* The decoded value of code c in a block whose stored absmax is `absmax`. */
+static inline float zq8__dec(int which, uint32_t c, float absmax)
+{
+    const uint32_t ab = zoff_f32_bits(absmax);
+    const int k = zq8__blk_kind(which, ab);
+    if (k == ZQ8__BLK_NAN) return zoff_bits_f32(0x7fc00000u);
+    const uint32_t mag = which ? c : c & 0x7fu;
+    if (k == ZQ8__BLK_ZERO || (!which && mag == 0)) return 0.0f;
+    const uint32_t b = (mag << 20) + (zq8__enc_sub(which, ab & 0x7fffffffu) << 20);
+    return zoff_bits_f32(which ? b : b | (c & 0x80u) << 24);
+}
+
+/* Quantizes nb <= ZSTATE_Q8_BLOCK values of one block: writes nb codes and the block's absmax. */
+void zq8__encode_block(int which, const float *x, size_t nb, uint8_t *codes, float *absmax);
+
+/* The generic step over one block [b0, b0 + nb) through the scalar reference. */
+size_t zopt__step_block(const zadam__scalars *s, const zadam_tensor *t, size_t b0, size_t nb);
 
 /* The generic step (any optimizer, any format) over blocks [from, n) of t through the scalar
  * reference (from is a multiple of ZSTATE_Q8_BLOCK): the SIMD kernels' tails. */

@@ -16,46 +16,10 @@
 static zq8__map g_maps[2];
 static pthread_once_t g_maps_once = PTHREAD_ONCE_INIT;
 
-static void build_map(zq8__map *q, int bits)
-{
-    static const double pow10[9] = {1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8};
-    memset(q, 0, sizeof *q);
-    q->bits = bits;
-    for (int k = 1; k < bits; k++) q->thr[k] = (float)pow10[k];
-    for (int z = 0; z < bits; z++) {
-        const int F = bits - 1 - z;
-        if (z < bits - 1) {
-            const double step = 0.9 * pow10[z] / (double)(1u << F);
-            q->lo[z] = q->thr[z + 1];
-            q->step[z] = (float)step;
-            q->inv_step[z] = (float)(1.0 / step);
-            q->jmax[z] = (float)(1u << F);
-            q->base[z] = (int32_t)(1u << F) - 1;
-        } else { /* the lowest decade: one point, 10^-(B-1); below it, zero */
-            q->lo[z] = 0.0f;
-            q->step[z] = q->thr[z];
-            q->inv_step[z] = (float)(1.0 / pow10[z]);
-            q->jmax[z] = 1.0f;
-            q->base[z] = 0;
-        }
-    }
-    const int ncodes = 1 << bits; /* magnitude codes */
-    q->val[0] = 0.0f;
-    for (int c = 1; c < ncodes; c++) {
-        int F = 0;
-        while ((c >> (F + 1)) != 0) F++;
-        const int z = bits - 1 - F;
-        const int32_t j = c - q->base[z];
-        q->val[c] = q->lo[z] + (float)j * q->step[z];
-    }
-    if (bits == 7)
-        for (int c = 0; c < 128; c++) q->val[c | 0x80] = -q->val[c];
-}
-
 static void build_maps(void)
 {
-    build_map(&g_maps[0], 7);
-    build_map(&g_maps[1], 8);
+    for (int w = 0; w < 2; w++)
+        for (uint32_t c = 0; c < 256; c++) g_maps[w].val[c] = zq8__dec(w, c, 0.5f); /* S = 1 */
 }
 
 const zq8__map *zq8__maps(void)
@@ -71,23 +35,19 @@ const float *zq8_map(int which)
 
 void zq8__encode_block(int which, const float *x, size_t nb, uint8_t *codes, float *absmax)
 {
-    const zq8__map *q = &zq8__maps()[which ? 1 : 0];
+    which = which ? 1 : 0;
     uint32_t amax = 0;
     for (size_t i = 0; i < nb; i++) {
         const uint32_t b = zq8__absbits(x[i]);
         amax = b > amax ? b : amax;
     }
-    float inv;
-    *absmax = zq8__block_scale(amax, &inv);
-    if (inv == 0.0f) {
+    *absmax = zq8__absmax_store(which, amax);
+    if (zq8__blk_kind(which, amax) != ZQ8__BLK_NORMAL) {
         memset(codes, 0, nb);
         return;
     }
-    for (size_t i = 0; i < nb; i++) {
-        const uint32_t c = zq8__quant_mag(q, fabsf(x[i]) * inv);
-        const uint32_t sign = which ? 0u : (zoff_f32_bits(x[i]) >> 24) & 0x80u;
-        codes[i] = (uint8_t)(c | sign);
-    }
+    const uint32_t sub = zq8__enc_sub(which, amax);
+    for (size_t i = 0; i < nb; i++) codes[i] = zq8__enc(which, x[i], sub);
 }
 
 /* ---- the generic step -------------------------------------------------------------------------
@@ -99,8 +59,7 @@ static inline float load_state(const zadam_tensor *t, int which, size_t i, float
     case ZSTATE_BF16:
         return zoff_bf16_to_f32(((const uint16_t *)(which ? t->v_state : t->m_state))[i]);
     case ZSTATE_Q8:
-        return zq8__maps()[which].val[((const uint8_t *)(which ? t->v_state : t->m_state))[i]] *
-               scale;
+        return zq8__dec(which, ((const uint8_t *)(which ? t->v_state : t->m_state))[i], scale);
     default:
         return (which ? t->exp_avg_sq : t->exp_avg)[i];
     }
@@ -115,7 +74,7 @@ static inline void store_state(const zadam_tensor *t, int which, size_t i, float
 }
 
 /* One block [b0, b0 + nb) (nb <= ZSTATE_Q8_BLOCK) of any optimizer and format. */
-static size_t step_block(const zadam__scalars *s, const zadam_tensor *t, size_t b0, size_t nb)
+size_t zopt__step_block(const zadam__scalars *s, const zadam_tensor *t, size_t b0, size_t nb)
 {
     const int has_m = zopt_has_m((zopt_kind)s->optim), has_v = zopt_has_v((zopt_kind)s->optim);
     const int q8 = t->state_fmt == ZSTATE_Q8;
@@ -163,7 +122,7 @@ size_t zopt__step_tail(const zadam__scalars *s, const zadam_tensor *t, size_t fr
 {
     size_t nonfinite = 0;
     for (size_t b0 = from; b0 < t->n; b0 += ZSTATE_Q8_BLOCK)
-        nonfinite += step_block(s, t, b0, ZOFF_MIN((size_t)ZSTATE_Q8_BLOCK, t->n - b0));
+        nonfinite += zopt__step_block(s, t, b0, ZOFF_MIN((size_t)ZSTATE_Q8_BLOCK, t->n - b0));
     return nonfinite;
 }
 
@@ -345,9 +304,9 @@ void zstate_decode(zstate_fmt f, int which, const void *state, const float *absm
     } else if (f == ZSTATE_BF16) {
         for (size_t i = 0; i < n; i++) out[i] = zoff_bf16_to_f32(((const uint16_t *)state)[i]);
     } else {
-        const float *val = zq8__maps()[which ? 1 : 0].val;
+        which = which ? 1 : 0;
         for (size_t i = 0; i < n; i++)
-            out[i] = val[((const uint8_t *)state)[i]] * absmax[i / ZSTATE_Q8_BLOCK];
+            out[i] = zq8__dec(which, ((const uint8_t *)state)[i], absmax[i / ZSTATE_Q8_BLOCK]);
     }
 }
 

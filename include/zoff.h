@@ -626,6 +626,41 @@ typedef struct zoff_rank_info {
 
 ZOFF_API zoff_status zoff_get_rank_info(const zoff_runtime *rt, zoff_rank_info *out);
 
+/* Launchers without MPI (torchrun, or any that sets RANK / WORLD_SIZE / LOCAL_RANK): the caller
+ * supplies the transport of the host-memory collectives as one function, all_gather (every
+ * rank's send[bytes] at recv + r * bytes on every rank, all ranks passing the same bytes; >= 0,
+ * or negative on failure), implemented with an existing engine (zoff.torch: torch.distributed,
+ * gloo). zoff builds every collective on it and adds in rank order as with MPI, so results are
+ * the same bits; it is called on the thread that calls zoff_create / zoff_finalize /
+ * zoff_grad_push / zoff_step / zoff_save / zoff_load. There is no zoff watchdog on it (the
+ * engine's own timeout applies). On CUDA devices with NCCL, `nccl_unique_id` (from rank 0's
+ * zoff_nccl_unique_id, handed to the others by the caller, e.g. torch.distributed.broadcast)
+ * lets the gradient buckets be reduced by NCCL on the device; without it they are reduced on
+ * the host. */
+#define ZOFF_NCCL_UNIQUE_ID_BYTES 128
+typedef struct zoff_collectives {
+    size_t struct_size;
+    int rank, size;             /* this process among `size` ranks */
+    int local_rank, local_size; /* among the ranks of this node (< 0 / < 1: rank / size) */
+    void *user;
+    int (*all_gather)(void *user, const void *send, void *recv, size_t bytes);
+    unsigned char nccl_unique_id[ZOFF_NCCL_UNIQUE_ID_BYTES];
+    int have_nccl_unique_id;
+} zoff_collectives;
+
+#define ZOFF_COLLECTIVES_INIT                                                                      \
+    {                                                                                              \
+        .struct_size = sizeof(zoff_collectives)                                                    \
+    }
+
+/* The collectives that the runtimes created after this call in this process use when
+ * `size` > 1 and cfg.ranks is 0 (copied; NULL: back to the launcher's environment / MPI). Every
+ * rank then calls zoff_create collectively. */
+ZOFF_API zoff_status zoff_use_collectives(const zoff_collectives *c);
+/* A fresh NCCL unique id (rank 0 calls it and hands it to the others). ZOFF_EUNSUPPORTED in
+ * builds without NCCL. */
+ZOFF_API zoff_status zoff_nccl_unique_id(unsigned char id[ZOFF_NCCL_UNIQUE_ID_BYTES]);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Statistics                                                                                 */
 /* ------------------------------------------------------------------------------------------ */
@@ -878,7 +913,7 @@ typedef struct zoff_ckpt_info {
     const char *created;      /* ISO 8601 UTC, e.g. "2026-11-22T10:00:00Z" */
     const char *path;         /* the directory actually read */
     int recovered;            /* 1: <dir> was missing and <dir>.old-<pid> was read instead */
-    uint64_t data_bytes;      /* size of optimizer.safetensors */
+    uint64_t data_bytes;      /* size of optimizer.safetensors (of all data files) */
     uint64_t total_numel;     /* fp32 elements over all tensors */
     size_t ntensors;
     int64_t step;              /* optimizer steps taken */
@@ -887,6 +922,10 @@ typedef struct zoff_ckpt_info {
     int scaler_hysteresis;     /* remaining hysteresis */
     int ngroups;               /* parameter groups (zoff_ckpt_group) */
     const char *extra_json;    /* the trainer's JSON object (zoff_save_with), "" if none */
+    /* data files: 1 (optimizer.safetensors), or one per rank of a save with several ranks
+     * (format 3: optimizer.rank<r>.safetensors, each tensor stored as slices; see
+     * zoff_ckpt_slice_info_at) */
+    int nfiles;
 } zoff_ckpt_info;
 /* `zoff_ckpt_info x = ZOFF_CKPT_INFO_INIT;` (C and C++; see ZOFF_STEP_RESULT_INIT) */
 static inline zoff_ckpt_info zoff_ckpt_info_init(void)
@@ -918,10 +957,11 @@ typedef struct zoff_ckpt_tensor_info {
     size_t struct_size;
     const char *name;     /* e.g. "layer0.w.exp_avg" */
     uint64_t numel;       /* fp32 elements */
-    uint64_t file_offset; /* bytes from the start of optimizer.safetensors */
-    uint32_t crc32c;      /* of the tensor's bytes, from the manifest */
+    uint64_t file_offset; /* bytes from the start of optimizer.safetensors (its first slice's) */
+    uint32_t crc32c;      /* of the tensor's bytes, from the manifest (its first slice's) */
     int has_step;         /* 1: a ".master" tensor carrying its parameter's Adam step count */
     int64_t adam_step;
+    size_t nslices; /* where it is stored: 1, or one slice per rank that owned part of it */
 } zoff_ckpt_tensor_info;
 /* `zoff_ckpt_tensor_info x = ZOFF_CKPT_TENSOR_INFO_INIT;` (C and C++; see ZOFF_STEP_RESULT_INIT) */
 static inline zoff_ckpt_tensor_info zoff_ckpt_tensor_info_init(void)
@@ -942,6 +982,36 @@ static inline zoff_ckpt_tensor_info zoff_ckpt_tensor_info_init(void)
 /* Tensor `idx` (0 .. count-1, file order): ZOFF_EINVAL past the end. */
 ZOFF_API zoff_status zoff_ckpt_tensor_info_at(const zoff_ckpt *c, size_t idx,
                                               zoff_ckpt_tensor_info *out);
+/* One stored slice of a tensor: elements [begin, begin + numel) in `file` (format 3: written by
+ * `rank`; one slice of the whole tensor in optimizer.safetensors otherwise, rank -1). */
+typedef struct zoff_ckpt_slice_info {
+    size_t struct_size;
+    const char *file;     /* file name in the checkpoint directory */
+    int rank;             /* the rank that wrote it; -1 for a single-file checkpoint */
+    uint64_t begin;       /* first element of the tensor */
+    uint64_t numel;       /* fp32 elements */
+    uint64_t file_offset; /* bytes from the start of `file` */
+    uint32_t crc32c;      /* of the slice's bytes, from the manifest */
+} zoff_ckpt_slice_info;
+/* `zoff_ckpt_slice_info x = ZOFF_CKPT_SLICE_INFO_INIT;` (C and C++) */
+static inline zoff_ckpt_slice_info zoff_ckpt_slice_info_init(void)
+{
+    zoff_ckpt_slice_info x;
+    memset(&x, 0, sizeof x);
+    x.struct_size = sizeof x;
+    return x;
+}
+#ifdef __cplusplus
+#define ZOFF_CKPT_SLICE_INFO_INIT zoff_ckpt_slice_info_init()
+#else
+#define ZOFF_CKPT_SLICE_INFO_INIT                                                                  \
+    {                                                                                              \
+        .struct_size = sizeof(zoff_ckpt_slice_info)                                                \
+    }
+#endif
+/* Slice k (0 .. nslices-1, element order) of tensor idx: ZOFF_EINVAL past the end. */
+ZOFF_API zoff_status zoff_ckpt_slice_info_at(const zoff_ckpt *c, size_t idx, size_t k,
+                                             zoff_ckpt_slice_info *out);
 /* Index of the tensor called `name`: ZOFF_ENOTFOUND naming it when there is none. */
 ZOFF_API zoff_status zoff_ckpt_find(const zoff_ckpt *c, const char *name, size_t *idx);
 /* Reads the whole tensor called `name` into out (exactly `numel` floats: ZOFF_EINVAL naming

@@ -32,9 +32,15 @@
 /* 2: the manifest ends with its own crc32c ("manifest_crc32c") and records the crc32c of the
  * safetensors header ("header_crc32c"); version 1 checkpoints (no such checksums) still load. */
 #define ZCKPT_FORMAT_VERSION 2
-#define ZCKPT_DATA_FILE      "optimizer.safetensors"
-#define ZCKPT_MANIFEST_FILE  "zoff_manifest.json"
-#define ZCKPT_NAME_MAX       256
+/* 3: written by several ranks: every rank writes the slices its range covers into its own
+ * "optimizer.rank<r>.safetensors", and the manifest lists each tensor's slices (file, element
+ * range, offset, crc32c) and each file's size and header crc32c. Readers read 1 to 3. */
+#define ZCKPT_FORMAT_SLICED 3
+#define ZCKPT_FORMAT_MAX    3
+#define ZCKPT_DATA_FILE     "optimizer.safetensors"
+#define ZCKPT_MANIFEST_FILE "zoff_manifest.json"
+/* tensor names: a parameter name (< 245 bytes) + ".exp_avg_sq" + a slice suffix "[b:e]" */
+#define ZCKPT_NAME_MAX 320
 
 typedef struct zckpt_tensor {
     char name[ZCKPT_NAME_MAX]; /* full tensor name, e.g. "layer0.w.exp_avg" */
@@ -80,6 +86,49 @@ zoff_status zckpt_writer_commit(zckpt_writer *w, const zckpt_meta *meta);
 /* Abandons the checkpoint (removes the temporary directory). Accepts NULL. */
 void zckpt_writer_abort(zckpt_writer *w);
 
+/* ---- several ranks (format 3): each rank writes its slices, rank 0 the manifest ------------
+ * 1. rank 0: zckpt_slices_begin(dir) cleans leftovers, checks dir and creates the temporary
+ *    directory "<dir>.tmp-<pid>" (pid = rank 0's), named to every rank by zckpt_slices_tmp_path;
+ * 2. every rank: zckpt_slice_writer_open(dir, tmp, rank, pieces) + zckpt_writer_write (piece by
+ *    piece, chunks in order) + zckpt_slice_writer_finish: "optimizer.rank<r>.safetensors",
+ *    a standard safetensors file whose tensors are named "<tensor>[begin:end]", fsynced;
+ * 3. rank 0, after gathering every rank's records: zckpt_slices_commit writes the manifest,
+ *    fsyncs the directory and swaps it into place as the single-file writer does; or
+ *    zckpt_slices_abort removes the temporary directory (the previous checkpoint stays). */
+typedef struct zckpt_slice {
+    size_t tensor;   /* index in the checkpoint's tensor list */
+    int file;        /* rank whose file holds it */
+    uint64_t begin;  /* first element of the tensor */
+    uint64_t count;  /* elements (> 0) */
+    uint64_t offset; /* bytes from the start of the file's data section */
+    uint32_t crc32c;
+} zckpt_slice;
+
+typedef struct zckpt_file_rec {
+    uint64_t bytes;      /* file size */
+    uint32_t header_crc; /* crc32c of its 8-byte length + header JSON */
+} zckpt_file_rec;
+
+/* "optimizer.rank00002.safetensors" */
+void zckpt_slice_file_name(int rank, char *out, size_t len);
+zoff_status zckpt_slices_tmp_path(const char *dir, long pid, char *out, size_t len);
+/* Rank 0, step 1: as zckpt_writer_open does for the directory; *pid names the temporary dir. */
+zoff_status zckpt_slices_begin(const char *dir, long *pid);
+/* Step 2: pieces[i].name is "<tensor>[b:e]", numel its element count. */
+zoff_status zckpt_slice_writer_open(const char *dir, const char *tmp, int rank,
+                                    const zckpt_tensor *pieces, size_t n, zckpt_writer **out);
+/* Writes the header (metadata copy), fsyncs and closes; offsets[i] and crcs[i] of piece i.
+ * Frees w; on failure the file is removed. */
+zoff_status zckpt_slice_writer_finish(zckpt_writer *w, const zckpt_meta *meta, uint64_t *offsets,
+                                      uint32_t *crcs, zckpt_file_rec *rec);
+/* Step 3 (rank 0): files[r] for r < nfiles, slices of every tensor (any order). Removes the
+ * temporary directory on failure. */
+zoff_status zckpt_slices_commit(const char *dir, const char *tmp, const zckpt_tensor *tensors,
+                                size_t ntensors, const zckpt_meta *meta,
+                                const zckpt_file_rec *files, int nfiles, const zckpt_slice *slices,
+                                size_t nslices);
+void zckpt_slices_abort(const char *tmp);
+
 typedef struct zckpt_reader zckpt_reader;
 
 /* Opens and validates a checkpoint: manifest parses, format version known, safetensors header
@@ -105,12 +154,31 @@ zoff_status zckpt_reader_rewind(zckpt_reader *r, size_t idx);
 zoff_status zckpt_reader_tensor_info(const zckpt_reader *r, size_t idx, uint64_t *file_offset,
                                      uint32_t *crc32c);
 
+/* Random access for a reader with several ranks: reads elements [begin, begin + numel) of
+ * tensor idx from whichever pieces (slices) hold them. Every piece touched is read whole and its
+ * crc32c checked (ZOFF_ECORRUPT naming the file and byte range); data may be NULL: then it only
+ * verifies the pieces that cover the range. */
+zoff_status zckpt_reader_read_range(zckpt_reader *r, size_t idx, uint64_t begin, float *data,
+                                    uint64_t numel);
+/* Where tensor idx's pieces are: k < *count (one per tensor before format 3). */
+typedef struct zckpt_piece_info {
+    const char *file;     /* file name in the checkpoint directory */
+    int rank;             /* format 3: the rank that wrote it; -1 otherwise */
+    uint64_t begin;       /* first element of the tensor */
+    uint64_t numel;       /* elements */
+    uint64_t file_offset; /* bytes from the start of the file */
+    uint32_t crc32c;
+} zckpt_piece_info;
+size_t zckpt_reader_piece_count(const zckpt_reader *r, size_t idx);
+zoff_status zckpt_reader_piece(const zckpt_reader *r, size_t idx, size_t k, zckpt_piece_info *out);
+
 /* Facts about the checkpoint for `zoff ckpt show`. */
 typedef struct zckpt_info {
     int format_version;
     char zoff_version[32];         /* version of zoff that wrote it */
     char created[32];              /* ISO 8601 UTC, e.g. "2026-11-22T10:00:00Z" */
-    uint64_t data_bytes;           /* size of optimizer.safetensors */
+    uint64_t data_bytes;           /* size of optimizer.safetensors (all data files) */
+    int nfiles;                    /* data files (format 3: one per rank that saved) */
     uint64_t total_numel;          /* elements over all tensors */
     int recovered;                 /* 1: <dir> was missing and a <dir>.old-<pid> was read instead */
     char path[ZOFF_PATH_MAX + 32]; /* the directory actually read */

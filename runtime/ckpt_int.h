@@ -51,26 +51,52 @@ struct zckpt_writer {
     uint32_t header_crc; /* crc32c of the 8 + header_len header bytes (set by commit) */
     uint64_t data_bytes;
     uint64_t chunks;
-    uint64_t unkicked; /* bytes written since writeback was last started */
-    zoff_status err;   /* first failure of a write: commit refuses */
+    uint64_t unkicked;  /* bytes written since writeback was last started */
+    zoff_status err;    /* first failure of a write: commit refuses */
+    int format_version; /* written into __metadata__: 2, or 3 for one rank's slice file */
+    int own_file;       /* slice file: removed by abort (the directory is rank 0's) */
+    char created[32];   /* ISO time written into the header (and the manifest) */
 };
 
-typedef struct rtensor {
-    zckpt_tensor t;
-    uint64_t off; /* bytes from the start of the data section */
-    uint32_t crc; /* expected, from the manifest */
-    uint64_t pos; /* elements read so far */
-    uint32_t run; /* crc of what was read */
-} rtensor;
-
-struct zckpt_reader {
-    char dir[CKPT_PATH_MAX]; /* directory read */
-    char data_path[CKPT_PATH_MAX];
+/* A data file of the checkpoint: optimizer.safetensors (format 1-2) or one rank's
+ * optimizer.rank<r>.safetensors (format 3, several ranks). */
+typedef struct rfile {
+    char name[64]; /* file name in the directory */
+    char path[CKPT_PATH_MAX];
     int fd;
+    int rank;                     /* format 3: the rank that wrote it; -1 otherwise */
     uint64_t data_start;          /* 8 + header length */
     uint64_t manifest_data_bytes; /* file size the manifest recorded (0: not recorded) */
     int has_header_crc;           /* format >= 2: header_crc is the manifest's */
     uint32_t header_crc;          /* crc32c of the safetensors header bytes, from the manifest */
+} rfile;
+
+/* A stored run of one tensor's elements: the whole tensor (format 1-2) or one rank's slice
+ * (format 3), a tensor of its data file named piece_name. */
+typedef struct rpiece {
+    char
+        name[ZCKPT_NAME_MAX + 48]; /* its name in the data file: the tensor's, or "<tensor>[b:e]" */
+    size_t tensor;                 /* the tensor it belongs to */
+    size_t file;                   /* index in r->files */
+    uint64_t begin, numel;         /* elements [begin, begin + numel) of the tensor */
+    uint64_t off;                  /* bytes from the start of its file's data section */
+    uint32_t crc;                  /* expected, from the manifest */
+    uint32_t run;                  /* crc of what a sequential read has read */
+} rpiece;
+
+typedef struct rtensor {
+    zckpt_tensor t;
+    size_t first, count; /* its pieces r->ps[first .. first + count), in element order */
+    uint64_t pos;        /* elements read so far (sequential reads) */
+    size_t cur;          /* the piece holding pos */
+} rtensor;
+
+struct zckpt_reader {
+    char dir[CKPT_PATH_MAX]; /* directory read */
+    size_t nfiles;
+    rfile *files;
+    size_t npieces;
+    rpiece *ps;
     size_t n;
     rtensor *ts;
     size_t *by_name; /* indices sorted by name */
@@ -134,7 +160,14 @@ zoff_status zckpt__parse_manifest(zckpt_reader *r, const char *text);
 zoff_status zckpt__check_manifest_crc(const zckpt_reader *r, const char *text);
 /* The __metadata__ copies in the safetensors header (step, scaler, groups, extra) against the
  * manifest's values. ZOFF_ECORRUPT naming the first that differs. */
-zoff_status zckpt__check_header_meta(const zckpt_reader *r, const cJSON *metadata);
+zoff_status zckpt__check_header_meta(const zckpt_reader *r, const rfile *f, const cJSON *metadata);
+/* Format 3: the manifest of the rank files (slices of every tensor) written by several ranks. */
+zoff_status zckpt__build_manifest_sliced(const char *dir, const zckpt_tensor *tensors, size_t n,
+                                         const zckpt_meta *m, const char *created,
+                                         const zckpt_file_rec *files, int nfiles,
+                                         const zckpt_slice *slices, size_t nslices, char **out);
+/* "2026-11-22T10:00:00Z" of now. */
+void zckpt__now_iso(char *out, size_t len);
 /* ZOFF_EFORMAT "checkpoint <dir>: <message>". */
 zoff_status zckpt__ferr(const zckpt_reader *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -219,7 +219,7 @@ zoff_status zckpt__build_header(zckpt_writer *w, const zckpt_meta *m, const char
     }
     char num[64];
     cJSON_AddStringToObject(md, "format", "zoff");
-    snprintf(num, sizeof num, "%d", ZCKPT_FORMAT_VERSION);
+    snprintf(num, sizeof num, "%d", w->format_version ? w->format_version : ZCKPT_FORMAT_VERSION);
     cJSON_AddStringToObject(md, "format_version", num);
     cJSON_AddStringToObject(md, "zoff_version", zoff_version());
     cJSON_AddStringToObject(md, "created", created);
@@ -292,14 +292,13 @@ static int meta_differs(const cJSON *md, const char *key, const char *want, int 
     return !cJSON_IsString(v) || strcmp(v->valuestring, want) != 0;
 }
 
-zoff_status zckpt__check_header_meta(const zckpt_reader *r, const cJSON *md)
+zoff_status zckpt__check_header_meta(const zckpt_reader *r, const rfile *f, const cJSON *md)
 {
     const zckpt_meta *m = &r->meta;
     int req = r->info.format_version >= 2;
     if (!cJSON_IsObject(md)) {
         if (!req) return ZOFF_OK;
-        return zoff__err(ZOFF_ECORRUPT, "checkpoint %s: %s has no __metadata__", r->dir,
-                         ZCKPT_DATA_FILE);
+        return zoff__err(ZOFF_ECORRUPT, "checkpoint %s: %s has no __metadata__", r->dir, f->name);
     }
     char num[64];
     const char *bad = NULL;
@@ -325,20 +324,17 @@ zoff_status zckpt__check_header_meta(const zckpt_reader *r, const cJSON *md)
         return zoff__err(ZOFF_ECORRUPT,
                          "checkpoint %s: \"%s\" in %s differs from its copy in the __metadata__ "
                          "of %s (one of them was edited or corrupted)",
-                         r->dir, bad, ZCKPT_MANIFEST_FILE, ZCKPT_DATA_FILE);
+                         r->dir, bad, ZCKPT_MANIFEST_FILE, f->name);
     return ZOFF_OK;
 }
 
-zoff_status zckpt__build_manifest(zckpt_writer *w, const zckpt_meta *m, const char *created,
-                                  char **out)
+/* The members every manifest opens with (format .. data description excluded). */
+static int manifest_head(cJSON *root, const zckpt_meta *m, const char *created, int version)
 {
-    zoff_status st = ZOFF_OK;
-    cJSON *root = cJSON_CreateObject();
     cJSON *ga = groups_json(m);
-    cJSON *ta = cJSON_CreateArray();
-    if (!root || !ga || !ta) goto nomem;
+    if (!ga) return 0;
     cJSON_AddStringToObject(root, "format", "zoff-checkpoint");
-    cJSON_AddNumberToObject(root, "format_version", ZCKPT_FORMAT_VERSION);
+    cJSON_AddNumberToObject(root, "format_version", version);
     cJSON_AddStringToObject(root, "zoff_version", zoff_version());
     cJSON_AddStringToObject(root, "created", created);
     cJSON_AddNumberToObject(root, "step", (double)m->step);
@@ -348,7 +344,50 @@ zoff_status zckpt__build_manifest(zckpt_writer *w, const zckpt_meta *m, const ch
     if (m->optimizer[0]) cJSON_AddStringToObject(root, "optimizer", m->optimizer);
     if (m->state_format[0]) cJSON_AddStringToObject(root, "state_format", m->state_format);
     cJSON_AddItemToObject(root, "groups", ga);
-    ga = NULL;
+    return 1;
+}
+
+/* pipeline, extra, the header crc (format 2; < 0: none), then the manifest printed and closed
+ * by its own checksum (caller frees). */
+static int manifest_tail(cJSON *root, const zckpt_meta *m, int64_t header_crc, char **out)
+{
+    cJSON *pl = cJSON_AddObjectToObject(root, "pipeline");
+    if (!pl) return 0;
+    cJSON_AddNumberToObject(pl, "overlap", m->pipeline_overlap);
+    cJSON_AddNumberToObject(pl, "steps", (double)m->pipeline_steps);
+    cJSON_AddBoolToObject(pl, "delayed_update", m->pipeline_delayed_update != 0);
+    if (m->extra_json[0])
+        cJSON_AddRawToObject(root, "extra", m->extra_json);
+    else
+        cJSON_AddNullToObject(root, "extra");
+    if (header_crc >= 0) cJSON_AddNumberToObject(root, "header_crc32c", (double)header_crc);
+    char *body = cJSON_Print(root);
+    if (!body) return 0;
+    /* the manifest's own checksum closes it: "<body without its '}'>,\n\t"manifest_crc32c":
+     * \t"xxxxxxxx"\n}\n", the crc over everything before that member */
+    size_t bl = strlen(body);
+    while (bl > 0 && body[bl - 1] != '}') bl--;
+    if (bl > 0) bl--; /* drop the closing brace */
+    while (bl > 0 && (body[bl - 1] == '\n' || body[bl - 1] == ' ' || body[bl - 1] == '\t')) bl--;
+    char *text = cJSON_malloc(bl + 64);
+    if (!text) {
+        cJSON_free(body);
+        return 0;
+    }
+    uint32_t crc = zoff__crc32c(0, body, bl);
+    memcpy(text, body, bl);
+    snprintf(text + bl, 64, MANIFEST_CRC_SUFFIX_FMT, crc);
+    cJSON_free(body);
+    *out = text;
+    return 1;
+}
+
+zoff_status zckpt__build_manifest(zckpt_writer *w, const zckpt_meta *m, const char *created,
+                                  char **out)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *ta = cJSON_CreateArray();
+    if (!root || !ta || !manifest_head(root, m, created, ZCKPT_FORMAT_VERSION)) goto nomem;
     cJSON_AddStringToObject(root, "data_file", ZCKPT_DATA_FILE);
     cJSON_AddNumberToObject(root, "data_bytes", (double)(8 + w->header_len + w->data_bytes));
     for (size_t i = 0; i < w->n; i++) {
@@ -364,42 +403,79 @@ zoff_status zckpt__build_manifest(zckpt_writer *w, const zckpt_meta *m, const ch
     }
     cJSON_AddItemToObject(root, "tensors", ta);
     ta = NULL;
-    cJSON *pl = cJSON_AddObjectToObject(root, "pipeline");
-    if (!pl) goto nomem;
-    cJSON_AddNumberToObject(pl, "overlap", m->pipeline_overlap);
-    cJSON_AddNumberToObject(pl, "steps", (double)m->pipeline_steps);
-    cJSON_AddBoolToObject(pl, "delayed_update", m->pipeline_delayed_update != 0);
-    if (m->extra_json[0])
-        cJSON_AddRawToObject(root, "extra", m->extra_json);
-    else
-        cJSON_AddNullToObject(root, "extra");
-    cJSON_AddNumberToObject(root, "header_crc32c", w->header_crc);
-    char *body = cJSON_Print(root);
-    if (!body) goto nomem;
-    /* the manifest's own checksum closes it: "<body without its '}'>,\n\t"manifest_crc32c":
-     * \t"xxxxxxxx"\n}\n", the crc over everything before that member */
-    size_t bl = strlen(body);
-    while (bl > 0 && body[bl - 1] != '}') bl--;
-    if (bl > 0) bl--; /* drop the closing brace */
-    while (bl > 0 && (body[bl - 1] == '\n' || body[bl - 1] == ' ' || body[bl - 1] == '\t')) bl--;
-    char *text = cJSON_malloc(bl + 64);
-    if (!text) {
-        cJSON_free(body);
-        goto nomem;
-    }
-    uint32_t crc = zoff__crc32c(0, body, bl);
-    memcpy(text, body, bl);
-    snprintf(text + bl, 64, MANIFEST_CRC_SUFFIX_FMT, crc);
-    cJSON_free(body);
-    *out = text;
+    if (!manifest_tail(root, m, (int64_t)w->header_crc, out)) goto nomem;
     cJSON_Delete(root);
     return ZOFF_OK;
 nomem:
-    st = zoff__err(-ENOMEM, "checkpoint %s: cannot build the manifest", w->dir);
     cJSON_Delete(root);
-    cJSON_Delete(ga);
     cJSON_Delete(ta);
-    return st;
+    return zoff__err(-ENOMEM, "checkpoint %s: cannot build the manifest", w->dir);
+}
+
+zoff_status zckpt__build_manifest_sliced(const char *dir, const zckpt_tensor *tensors, size_t n,
+                                         const zckpt_meta *m, const char *created,
+                                         const zckpt_file_rec *files, int nfiles,
+                                         const zckpt_slice *slices, size_t nslices, char **out)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *fa = cJSON_CreateArray();
+    cJSON *ta = cJSON_CreateArray();
+    cJSON **sl = calloc(n ? n : 1, sizeof *sl);
+    if (!root || !fa || !ta || !sl || !manifest_head(root, m, created, ZCKPT_FORMAT_SLICED))
+        goto nomem;
+    cJSON_AddNumberToObject(root, "ranks", nfiles);
+    for (int f = 0; f < nfiles; f++) {
+        char name[64];
+        zckpt_slice_file_name(f, name, sizeof name);
+        cJSON *e = cJSON_CreateObject();
+        if (!e) goto nomem;
+        cJSON_AddItemToArray(fa, e);
+        cJSON_AddStringToObject(e, "file", name);
+        cJSON_AddNumberToObject(e, "rank", f);
+        cJSON_AddNumberToObject(e, "bytes", (double)files[f].bytes);
+        cJSON_AddNumberToObject(e, "header_crc32c", files[f].header_crc);
+    }
+    cJSON_AddItemToObject(root, "data_files", fa);
+    fa = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const zckpt_tensor *t = &tensors[i];
+        cJSON *e = cJSON_CreateObject();
+        if (!e) goto nomem;
+        cJSON_AddItemToArray(ta, e);
+        cJSON_AddStringToObject(e, "name", t->name);
+        cJSON_AddNumberToObject(e, "numel", (double)t->numel);
+        if (t->has_step) cJSON_AddNumberToObject(e, "step", (double)t->adam_step);
+        if (!(sl[i] = cJSON_AddArrayToObject(e, "slices"))) goto nomem;
+    }
+    /* slices in element order: the ranks' ranges are in rank order */
+    for (int f = 0; f < nfiles; f++)
+        for (size_t k = 0; k < nslices; k++) {
+            const zckpt_slice *s = &slices[k];
+            if (s->file != f) continue;
+            cJSON *e = cJSON_CreateObject();
+            if (!e || s->tensor >= n) {
+                cJSON_Delete(e);
+                goto nomem;
+            }
+            cJSON_AddItemToArray(sl[s->tensor], e);
+            cJSON_AddNumberToObject(e, "file", s->file);
+            cJSON_AddNumberToObject(e, "begin", (double)s->begin);
+            cJSON_AddNumberToObject(e, "end", (double)(s->begin + s->count));
+            cJSON_AddNumberToObject(e, "offset", (double)s->offset);
+            cJSON_AddNumberToObject(e, "crc32c", s->crc32c);
+        }
+    cJSON_AddItemToObject(root, "tensors", ta);
+    ta = NULL;
+    if (!manifest_tail(root, m, -1, out)) goto nomem;
+    cJSON_Delete(root);
+    free(sl);
+    return ZOFF_OK;
+nomem:
+    cJSON_Delete(root);
+    cJSON_Delete(fa);
+    cJSON_Delete(ta);
+    free(sl);
+    return zoff__err(-ENOMEM, "checkpoint %s: cannot build the manifest", dir);
 }
 
 zoff_status zckpt__check_meta(const zckpt_writer *w, const zckpt_meta *m)
@@ -475,6 +551,158 @@ static zoff_status parse_group(zckpt_reader *r, const cJSON *g, int i, zoff_grou
     return ZOFF_OK;
 }
 
+/* The data files: optimizer.safetensors (format 1-2) or one per rank (format 3). */
+static zoff_status parse_files(zckpt_reader *r, const cJSON *root)
+{
+    double x;
+    int sliced = r->info.format_version >= ZCKPT_FORMAT_SLICED;
+    const cJSON *fa = cJSON_GetObjectItemCaseSensitive(root, "data_files");
+    if (sliced && (!cJSON_IsArray(fa) || cJSON_GetArraySize(fa) < 1 ||
+                   !json_num(root, "ranks", 1, 1, 1e6, &x) || (int)x != cJSON_GetArraySize(fa)))
+        return zckpt__ferr(r, "%s: \"ranks\" and \"data_files\" missing or disagreeing",
+                           ZCKPT_MANIFEST_FILE);
+    r->nfiles = sliced ? (size_t)cJSON_GetArraySize(fa) : 1;
+    r->files = calloc(r->nfiles, sizeof *r->files);
+    if (!r->files) return zoff__err(-ENOMEM, "checkpoint %s: cannot allocate", r->dir);
+    for (size_t i = 0; i < r->nfiles; i++) r->files[i].fd = -1;
+    r->info.nfiles = (int)r->nfiles;
+    if (!sliced) {
+        rfile *f = &r->files[0];
+        snprintf(f->name, sizeof f->name, "%s", ZCKPT_DATA_FILE);
+        f->rank = -1;
+        if (cJSON_GetObjectItemCaseSensitive(root, "data_bytes")) {
+            if (!json_num(root, "data_bytes", 1, 8, 0x1p62, &x))
+                return zckpt__ferr(r, "%s: \"data_bytes\" is not a size", ZCKPT_MANIFEST_FILE);
+            f->manifest_data_bytes = (uint64_t)x;
+        }
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, "data_file");
+        if (s && (!cJSON_IsString(s) || strcmp(s->valuestring, ZCKPT_DATA_FILE) != 0))
+            return zckpt__ferr(r, "%s: data_file must be \"%s\"", ZCKPT_MANIFEST_FILE,
+                               ZCKPT_DATA_FILE);
+        if (r->info.format_version >= 2) {
+            if (!json_num(root, "header_crc32c", 1, 0, 4294967295.0, &x))
+                return zckpt__ferr(r, "%s: \"header_crc32c\" missing or not a crc32c",
+                                   ZCKPT_MANIFEST_FILE);
+            f->has_header_crc = 1;
+            f->header_crc = (uint32_t)x;
+        }
+        return ZOFF_OK;
+    }
+    size_t i = 0;
+    for (const cJSON *e = fa->child; e; e = e->next, i++) {
+        rfile *f = &r->files[i];
+        double rank, bytes, crc;
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "file");
+        zckpt_slice_file_name((int)i, f->name, sizeof f->name);
+        if (!cJSON_IsString(name) || strcmp(name->valuestring, f->name) != 0 ||
+            !json_num(e, "rank", 1, 0, 1e6, &rank) || (size_t)rank != i ||
+            !json_num(e, "bytes", 1, 8, 0x1p62, &bytes) ||
+            !json_num(e, "header_crc32c", 1, 0, 4294967295.0, &crc))
+            return zckpt__ferr(r,
+                               "%s: data_files[%zu] is malformed (file \"%s\", rank %zu, bytes, "
+                               "header_crc32c)",
+                               ZCKPT_MANIFEST_FILE, i, f->name, i);
+        f->rank = (int)i;
+        f->manifest_data_bytes = (uint64_t)bytes;
+        f->has_header_crc = 1;
+        f->header_crc = (uint32_t)crc;
+    }
+    return ZOFF_OK;
+}
+
+/* The tensors and their pieces: one per tensor (format 1-2), the slices (format 3), which must
+ * cover the tensor in element order without gaps or overlaps. */
+static zoff_status parse_tensors(zckpt_reader *r, const cJSON *root)
+{
+    int sliced = r->info.format_version >= ZCKPT_FORMAT_SLICED;
+    const cJSON *ta = cJSON_GetObjectItemCaseSensitive(root, "tensors");
+    if (!cJSON_IsArray(ta))
+        return zckpt__ferr(r, "%s: \"tensors\" missing or not an array", ZCKPT_MANIFEST_FILE);
+    r->n = (size_t)cJSON_GetArraySize(ta);
+    size_t np = 0;
+    for (const cJSON *e = ta->child; e; e = e->next) {
+        const cJSON *sl = cJSON_GetObjectItemCaseSensitive(e, "slices");
+        np += sliced ? (cJSON_IsArray(sl) ? (size_t)cJSON_GetArraySize(sl) : 0) : 1;
+    }
+    r->ts = calloc(r->n ? r->n : 1, sizeof *r->ts);
+    r->ps = calloc(np ? np : 1, sizeof *r->ps);
+    if (!r->ts || !r->ps)
+        return zoff__err(-ENOMEM, "checkpoint %s: cannot allocate %zu tensor entries", r->dir,
+                         r->n);
+    size_t i = 0;
+    for (const cJSON *e = ta->child; e; e = e->next, i++) {
+        rtensor *t = &r->ts[i];
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
+        double numel, off = 0, crc = 0;
+        const cJSON *sl = cJSON_GetObjectItemCaseSensitive(e, "slices");
+        if (!cJSON_IsString(name) || !name->valuestring[0] ||
+            strlen(name->valuestring) >= ZCKPT_NAME_MAX - 48 ||
+            !json_num(e, "numel", 1, 0, 0x1p60, &numel) ||
+            (!sliced && (!json_num(e, "offset", 1, 0, 0x1p62, &off) ||
+                         !json_num(e, "crc32c", 1, 0, 4294967295.0, &crc))) ||
+            (sliced && !cJSON_IsArray(sl)))
+            return zckpt__ferr(r, "%s: tensors[%zu] is malformed (name, numel, %s)",
+                               ZCKPT_MANIFEST_FILE, i, sliced ? "slices" : "offset, crc32c");
+        if (cJSON_GetObjectItemCaseSensitive(e, "step")) {
+            double step;
+            if (!json_num(e, "step", 1, 0, 9.0e15, &step))
+                return zckpt__ferr(r, "%s: tensors[%zu].step is not a step count (integer >= 0)",
+                                   ZCKPT_MANIFEST_FILE, i);
+            t->t.has_step = 1;
+            t->t.adam_step = (int64_t)step;
+        }
+        snprintf(t->t.name, sizeof t->t.name, "%s", name->valuestring);
+        t->t.numel = (uint64_t)numel;
+        t->first = r->npieces;
+        r->info.total_numel += t->t.numel;
+        if (!sliced) {
+            rpiece *p = &r->ps[r->npieces++];
+            snprintf(p->name, sizeof p->name, "%s", t->t.name);
+            p->tensor = i;
+            p->numel = t->t.numel;
+            p->off = (uint64_t)off;
+            p->crc = (uint32_t)crc;
+            t->count = 1;
+            continue;
+        }
+        uint64_t at = 0;
+        size_t k = 0;
+        for (const cJSON *s = sl->child; s; s = s->next, k++) {
+            double file, b, en, so, sc;
+            if (!json_num(s, "file", 1, 0, (double)r->nfiles - 1, &file) ||
+                !json_num(s, "begin", 1, 0, 0x1p60, &b) || !json_num(s, "end", 1, 0, 0x1p60, &en) ||
+                !json_num(s, "offset", 1, 0, 0x1p62, &so) ||
+                !json_num(s, "crc32c", 1, 0, 4294967295.0, &sc))
+                return zckpt__ferr(r,
+                                   "%s: tensors[%zu].slices[%zu] is malformed (file, begin, "
+                                   "end, offset, crc32c)",
+                                   ZCKPT_MANIFEST_FILE, i, k);
+            if ((uint64_t)b != at || en <= b || (uint64_t)en > t->t.numel)
+                return zckpt__ferr(r,
+                                   "%s: the slices of \"%s\" do not cover its %llu elements in "
+                                   "order (slice %zu is [%.0f:%.0f], expected to start at %llu)",
+                                   ZCKPT_MANIFEST_FILE, t->t.name, (unsigned long long)t->t.numel,
+                                   k, b, en, (unsigned long long)at);
+            rpiece *p = &r->ps[r->npieces++];
+            snprintf(p->name, sizeof p->name, "%s[%llu:%llu]", t->t.name, (unsigned long long)b,
+                     (unsigned long long)en);
+            p->tensor = i;
+            p->file = (size_t)file;
+            p->begin = (uint64_t)b;
+            p->numel = (uint64_t)(en - b);
+            p->off = (uint64_t)so;
+            p->crc = (uint32_t)sc;
+            at = (uint64_t)en;
+        }
+        if (at != t->t.numel)
+            return zckpt__ferr(r, "%s: the slices of \"%s\" end at element %llu of %llu",
+                               ZCKPT_MANIFEST_FILE, t->t.name, (unsigned long long)at,
+                               (unsigned long long)t->t.numel);
+        t->count = k;
+    }
+    return ZOFF_OK;
+}
+
 zoff_status zckpt__parse_manifest(zckpt_reader *r, const char *text)
 {
     zoff_status st = ZOFF_OK;
@@ -490,9 +718,9 @@ zoff_status zckpt__parse_manifest(zckpt_reader *r, const char *text)
         goto out;
     }
     r->info.format_version = (int)x;
-    if (x < 1 || x > ZCKPT_FORMAT_VERSION) {
+    if (x < 1 || x > ZCKPT_FORMAT_MAX) {
         st = zckpt__ferr(r, "format_version %d is not supported by zoff %s (it reads 1 to %d)",
-                         (int)x, zoff_version(), ZCKPT_FORMAT_VERSION);
+                         (int)x, zoff_version(), ZCKPT_FORMAT_MAX);
         goto out;
     }
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, "zoff_version");
@@ -501,18 +729,7 @@ zoff_status zckpt__parse_manifest(zckpt_reader *r, const char *text)
     s = cJSON_GetObjectItemCaseSensitive(root, "created");
     snprintf(r->info.created, sizeof r->info.created, "%s",
              cJSON_IsString(s) ? s->valuestring : "?");
-    if (cJSON_GetObjectItemCaseSensitive(root, "data_bytes")) {
-        if (!json_num(root, "data_bytes", 1, 8, 0x1p62, &x)) {
-            st = zckpt__ferr(r, "%s: \"data_bytes\" is not a size", ZCKPT_MANIFEST_FILE);
-            goto out;
-        }
-        r->manifest_data_bytes = (uint64_t)x;
-    }
-    s = cJSON_GetObjectItemCaseSensitive(root, "data_file");
-    if (s && (!cJSON_IsString(s) || strcmp(s->valuestring, ZCKPT_DATA_FILE) != 0)) {
-        st = zckpt__ferr(r, "%s: data_file must be \"%s\"", ZCKPT_MANIFEST_FILE, ZCKPT_DATA_FILE);
-        goto out;
-    }
+    ZOFF_CHECK_GOTO(parse_files(r, root), st, out);
 
     zckpt_meta *m = &r->meta;
     if (!json_num(root, "step", 1, -9.0e15, 9.0e15, &x)) {
@@ -558,16 +775,6 @@ zoff_status zckpt__parse_manifest(zckpt_reader *r, const char *text)
         }
         snprintf(dst, sizeof m->optimizer, "%s", o->valuestring);
     }
-    if (r->info.format_version >= 2) {
-        if (!json_num(root, "header_crc32c", 1, 0, 4294967295.0, &x)) {
-            st = zckpt__ferr(r, "%s: \"header_crc32c\" missing or not a crc32c",
-                             ZCKPT_MANIFEST_FILE);
-            goto out;
-        }
-        r->has_header_crc = 1;
-        r->header_crc = (uint32_t)x;
-    }
-
     const cJSON *groups = cJSON_GetObjectItemCaseSensitive(root, "groups");
     if (!cJSON_IsArray(groups) || cJSON_GetArraySize(groups) > ZOFF_MAX_GROUPS) {
         st = zckpt__ferr(r, "%s: \"groups\" missing or longer than %d", ZCKPT_MANIFEST_FILE,
@@ -616,47 +823,7 @@ zoff_status zckpt__parse_manifest(zckpt_reader *r, const char *text)
         m->pipeline_delayed_update = cJSON_IsTrue(du);
     }
 
-    const cJSON *ta = cJSON_GetObjectItemCaseSensitive(root, "tensors");
-    if (!cJSON_IsArray(ta)) {
-        st = zckpt__ferr(r, "%s: \"tensors\" missing or not an array", ZCKPT_MANIFEST_FILE);
-        goto out;
-    }
-    r->n = (size_t)cJSON_GetArraySize(ta);
-    r->ts = calloc(r->n ? r->n : 1, sizeof *r->ts);
-    if (!r->ts) {
-        st = zoff__err(-ENOMEM, "checkpoint %s: cannot allocate %zu tensor entries", r->dir, r->n);
-        goto out;
-    }
-    size_t i = 0;
-    for (const cJSON *e = ta->child; e; e = e->next, i++) {
-        rtensor *t = &r->ts[i];
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
-        double numel, off, crc;
-        if (!cJSON_IsString(name) || !name->valuestring[0] ||
-            strlen(name->valuestring) >= ZCKPT_NAME_MAX ||
-            !json_num(e, "numel", 1, 0, 0x1p60, &numel) ||
-            !json_num(e, "offset", 1, 0, 0x1p62, &off) ||
-            !json_num(e, "crc32c", 1, 0, 4294967295.0, &crc)) {
-            st = zckpt__ferr(r, "%s: tensors[%zu] is malformed (name, numel, offset, crc32c)",
-                             ZCKPT_MANIFEST_FILE, i);
-            goto out;
-        }
-        if (cJSON_GetObjectItemCaseSensitive(e, "step")) {
-            double step;
-            if (!json_num(e, "step", 1, 0, 9.0e15, &step)) {
-                st = zckpt__ferr(r, "%s: tensors[%zu].step is not a step count (integer >= 0)",
-                                 ZCKPT_MANIFEST_FILE, i);
-                goto out;
-            }
-            t->t.has_step = 1;
-            t->t.adam_step = (int64_t)step;
-        }
-        snprintf(t->t.name, sizeof t->t.name, "%s", name->valuestring);
-        t->t.numel = (uint64_t)numel;
-        t->off = (uint64_t)off;
-        t->crc = (uint32_t)crc;
-        r->info.total_numel += t->t.numel;
-    }
+    ZOFF_CHECK_GOTO(parse_tensors(r, root), st, out);
 out:
     cJSON_Delete(root);
     return st;

@@ -75,6 +75,7 @@ ZOFF_API zoff_status zoff_ckpt_get_info(const zoff_ckpt *c, zoff_ckpt_info *out)
     i.scaler_hysteresis = c->meta.scaler_hysteresis;
     i.ngroups = c->meta.ngroups;
     i.extra_json = c->meta.extra_json;
+    i.nfiles = c->info.nfiles;
     return copy_sized(out, &i, sizeof i, "zoff_ckpt_get_info");
 }
 
@@ -105,9 +106,26 @@ ZOFF_API zoff_status zoff_ckpt_tensor_info_at(const zoff_ckpt *c, size_t idx,
     i.numel = t->numel;
     i.has_step = t->has_step;
     i.adam_step = t->adam_step;
+    i.nslices = zckpt_reader_piece_count(c->r, idx);
     zoff_status st = zckpt_reader_tensor_info(c->r, idx, &i.file_offset, &i.crc32c);
     if (st < 0) return st;
     return copy_sized(out, &i, sizeof i, "zoff_ckpt_tensor_info_at");
+}
+
+ZOFF_API zoff_status zoff_ckpt_slice_info_at(const zoff_ckpt *c, size_t idx, size_t k,
+                                             zoff_ckpt_slice_info *out)
+{
+    if (!c || !out) return zoff__err(ZOFF_EINVAL, "zoff_ckpt_slice_info_at: NULL argument");
+    zckpt_piece_info p;
+    ZOFF_CHECK(zckpt_reader_piece(c->r, idx, k, &p));
+    zoff_ckpt_slice_info i = ZOFF_CKPT_SLICE_INFO_INIT;
+    i.file = p.file;
+    i.rank = p.rank;
+    i.begin = p.begin;
+    i.numel = p.numel;
+    i.file_offset = p.file_offset;
+    i.crc32c = p.crc32c;
+    return copy_sized(out, &i, sizeof i, "zoff_ckpt_slice_info_at");
 }
 
 ZOFF_API zoff_status zoff_ckpt_find(const zoff_ckpt *c, const char *name, size_t *idx)

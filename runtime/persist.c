@@ -233,89 +233,278 @@ out:
 }
 
 /* ---- several ranks --------------------------------------------------------------------------- */
-/* Which elements of param p each rank owns: counts[r] elements from displs[r] (param-relative). */
-static void owner_slices(const zoff_runtime *rt, const zrt_param *p, size_t *counts, size_t *displs)
+/* Elements [*lo, *hi) of param p (param-relative) that this rank owns; 0 when none. */
+static int own_part(const zoff_runtime *rt, const zrt_param *p, uint64_t *lo, uint64_t *hi)
 {
-    for (int r = 0; r < rt->nranks; r++) {
-        uint64_t b = ZOFF_MIN((uint64_t)r * rt->shard_numel, rt->total_numel);
-        uint64_t e = ZOFF_MIN(b + rt->shard_numel, rt->total_numel);
-        uint64_t lo = ZOFF_MAX(p->flat_off, b), hi = ZOFF_MIN(p->flat_off + p->numel, e);
-        counts[r] = hi > lo ? (size_t)(hi - lo) : 0;
-        displs[r] = hi > lo ? (size_t)(lo - p->flat_off) : 0;
-    }
+    uint64_t a = ZOFF_MAX(p->flat_off, rt->own_begin);
+    uint64_t b = ZOFF_MIN(p->flat_off + p->numel, rt->own_end);
+    if (b <= a) return 0;
+    *lo = a - p->flat_off;
+    *hi = b - p->flat_off;
+    return 1;
 }
 
-/* Several ranks: each parameter's master and moments are assembled from the owners' slices
- * (an all-gather per tensor) and rank 0 writes them: the checkpoint has the single-rank format,
- * so it loads with any number of ranks. Every rank returns the same status. */
+/* 1 in *any when a rank says failed (every rank calls it at the same point). */
+static zoff_status agree_failed(zoff_runtime *rt, int failed, int *any)
+{
+    double f = failed ? 1.0 : 0.0;
+    ZOFF_CHECK(zcomm_all_reduce(rt->comm, &f, &f, 1, ZCOMM_F64, ZCOMM_MAX, NULL));
+    *any = f != 0.0;
+    return ZOFF_OK;
+}
+
+/* This rank's slices: for every param its range covers, the master and both moments, in
+ * "<tensor>[begin:end]" pieces of the checkpoint's tensors (slice k of tensor tix[k]). */
+typedef struct slice_ctx {
+    zckpt_writer *w;
+    float *scratch;
+    int qfirst; /* first param of this rank's range: piece (q - qfirst) * 3 + j */
+} slice_ctx;
+
+static zoff_status slice_seg(zoff_runtime *rt, void *vctx, const zstore_part *part, int q,
+                             size_t e0, size_t se, size_t n)
+{
+    slice_ctx *c = vctx;
+    (void)e0;
+    size_t k = (size_t)(q - c->qfirst) * 3;
+    ZOFF_CHECK(zckpt_writer_write(c->w, k, part->master + se, n));
+    for (int j = 0; j < 2; j++)
+        ZOFF_CHECK(zckpt_writer_write(c->w, k + 1 + (size_t)j,
+                                      moment_get(rt, part, j, se, n, c->scratch), n));
+    return ZOFF_OK;
+}
+
+/* Writes this rank's slice file into tmp: *np pieces, records (tensor, begin, count, offset,
+ * crc32c) in rec + 4 .. and the file's (failed, bytes, header crc, pieces) in rec[0..3]. */
+static zoff_status write_own_slices(zoff_runtime *rt, const char *dir, const char *tmp,
+                                    const zckpt_tensor *tensors, const zckpt_meta *meta,
+                                    double *rec)
+{
+    zoff_status st = ZOFF_OK;
+    zckpt_writer *w = NULL;
+    int qfirst = -1;
+    size_t np = 0;
+    zckpt_tensor *pieces = calloc((size_t)rt->nparams * 3 + 1, sizeof *pieces);
+    uint64_t *offs = calloc((size_t)rt->nparams * 3 + 1, sizeof *offs);
+    uint32_t *crcs = calloc((size_t)rt->nparams * 3 + 1, sizeof *crcs);
+    if (!pieces || !offs || !crcs) {
+        st = zoff__err(-ENOMEM, "zoff_save: out of memory");
+        goto out;
+    }
+    for (int q = 0; q < rt->nparams; q++) {
+        uint64_t lo, hi;
+        if (!own_part(rt, &rt->params[q], &lo, &hi)) continue;
+        if (qfirst < 0) qfirst = q;
+        for (int j = 0; j < 3; j++, np++) {
+            const zckpt_tensor *t = &tensors[q * 3 + j];
+            snprintf(pieces[np].name, sizeof pieces[np].name, "%s[%llu:%llu]", t->name,
+                     (unsigned long long)lo, (unsigned long long)hi);
+            pieces[np].numel = hi - lo;
+            rec[4 + np * 5 + 0] = (double)(q * 3 + j);
+            rec[4 + np * 5 + 1] = (double)lo;
+            rec[4 + np * 5 + 2] = (double)(hi - lo);
+        }
+    }
+    ZOFF_CHECK_GOTO(zckpt_slice_writer_open(dir, tmp, rt->rank, pieces, np, &w), st, out);
+    if (np > 0) {
+        slice_ctx sc = {w, NULL, qfirst};
+        ZOFF_CHECK_GOTO(scratch_alloc(rt, &sc.scratch), st, out);
+        st = pass_range(rt, 0, rt->layout.store.nparts - 1, ZSTORE_READ, -1, slice_seg, &sc);
+        free(sc.scratch);
+        if (st < 0) goto out;
+    }
+    zckpt_file_rec fr;
+    st = zckpt_slice_writer_finish(w, meta, offs, crcs, &fr);
+    w = NULL;
+    if (st < 0) goto out;
+    rec[1] = (double)fr.bytes;
+    rec[2] = (double)fr.header_crc;
+    for (size_t k = 0; k < np; k++) {
+        rec[4 + k * 5 + 3] = (double)offs[k];
+        rec[4 + k * 5 + 4] = (double)crcs[k];
+    }
+out:
+    zckpt_writer_abort(w);
+    rec[0] = st < 0 ? 1.0 : 0.0;
+    rec[3] = (double)np;
+    free(pieces);
+    free(offs);
+    free(crcs);
+    return st;
+}
+
+/* Several ranks (format 3): rank 0 prepares `<dir>.tmp-<pid>`; every rank writes the slices its
+ * range covers into its own file there, in parallel, and all-gathers its records (file size,
+ * header crc, each slice's tensor, range, offset and crc32c); rank 0 then writes the manifest and
+ * swaps the directory into place, or removes it when any rank failed. Every rank returns the
+ * same outcome; the previous checkpoint stays until the swap. */
 static zoff_status save_sharded(zoff_runtime *rt, const char *dir, zckpt_tensor *tensors,
                                 zckpt_meta *meta)
 {
     zoff_status st = ZOFF_OK, wst = ZOFF_OK;
-    zckpt_writer *w = NULL;
-    size_t maxn = 0, n = (size_t)rt->nranks;
-    for (int q = 0; q < rt->nparams; q++) maxn = ZOFF_MAX(maxn, rt->params[q].numel);
-    float *buf[3] = {malloc(maxn * sizeof(float)), malloc(maxn * sizeof(float)),
-                     malloc(maxn * sizeof(float))};
-    size_t *cd = malloc(2 * n * sizeof *cd);
-    if (!buf[0] || !buf[1] || !buf[2] || !cd) {
+    size_t n = (size_t)rt->nranks, maxp = (size_t)rt->nparams * 3;
+    char tmp[ZOFF_PATH_MAX + 64] = "";
+    int tmp_live = 0;
+    double *heads = calloc(4 * n, sizeof *heads), *all = NULL;
+    double *mine = calloc(4 + 5 * maxp, sizeof *mine);
+    size_t *cd = calloc(2 * n, sizeof *cd);
+    zckpt_file_rec *files = calloc(n, sizeof *files);
+    zckpt_slice *slices = NULL;
+    char why[ZRT_ERR_MAX] = "";
+    if (!heads || !mine || !cd || !files) {
         st = zoff__err(-ENOMEM, "zoff_save: out of memory");
         goto out;
     }
-    if (rt->rank == 0) wst = zckpt_writer_open(dir, tensors, (size_t)rt->nparams * 3, &w);
     zcomm_set_context(rt->comm, rt->step, "checkpoint save", -1);
-    for (int q = 0; q < rt->nparams; q++) {
-        const zrt_param *p = &rt->params[q];
-        owner_slices(rt, p, cd, cd + n);
-        ZOFF_CHECK_GOTO(zrt_state_io(rt, q, buf[0], buf[1], buf[2], 0), st, out);
-        for (int j = 0; j < 3; j++)
-            ZOFF_CHECK_GOTO(
-                zcomm_all_gatherv_inplace(rt->comm, buf[j], cd, cd + n, ZCOMM_F32, NULL), st, out);
-        for (int j = 0; j < 3 && rt->rank == 0 && wst == ZOFF_OK; j++)
-            wst = zckpt_writer_write(w, (size_t)q * 3 + (size_t)j, buf[j], p->numel);
+    /* 1. rank 0: the temporary directory, named by its pid */
+    double hdr[2] = {0.0, 0.0};
+    if (rt->rank == 0) {
+        long pid = 0;
+        wst = zckpt_slices_begin(dir, &pid);
+        hdr[0] = wst < 0 ? 1.0 : 0.0;
+        hdr[1] = (double)pid;
+        tmp_live = wst == ZOFF_OK;
     }
-    if (rt->rank == 0 && wst == ZOFF_OK) {
-        wst = zckpt_writer_commit(w, meta);
-        w = NULL;
+    ZOFF_CHECK_GOTO(zcomm_broadcast(rt->comm, hdr, 2, ZCOMM_F64, 0, NULL), st, out);
+    if (hdr[0] != 0.0) {
+        st = rt->rank == 0 ? wst
+                           : zoff__err(ZOFF_EINVAL, "zoff_save: rank 0 could not prepare %s", dir);
+        goto out;
     }
-    char why[ZRT_ERR_MAX] = "";
+    /* the trainer's JSON is rank 0's (as the manifest's): every file's metadata copy agrees */
+    ZOFF_CHECK_GOTO(
+        zcomm_broadcast(rt->comm, meta->extra_json, sizeof meta->extra_json, ZCOMM_U8, 0, NULL), st,
+        out);
+    /* 2. every rank: its own slices, in parallel */
+    wst = zckpt_slices_tmp_path(dir, (long)hdr[1], tmp, sizeof tmp);
+    if (wst == ZOFF_OK) wst = write_own_slices(rt, dir, tmp, tensors, meta, mine);
+    mine[0] = wst < 0 ? 1.0 : 0.0;
     if (wst < 0) snprintf(why, sizeof why, "%s", zoff__last_error_tls());
-    double failed = wst < 0 ? 1.0 : 0.0;
+    /* 3. the records, to every rank (rank 0 writes the manifest) */
+    for (size_t r = 0; r < n; r++) {
+        cd[r] = 4;
+        cd[n + r] = 4 * r;
+    }
+    memcpy(heads + 4 * (size_t)rt->rank, mine, 4 * sizeof *heads);
+    ZOFF_CHECK_GOTO(zcomm_all_gatherv_inplace(rt->comm, heads, cd, cd + n, ZCOMM_F64, NULL), st,
+                    out);
+    size_t total = 0;
+    int bad_rank = -1;
+    for (size_t r = 0; r < n; r++) {
+        cd[r] = 5 * (size_t)heads[4 * r + 3];
+        cd[n + r] = total;
+        total += cd[r];
+        if (heads[4 * r] != 0.0 && bad_rank < 0) bad_rank = (int)r;
+    }
+    all = calloc(total + 1, sizeof *all);
+    slices = calloc(total / 5 + 1, sizeof *slices);
+    if (!all || !slices) { /* every rank allocates the same: they fail together */
+        st = zoff__err(-ENOMEM, "zoff_save: out of memory");
+        goto out;
+    }
+    memcpy(all + cd[n + (size_t)rt->rank], mine + 4, cd[rt->rank] * sizeof *all);
+    ZOFF_CHECK_GOTO(zcomm_all_gatherv_inplace(rt->comm, all, cd, cd + n, ZCOMM_F64, NULL), st, out);
+    /* 4. rank 0: the manifest and the swap, or nothing */
+    double failed = bad_rank >= 0 ? 1.0 : 0.0;
+    if (rt->rank == 0 && bad_rank < 0) {
+        size_t ns = 0;
+        for (size_t r = 0; r < n; r++) {
+            files[r].bytes = (uint64_t)heads[4 * r + 1];
+            files[r].header_crc = (uint32_t)heads[4 * r + 2];
+            for (size_t k = 0; k < cd[r] / 5; k++, ns++) {
+                const double *x = all + cd[n + r] + 5 * k;
+                slices[ns].tensor = (size_t)x[0];
+                slices[ns].file = (int)r;
+                slices[ns].begin = (uint64_t)x[1];
+                slices[ns].count = (uint64_t)x[2];
+                slices[ns].offset = (uint64_t)x[3];
+                slices[ns].crc32c = (uint32_t)x[4];
+            }
+        }
+        tmp_live = 0; /* commit removes it on failure */
+        wst = zckpt_slices_commit(dir, tmp, tensors, maxp, meta, files, (int)n, slices, ns);
+        if (wst < 0) {
+            snprintf(why, sizeof why, "%s", zoff__last_error_tls());
+            failed = 2.0;
+        }
+    }
     ZOFF_CHECK_GOTO(zcomm_broadcast(rt->comm, &failed, 1, ZCOMM_F64, 0, NULL), st, out);
-    if (failed != 0.0)
-        st = rt->rank == 0 ? zoff__err(wst, "%s", why)
-                           : zoff__err(ZOFF_EINVAL, "zoff_save: rank 0 could not write %s", dir);
+    if (failed == 0.0) goto out;
+    if (wst < 0)
+        st = zoff__err(wst, "%s", why);
+    else if (failed == 1.0)
+        st = zoff__err(ZOFF_EINVAL,
+                       "zoff_save: rank %d could not write its slices of %s (its message says "
+                       "why); no rank committed",
+                       bad_rank, dir);
+    else
+        st = zoff__err(ZOFF_EINVAL, "zoff_save: rank 0 could not write the manifest of %s", dir);
 out:
-    if (w) zckpt_writer_abort(w);
-    for (int j = 0; j < 3; j++) free(buf[j]);
+    if (tmp_live) zckpt_slices_abort(tmp); /* rank 0: never committed */
+    free(heads);
+    free(mine);
+    free(all);
     free(cd);
+    free(files);
+    free(slices);
     return st;
 }
 
-/* Several ranks: every rank reads each parameter's tensors whole, keeps its slice and uploads
- * the whole 16-bit copy. */
+/* 16-bit (or fp32) copy of n master values in the param's dtype. */
+static void cast_param(const zrt_param *p, const float *src, size_t n, void *dst)
+{
+    uint16_t *h = dst;
+    if (p->dtype == ZOFF_DTYPE_F32)
+        memcpy(dst, src, n * sizeof(float));
+    else if (p->dtype == ZOFF_DTYPE_F16)
+        for (size_t i = 0; i < n; i++) h[i] = zoff_f32_to_f16(src[i]);
+    else
+        for (size_t i = 0; i < n; i++) h[i] = zoff_f32_to_bf16(src[i]);
+}
+
+/* Several ranks, step 2: the slices covering this rank's range, crc-checked, before anything
+ * changes. */
+static zoff_status verify_own(zoff_runtime *rt, zckpt_reader *r, const size_t *idx)
+{
+    for (int q = 0; q < rt->nparams; q++) {
+        uint64_t lo, hi;
+        if (!own_part(rt, &rt->params[q], &lo, &hi)) continue;
+        for (int j = 0; j < 3; j++)
+            ZOFF_CHECK(zckpt_reader_read_range(r, idx[q * 4 + (size_t)j], lo, NULL, hi - lo));
+    }
+    return ZOFF_OK;
+}
+
+/* Several ranks, step 3: every rank reads exactly its own range of each tensor (from whichever
+ * slices hold it), stores it, and the 16-bit params are all-gathered from the owners. A failure
+ * still takes part in the gather (the caller agrees on the outcome). */
 static zoff_status load_sharded(zoff_runtime *rt, zckpt_reader *r, const size_t *idx)
 {
     zoff_status st = ZOFF_OK;
     size_t maxn = 0;
     for (int q = 0; q < rt->nparams; q++) maxn = ZOFF_MAX(maxn, rt->params[q].numel);
-    float *buf[3] = {malloc(maxn * sizeof(float)), malloc(maxn * sizeof(float)),
-                     malloc(maxn * sizeof(float))};
-    if (!buf[0] || !buf[1] || !buf[2]) {
-        st = zoff__err(-ENOMEM, "zoff_load: out of memory");
-        goto out;
+    float *buf[3] = {malloc(maxn * sizeof(float) + 1), malloc(maxn * sizeof(float) + 1),
+                     malloc(maxn * sizeof(float) + 1)};
+    if (!buf[0] || !buf[1] || !buf[2]) st = zoff__err(-ENOMEM, "zoff_load: out of memory");
+    for (int q = 0; q < rt->nparams && st == ZOFF_OK; q++) {
+        zrt_param *p = &rt->params[q];
+        uint64_t lo, hi;
+        if (!own_part(rt, p, &lo, &hi)) continue;
+        for (int j = 0; j < 3 && st == ZOFF_OK; j++)
+            st = zckpt_reader_read_range(r, idx[q * 4 + (size_t)j], lo, buf[j] + lo, hi - lo);
+        if (st == ZOFF_OK) st = zrt_state_io(rt, q, buf[0], buf[1], buf[2], 1);
+        if (st == ZOFF_OK)
+            cast_param(p, buf[0] + lo, (size_t)(hi - lo), rt->pgather + p->buf_off + lo * p->esize);
     }
-    for (int q = 0; q < rt->nparams; q++) {
-        const zrt_param *p = &rt->params[q];
-        for (int j = 0; j < 3; j++)
-            ZOFF_CHECK_GOTO(zckpt_reader_read(r, idx[q * 4 + (size_t)j], buf[j], p->numel), st,
-                            out);
-        ZOFF_CHECK_GOTO(zrt_state_io(rt, q, buf[0], buf[1], buf[2], 1), st, out);
-        ZOFF_CHECK_GOTO(zrt_upload_master(rt, p, 0, buf[0], p->numel), st, out);
-    }
-out:
+    for (int q = 0; q < rt->nparams; q++) rt->params[q].upd_skip = 0; /* every param gathered */
+    char why[ZRT_ERR_MAX] = "";
+    if (st < 0) snprintf(why, sizeof why, "%s", zoff__last_error_tls());
+    zcomm_set_context(rt->comm, rt->step, "checkpoint load", -1);
+    zoff_status gs = zrt_shard_gather(rt);
+    if (st == ZOFF_OK && gs == ZOFF_OK) gs = zdev_stream_sync(rt->dev, rt->h2d);
     for (int j = 0; j < 3; j++) free(buf[j]);
-    return st;
+    if (st < 0) return zoff__err(st, "%s", why);
+    return gs;
 }
 
 static zoff_status save_impl(zoff_runtime *rt, const char *dir, const char *user_json)
@@ -539,8 +728,10 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
     zckpt_reader *r = NULL;
     zckpt_meta *meta = NULL;
     size_t *idx = NULL;
-    if (!dir || !dir[0]) return zoff__err(ZOFF_EINVAL, "zoff_load: empty directory name");
-    ZOFF_CHECK(zrt_drain(rt));
+    int agreed = 0; /* several ranks: the "can every rank load" vote was taken */
+    if (!dir || !dir[0]) st = zoff__err(ZOFF_EINVAL, "zoff_load: empty directory name");
+    if (st == ZOFF_OK) st = zrt_drain(rt);
+    if (st < 0) goto out;
     meta = calloc(1, sizeof *meta);
     idx = calloc((size_t)rt->nparams * 4, sizeof *idx);
     if (!meta || !idx) {
@@ -636,8 +827,24 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
                       "runtime's %s format",
                       dir, zstate_fmt_name(f), zstate_fmt_name((zstate_fmt)rt->cfg.state_format));
     }
-    /* 2. checksums of every tensor, before anything is touched */
-    ZOFF_CHECK_GOTO(zckpt_reader_verify(r), st, out);
+    /* 2. checksums of every tensor (several ranks: of the slices covering this rank's range),
+     * before anything is touched; with several ranks every rank goes on only when all can */
+    if (rt->nranks > 1) {
+        ZOFF_CHECK_GOTO(verify_own(rt, r, idx), st, out);
+        int any = 0;
+        agreed = 1;
+        zcomm_set_context(rt->comm, rt->step, "checkpoint load", -1);
+        ZOFF_CHECK_GOTO(agree_failed(rt, 0, &any), st, out);
+        if (any) {
+            st = zoff__err(ZOFF_EMISMATCH,
+                           "zoff_load: another rank could not load %s (its message says why); "
+                           "nothing was changed",
+                           dir);
+            goto out;
+        }
+    } else {
+        ZOFF_CHECK_GOTO(zckpt_reader_verify(r), st, out);
+    }
 
     /* 3. the state, partition by partition, re-uploading the 16-bit params; a delayed run
      * saved with an update pending goes on exactly: the cast of the master waits in the hold
@@ -683,6 +890,14 @@ static zoff_status load_impl(zoff_runtime *rt, const char *dir, char *user_json,
     if (user_json) snprintf(user_json, len, "%s", meta->extra_json);
     ZOFF_INFO(ZOFF_SUB_CKPT, "loaded step %lld from %s", (long long)rt->step, dir);
 out:
+    if (rt->nranks > 1 && !agreed) { /* tell the others this rank cannot load */
+        char why[ZRT_ERR_MAX];
+        snprintf(why, sizeof why, "%s", zoff__last_error_tls());
+        int any = 0;
+        zcomm_set_context(rt->comm, rt->step, "checkpoint load", -1);
+        zoff_status cs = agree_failed(rt, 1, &any);
+        st = cs < 0 ? cs : zoff__err(st, "%s", why);
+    }
     zckpt_reader_close(r);
     free(meta);
     free(idx);

@@ -318,6 +318,8 @@ struct zoff_runtime {
     /* several ranks (shard.c); nranks 1: everything below unused */
     zcomm *comm;
     int nranks, rank;
+    unsigned char nccl_id[ZCOMM_UNIQUE_ID_BYTES]; /* zoff_collectives.nccl_unique_id, if given */
+    int nccl_id_given;
     uint64_t shard_numel;  /* ceil(total_numel / nranks): rank r owns [r * shard, (r+1) * shard) */
     float *gfull;          /* nranks * shard_numel: this rank's gradients as fp32, flat order */
     float *gshard;         /* shard_numel: averaged gradients of the owned range */

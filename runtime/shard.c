@@ -16,6 +16,7 @@
  * the swap-path choice of this rank.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +25,52 @@
 #include "common/half.h"
 #include "runtime/rt.h"
 
+/* zoff_use_collectives: the process-wide table the next runtimes take (copied at zoff_create). */
+static pthread_mutex_t g_coll_mu = PTHREAD_MUTEX_INITIALIZER;
+static zoff_collectives g_coll;
+static int g_coll_set;
+
+ZOFF_API zoff_status zoff_use_collectives(const zoff_collectives *c)
+{
+    zoff__clear_error();
+    if (c) {
+        if (c->struct_size == 0 || c->struct_size > sizeof *c)
+            return zoff__err(ZOFF_EINVAL, "zoff_use_collectives: struct_size %zu (expected %zu)",
+                             c->struct_size, sizeof *c);
+        if (!c->all_gather || c->size < 1 || c->rank < 0 || c->rank >= c->size)
+            return zoff__err(ZOFF_EINVAL,
+                             "zoff_use_collectives: need all_gather and 0 <= rank (%d) < size (%d)",
+                             c->rank, c->size);
+    }
+    pthread_mutex_lock(&g_coll_mu);
+    memset(&g_coll, 0, sizeof g_coll);
+    if (c) memcpy(&g_coll, c, c->struct_size);
+    g_coll_set = c != NULL;
+    pthread_mutex_unlock(&g_coll_mu);
+    return ZOFF_OK;
+}
+
+ZOFF_API zoff_status zoff_nccl_unique_id(unsigned char id[ZOFF_NCCL_UNIQUE_ID_BYTES])
+{
+    zoff__clear_error();
+    return zcomm_nccl_unique_id(id);
+}
+
+_Static_assert(ZOFF_NCCL_UNIQUE_ID_BYTES == ZCOMM_UNIQUE_ID_BYTES, "unique id sizes");
+
 zoff_status zrt_shard_create(zoff_runtime *rt)
 {
     rt->nranks = 1;
     rt->rank = 0;
     if (rt->cfg.ranks == 1) return ZOFF_OK;
+    zoff_collectives coll;
+    pthread_mutex_lock(&g_coll_mu);
+    coll = g_coll;
+    int have = g_coll_set && g_coll.size > 1;
+    pthread_mutex_unlock(&g_coll_mu);
     int r, n, lr, ln;
     zcomm_env_ranks(&r, &n, &lr, &ln);
+    if (have) n = coll.size;
     if (n <= 1) return ZOFF_OK;
     if (rt->cfg.zero_stage == 3)
         return zoff__err(ZOFF_ECONFIG, "zero_optimization.stage 3 (parameter partitioning) is not "
@@ -40,19 +80,37 @@ zoff_status zrt_shard_create(zoff_runtime *rt)
                          "zoff.state_format \"q8\" with several ranks is not built (the rank "
                          "ranges would have to follow the q8 blocks through the gradient "
                          "exchange); use \"bf16\" or \"fp32\" moments with several ranks");
-    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK") &&
+    if (!have && !getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK") &&
         !getenv("SLURM_NTASKS"))
         return zoff__err(ZOFF_EUNSUPPORTED,
                          "the environment says %d ranks (WORLD_SIZE: torchrun?) but no MPI "
-                         "launcher started them: the sharded step runs under mpirun/srun only "
-                         "(docs/multi-gpu.md); set zoff.ranks = 1 to run this process alone",
+                         "launcher started them and no collectives were handed in: run under "
+                         "mpirun/srun, or supply the transport with zoff_use_collectives "
+                         "(zoff.torch does with torch.distributed; docs/multi-gpu.md); set "
+                         "zoff.ranks = 1 to run this process alone",
                          n);
     zcomm_config cc;
     zcomm_config_default(&cc);
     cc.timeout_ms = rt->cfg.comm_timeout_ms;
     cc.dev = rt->dev;
-    /* the step reduces host copies of the gradients: the MPI backend carries it on every device */
+    /* host-memory collectives (agreements, the parameter all-gather, the host path; on the sim
+     * device also the buckets): MPI, or the caller's transport */
     cc.backend = ZCOMM_MPI;
+    zcomm_callbacks cb;
+    if (have) {
+        cb = (zcomm_callbacks){.user = coll.user,
+                               .rank = coll.rank,
+                               .size = coll.size,
+                               .local_rank = coll.local_rank,
+                               .local_size = coll.local_size,
+                               .all_gather = coll.all_gather};
+        cc.backend = ZCOMM_CALLBACK;
+        cc.callbacks = &cb;
+        if (coll.have_nccl_unique_id) {
+            memcpy(rt->nccl_id, coll.nccl_unique_id, sizeof rt->nccl_id);
+            rt->nccl_id_given = 1;
+        }
+    }
     ZOFF_CHECK(zcomm_create(&cc, &rt->comm));
     rt->nranks = zcomm_size(rt->comm);
     rt->rank = zcomm_rank(rt->comm);
@@ -268,12 +326,20 @@ static zoff_status bk_setup(zoff_runtime *rt)
         return ZOFF_OK;
     if (zdev_kind(rt->dev) == ZOFF_DEVICE_SIM) {
         rt->dcomm = rt->comm;
-    } else if (zcomm_backend_built(ZCOMM_NCCL)) {
+    } else if (zcomm_backend_built(ZCOMM_NCCL) &&
+               (zcomm_kind(rt->comm) == ZCOMM_MPI || rt->nccl_id_given)) {
         zcomm_config cc;
         zcomm_config_default(&cc);
         cc.backend = ZCOMM_NCCL;
         cc.timeout_ms = rt->cfg.comm_timeout_ms;
         cc.dev = rt->dev;
+        if (rt->nccl_id_given) { /* torchrun style: the caller broadcast rank 0's id */
+            memcpy(cc.unique_id, rt->nccl_id, sizeof cc.unique_id);
+            cc.have_unique_id = 1;
+            cc.rank = rt->rank;
+            cc.size = rt->nranks;
+            cc.local_rank = zcomm_local_rank(rt->comm);
+        }
         ZOFF_CHECK(zcomm_create(&cc, &rt->dcomm));
         rt->dcomm_own = 1;
     } else {

@@ -5,6 +5,9 @@
 #   python_stream   zoff.torch.stream (streamed blocks of a small transformer), label slow
 #   python_install  `pip wheel ./python` + install into a venv + import, label slow (builds
 #                   libzoff without CUDA in <build>/python-wheel)
+#   python_torchrun_np2  zoff.torch under torchrun (2 ranks, sim device, zoff's collectives over
+#                   torch.distributed gloo) bit-equal to the 1-rank run, label mpi (skips 77
+#                   without torch)
 # Each exits 77 (skipped) when its Python modules are missing and says which. The interpreter
 # is the `python3` first on PATH (the one scripts/deps.sh --with-python installs into), or
 # -DZOFF_PYTHON=/path/to/python. The binding loads this build's libzoff via ZOFF_LIBRARY.
@@ -38,3 +41,8 @@ foreach(suite binding torch stream install lion_adagrad)
   set_tests_properties(python_${suite} PROPERTIES LABELS "${_labels}" SKIP_RETURN_CODE 77
                        TIMEOUT 1200 ENVIRONMENT "${_zoff_py_env}")
 endforeach()
+
+add_test(NAME python_torchrun_np2
+         COMMAND ${ZOFF_PYTHON} ${PROJECT_SOURCE_DIR}/python/tests/torchrun_dp.py)
+set_tests_properties(python_torchrun_np2 PROPERTIES LABELS mpi SKIP_RETURN_CODE 77 TIMEOUT 900
+                     ENVIRONMENT "${_zoff_py_env}")

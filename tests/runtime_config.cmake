@@ -39,3 +39,20 @@ else()
                         ARGS -c "echo 'SKIP: python3 not found'; exit 77" LABELS quick)
 endif()
 set_tests_properties(test_ckpt_safetensors PROPERTIES FIXTURES_REQUIRED zoff_ckpt_fixture)
+# the same values as several ranks write them (format 3): one safetensors file per rank holding
+# the slices "<name>[begin:end]", joined by the manifest
+set(ZOFF_CKPT_SLICED_FIXTURE ${CMAKE_BINARY_DIR}/test-tmp/ckpt-sliced-fixture)
+zoff_add_test_variant(NAME test_ckpt_sliced_fixture EXE test_ckpt ARGS --write-sliced-fixture
+                      ${ZOFF_CKPT_SLICED_FIXTURE} LABELS quick TIMEOUT 60)
+set_tests_properties(test_ckpt_sliced_fixture PROPERTIES FIXTURES_SETUP zoff_ckpt_sliced_fixture)
+if(Python3_Interpreter_FOUND)
+  zoff_add_test_variant(NAME test_ckpt_safetensors_sliced EXE ${Python3_EXECUTABLE}
+                        ARGS ${CMAKE_CURRENT_SOURCE_DIR}/check_safetensors.py
+                             ${ZOFF_CKPT_SLICED_FIXTURE}
+                        LABELS quick TIMEOUT 60)
+else()
+  zoff_add_test_variant(NAME test_ckpt_safetensors_sliced EXE sh
+                        ARGS -c "echo 'SKIP: python3 not found'; exit 77" LABELS quick)
+endif()
+set_tests_properties(test_ckpt_safetensors_sliced PROPERTIES
+                     FIXTURES_REQUIRED zoff_ckpt_sliced_fixture)

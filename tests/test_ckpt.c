@@ -21,9 +21,15 @@
  *    checksum recomputed is still refused, naming the field (loss_scale -4096, weight_decay
  *    1e30, a negative step), or caught by the copies in the safetensors __metadata__ (step);
  *  - `zoff ckpt show|verify` exit codes (0 ok, 1 corrupt or unreadable, 2 usage).
+ *  - several ranks (format 3, written the way N ranks do by one process playing each): one file
+ *    per rank holding exactly its range's slices, sequential and random-range reads across the
+ *    slices, a corrupt slice named with its file, rank and bytes (verify, range read, `zoff ckpt
+ *    verify` exit 1), every manifest byte and sampled rank-file header bytes covered, a missing or
+ *    truncated rank file, single-file <-> sliced replacement without leftovers;
  * With `--write-fixture DIR` it only writes the deterministic checkpoint that
- * tests/check_safetensors.py reads with the Python safetensors package; `--bench GIB DIR` times
- * save/verify/read against plain pwrite/pread of the same bytes (docs/checkpoints.md).
+ * tests/check_safetensors.py reads (`--write-sliced-fixture DIR`: the same values as 3 rank files)
+ * with the Python safetensors package; `--bench GIB DIR` times save/verify/read against plain
+ * pwrite/pread of the same bytes (docs/checkpoints.md).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -748,6 +754,219 @@ static void test_cmd(void **state)
     free(parent);
 }
 
+/* ---- several ranks (format 3) ------------------------------------------------------------- */
+/* Value of element i of tensor j: value(seed, j, i), or the check_safetensors.py formula. */
+static float elem(int fixture, uint32_t seed, size_t j, uint64_t i)
+{
+    if (fixture) return (float)((int)((i * 7 + j * 13) % 251) - 125) * 0.0625f;
+    return value(seed, j, i);
+}
+
+/* Writes a checkpoint the way `nranks` ranks do (this process plays each rank in turn): the
+ * tensors' flat space (list order) cut into ranges of ceil(total / nranks), each rank's file
+ * holding the "<tensor>[b:e]" slices its range covers, then the manifest. */
+static zoff_status write_sliced(const char *dir, uint32_t seed, int64_t step, int nranks,
+                                int fixture)
+{
+    uint64_t total = 0;
+    for (size_t j = 0; j < NT; j++) total += specs[j].numel;
+    uint64_t S = (total + (uint64_t)nranks - 1) / (uint64_t)nranks;
+    zckpt_tensor *t = tensor_list();
+    t[0].has_step = 1;
+    t[0].adam_step = step - 1;
+    zckpt_meta m;
+    fill_meta(&m, step);
+    if (fixture) m.loss_scale = 32768.0f;
+    long pid = 0;
+    char tmp[600];
+    zckpt_file_rec files[8];
+    zckpt_slice slices[NT * 8];
+    size_t ns = 0;
+    zoff_status st = zckpt_slices_begin(dir, &pid);
+    if (st < 0) {
+        free(t);
+        return st;
+    }
+    assert_int_equal(zckpt_slices_tmp_path(dir, pid, tmp, sizeof tmp), ZOFF_OK);
+    float *buf = zt_malloc(sizeof(float) * 100003);
+    for (int r = 0; r < nranks && st == ZOFF_OK; r++) {
+        uint64_t b = (uint64_t)r * S, e = ZOFF_MIN(b + S, total), flat = 0;
+        zckpt_tensor pieces[NT];
+        size_t np = 0, first = ns;
+        for (size_t j = 0; j < NT; flat += specs[j].numel, j++) {
+            uint64_t lo = ZOFF_MAX(flat, b), hi = ZOFF_MIN(flat + specs[j].numel, e);
+            if (hi <= lo) continue;
+            memset(&pieces[np], 0, sizeof pieces[np]);
+            snprintf(pieces[np].name, sizeof pieces[np].name, "%s[%llu:%llu]", specs[j].name,
+                     (unsigned long long)(lo - flat), (unsigned long long)(hi - flat));
+            pieces[np].numel = hi - lo;
+            slices[ns++] = (zckpt_slice){j, r, lo - flat, hi - lo, 0, 0};
+            np++;
+        }
+        zckpt_writer *w = NULL;
+        st = zckpt_slice_writer_open(dir, tmp, r, pieces, np, &w);
+        for (size_t k = 0; k < np && st == ZOFF_OK; k++) {
+            const zckpt_slice *sl = &slices[first + k];
+            for (uint64_t i = 0; i < sl->count; i++)
+                buf[i] = elem(fixture, seed, sl->tensor, sl->begin + i);
+            st = zckpt_writer_write(w, k, buf, sl->count);
+        }
+        uint64_t offs[NT];
+        uint32_t crcs[NT];
+        if (st == ZOFF_OK) {
+            st = zckpt_slice_writer_finish(w, &m, offs, crcs, &files[r]);
+            for (size_t k = 0; k < np && st == ZOFF_OK; k++) {
+                slices[first + k].offset = offs[k];
+                slices[first + k].crc32c = crcs[k];
+            }
+        } else {
+            zckpt_writer_abort(w);
+        }
+    }
+    free(buf);
+    if (st == ZOFF_OK)
+        st = zckpt_slices_commit(dir, tmp, t, NT, &m, files, nranks, slices, ns);
+    else
+        zckpt_slices_abort(tmp);
+    free(t);
+    return st;
+}
+
+static void test_sliced(void **state)
+{
+    (void)state;
+    char *parent = fast_tmpdir("ckpt-sliced");
+    char dir[512], f1[600], man[600];
+    snprintf(dir, sizeof dir, "%s/ck", parent);
+    snprintf(f1, sizeof f1, "%s/optimizer.rank00001.safetensors", dir);
+    snprintf(man, sizeof man, "%s/%s", dir, ZCKPT_MANIFEST_FILE);
+    /* a single-file checkpoint replaced by a sliced one and back: no leftovers */
+    assert_int_equal(write_ckpt(dir, 1, 10, 4096), ZOFF_OK);
+    assert_int_equal(write_sliced(dir, 5, 50, 3, 0), ZOFF_OK);
+    assert_int_equal(leftovers(parent, "ck"), 0);
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", dir, ZCKPT_DATA_FILE);
+    assert_int_not_equal(access(p, F_OK), 0); /* the old file went with the old checkpoint */
+    uint64_t total = 0;
+    for (size_t j = 0; j < NT; j++) total += specs[j].numel;
+    uint64_t S = (total + 2) / 3;
+    for (int r = 0; r < 3; r++) { /* each file holds exactly its rank's range (+ its header) */
+        snprintf(p, sizeof p, "%s/optimizer.rank%05d.safetensors", dir, r);
+        struct stat sb;
+        assert_int_equal(stat(p, &sb), 0);
+        uint64_t own = ZOFF_MIN(S, total - (uint64_t)r * S), hl = 0;
+        uint8_t lenb[8];
+        read_at(p, 0, lenb, 8);
+        for (int i = 0; i < 8; i++) hl |= (uint64_t)lenb[i] << (8 * i);
+        assert_int_equal((uint64_t)sb.st_size, 8 + hl + own * 4);
+    }
+
+    zckpt_reader *r = NULL;
+    assert_int_equal(zckpt_reader_open(dir, &r), ZOFF_OK);
+    zckpt_info info;
+    assert_int_equal(zckpt_reader_info(r, &info), ZOFF_OK);
+    assert_int_equal(info.format_version, ZCKPT_FORMAT_SLICED);
+    assert_int_equal(info.nfiles, 3);
+    assert_int_equal(info.total_numel, total);
+    zckpt_meta m;
+    assert_int_equal(zckpt_reader_meta(r, &m), ZOFF_OK);
+    assert_int_equal(m.step, 50);
+    assert_int_equal(zckpt_reader_tensor(r, 0)->adam_step, 49);
+    assert_int_equal(zckpt_reader_verify(r), ZOFF_OK);
+    float *buf = zt_malloc(sizeof(float) * 100003);
+    size_t big;
+    assert_int_equal(zckpt_reader_find(r, "big.exp_avg", &big), ZOFF_OK);
+    assert_int_equal(zckpt_reader_piece_count(r, big), 2); /* crosses a rank boundary */
+    zckpt_piece_info pi;
+    assert_int_equal(zckpt_reader_piece(r, big, 1, &pi), ZOFF_OK);
+    assert_int_equal(pi.rank, 2);
+    assert_string_equal(pi.file, "optimizer.rank00002.safetensors");
+    for (size_t j = 0; j < NT; j++) { /* sequential reads across the slices, odd chunks */
+        for (uint64_t done = 0; done < specs[j].numel;) {
+            uint64_t n = ZOFF_MIN(777, specs[j].numel - done);
+            assert_int_equal(zckpt_reader_read(r, j, buf, n), ZOFF_OK);
+            for (uint64_t i = 0; i < n; i++) assert_true(buf[i] == value(5, j, done + i));
+            done += n;
+        }
+        assert_int_equal(zckpt_reader_read(r, j, buf, 0), ZOFF_OK);
+    }
+    /* any range, as a reader with another rank count asks for it */
+    uint64_t ranges[][2] = {{0, 100003}, {pi.begin - 5, 10}, {pi.begin, 1}, {100002, 1}, {7, 0}};
+    for (size_t k = 0; k < ZOFF_ARRAY_SIZE(ranges); k++) {
+        assert_int_equal(zckpt_reader_read_range(r, big, ranges[k][0], buf, ranges[k][1]), ZOFF_OK);
+        for (uint64_t i = 0; i < ranges[k][1]; i++)
+            assert_true(buf[i] == value(5, big, ranges[k][0] + i));
+    }
+    assert_int_equal(zckpt_reader_read_range(r, big, 100000, buf, 4), ZOFF_EINVAL);
+    zckpt_reader_close(r);
+    assert_int_equal(zoff_cmd_ckpt(3, (char *[]){"ckpt", "show", dir, NULL}), 0);
+    assert_int_equal(zoff_cmd_ckpt(3, (char *[]){"ckpt", "verify", dir, NULL}), 0);
+
+    /* a corrupt byte in rank 1's slice: named with its file, rank and bytes */
+    assert_int_equal(zckpt_reader_open(dir, &r), ZOFF_OK);
+    size_t k0 = 0;
+    for (size_t j = 0; j < NT; j++)
+        for (size_t k = 0; k < zckpt_reader_piece_count(r, j); k++) {
+            assert_int_equal(zckpt_reader_piece(r, j, k, &pi), ZOFF_OK);
+            if (pi.rank == 1 && pi.numel > 100) {
+                k0 = j;
+                break;
+            }
+        }
+    zckpt_piece_info bad;
+    for (size_t k = 0; k < zckpt_reader_piece_count(r, k0); k++) {
+        zckpt_reader_piece(r, k0, k, &bad);
+        if (bad.rank == 1) break;
+    }
+    zckpt_reader_close(r);
+    uint8_t byte;
+    read_at(f1, bad.file_offset + 41, &byte, 1);
+    byte ^= 0x20;
+    patch(f1, bad.file_offset + 41, &byte, 1);
+    assert_int_equal(zckpt_reader_open(dir, &r), ZOFF_OK);
+    assert_int_equal(zckpt_reader_verify(r), ZOFF_ECORRUPT);
+    assert_non_null(strstr(zoff__last_error_tls(), "optimizer.rank00001.safetensors bytes"));
+    assert_non_null(strstr(zoff__last_error_tls(), "written by rank 1"));
+    assert_non_null(strstr(zoff__last_error_tls(), "1 of "));
+    assert_int_equal(zckpt_reader_read_range(r, k0, bad.begin + 3, buf, 2), ZOFF_ECORRUPT);
+    assert_non_null(strstr(zoff__last_error_tls(), "optimizer.rank00001.safetensors"));
+    if (bad.begin > 0) /* the other ranks' part of the tensor still reads */
+        assert_int_equal(zckpt_reader_read_range(r, k0, 0, buf, bad.begin), ZOFF_OK);
+    zckpt_reader_close(r);
+    assert_int_equal(zoff_cmd_ckpt(3, (char *[]){"ckpt", "verify", dir, NULL}), 1);
+    byte ^= 0x20;
+    patch(f1, bad.file_offset + 41, &byte, 1);
+    assert_int_equal(open_verify(dir), ZOFF_OK);
+
+    /* every byte of the manifest and of a rank file's header is covered */
+    struct stat sm;
+    assert_int_equal(stat(man, &sm), 0);
+    flip_each(dir, man, 0, (uint64_t)sm.st_size, 1, "sliced manifest");
+    uint8_t lenb[8];
+    read_at(f1, 0, lenb, 8);
+    flip_each(dir, f1, 0, 8, 1, "rank file length");
+    uint64_t hl = 0;
+    for (int i = 0; i < 8; i++) hl |= (uint64_t)lenb[i] << (8 * i);
+    flip_each(dir, f1, 8, 8 + hl, 97, "rank file header");
+
+    /* a missing or truncated rank file */
+    snprintf(p, sizeof p, "%s/optimizer.rank00002.safetensors", dir);
+    struct stat st2;
+    assert_int_equal(stat(p, &st2), 0);
+    assert_int_equal(truncate(p, st2.st_size - 4), 0);
+    expect_format_error(dir, "optimizer.rank00002.safetensors is");
+    expect_format_error(dir, "(truncated)");
+    unlink(p);
+    expect_format_error(dir, "optimizer.rank00002.safetensors is missing");
+    /* and back to one file */
+    assert_int_equal(write_ckpt(dir, 1, 10, 4096), ZOFF_OK);
+    assert_int_equal(leftovers(parent, "ck"), 0);
+    check_ckpt(dir, 1, 10, 4096);
+    free(buf);
+    zt_rmtree(parent);
+    free(parent);
+}
+
 /* The fixture for check_safetensors.py: tensor j (manifest order), element i =
  * ((i * 7 + j * 13) % 251 - 125) * 0.0625, step 1234, loss scale 32768. */
 static int write_fixture(const char *dir)
@@ -888,6 +1107,11 @@ static int bench(double gib, const char *dir)
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--write-fixture")) return write_fixture(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "--write-sliced-fixture")) {
+        zoff_status st = write_sliced(argv[2], 0, 1234, 3, 1);
+        if (st < 0) fprintf(stderr, "fixture %s: %s\n", argv[2], zoff__last_error_tls());
+        return st < 0;
+    }
     if (argc == 4 && !strcmp(argv[1], "--bench")) return bench(atof(argv[2]), argv[3]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
@@ -899,6 +1123,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_format_errors),
         cmocka_unit_test(test_every_byte),
         cmocka_unit_test(test_cmd),
+        cmocka_unit_test(test_sliced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

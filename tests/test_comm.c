@@ -6,9 +6,13 @@
  * on every rank; all-gather and per-rank-count all-gather (a rank with nothing to send included);
  * broadcast from the last rank; barrier; the statistics; and the watchdog: a collective that a
  * peer does not join within the timeout returns -ETIMEDOUT naming this rank, the operation, step,
- * phase and bucket, and the communicator refuses further calls. Run alone (one rank) it checks
- * the self backend. Skips (77) only when this build has no MPI and the launcher started several
- * ranks, or MPI cannot start.
+ * phase and bucket, and the communicator refuses further calls; reduce-scatter with per-rank
+ * counts (zcomm_reduce_scatterv) against the same rank-order reference. Then the callback backend
+ * (the caller's all_gather; here one that forwards to the MPI communicator, as zoff.torch
+ * forwards to torch.distributed) passes the same reduction, gather and broadcast checks with the
+ * same bits, and a failing all_gather makes the call fail and the communicator unusable.
+ * Run alone (one rank) it checks the self backend. Skips (77) only when this build has no MPI and
+ * the launcher started several ranks, or MPI cannot start.
  */
 #include <errno.h>
 #include <math.h>
@@ -67,6 +71,74 @@ static void test_reduce_scatter_f32(void **state)
     free(send);
     free(recv);
     free(ref);
+}
+
+static void test_reduce_scatterv(void **state)
+{
+    (void)state;
+    size_t n = (size_t)g_size, counts[8], displs[8], total = 0;
+    for (size_t r = 0; r < n; r++) { /* uneven, one rank (the second) with nothing */
+        counts[r] = r == 1 ? 0 : 100 + 37 * r;
+        displs[r] = total + 3; /* gaps between the pieces */
+        total = displs[r] + counts[r];
+    }
+    float *send = zt_malloc(total * sizeof(float));
+    float *recv = zt_malloc((counts[g_rank] + 1) * sizeof(float));
+    for (size_t i = 0; i < total; i++) send[i] = val32(g_rank, i);
+    for (int op = ZCOMM_SUM; op <= ZCOMM_MAX; op++) {
+        assert_int_equal(
+            zcomm_reduce_scatterv(g_c, send, recv, counts, displs, ZCOMM_F32, (zcomm_op)op, NULL),
+            0);
+        for (size_t i = 0; i < counts[g_rank]; i++) {
+            size_t gi = displs[g_rank] + i;
+            float a = val32(0, gi);
+            for (int r = 1; r < g_size; r++) {
+                float v = val32(r, gi);
+                a = op == ZCOMM_MAX ? (v > a ? v : a) : a + v;
+            }
+            float want = op == ZCOMM_AVG ? a / (float)g_size : a;
+            assert_true(memcmp(&recv[i], &want, sizeof want) == 0);
+        }
+    }
+    free(send);
+    free(recv);
+}
+
+/* The callback backend's transport in this test: the MPI communicator's byte all-gather. */
+static zcomm *g_mpi;
+static int g_fail_gather;
+static int fwd_gather(void *user, const void *send, void *recv, size_t bytes)
+{
+    (void)user;
+    if (g_fail_gather) return -5;
+    return zcomm_all_gather(g_mpi, send, recv, bytes, ZCOMM_U8, NULL) < 0 ? -1 : 0;
+}
+
+static void test_callback_fails(void **state)
+{
+    (void)state;
+    zcomm_callbacks cb = {.rank = g_rank,
+                          .size = g_size,
+                          .local_rank = -1,
+                          .local_size = 0,
+                          .all_gather = fwd_gather};
+    zcomm_config cfg;
+    zcomm_config_default(&cfg);
+    cfg.backend = ZCOMM_CALLBACK;
+    cfg.callbacks = &cb;
+    zcomm *c = NULL;
+    assert_int_equal(zcomm_create(&cfg, &c), 0);
+    assert_int_equal(zcomm_local_rank(c), g_rank);
+    g_fail_gather = 1;
+    float x = 1.0f;
+    assert_true(zcomm_all_reduce(c, &x, &x, 1, ZCOMM_F32, ZCOMM_SUM, NULL) < 0);
+    assert_non_null(strstr(zoff__last_error_tls(), "all_gather failed (-5)"));
+    g_fail_gather = 0;
+    assert_int_equal(zcomm_barrier(c), ZOFF_ESTATE); /* unusable */
+    zcomm_destroy(c);
+    /* no table: refused */
+    cfg.callbacks = NULL;
+    assert_int_equal(zcomm_create(&cfg, &c), ZOFF_EINVAL);
 }
 
 static void test_all_reduce(void **state)
@@ -212,9 +284,34 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_env_ranks),  cmocka_unit_test(test_reduce_scatter_f32),
         cmocka_unit_test(test_all_reduce), cmocka_unit_test(test_gathers_broadcast),
-        cmocka_unit_test(test_watchdog),
+        cmocka_unit_test(test_watchdog),   cmocka_unit_test(test_reduce_scatterv),
     };
     int fails = cmocka_run_group_tests(tests, NULL, NULL);
+    if (g_size > 1) { /* the callback backend over the MPI communicator: the same checks */
+        g_mpi = g_c;
+        zcomm_callbacks cb = {.rank = g_rank,
+                              .size = g_size,
+                              .local_rank = -1,
+                              .local_size = 0,
+                              .all_gather = fwd_gather};
+        zcomm_config cc;
+        zcomm_config_default(&cc);
+        cc.backend = ZCOMM_CALLBACK;
+        cc.callbacks = &cb;
+        if (zcomm_create(&cc, &g_c) < 0) {
+            fprintf(stderr, "zcomm_create(callback): %s\n", zoff__last_error_tls());
+            return 1;
+        }
+        assert_string_equal(zcomm_backend_name(zcomm_kind(g_c)), "callback");
+        const struct CMUnitTest cbt[] = {
+            cmocka_unit_test(test_reduce_scatter_f32), cmocka_unit_test(test_reduce_scatterv),
+            cmocka_unit_test(test_all_reduce),         cmocka_unit_test(test_gathers_broadcast),
+            cmocka_unit_test(test_callback_fails),
+        };
+        fails += cmocka_run_group_tests_name("callback", cbt, NULL, NULL);
+        zcomm_destroy(g_c);
+        g_c = g_mpi;
+    }
     zcomm_destroy(g_c);
     return fails ? 1 : 0;
 }

@@ -4,11 +4,12 @@
  *
  * The ISA under test is the one zadam_create picks from ZOFF_CPU_ISA (CTest runs this executable
  * once per ISA; an ISA this CPU lacks is a skip, exit 77). It checks:
- *  - the q8 code maps: 256 increasing values, signed map odd-symmetric, zero and the ends exact;
- *  - the q8 round trip of random blocks spanning 9 decades: every element within the stated bound
- *    |x - dec(enc(x))| <= absmax * (step(z)/2 + 2^-21), step(z) = 0.9 * 10^-z / 2^(B-1-z) for y =
- *    |x|/absmax in decade z (B = 7 signed, 8 unsigned; worst case 0.00704 and 0.00352 x absmax),
- *    values below half the smallest code decode to 0; zero, subnormal and NaN/inf blocks;
+ *  - the q8 code maps (8-bit floats with 3 mantissa bits under a power-of-two block scale S):
+ *    increasing values, the signed map odd-symmetric, zero, the smallest values and 1.0 exact;
+ *  - the q8 round trip of random blocks spanning 12 (m) / 20 (v) decades: every element within
+ *    the stated bound |x - dec(enc(x))| <= max(|x| / 16, 1.0625 * 2^-Emax * S) (Emax 15 for m,
+ *    31 for v; at most absmax / 16), the bound reached (> 0.05 |x|), exact values and a midpoint
+ *    rounding away from zero; zero, subnormal, tiny, >= 2^127 and NaN/inf blocks;
  *  - bit-identity of the ISA's generic kernel with the scalar reference (params, 16-bit copies,
  *    state bytes, absmax bits) for Adam / Lion / Adagrad x fp32 / bf16 / q8 x every grad dtype and
  *    output, sizes 0..70001 incl. partial blocks, over several steps; the fp32 Adam generic kernel
@@ -16,7 +17,7 @@
  *  - Lion against a float64 reference written from Chen et al. 2023 (Algorithm 2) and Adagrad
  *    against a float64 reference of torch.optim.Adagrad (lr_decay, weight_decay, eps,
  *    initial_accumulator_value), 30 steps, within fp32 rounding tolerance;
- *  - q8 (bf16) Adam on a noisy quadratic ends within 10% (2%) of the fp32-state loss;
+ *  - q8 (bf16) Adam on a noisy quadratic ends at most 10% above (within 2% of) the fp32 loss;
  *  - argument checks: missing state pointers, unknown formats and optimizers, bad Adagrad
  *    hyperparameters, the bytes table.
  * With the argument "ref" only the Lion / Adagrad reference tests run (ctest test_lion_adagrad).
@@ -39,28 +40,24 @@ static opt_fn g_opt;
 static void test_maps(void **state)
 {
     (void)state;
-    for (int w = 0; w < 2; w++) {
-        const float *val = zq8_map(w);
-        if (w == 1) {
-            for (int c = 1; c < 256; c++) assert_true(val[c] > val[c - 1]);
-            assert_true(val[0] == 0.0f && val[255] == 1.0f);
-            assert_true(fabsf(val[1] - 1e-7f) < 1e-12f);
-        } else {
-            for (int c = 1; c < 128; c++) assert_true(val[c] > val[c - 1]);
-            for (int c = 0; c < 128; c++) assert_true(val[c | 0x80] == -val[c]);
-            assert_true(val[127] == 1.0f && fabsf(val[1] - 1e-6f) < 1e-11f);
-        }
-    }
+    /* values relative to the block scale S: (1 + M/8) * 2^(E - Emax); 1.0 is the top code the
+     * encoder produces (|x| < S) */
+    const float *vm = zq8_map(0), *vv = zq8_map(1);
+    for (int c = 1; c < 256; c++) assert_true(vv[c] > vv[c - 1]);
+    assert_true(vv[0] == 0x1p-31f && vv[248] == 1.0f && vv[255] == 1.875f && vv[1] == 0x1.2p-31f &&
+                vv[9] == 0x1.2p-30f);
+    assert_true(vm[0] == 0.0f && !signbit(vm[0]) && vm[0x80] == 0.0f && !signbit(vm[0x80]));
+    for (int c = 2; c < 128; c++) assert_true(vm[c] > vm[c - 1]);
+    for (int c = 1; c < 128; c++) assert_true(vm[c | 0x80] == -vm[c]);
+    assert_true(vm[1] == 0x1.2p-15f && vm[8] == 0x1p-14f && vm[120] == 1.0f && vm[127] == 1.875f);
 }
 
-/* The stated bound for one element (see the file comment). */
-static double q8_bound(int which, float x, float absmax)
+/* The stated bound for one element of a normal block with absmax a (see docs/cpu_adam.md):
+ * |x - dec(enc(x))| <= max(|x| / 16, 1.0625 * 2^-Emax * S), S = 2^(floor(log2 a) + 1). */
+static double q8_bound(int which, float x, float a)
 {
-    const zq8__map *q = &zq8__maps()[which];
-    const float y = fabsf(x) / absmax;
-    int z = 0;
-    for (int k = 1; k < q->bits; k++) z += y <= q->thr[k];
-    return (double)absmax * (0.5 * (double)q->step[z] + 0x1p-21);
+    const double S = ldexp(1.0, ilogb(a) + 1);
+    return fmax(fabs((double)x) / 16.0, 1.0625 * ldexp(S, which ? -31 : -15));
 }
 
 static void test_roundtrip(void **state)
@@ -74,42 +71,78 @@ static void test_roundtrip(void **state)
     float absmax[N / 256 + 1];
     for (int w = 0; w < 2; w++) {
         for (size_t i = 0; i < N; i++) {
-            const double mag =
-                pow(10.0, -9.0 * zt_rng_uniform(&r)) * (1.0 + 1e3 * (double)(i / 256));
+            /* 12 decades for m, 20 for v (beyond both ranges), block maxima spread out */
+            const double mag = pow(10.0, -(w ? 20.0 : 12.0) * zt_rng_uniform(&r)) *
+                               (1.0 + 1e3 * (double)(i / 256));
             x[i] = (float)(w == 1 ? mag : (zt_rng_uniform(&r) < 0.5 ? -mag : mag));
         }
         x[5] = 0.0f;
+        x[6] = -0.0f;
         zstate_encode(ZSTATE_Q8, w, x, N, codes, absmax);
         zstate_decode(ZSTATE_Q8, w, codes, absmax, N, y);
-        size_t bad = 0;
-        double worst = 0.0;
+        size_t bad = 0, flushed = 0;
+        double worst = 0.0, worst_rel = 0.0;
         for (size_t i = 0; i < N; i++) {
             const float a = absmax[i / 256];
             const double err = fabs((double)x[i] - (double)y[i]);
             worst = fmax(worst, err / a);
+            const double S = ldexp(1.0, ilogb(a) + 1);
+            if (fabs((double)x[i]) >= 1.0625 * ldexp(S, w ? -31 : -15))
+                worst_rel = fmax(worst_rel, err / fabs((double)x[i]));
+            else
+                flushed++;
             if (err > q8_bound(w, x[i], a) && bad++ < 5)
                 fprintf(stderr, "map %d: x[%zu] = %g decoded %g (absmax %g)\n", w, i, (double)x[i],
                         (double)y[i], (double)a);
-            if (w == 1) assert_true(y[i] >= 0.0f);
+            if (w == 1) assert_true(y[i] > 0.0f);
+            if (w == 0) assert_true(y[i] == 0.0f || signbit(y[i]) == signbit(x[i]));
         }
-        printf("q8 map %d: worst |err|/absmax %.5f\n", w, worst);
+        printf("q8 map %d: worst |err|/absmax %.5f, worst |err|/|x| %.5f above the flush "
+               "threshold, %zu of %d flushed\n",
+               w, worst, worst_rel, flushed, N);
         assert_int_equal(bad, 0);
-        assert_true(worst <= (w ? 0.00352 : 0.00704) + 1e-6);
-        /* every block's absmax element decodes exactly */
+        assert_true(worst <= 1.0 / 16.0 && worst_rel <= 1.0 / 16.0);
+        assert_true(worst_rel > 0.05); /* the bound is reached: the test sees the rounding */
+        assert_true(flushed > 0);
+        /* every block's absmax is the exact max |x|; the max element is within the bound */
         for (size_t b = 0; b < N / 256; b++) {
             float a = 0.0f;
             for (size_t i = b * 256; i < b * 256 + 256; i++) a = fmaxf(a, fabsf(x[i]));
             assert_true(absmax[b] == a);
         }
     }
-    /* special blocks: zero, subnormal, NaN, inf */
+    /* rounding: exactly representable values round-trip, a midpoint rounds away from zero */
+    float e[256];
+    for (int i = 0; i < 256; i++) e[i] = 0.0f;
+    e[0] = 0.75f;      /* S = 1 */
+    e[1] = -0.5625f;   /* (1 + 1/8) / 2: exact */
+    e[2] = 0.53125f;   /* midpoint of 0.5 and 0.5625: rounds up */
+    e[3] = 0x1p-16f;   /* below 1.0625 * 2^-15: flushed */
+    e[4] = 0x1.2p-15f; /* the smallest non-zero magnitude */
+    zstate_encode(ZSTATE_Q8, 0, e, 256, codes, absmax);
+    zstate_decode(ZSTATE_Q8, 0, codes, absmax, 256, y);
+    assert_true(y[0] == 0.75f && y[1] == -0.5625f && y[2] == 0.5625f && y[3] == 0.0f &&
+                y[4] == 0x1.2p-15f && codes[5] == 0);
+    /* special blocks: zero, subnormal, tiny (below 2^(Emax - 126)), NaN, inf, >= 2^127 */
     float blk[300];
     for (int i = 0; i < 300; i++) blk[i] = 0.0f;
     zstate_encode(ZSTATE_Q8, 0, blk, 300, codes, absmax);
     assert_true(absmax[0] == 0.0f && absmax[1] == 0.0f && codes[0] == 0 && codes[299] == 0);
+    zstate_decode(ZSTATE_Q8, 1, codes, absmax, 300, y);
+    for (int i = 0; i < 300; i++) assert_true(y[i] == 0.0f);
     blk[3] = 1e-40f;
     zstate_encode(ZSTATE_Q8, 1, blk, 300, codes, absmax);
     assert_true(absmax[0] == 0.0f && codes[3] == 0);
+    blk[3] = 1e-30f; /* a normal float, below 2^-95: a zero v block, a normal m block */
+    zstate_encode(ZSTATE_Q8, 1, blk, 300, codes, absmax);
+    assert_true(absmax[0] == 0.0f);
+    zstate_encode(ZSTATE_Q8, 0, blk, 300, codes, absmax);
+    assert_true(absmax[0] == 1e-30f);
+    zstate_decode(ZSTATE_Q8, 0, codes, absmax, 300, y);
+    assert_true(fabsf(y[3] - 1e-30f) <= 1e-30f / 16);
+    blk[3] = 2e38f;
+    zstate_encode(ZSTATE_Q8, 0, blk, 300, codes, absmax);
+    assert_true(isnan(absmax[0]) && absmax[1] == 0.0f);
     blk[3] = 1.0f;
     blk[7] = NAN;
     blk[280] = INFINITY;
@@ -294,6 +327,65 @@ static void test_vs_scalar(void **state)
     printf("%zu cases bit-identical to the scalar reference (%s)\n", cases, zadam_isa_name(g_isa));
 }
 
+/* q8 blocks the SIMD kernels handle apart: non-finite gradients (counted only when a new moment of
+ * the block is inf/NaN), a block whose stored absmax is NaN (run by the scalar reference), a zero
+ * block (decodes to zeros), a block whose new moments are tiny (stored as zero) — bit-identical to
+ * the scalar reference, with the exact non-finite count, for each optimizer and grad dtype. */
+static void test_q8_special(void **state)
+{
+    (void)state;
+    static const zoff_dtype gdts[] = {ZOFF_DTYPE_F32, ZOFF_DTYPE_F16, ZOFF_DTYPE_BF16};
+    static const size_t bad_at[] = {3, 300, 301, 1000, 2047, 4097};
+    zt_rng r;
+    zt_rng_seed(&r, 808);
+    const size_t n = 4099;
+    for (int k = 0; k < ZOPT_KIND_COUNT_; k++)
+        for (int gi = 0; gi < 3; gi++) {
+            kbuf a, b;
+            kb_init(&a, n, (zopt_kind)k, ZSTATE_Q8, gdts[gi], 1, ZOFF_DTYPE_F16, &r);
+            zadam_tensor *t = &a.t;
+            for (int which = 0; which < 2; which++) {
+                float *am = which ? t->v_absmax : t->m_absmax;
+                uint8_t *codes = which ? t->v_state : t->m_state;
+                if (!am) continue;
+                am[5] = NAN;  /* block 5: NaN absmax */
+                am[7] = 0.0f; /* block 7: zero block */
+                memset(codes + 7 * 256, 0, 256);
+            }
+            kb_clone(&b, &a);
+            for (int64_t s = 1; s <= 3; s++) {
+                kb_grads(&a, &r, 1.0f);
+                for (size_t i = 8 * 256; i < 9 * 256; i++) /* block 8: tiny gradients */
+                    if (gdts[gi] == ZOFF_DTYPE_F32) ((float *)a.grad)[i] = 1e-30f;
+                size_t expect = 0;
+                if (s >= 2)
+                    for (size_t j = 0; j < ZOFF_ARRAY_SIZE(bad_at); j++, expect++) {
+                        const size_t i = bad_at[j];
+                        const float x = j % 3 == 0 ? NAN : j % 3 == 1 ? INFINITY : -INFINITY;
+                        if (gdts[gi] == ZOFF_DTYPE_F32)
+                            ((float *)a.grad)[i] = x;
+                        else if (gdts[gi] == ZOFF_DTYPE_F16)
+                            ((uint16_t *)a.grad)[i] = zoff_f32_to_f16(x);
+                        else
+                            ((uint16_t *)a.grad)[i] = zoff_f32_to_bf16(x);
+                    }
+                memcpy(b.grad, a.grad, n * zoff_dtype_size(a.gdt));
+                zadam_hparams hp = hp_for((zopt_kind)k, 1, s);
+                const size_t nf_ref = zopt_step_scalar(&hp, &a.t);
+                const size_t nf = g_opt(&hp, &b.t);
+                assert_int_equal(nf_ref, expect);
+                assert_int_equal(nf, nf_ref);
+                assert_int_equal(first_diff(a.state, b.state, a.state_bytes), SIZE_MAX);
+                assert_int_equal(first_diff(a.out, b.out, n * 2), SIZE_MAX);
+            }
+            /* the NaN block stayed NaN; blocks with a bad gradient became NaN blocks */
+            const float *am = zopt_has_m((zopt_kind)k) ? b.t.m_absmax : b.t.v_absmax;
+            assert_true(isnan(am[5]) && isnan(am[0]) && isnan(am[1]) && !isnan(am[2]));
+            kb_free(&a);
+            kb_free(&b);
+        }
+}
+
 /* zadam_step: 1 vs 2 threads and several tile sizes give the same bits (q8 tiles are rounded up to
  * whole blocks). */
 static void test_threads(void **state)
@@ -463,8 +555,8 @@ static void test_adagrad_ref(void **state)
     }
 }
 
-/* q8 and bf16 Adam on a noisy quadratic: the loss ends within 10% (q8) / 2% (bf16) of the
- * fp32-state loss. */
+/* q8 and bf16 Adam on a noisy quadratic: the loss ends at most 10% above (q8; within 20% either
+ * way) / within 2% (bf16) of the fp32-state loss. */
 static void test_quadratic(void **state)
 {
     (void)state;
@@ -510,7 +602,9 @@ static void test_quadratic(void **state)
     }
     printf("quadratic loss: fp32 %.5f bf16 %.5f q8 %.5f\n", (double)loss[0], (double)loss[1],
            (double)loss[2]);
-    assert_true(fabsf(loss[2] - loss[0]) <= 0.10f * loss[0]);
+    /* q8: no more than 10% above fp32 and within 20% either way (measured 0.00058 against 0.00068:
+     * the 8-bit moments settle a little lower on this problem) */
+    assert_true(loss[2] <= 1.10f * loss[0] && fabsf(loss[2] - loss[0]) <= 0.20f * loss[0]);
     assert_true(fabsf(loss[1] - loss[0]) <= 0.02f * loss[0]);
 }
 
@@ -589,10 +683,11 @@ int main(int argc, char **argv)
     };
     if (argc > 1 && strcmp(argv[1], "ref") == 0) return cmocka_run_group_tests(refs, NULL, NULL);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_api),         cmocka_unit_test(test_maps),
-        cmocka_unit_test(test_roundtrip),   cmocka_unit_test(test_vs_scalar),
-        cmocka_unit_test(test_threads),     cmocka_unit_test(test_lion_ref),
-        cmocka_unit_test(test_adagrad_ref), cmocka_unit_test(test_quadratic),
+        cmocka_unit_test(test_api),       cmocka_unit_test(test_maps),
+        cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_q8_special),
+        cmocka_unit_test(test_vs_scalar), cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_lion_ref),  cmocka_unit_test(test_adagrad_ref),
+        cmocka_unit_test(test_quadratic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,15 @@
  *    masters. An inf in one micro-batch of the last rank skips that step on every rank;
  *  - with `save DIR` / `load DIR` arguments: a checkpoint saved by N ranks at step 10 loads with M
  *    ranks (1 included) and steps 11..20 give the 16-bit params of the run without restart;
+ *    after the save rank 0 checks the layout: one file per rank, every slice in its owner's
+ *    file, each file exactly its rank's range after its header (one rank: format 2, one file);
+ *  - `savefail DIR`: one rank cannot write its slice file: every rank's save fails (naming it),
+ *    the previous checkpoint stays whole and valid, no temporary directory is left, the next
+ *    save works (ZT_STATE_FORMAT=bf16 in the environment: bf16 moments); `savekill DIR`: a rank
+ *    killed while writing its slices makes the others' save fail within the watchdog timeout,
+ *    the previous checkpoint whole and no temporary directory left; `corrupt DIR`: a flipped byte
+ * in rank 1's slice of a copy of DIR fails the load naming the file and bytes (the other ranks:
+ * "another rank could not load"), state intact;
  *  - two "nodes" (rank groups with their own ZOFF_LOCAL_RANK numbering and swap paths): local
  *    ranks as set, swap files only under the rank's share of its node's paths, same results;
  *  - with `kill`: the last rank dies mid-step, the others fail within the watchdog timeout with a
@@ -31,9 +40,12 @@
 #include <dirent.h>
 #include <signal.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runtime/ckpt.h"
 #include "test_runtime_util.h"
 
 static const char *g_tier = "cpu";
@@ -441,22 +453,230 @@ static void ckpt_steps(tr_model *m, int from, int to)
     for (int i = 0; i < NP; i++) free(vals[i]);
 }
 
+/* After a save by g_size ranks (rank 0 checks): with several ranks, one file per rank (no
+ * optimizer.safetensors), each slice stored in the file of the rank that owns its elements and
+ * each file holding exactly its rank's range (3 fp32 tensors) after its header: no rank wrote
+ * another's bytes. With one rank, the single-file format 2. */
+static void check_layout(const char *dir)
+{
+    zoff_ckpt *c = NULL;
+    assert_int_equal(zoff_ckpt_open(dir, &c), 0);
+    assert_int_equal(zoff_ckpt_verify(c), 0);
+    zoff_ckpt_info info = ZOFF_CKPT_INFO_INIT;
+    assert_int_equal(zoff_ckpt_get_info(c, &info), 0);
+    char p[1200];
+    snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
+    if (g_size == 1) {
+        assert_int_equal(info.format_version, 2);
+        assert_int_equal(info.nfiles, 1);
+        assert_int_equal(access(p, F_OK), 0);
+        zoff_ckpt_close(c);
+        return;
+    }
+    assert_int_equal(info.format_version, 3);
+    assert_int_equal(info.nfiles, g_size);
+    assert_int_not_equal(access(p, F_OK), 0);
+    uint64_t total = 0, flat[NP + 1] = {0};
+    for (int i = 0; i < NP; i++) flat[i + 1] = flat[i] + k_numel[i];
+    total = flat[NP];
+    uint64_t S = (total + (uint64_t)g_size - 1) / (uint64_t)g_size;
+    uint64_t held[16] = {0};
+    assert_int_equal(info.ntensors, (size_t)NP * 3);
+    for (size_t t = 0; t < info.ntensors; t++) {
+        zoff_ckpt_tensor_info ti = ZOFF_CKPT_TENSOR_INFO_INIT;
+        assert_int_equal(zoff_ckpt_tensor_info_at(c, t, &ti), 0);
+        uint64_t at = 0;
+        for (size_t k = 0; k < ti.nslices; k++) {
+            zoff_ckpt_slice_info si = ZOFF_CKPT_SLICE_INFO_INIT;
+            assert_int_equal(zoff_ckpt_slice_info_at(c, t, k, &si), 0);
+            uint64_t f0 = flat[t / 3] + si.begin, f1 = f0 + si.numel;
+            assert_true(si.begin == at);
+            assert_true(si.rank == (int)(f0 / S));          /* the owner of its first element */
+            assert_true(f1 <= (uint64_t)(si.rank + 1) * S); /* ... and of its last */
+            char want[64];
+            snprintf(want, sizeof want, "optimizer.rank%05d.safetensors", si.rank);
+            assert_string_equal(si.file, want);
+            held[si.rank] += si.numel;
+            at += si.numel;
+        }
+        assert_true(at == ti.numel);
+    }
+    for (int r = 0; r < g_size; r++) {
+        uint64_t own = ZOFF_MIN(S, total - (uint64_t)r * S);
+        assert_true(held[r] == 3 * own);
+        snprintf(p, sizeof p, "%s/optimizer.rank%05d.safetensors", dir, r);
+        struct stat sb;
+        assert_int_equal(stat(p, &sb), 0);
+        FILE *f = fopen(p, "rb");
+        uint8_t lenb[8];
+        assert_int_equal(fread(lenb, 1, 8, f), 8);
+        fclose(f);
+        uint64_t hl = 0;
+        for (int i = 0; i < 8; i++) hl |= (uint64_t)lenb[i] << (8 * i);
+        assert_true((uint64_t)sb.st_size == 8 + hl + 12 * own);
+        printf("rank file %d: %lld bytes, %llu elements of its own range x 3\n", r,
+               (long long)sb.st_size, (unsigned long long)own);
+    }
+    zoff_ckpt_close(c);
+}
+
+/* No "<base>.tmp-*" next to dir: a failed save left nothing behind. */
+static int tmp_leftovers(const char *dir)
+{
+    char parent[1100];
+    snprintf(parent, sizeof parent, "%s", dir);
+    char *slash = strrchr(parent, '/');
+    assert_non_null(slash);
+    *slash = '\0';
+    char prefix[300];
+    snprintf(prefix, sizeof prefix, "%s.tmp-", slash + 1);
+    DIR *d = opendir(parent);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) n++;
+    closedir(d);
+    return n;
+}
+
+/* `savefail DIR`: a checkpoint at step 10, then at step 12 rank 1 cannot write its file (a
+ * file-size limit makes its writes fail, as a full or failing disk would): every rank's save
+ * fails, rank 1 naming its file, the others naming rank 1; the checkpoint at DIR is still the
+ * whole step-10 one, no temporary directory is left, and the next save works. */
+static int savefail_mode(tr_model *m, const char *dir)
+{
+    ckpt_steps(m, 1, 10);
+    assert_int_equal(zoff_save(m->rt, dir), 0);
+    ckpt_steps(m, 11, 12);
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    if (g_rank == 1) {
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit lim = {4096, old.rlim_max};
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    }
+    zoff_status st = zoff_save(m->rt, dir);
+    if (g_rank == 1) assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    const char *msg = zoff_last_error(m->rt);
+    printf("rank %d: the failed save says: %s\n", g_rank, msg);
+    assert_true(st < 0);
+    if (g_rank == 1)
+        assert_non_null(strstr(msg, "optimizer.rank00001.safetensors"));
+    else
+        assert_non_null(strstr(msg, "rank 1 could not write its slices"));
+    assert_non_null(strstr(msg, "(step 10) is still valid"));
+    if (g_rank == 0) {
+        zoff_ckpt *c = NULL;
+        assert_int_equal(zoff_ckpt_open(dir, &c), 0);
+        assert_int_equal(zoff_ckpt_verify(c), 0);
+        zoff_ckpt_info info = ZOFF_CKPT_INFO_INIT;
+        assert_int_equal(zoff_ckpt_get_info(c, &info), 0);
+        assert_int_equal(info.step, 10);
+        zoff_ckpt_close(c);
+        assert_int_equal(tmp_leftovers(dir), 0);
+    }
+    assert_int_equal(zoff_save(m->rt, dir), 0);
+    if (g_rank == 0) {
+        check_layout(dir);
+        assert_int_equal(tmp_leftovers(dir), 0);
+    }
+    printf("rank %d of %d: failed save kept the previous checkpoint: ok\n", g_rank, g_size);
+    return 0;
+}
+
+/* Copies the checkpoint DIR to DIR-corrupt-<rank> with one byte of rank 1's first slice
+ * flipped. */
+static void corrupt_copy(const char *dir, char *out, size_t len)
+{
+    snprintf(out, len, "%s-corrupt-%d", dir, g_rank);
+    zt_rmtree(out);
+    assert_int_equal(mkdir(out, 0755), 0);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.') continue;
+        char from[1300], to[1300];
+        snprintf(from, sizeof from, "%s/%s", dir, e->d_name);
+        snprintf(to, sizeof to, "%s/%s", out, e->d_name);
+        FILE *fi = fopen(from, "rb"), *fo = fopen(to, "wb");
+        assert_true(fi && fo);
+        char buf[65536];
+        for (size_t n; (n = fread(buf, 1, sizeof buf, fi)) > 0;)
+            assert_int_equal(fwrite(buf, 1, n, fo), n);
+        fclose(fi);
+        fclose(fo);
+    }
+    closedir(d);
+    zoff_ckpt *c = NULL;
+    assert_int_equal(zoff_ckpt_open(out, &c), 0);
+    zoff_ckpt_slice_info si = ZOFF_CKPT_SLICE_INFO_INIT;
+    int found = 0;
+    for (size_t t = 0; t < zoff_ckpt_tensor_count(c) && !found; t++) {
+        zoff_ckpt_tensor_info ti = ZOFF_CKPT_TENSOR_INFO_INIT;
+        assert_int_equal(zoff_ckpt_tensor_info_at(c, t, &ti), 0);
+        for (size_t k = 0; k < ti.nslices && !found; k++) {
+            assert_int_equal(zoff_ckpt_slice_info_at(c, t, k, &si), 0);
+            found = si.rank == 1;
+        }
+    }
+    assert_true(found);
+    char path[1300];
+    snprintf(path, sizeof path, "%s/%s", out, si.file);
+    zoff_ckpt_close(c);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t b;
+    assert_int_equal(pread(fd, &b, 1, (off_t)si.file_offset + 5), 1);
+    b ^= 0x40;
+    assert_int_equal(pwrite(fd, &b, 1, (off_t)si.file_offset + 5), 1);
+    close(fd);
+}
+
+/* `corrupt DIR` (any number of ranks): a copy of the 3-rank checkpoint with one byte of rank 1's
+ * slice flipped does not load: ZOFF_ECORRUPT naming rank 1's file and bytes on the rank(s) whose
+ * range reads it, the others told another rank could not load; nothing was changed, so the run
+ * goes on. */
+static int corrupt_mode(tr_model *m, const char *dir)
+{
+    char copy[1200];
+    corrupt_copy(dir, copy, sizeof copy);
+    ckpt_steps(m, 1, 2);
+    zoff_status st = zoff_load(m->rt, copy);
+    const char *msg = zoff_last_error(m->rt);
+    printf("rank %d of %d: loading the corrupt copy says: %s\n", g_rank, g_size, msg);
+    assert_true(st < 0);
+    int named = strstr(msg, "optimizer.rank00001.safetensors bytes") != NULL;
+    assert_true(named || strstr(msg, "another rank could not load") != NULL);
+    if (g_size == 1) assert_true(named && st == ZOFF_ECORRUPT);
+    int64_t step = -1;
+    assert_int_equal(zoff_get_step(m->rt, &step), 0);
+    assert_true(step == 2);
+    ckpt_steps(m, 3, 4); /* the runtime is intact */
+    return 0;
+}
+
 static int ckpt_mode(const char *mode, const char *dir)
 {
     zoff_config c;
     char *nv = NULL;
     setup_cfg(&c, ZOFF_DTYPE_F16, 2, 0, &nv);
+    /* ZT_STATE_FORMAT=bf16: the moments kept (and sliced, saved, loaded) as bf16 */
+    const char *sf = getenv("ZT_STATE_FORMAT");
+    if (sf && strcmp(sf, "bf16") == 0) c.state_format = ZOFF_STATE_BF16;
     tr_model m;
     assert_int_equal(tr_open(&m, &c, NP, k_numel, ZOFF_DTYPE_F16, 42), 0);
     char expected[1100];
     snprintf(expected, sizeof expected, "%s.expected", dir);
     int bad = 0;
-    if (strcmp(mode, "save") == 0) {
+    if (strcmp(mode, "savefail") == 0 || strcmp(mode, "corrupt") == 0) {
+        bad = mode[0] == 's' ? savefail_mode(&m, dir) : corrupt_mode(&m, dir);
+    } else if (strcmp(mode, "save") == 0) {
         ckpt_steps(&m, 1, 10);
         if (zoff_save(m.rt, dir) != 0) {
             fprintf(stderr, "rank %d: zoff_save: %s\n", g_rank, zoff_last_error(m.rt));
             return 1;
         }
+        if (g_rank == 0) check_layout(dir);
         ckpt_steps(&m, 11, 20);
         if (g_rank == 0) {
             FILE *f = fopen(expected, "wb");
@@ -604,6 +824,48 @@ static int kill_mode(void)
     _exit(ok ? 0 : 1); /* MPI cannot finalise with a dead peer */
 }
 
+/* `savekill DIR` (mpirun --enable-recovery): the last rank dies while writing its slices; the
+ * others' save fails within the watchdog timeout, rank 0 removes the temporary directory and the
+ * checkpoint at DIR is still the whole step-10 one. */
+static void die_at_chunk(const char *point, uint64_t count, void *arg)
+{
+    (void)arg;
+    if (strcmp(point, "chunk") == 0 && count == 2) {
+        fflush(stdout);
+        raise(SIGKILL);
+    }
+}
+
+static int savekill_mode(const char *dir)
+{
+    zoff_config c;
+    char *nv = NULL;
+    setup_cfg(&c, ZOFF_DTYPE_F16, 2, 0, &nv);
+    c.comm_timeout_ms = 3000;
+    tr_model m;
+    assert_int_equal(tr_open(&m, &c, NP, k_numel, ZOFF_DTYPE_F16, 42), 0);
+    ckpt_steps(&m, 1, 10);
+    assert_int_equal(zoff_save(m.rt, dir), 0);
+    ckpt_steps(&m, 11, 12);
+    if (g_rank == g_size - 1) zckpt__set_fault_hook(die_at_chunk, NULL);
+    uint64_t t0 = zoff__now_ns();
+    zoff_status st = zoff_save(m.rt, dir);
+    double s = (double)(zoff__now_ns() - t0) / 1e9;
+    const char *msg = zoff_last_error(m.rt);
+    printf("rank %d: zoff_save returned %d after %.2f s: %s\n", g_rank, st, s, msg);
+    int ok = st < 0 && s < 10.0 && strstr(msg, "checkpoint save") != NULL;
+    if (g_rank == 0 && ok) {
+        zoff_ckpt *ck = NULL;
+        zoff_ckpt_info info = ZOFF_CKPT_INFO_INIT;
+        ok = zoff_ckpt_open(dir, &ck) == 0 && zoff_ckpt_verify(ck) == 0 &&
+             zoff_ckpt_get_info(ck, &info) == 0 && info.step == 10 && tmp_leftovers(dir) == 0;
+        zoff_ckpt_close(ck);
+    }
+    printf("rank %d: savekill %s\n", g_rank, ok ? "WORKED" : "FAILED");
+    fflush(stdout);
+    _exit(ok ? 0 : 1); /* MPI cannot finalise with a dead peer */
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) g_tier = argv[1];
@@ -613,6 +875,13 @@ int main(int argc, char **argv)
         g_rank = r;
         g_size = n;
         return kill_mode();
+    }
+    if (argc > 3 && strcmp(argv[2], "savekill") == 0) {
+        int r, n, lr, ln;
+        zcomm_env_ranks(&r, &n, &lr, &ln);
+        g_rank = r;
+        g_size = n;
+        return savekill_mode(argv[3]);
     }
     if (argc > 3) { /* checkpoint mode: any number of ranks */
         int r, n, lr, ln;

@@ -63,17 +63,37 @@ static int show(const char *dir)
                (double)g.weight_decay, zoff_optimizer_name(&g), g.bias_correction ? "on" : "off");
     }
     printf("extra        %s\n", info.extra_json[0] ? info.extra_json : "(none)");
-    printf("tensors      %zu, %llu elements, %s in %s\n", info.ntensors,
-           (unsigned long long)info.total_numel, zoff_format_bytes(info.data_bytes, b, sizeof b),
-           "optimizer.safetensors");
-    printf("  %-48s %14s %14s %10s\n", "name", "shape", "file offset", "crc32c");
+    if (info.nfiles > 1) {
+        printf("tensors      %zu, %llu elements, %s in %d rank files (one per rank that saved)\n",
+               info.ntensors, (unsigned long long)info.total_numel,
+               zoff_format_bytes(info.data_bytes, b, sizeof b), info.nfiles);
+        printf("  %-48s %22s %32s %12s %10s\n", "name", "slice", "file", "file offset", "crc32c");
+    } else {
+        printf("tensors      %zu, %llu elements, %s in %s\n", info.ntensors,
+               (unsigned long long)info.total_numel,
+               zoff_format_bytes(info.data_bytes, b, sizeof b), "optimizer.safetensors");
+        printf("  %-48s %14s %14s %10s\n", "name", "shape", "file offset", "crc32c");
+    }
     for (size_t i = 0; i < info.ntensors; i++) {
         zoff_ckpt_tensor_info t = ZOFF_CKPT_TENSOR_INFO_INIT;
         if (zoff_ckpt_tensor_info_at(c, i, &t) != 0) continue;
         char shape[32];
         snprintf(shape, sizeof shape, "[%llu]", (unsigned long long)t.numel);
-        printf("  %-48s %14s %14llu 0x%08x\n", t.name, shape, (unsigned long long)t.file_offset,
-               t.crc32c);
+        if (info.nfiles <= 1) {
+            printf("  %-48s %14s %14llu 0x%08x\n", t.name, shape, (unsigned long long)t.file_offset,
+                   t.crc32c);
+            continue;
+        }
+        printf("  %-48s %22s\n", t.name, shape);
+        for (size_t k = 0; k < t.nslices; k++) {
+            zoff_ckpt_slice_info s = ZOFF_CKPT_SLICE_INFO_INIT;
+            if (zoff_ckpt_slice_info_at(c, i, k, &s) != 0) continue;
+            char range[48];
+            snprintf(range, sizeof range, "[%llu:%llu]", (unsigned long long)s.begin,
+                     (unsigned long long)(s.begin + s.numel));
+            printf("  %-48s %22s %32s %12llu 0x%08x\n", "", range, s.file,
+                   (unsigned long long)s.file_offset, s.crc32c);
+        }
     }
     zoff_ckpt_close(c);
     return 0;

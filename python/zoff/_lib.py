@@ -2,8 +2,8 @@
 
 This module owns: finding the shared library, the ctypes mirrors of the few structs of
 include/zoff.h the binding needs (zoff_group_config, zoff_step_args, zoff_step_result,
-zoff_link_stats, zoff_stats, zoff_plan_report), the argument/return types of every function
-used, and ZoffError (a zoff status raised as a Python exception with zoff_last_error's text).
+zoff_link_stats, zoff_stats, zoff_plan_report, zoff_collectives), the argument/return types of
+every function used, and ZoffError (a zoff status raised as a Python exception with zoff_last_error's text).
 
 Where the library comes from, first match wins:
   1. the file named by the environment variable ZOFF_LIBRARY (an error if it cannot be loaded);
@@ -204,6 +204,26 @@ class PlanReportC(ctypes.Structure):
     ]
 
 
+# zoff_collectives: the transport of the host collectives, supplied by the caller (zoff.dist).
+ALL_GATHER_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                 ctypes.c_size_t)
+NCCL_UNIQUE_ID_BYTES = 128
+
+
+class Collectives(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_size_t),
+        ("rank", ctypes.c_int),
+        ("size", ctypes.c_int),
+        ("local_rank", ctypes.c_int),
+        ("local_size", ctypes.c_int),
+        ("user", ctypes.c_void_p),
+        ("all_gather", ALL_GATHER_FN),
+        ("nccl_unique_id", ctypes.c_ubyte * NCCL_UNIQUE_ID_BYTES),
+        ("have_nccl_unique_id", ctypes.c_int),
+    ]
+
+
 # ---- function table ----------------------------------------------------------------------------
 _p = ctypes.c_void_p
 _st = ctypes.c_int  # zoff_status
@@ -224,6 +244,8 @@ _FUNCS = {
     "zoff_config_from_json_string": (_st, [_p, _cs]),
     "zoff_create": (_st, [_p, ctypes.POINTER(_p)]),
     "zoff_create_from_json": (_st, [_cs, ctypes.POINTER(_p)]),
+    "zoff_use_collectives": (_st, [ctypes.POINTER(Collectives)]),
+    "zoff_nccl_unique_id": (_st, [_p]),
     "zoff_destroy": (None, [_p]),
     "zoff_last_error": (_cs, [_p]),
     "zoff_add_group": (_st, [_p, ctypes.POINTER(GroupConfig), ctypes.POINTER(ctypes.c_int)]),

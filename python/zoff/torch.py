@@ -141,6 +141,8 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         self._building = True
         self.last_step_result = None
         self._stream = None  # zoff.torch.stream(): {id(param): unit index}, unit lists
+        self._dist = None  # zoff.dist.TorchCollectives with several ranks (kept alive)
+        self._nranks = 1
         self._setup_args = (offload, nvme_path, config, grad_hooks)
         super().__init__(params, defaults)
         self._building = False
@@ -246,9 +248,18 @@ class _ZoffOptimizer(torch.optim.Optimizer):
             raise ValueError("zoff.torch: gradient_accumulation_steps > 1 needs grad_hooks=True "
                              "(zoff sums the micro-batches as the hooks hand them over; without "
                              "hooks torch accumulates .grad itself: keep the config at 1)")
+        # torchrun / torch.distributed with several ranks: zoff's collectives over it
+        self._dist = _collectives_for(cfg, on_cuda)
+        self._nranks = self._dist.size if self._dist is not None else 1
         with _kwarg_errors(kw if nvme_path is not None else
                            {"zero_optimization.offload_optimizer.device": "offload="}):
-            self._rt = Runtime(cfg)
+            if self._dist is not None:
+                self._dist.use()
+            try:
+                self._rt = Runtime(cfg)
+            finally:
+                if self._dist is not None:
+                    self._dist.clear()
         if on_cuda and self._rt.device_host_accessible:
             raise ZoffError(_lib.ZOFF_ECONFIG, "ZOFF_ECONFIG",
                             "the parameters are CUDA tensors but zoff opened the sim device "
@@ -667,6 +678,13 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         if self._rt is None:
             raise ZoffError(_lib.ZOFF_ESTATE, "ZOFF_ESTATE", "zoff.torch: optimizer was closed")
 
+    def _one_rank(self, what):
+        if self._nranks > 1:
+            raise ZoffError(_lib.ZOFF_EUNSUPPORTED, "ZOFF_EUNSUPPORTED",
+                            f"zoff.torch: {what} with {self._nranks} ranks is not built (each "
+                            "rank holds 1/N of the state); use opt.save / opt.load (zoff's "
+                            "collective checkpoints) instead")
+
     def close(self):
         """Removes the hooks and destroys the zoff runtime (frees its memory and swap files).
         The parameters keep their last values. Idempotent."""
@@ -698,6 +716,7 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         exp_avg / exp_avg_sq are fp32 (zoff keeps them in fp32); 'master' (fp32 master weights)
         is present for fp16/bf16 parameters. Empty state before the first step, as in torch."""
         self._alive()
+        self._one_rank("state_dict")
         groups, state, index = [], {}, 0
         for group in self.param_groups:
             packed = {k: v for k, v in group.items() if k != "params"}
@@ -728,6 +747,7 @@ class _ZoffOptimizer(torch.optim.Optimizer):
         count (bias correction); a parameter without saved state starts from step 0 with zero
         moments, as in torch."""
         self._alive()
+        self._one_rank("load_state_dict")
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError("loaded state dict has a different number of parameter groups")
@@ -805,6 +825,20 @@ class _ZoffOptimizer(torch.optim.Optimizer):
 # Device memory zoff may allocate for itself beyond the parameters' buffers (sim capacity).
 _SIM_MARGIN_BYTES = 256 << 20
 _SIM_MIN_BYTES = 1 << 30
+
+
+def _collectives_for(cfg, on_cuda):
+    """zoff.dist.TorchCollectives when torch.distributed is initialised with several ranks and
+    the config does not say zoff.ranks 1 (this process alone), else None."""
+    z = cfg.get("zoff")
+    if isinstance(z, dict) and z.get("ranks", 0) == 1:
+        return None
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() <= 1:
+        return None
+    from .dist import TorchCollectives
+
+    return TorchCollectives(nccl_id=on_cuda)
 
 
 def _device_config(cfg, kind, cuda_index, dev_bytes):
