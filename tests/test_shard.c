@@ -26,7 +26,8 @@
  *    the previous checkpoint stays whole and valid, no temporary directory is left, the next
  *    save works (ZT_STATE_FORMAT=bf16 in the environment: bf16 moments); `savekill DIR`: a rank
  *    killed while writing its slices makes the others' save fail within the watchdog timeout,
- *    the previous checkpoint whole and no temporary directory left; `corrupt DIR`: a flipped byte
+ *    the previous checkpoint whole and no temporary directory left (`savebench DIR NUMEL REPS`
+ *    times saves and loads, not a CTest); `corrupt DIR`: a flipped byte
  * in rank 1's slice of a copy of DIR fails the load naming the file and bytes (the other ranks:
  * "another rank could not load"), state intact;
  *  - two "nodes" (rank groups with their own ZOFF_LOCAL_RANK numbering and swap paths): local
@@ -866,6 +867,38 @@ static int savekill_mode(const char *dir)
     _exit(ok ? 0 : 1); /* MPI cannot finalise with a dead peer */
 }
 
+/* `savebench DIR NUMEL REPS` (not a CTest): 8 fp16 params of NUMEL elements, cpu/nvme tier;
+ * times REPS zoff_save + zoff_load to DIR with however many ranks run it (rank 0 prints). */
+static int savebench_mode(const char *dir, size_t numel, int reps)
+{
+    zoff_config c;
+    char *nv = NULL;
+    setup_cfg(&c, ZOFF_DTYPE_F16, 2, 0, &nv);
+    c.partition_numel = 1 << 20;
+    c.tile_numel = 1 << 16;
+    c.sim_gpu_bytes = (size_t)8 * numel * 4 + 64 * ZOFF_MIB;
+    size_t sizes[8];
+    for (int i = 0; i < 8; i++) sizes[i] = numel;
+    tr_model m;
+    assert_int_equal(tr_open(&m, &c, 8, sizes, ZOFF_DTYPE_F16, 42), 0);
+    double mb = (double)numel * 8 * 12 / 1e6;
+    for (int r = 0; r < reps; r++) {
+        uint64_t t0 = zoff__now_ns();
+        assert_int_equal(zoff_save(m.rt, dir), 0);
+        uint64_t t1 = zoff__now_ns();
+        assert_int_equal(zoff_load(m.rt, dir), 0);
+        uint64_t t2 = zoff__now_ns();
+        if (g_rank == 0)
+            printf("%d ranks, %.0f MB of state: save %.3f s (%.2f GB/s), load %.3f s\n", g_size, mb,
+                   (double)(t1 - t0) / 1e9, mb / 1e3 / ((double)(t1 - t0) / 1e9),
+                   (double)(t2 - t1) / 1e9);
+    }
+    tr_close(&m);
+    if (nv) zt_rmtree(nv);
+    free(nv);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) g_tier = argv[1];
@@ -875,6 +908,13 @@ int main(int argc, char **argv)
         g_rank = r;
         g_size = n;
         return kill_mode();
+    }
+    if (argc > 5 && strcmp(argv[2], "savebench") == 0) {
+        int r, n, lr, ln;
+        zcomm_env_ranks(&r, &n, &lr, &ln);
+        g_rank = r;
+        g_size = n;
+        return savebench_mode(argv[3], (size_t)atoll(argv[4]), atoi(argv[5]));
     }
     if (argc > 3 && strcmp(argv[2], "savekill") == 0) {
         int r, n, lr, ln;

@@ -798,7 +798,8 @@ class _ZoffOptimizer(torch.optim.Optimizer):
 
     # ---- zoff's own checkpoints -------------------------------------------------------------
     def save(self, directory, extra=None):
-        """zoff's fast checkpoint (optimizer.safetensors + manifest, atomically replaced):
+        """zoff's fast checkpoint (optimizer.safetensors + manifest, atomically replaced; with
+        several ranks each rank writes its slices to optimizer.rank<r>.safetensors):
         master weights, Adam state, step, loss scaler and group hyperparameters. `extra`: a small
         JSON-able dict stored with it."""
         self._alive()
