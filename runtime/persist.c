@@ -333,11 +333,13 @@ out:
     return st;
 }
 
-/* Several ranks (format 3): rank 0 prepares `<dir>.tmp-<pid>`; every rank writes the slices its
- * range covers into its own file there, in parallel, and all-gathers its records (file size,
- * header crc, each slice's tensor, range, offset and crc32c); rank 0 then writes the manifest and
- * swaps the directory into place, or removes it when any rank failed. Every rank returns the
- * same outcome; the previous checkpoint stays until the swap. */
+/* Several ranks (format 3): rank 0 checks and locks `<dir>` and prepares `<dir>.tmp-<pid>`; every
+ * rank writes the slices its range covers into its own file there, in parallel, and all-gathers its
+ * records (file size, header crc, each slice's tensor, range, offset and crc32c); rank 0 then
+ * writes the manifest and swaps the directory into place, or removes it when any rank failed. Every
+ * rank returns the same outcome; the previous checkpoint stays until the swap. */
+static zoff_status check_and_lock(zoff_runtime *rt, const char *dir, int space);
+
 static zoff_status save_sharded(zoff_runtime *rt, const char *dir, zckpt_tensor *tensors,
                                 zckpt_meta *meta)
 {
@@ -360,7 +362,8 @@ static zoff_status save_sharded(zoff_runtime *rt, const char *dir, zckpt_tensor 
     double hdr[2] = {0.0, 0.0};
     if (rt->rank == 0) {
         long pid = 0;
-        wst = zckpt_slices_begin(dir, &pid);
+        wst = check_and_lock(rt, dir, 0); /* inside the collective: a refusal reaches all */
+        if (wst == ZOFF_OK) wst = zckpt_slices_begin(dir, &pid);
         hdr[0] = wst < 0 ? 1.0 : 0.0;
         hdr[1] = (double)pid;
         tmp_live = wst == ZOFF_OK;
@@ -655,7 +658,7 @@ ZOFF_API zoff_status zoff_save_with(zoff_runtime *rt, const char *dir, const cha
                                      "(zoff_step_result.accumulating == 0)",
                                      rt->micro, rt->accum, rt->declared_count));
     zoff_status st = ZOFF_OK;
-    if (dir && dir[0] && (rt->nranks <= 1 || rt->rank == 0)) st = check_and_lock(rt, dir, 0);
+    if (dir && dir[0] && rt->nranks <= 1) st = check_and_lock(rt, dir, 0); /* ranks: rank 0's */
     if (st == ZOFF_OK) st = save_impl(rt, dir, user_json);
     if (st < 0 && dir && dir[0]) {
         /* the writer never touches the previous checkpoint before the new one is whole */

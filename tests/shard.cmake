@@ -11,6 +11,12 @@ if(ZOFF_HAVE_MPI AND MPIEXEC_EXECUTABLE)
                             ARGS ${ZOFF_MPIRUN_FLAGS} -np ${np} $<TARGET_FILE:test_shard> ${tier})
     endforeach()
   endforeach()
+  # the same under random delays of the sim device's streams (ZOFF_SIM_JITTER): a missing event
+  # wait between bucket fill, widening, collective and the copy of the share shows up as a
+  # difference from the single-rank run
+  zoff_add_test_variant(NAME test_shard_np2_jitter EXE ${MPIEXEC_EXECUTABLE} LABELS mpi
+                        TIMEOUT 300 ENV ZOFF_SIM_JITTER=5
+                        ARGS ${ZOFF_MPIRUN_FLAGS} -np 2 $<TARGET_FILE:test_shard> cpu)
   # a checkpoint saved by 3 ranks (each writing its own slices) loads with 2 and with 1 and goes
   # on as without the restart; both tiers save and load (the other tier loads, too)
   foreach(tier cpu nvme)

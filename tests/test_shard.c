@@ -24,12 +24,13 @@
  *    file, each file exactly its rank's range after its header (one rank: format 2, one file);
  *  - `savefail DIR`: one rank cannot write its slice file: every rank's save fails (naming it),
  *    the previous checkpoint stays whole and valid, no temporary directory is left, the next
- *    save works (ZT_STATE_FORMAT=bf16 in the environment: bf16 moments); `savekill DIR`: a rank
- *    killed while writing its slices makes the others' save fail within the watchdog timeout,
- *    the previous checkpoint whole and no temporary directory left (`savebench DIR NUMEL REPS`
- *    times saves and loads, not a CTest); `corrupt DIR`: a flipped byte
- * in rank 1's slice of a copy of DIR fails the load naming the file and bytes (the other ranks:
- * "another rank could not load"), state intact;
+ *    save works, and a save rank 0 refuses (a file in the way) fails on every rank at once;
+ *    `savekill DIR`: a rank killed while writing its slices makes the others' save fail within
+ *    the watchdog timeout, the previous checkpoint whole and no temporary directory left;
+ *    `corrupt DIR`: a flipped byte in rank 1's slice of a copy of DIR fails the load naming the
+ *    file and bytes (the other ranks: "another rank could not load"), state intact; with
+ *    ZT_STATE_FORMAT=bf16 in the environment the moments are bf16; `savebench DIR NUMEL REPS`
+ *    times saves and loads (not a CTest);
  *  - two "nodes" (rank groups with their own ZOFF_LOCAL_RANK numbering and swap paths): local
  *    ranks as set, swap files only under the rank's share of its node's paths, same results;
  *  - with `kill`: the last rank dies mid-step, the others fail within the watchdog timeout with a
@@ -581,6 +582,22 @@ static int savefail_mode(tr_model *m, const char *dir)
         check_layout(dir);
         assert_int_equal(tmp_leftovers(dir), 0);
     }
+    /* rank 0 cannot even prepare (a file where the directory goes): every rank fails at once */
+    char file[1100];
+    snprintf(file, sizeof file, "%s-file", dir);
+    if (g_rank == 0) {
+        FILE *f = fopen(file, "w");
+        assert_non_null(f);
+        fclose(f);
+    }
+    uint64_t t0 = zoff__now_ns();
+    st = zoff_save(m->rt, file);
+    double s = (double)(zoff__now_ns() - t0) / 1e9;
+    msg = zoff_last_error(m->rt);
+    printf("rank %d: saving over a file says after %.2f s: %s\n", g_rank, s, msg);
+    assert_true(st < 0 && s < 20.0);
+    if (g_rank != 0) assert_non_null(strstr(msg, "rank 0 could not prepare"));
+    if (g_rank == 0) unlink(file);
     printf("rank %d of %d: failed save kept the previous checkpoint: ok\n", g_rank, g_size);
     return 0;
 }
