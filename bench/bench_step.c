@@ -496,32 +496,27 @@ static zoff_status measure_alone(bs_model *m, bs_slice *sl, bs_nvme *nv, const b
 
 static int parse_args(int argc, char **argv, bs_opts *o)
 {
+    const zb_step_args common = {.params = &o->params,
+                                 .layers = &o->layers,
+                                 .tier = &o->tier,
+                                 .busy_ms = &o->busy_ms,
+                                 .busy_auto = 1,
+                                 .steps = &o->steps,
+                                 .nvme_path = &o->nvme_path,
+                                 .json = &o->json,
+                                 .dtype = &o->dtype,
+                                 .pcie_gbps = &o->pcie_gbps,
+                                 .threads = &o->threads,
+                                 .partition_numel = &o->partition_numel};
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         uint64_t n = 0;
+        int taken = zb_step_arg(&i, argc, argv, &common);
+        if (taken < 0) return -1;
+        if (taken) continue;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 1;
-        } else if (zb_arg_match(&i, argc, argv, "--params", &v)) {
-            if (zoff__parse_size(v, &n) || n == 0) return -1;
-            o->params = n;
-        } else if (zb_arg_match(&i, argc, argv, "--layers", &v)) {
-            o->layers = atoi(v);
-        } else if (zb_arg_match(&i, argc, argv, "--tier", &v)) {
-            if (!strcasecmp(v, "cpu"))
-                o->tier = ZOFF_TIER_CPU;
-            else if (!strcasecmp(v, "nvme"))
-                o->tier = ZOFF_TIER_NVME;
-            else
-                return -1;
-        } else if (zb_arg_match(&i, argc, argv, "--busy-ms", &v)) {
-            o->busy_ms = !strcasecmp(v, "auto") ? -1.0 : atof(v);
-        } else if (zb_arg_match(&i, argc, argv, "--steps", &v)) {
-            o->steps = atoi(v);
-        } else if (zb_arg_match(&i, argc, argv, "--nvme-path", &v)) {
-            o->nvme_path = v;
-        } else if (zb_arg_match(&i, argc, argv, "--json", &v)) {
-            o->json = v;
         } else if (zb_arg_match(&i, argc, argv, "--overlap", &v)) {
             if (!strcasecmp(v, "sync"))
                 o->overlap = ZOFF_OVERLAP_SYNC;
@@ -531,20 +526,6 @@ static int parse_args(int argc, char **argv, bs_opts *o)
                 o->overlap = ZOFF_OVERLAP_DELAYED;
             else
                 return -1;
-        } else if (zb_arg_match(&i, argc, argv, "--dtype", &v)) {
-            if (!strcasecmp(v, "fp16"))
-                o->dtype = ZOFF_DTYPE_F16;
-            else if (!strcasecmp(v, "bf16"))
-                o->dtype = ZOFF_DTYPE_BF16;
-            else
-                return -1;
-        } else if (zb_arg_match(&i, argc, argv, "--pcie-gbps", &v)) {
-            o->pcie_gbps = atof(v);
-        } else if (zb_arg_match(&i, argc, argv, "--threads", &v)) {
-            o->threads = atoi(v);
-        } else if (zb_arg_match(&i, argc, argv, "--partition-numel", &v)) {
-            if (zoff__parse_size(v, &n) || n == 0) return -1;
-            o->partition_numel = (size_t)n;
         } else if (zb_arg_match(&i, argc, argv, "--ranks", &v)) {
             o->ranks = atoi(v);
             if (o->ranks < 1 || o->ranks > 4096) {

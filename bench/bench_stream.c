@@ -213,53 +213,33 @@ static zoff_status h2d_alone(sb_model *m, uint64_t slot, uint64_t bytes, double 
 
 static int parse_args(int argc, char **argv, sb_opts *o)
 {
+    const zb_step_args common = {.params = &o->params,
+                                 .layers = &o->layers,
+                                 .tier = &o->tier,
+                                 .busy_ms = &o->busy_ms,
+                                 .steps = &o->steps,
+                                 .nvme_path = &o->nvme_path,
+                                 .json = &o->json,
+                                 .dtype = &o->dtype,
+                                 .pcie_gbps = &o->pcie_gbps,
+                                 .threads = &o->threads,
+                                 .partition_numel = &o->partition_numel};
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         uint64_t n = 0;
+        int taken = zb_step_arg(&i, argc, argv, &common);
+        if (taken < 0) return -1;
+        if (taken) continue;
         if (!strcmp(argv[i], "--stream")) {
             continue;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 1;
-        } else if (zb_arg_match(&i, argc, argv, "--params", &v)) {
-            if (zoff__parse_size(v, &n) || n == 0) return -1;
-            o->params = n;
-        } else if (zb_arg_match(&i, argc, argv, "--layers", &v)) {
-            o->layers = atoi(v);
-        } else if (zb_arg_match(&i, argc, argv, "--tier", &v)) {
-            if (!strcasecmp(v, "cpu"))
-                o->tier = ZOFF_TIER_CPU;
-            else if (!strcasecmp(v, "nvme"))
-                o->tier = ZOFF_TIER_NVME;
-            else
-                return -1;
-        } else if (zb_arg_match(&i, argc, argv, "--busy-ms", &v)) {
-            o->busy_ms = atof(v);
-        } else if (zb_arg_match(&i, argc, argv, "--steps", &v)) {
-            o->steps = atoi(v);
-        } else if (zb_arg_match(&i, argc, argv, "--nvme-path", &v)) {
-            o->nvme_path = v;
-        } else if (zb_arg_match(&i, argc, argv, "--json", &v)) {
-            o->json = v;
-        } else if (zb_arg_match(&i, argc, argv, "--dtype", &v)) {
-            if (!strcasecmp(v, "fp16"))
-                o->dtype = ZOFF_DTYPE_F16;
-            else if (!strcasecmp(v, "bf16"))
-                o->dtype = ZOFF_DTYPE_BF16;
-            else
-                return -1;
-        } else if (zb_arg_match(&i, argc, argv, "--pcie-gbps", &v)) {
-            o->pcie_gbps = atof(v);
-        } else if (zb_arg_match(&i, argc, argv, "--threads", &v)) {
-            o->threads = atoi(v);
         } else if (zb_arg_match(&i, argc, argv, "--prefetch-depth", &v)) {
             o->prefetch_depth = atoi(v);
         } else if (zb_arg_match(&i, argc, argv, "--gpu-mem", &v)) {
             if (zoff__parse_size(v, &n) || n == 0) return -1;
             o->gpu_bytes = n;
-        } else if (zb_arg_match(&i, argc, argv, "--partition-numel", &v)) {
-            if (zoff__parse_size(v, &n) || n == 0) return -1;
-            o->partition_numel = (size_t)n;
         } else {
             fprintf(stderr, "zoff bench step --stream: unknown argument '%s'\n", argv[i]);
             return -1;

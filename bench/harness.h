@@ -66,6 +66,26 @@ int zb_adam_threads(int threads, const char *who);
  * "<who>: <reason>" for an unknown or unsupported name. */
 int zb_adam_isas(const char *isa_arg, zadam_isa *isas, const char *who);
 
+/* The options `zoff bench step` and `zoff bench step --stream` share, parsed into the caller's
+ * own fields (each pointer names one; NULL: the bench does not take that option). */
+typedef struct zb_step_args {
+    uint64_t *params;        /* --params N (size suffixes; > 0) */
+    int *layers;             /* --layers N */
+    zoff_tier *tier;         /* --tier cpu|nvme */
+    double *busy_ms;         /* --busy-ms X (and "auto" = -1 when busy_auto) */
+    int busy_auto;           /* --busy-ms auto accepted */
+    int *steps;              /* --steps N */
+    const char **nvme_path;  /* --nvme-path DIR */
+    const char **json;       /* --json FILE */
+    zoff_dtype *dtype;       /* --dtype fp16|bf16 */
+    double *pcie_gbps;       /* --pcie-gbps X */
+    int *threads;            /* --threads N */
+    size_t *partition_numel; /* --partition-numel N (size suffixes; > 0) */
+} zb_step_args;
+/* argv[*i] as one of those options: 1 when taken (*i past its value), 0 when it is none of
+ * them, -1 for a bad value. */
+int zb_step_arg(int *i, int argc, char **argv, const zb_step_args *a);
+
 /* The hyperparameters the kernel benchmarks time (AdamW: lr 1e-3, betas 0.9/0.999, eps 1e-8,
  * weight decay 0.01, bias correction, step 1, gradients scaled by 0.5 so the unscale runs). */
 zadam_hparams zb_adam_hparams(void);
