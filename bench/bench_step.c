@@ -425,38 +425,13 @@ static zoff_status copies_alone(bs_model *m, int h2d, bs_comp *out)
  * of its own (the runtime's device is not reachable through the API). */
 static zoff_status d2d_alone(const bs_model *m, int accum, bs_comp *out)
 {
-    zoff_status st = ZOFF_OK;
     *out = (bs_comp){0, 0};
     if (m->full) return ZOFF_OK;
-    size_t maxb = 0;
-    for (int l = 0; l < m->layers; l++) maxb = ZOFF_MAX(maxb, m->numel[l] * 2);
-    zdev_config dc;
-    zdev_config_default(&dc);
-    dc.kind = ZOFF_DEVICE_SIM;
-    dc.sim_bytes = 2 * maxb + ZOFF_MIB;
-    dc.sim_pcie_gbps = 0;
-    zdev *d = NULL;
-    zdev_stream *s = NULL;
-    void *a = NULL, *b = NULL;
-    ZOFF_CHECK_GOTO(zdev_open(&dc, &d), st, out);
-    ZOFF_CHECK_GOTO(zdev_stream_create(d, &s), st, out);
-    ZOFF_CHECK_GOTO(zdev_malloc(d, maxb, &a), st, out);
-    ZOFF_CHECK_GOTO(zdev_malloc(d, maxb, &b), st, out);
-    ZOFF_CHECK_GOTO(zdev_memcpy_d2d(d, b, a, maxb, s), st, out); /* first touch, untimed */
-    ZOFF_CHECK_GOTO(zdev_stream_sync(d, s), st, out);
-    double t0 = now_ms(), c0 = cpu_ms();
-    for (int j = 0; j < accum; j++)
-        for (int l = 0; l < m->layers; l++)
-            ZOFF_CHECK_GOTO(zdev_memcpy_d2d(d, b, a, m->numel[l] * 2, s), st, out);
-    ZOFF_CHECK_GOTO(zdev_stream_sync(d, s), st, out);
-    *out = (bs_comp){now_ms() - t0, cpu_ms() - c0};
-out:
-    if (d) {
-        zdev_free(d, a);
-        zdev_free(d, b);
-        zdev_stream_destroy(d, s);
-        zdev_close(d);
-    }
+    size_t *bytes = calloc((size_t)m->layers, sizeof *bytes);
+    if (!bytes) return zoff__err(-ENOMEM, "bench: out of memory");
+    for (int l = 0; l < m->layers; l++) bytes[l] = m->numel[l] * 2;
+    zoff_status st = zb_d2d_alone(bytes, m->layers, accum, &out->ms, &out->cpu);
+    free(bytes);
     return st;
 }
 

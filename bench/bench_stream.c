@@ -14,9 +14,12 @@
  * 16-bit weights.
  *
  * Measured alone in the same run, before and after the timed steps (averaged; this machine is
- * noisy): the stand-in compute (2 L busy ops) and the H2D copy of the bytes a step uploads
- * (slot-sized copies from a host region larger than the caches, through the same sim link).
- *   fwd+bwd bound  = max(compute alone, H2D alone)
+ * noisy): the stand-in compute (2 L busy ops), the trainer stream's device-to-device copies of
+ * the L gradients into the buckets (a sim device of its own, the same sizes: on the sim a host
+ * memcpy in the stream's worker, on a GPU an HBM copy; that stream's work is busy + those
+ * copies, as in bench_step.c) and the H2D copy of the bytes a step uploads (slot-sized copies
+ * from a host region larger than the caches, through the same sim link).
+ *   fwd+bwd bound  = max(compute alone + d2d alone, H2D alone)
  *   overlap efficiency = fwd+bwd bound / measured fwd+bwd time (1: the fetches are hidden)
  *   vs H2D bound   = measured fwd+bwd time / H2D alone (transfer-bound runs: <= 1.15 wanted)
  * The optimizer step (CPU Adam into the pinned 16-bit host copies) is reported separately; in
@@ -163,6 +166,18 @@ static zoff_status fwd_bwd(sb_model *m, uint64_t busy_ns)
     return zoff_stream_synchronize(m->rt, m->s);
 }
 
+/* The trainer stream's copies of one step's gradients into the buckets, alone. */
+static zoff_status d2d_alone(const sb_model *m, double *ms)
+{
+    size_t *bytes = calloc((size_t)m->layers, sizeof *bytes);
+    if (!bytes) return zoff__err(-ENOMEM, "bench: out of memory");
+    for (int l = 0; l < m->layers; l++) bytes[l] = m->numel[l] * 2;
+    double cpu = 0;
+    zoff_status st = zb_d2d_alone(bytes, m->layers, 1, ms, &cpu);
+    free(bytes);
+    return st;
+}
+
 /* The stand-in compute of one step, alone. */
 static zoff_status busy_alone(sb_model *m, uint64_t busy_ns, double *ms)
 {
@@ -289,9 +304,14 @@ int zoff_bench_step_stream_main(int argc, char **argv)
     uint64_t unit_bytes =
         ZOFF_ALIGN_UP((o.params + (uint64_t)o.layers - 1) / (uint64_t)o.layers * 2, 4096u);
     uint64_t slab = unit_bytes * (uint64_t)(o.prefetch_depth + 1);
-    /* the slab + the gradient buckets + the gradient scratch + one slot for the H2D measured
+    /* the slab + the gradient buckets (grown so that count - 1 of them hold one layer's
+     * gradient: zoff.grad_bucket_grow) + the gradient scratch + one slot for the H2D measured
      * alone + a margin */
-    uint64_t buckets = (uint64_t)c.grad_bucket_count * c.grad_bucket_numel * 2;
+    uint64_t cnt = (uint64_t)c.grad_bucket_count;
+    uint64_t per_layer = (o.params + (uint64_t)o.layers - 1) / (uint64_t)o.layers;
+    uint64_t bucket_numel =
+        ZOFF_MAX((uint64_t)c.grad_bucket_numel, (per_layer + cnt - 2) / (cnt - 1) + 64);
+    uint64_t buckets = cnt * ZOFF_ALIGN_UP(bucket_numel * 2, 256u);
     c.sim_gpu_bytes =
         (size_t)(o.gpu_bytes ? o.gpu_bytes : slab + buckets + 2 * unit_bytes + 64 * ZOFF_MIB);
 
@@ -312,7 +332,7 @@ int zoff_bench_step_stream_main(int argc, char **argv)
     double fb = 0, stepms = 0, adam = 0, fb_cpu = 0;
     zoff_step_result r = ZOFF_STEP_RESULT_INIT;
     /* one warm-up step (first touch of the host copies and the slab) */
-    double busy0 = 0, h2d0 = 0;
+    double busy0 = 0, h2d0 = 0, d2d0 = 0, d2d = 0;
     if (!st) st = fwd_bwd(&m, busy_ns);
     if (!st) st = zoff_step(m.rt, NULL, &r);
     if (!st) st = zoff_params_ready(m.rt, NULL);
@@ -320,6 +340,7 @@ int zoff_bench_step_stream_main(int argc, char **argv)
     /* the components alone, before the timed steps (and again after: the mean is used) */
     uint64_t up0 = s0.stream_h2d_bytes; /* the warm-up step's uploads (+ the first prefetch) */
     if (!st) st = busy_alone(&m, busy_ns, &busy0);
+    if (!st) st = d2d_alone(&m, &d2d0);
     if (!st) st = h2d_alone(&m, s0.slot_bytes, up0, &h2d0);
     if (!st) st = zoff_get_stats(m.rt, &s0);
     for (int i = 0; i < o.steps && st == ZOFF_OK; i++) {
@@ -337,6 +358,7 @@ int zoff_bench_step_stream_main(int argc, char **argv)
     double busy = 0, h2d = 0;
     uint64_t up = (s1.stream_h2d_bytes - s0.stream_h2d_bytes) / (uint64_t)o.steps;
     if (!st) st = busy_alone(&m, busy_ns, &busy);
+    if (!st) st = d2d_alone(&m, &d2d);
     if (!st) st = h2d_alone(&m, s1.slot_bytes, up, &h2d);
     /* before: scaled to this step's bytes; the two runs averaged (the machine is noisy) */
     double h2d_b = up0 ? h2d0 * (double)up / (double)up0 : h2d;
@@ -344,6 +366,7 @@ int zoff_bench_step_stream_main(int argc, char **argv)
     if (ZOFF_MAX(busy, busy0) > 1.3 * ZOFF_MIN(busy, busy0) && ZOFF_MIN(busy, busy0) > 0)
         snprintf(dist, sizeof dist, " (disturbed: %.0f / %.0f before/after)", busy0, busy);
     busy = (busy + busy0) / 2;
+    d2d = (d2d + d2d0) / 2;
     h2d = (h2d + h2d_b) / 2;
     if (st) {
         fprintf(stderr, "zoff bench step --stream: %s\n",
@@ -355,7 +378,7 @@ int zoff_bench_step_stream_main(int argc, char **argv)
     stepms /= o.steps;
     adam /= o.steps;
     double wait = (s1.fetch_wait_ms - s0.fetch_wait_ms) / o.steps;
-    double lb = ZOFF_MAX(busy, h2d);
+    double lb = ZOFF_MAX(busy + d2d, h2d);
     double eff = fb > 0 ? lb / fb : 0.0;
     uint64_t fetches = (s1.fetches - s0.fetches) / (uint64_t)o.steps;
     uint64_t hits = (s1.fetch_hits - s0.fetch_hits) / (uint64_t)o.steps;
@@ -365,9 +388,13 @@ int zoff_bench_step_stream_main(int argc, char **argv)
     zb_table *t = zb_table_new("bench step --stream", 4, cols);
     zb_table_rowf(t, "compute alone|%.1f|-|%d layers x 2 passes x %.2f ms (nominal %.1f)%s", busy,
                   o.layers, o.busy_ms, 2.0 * o.layers * o.busy_ms, dist);
+    zb_table_rowf(t,
+                  "d2d alone|%.1f|-|%s of gradients into the buckets (trainer stream; sim: "
+                  "memcpy)",
+                  d2d, zoff__fmt_bytes(o.params * 2, b1, sizeof b1));
     zb_table_rowf(t, "h2d alone|%.1f|-|%s (the bytes one step uploaded)", h2d,
                   zoff__fmt_bytes(up, b1, sizeof b1));
-    zb_table_rowf(t, "fwd+bwd bound|%.1f|-|max(compute alone, h2d alone)", lb);
+    zb_table_rowf(t, "fwd+bwd bound|%.1f|-|max(compute alone + d2d alone, h2d alone)", lb);
     zb_table_rowf(t, "fwd+bwd|%.1f|%.1f|mean of %d steps after 1 warm-up", fb, fb_cpu, o.steps);
     zb_table_rowf(t, "overlap efficiency|%.3f|-|fwd+bwd bound / fwd+bwd", eff);
     zb_table_rowf(t, "vs h2d bound|%.3f|-|fwd+bwd / h2d alone (transfer-bound: <= 1.15)",

@@ -1,14 +1,18 @@
 /*
- * harness.c — timing loop, tables (text / CSV / JSON) and argument matching for benchmarks.
+ * harness.c — timing loop, tables (text / CSV / JSON), argument matching and the trainer-stream
+ * gradient copies measured alone, for benchmarks.
  */
+#define _GNU_SOURCE
 #include <omp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "common/common.h"
 #include "cpu_adam/adam.h"
+#include "gpu/device.h"
 #include "harness.h"
 
 static int cmp_double(const void *a, const void *b)
@@ -369,4 +373,48 @@ zadam_hparams zb_adam_hparams(void)
                            .bias_correction = 1,
                            .step = 1,
                            .grad_scale = 0.5f};
+}
+
+static double process_cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+int zb_d2d_alone(const size_t *bytes, int n, int reps, double *ms, double *cpu_ms)
+{
+    zoff_status st = ZOFF_OK;
+    *ms = *cpu_ms = 0.0;
+    size_t maxb = 0;
+    for (int l = 0; l < n; l++) maxb = ZOFF_MAX(maxb, bytes[l]);
+    if (maxb == 0 || reps <= 0) return ZOFF_OK;
+    zdev_config dc;
+    zdev_config_default(&dc);
+    dc.kind = ZOFF_DEVICE_SIM;
+    dc.sim_bytes = 2 * maxb + ZOFF_MIB;
+    dc.sim_pcie_gbps = 0;
+    zdev *d = NULL;
+    zdev_stream *s = NULL;
+    void *a = NULL, *b = NULL;
+    ZOFF_CHECK_GOTO(zdev_open(&dc, &d), st, out);
+    ZOFF_CHECK_GOTO(zdev_stream_create(d, &s), st, out);
+    ZOFF_CHECK_GOTO(zdev_malloc(d, maxb, &a), st, out);
+    ZOFF_CHECK_GOTO(zdev_malloc(d, maxb, &b), st, out);
+    ZOFF_CHECK_GOTO(zdev_memcpy_d2d(d, b, a, maxb, s), st, out); /* first touch, untimed */
+    ZOFF_CHECK_GOTO(zdev_stream_sync(d, s), st, out);
+    double t0 = zoff__ns_to_ms(zoff__now_ns()), c0 = process_cpu_ms();
+    for (int j = 0; j < reps; j++)
+        for (int l = 0; l < n; l++) ZOFF_CHECK_GOTO(zdev_memcpy_d2d(d, b, a, bytes[l], s), st, out);
+    ZOFF_CHECK_GOTO(zdev_stream_sync(d, s), st, out);
+    *ms = zoff__ns_to_ms(zoff__now_ns()) - t0;
+    *cpu_ms = process_cpu_ms() - c0;
+out:
+    if (d) {
+        zdev_free(d, a);
+        zdev_free(d, b);
+        zdev_stream_destroy(d, s);
+        zdev_close(d);
+    }
+    return st;
 }

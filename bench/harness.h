@@ -41,6 +41,11 @@ int zb_table_write_csv(const zb_table *t, const char *path);
 int zb_table_write_json(const zb_table *t, const char *path);
 void zb_table_free(zb_table *t);
 
+/* The device-to-device copies a trainer stream queues to hand gradients to zoff's buckets,
+ * measured alone: `reps` x each of the n sizes (bytes) copied on a sim device of its own
+ * (unthrottled: on the sim a host memcpy in the stream's worker; on a GPU an HBM copy). Fills
+ * wall and process CPU milliseconds. Returns 0 or a negative zoff status. */
+int zb_d2d_alone(const size_t *bytes, int n, int reps, double *ms, double *cpu_ms);
 /* Writes the table as JSON and/or CSV (a NULL path is skipped); on failure prints
  * "<who>: cannot write <path>" to stderr and returns -1. */
 int zb_table_save(const zb_table *t, const char *json, const char *csv, const char *who);

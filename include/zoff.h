@@ -302,6 +302,10 @@ typedef struct zoff_config {
     int state_format;                /* zoff_state_format, one for the whole runtime */
     float lr_decay;                  /* Adagrad: lr / (1 + (step - 1) * lr_decay) */
     float initial_accumulator_value; /* Adagrad: start value of the accumulator */
+    /* 1 (default): at zoff_finalize the buckets grow so that grad_bucket_count - 1 of them hold
+     * the largest gradient pushed into them (a push then never waits for a drain while backward
+     * runs), when that fits the device; 0: exactly grad_bucket_numel (zoff.grad_bucket_grow) */
+    int grad_bucket_grow;
 } zoff_config;
 
 /* Fills `cfg` with defaults (cpu tier, sync overlap, fp32 unless fp16/bf16 enabled, ...).

@@ -130,6 +130,7 @@ ZOFF_API zoff_status zoff_config_default(zoff_config *cfg)
      * measurement behind it */
     cfg->grad_bucket_numel = (size_t)1 << 20;
     cfg->grad_bucket_count = 4;
+    cfg->grad_bucket_grow = 1;
     return ZOFF_OK;
 }
 
@@ -448,6 +449,9 @@ zoff_status zoff__config_validate(const zoff_config *cfg)
                          "zero_optimization.reduce_bucket_size: expected 1 .. 2^40 elements, "
                          "got %zu",
                          cfg->grad_bucket_numel);
+    if (cfg->grad_bucket_grow != 0 && cfg->grad_bucket_grow != 1)
+        return zoff__err(ZOFF_ECONFIG, "zoff.grad_bucket_grow: expected 0 or 1, got %d",
+                         cfg->grad_bucket_grow);
     if (cfg->grad_bucket_count < 2 || cfg->grad_bucket_count > 64)
         return zoff__err(ZOFF_ECONFIG, "zoff.grad_bucket_count: expected 2 .. 64 buckets, got %d",
                          cfg->grad_bucket_count);
@@ -1295,6 +1299,7 @@ static const key_desc zoff_keys[] = {
     KENUM("overlap", overlap, overlap_names),
     KINT("delayed_warmup_steps", delayed_warmup_steps, 0, INT32_MAX),
     KINT("grad_bucket_count", grad_bucket_count, 2, 64),
+    KINT("grad_bucket_grow", grad_bucket_grow, 0, 1),
     KINT("cpu_threads", cpu_threads, 0, CPU_THREADS_MAX),
     KFN("cpu_isa", on_cpu_isa),
     KINT("numa_node", numa_node, -1, 65535),
@@ -2080,6 +2085,7 @@ static cJSON *config_tree(const zoff_config *cfg)
             cJSON_AddStringToObject(z, "overlap", enum_to_name(overlap_names, (int)cfg->overlap)));
         ADD(z, cJSON_AddNumberToObject(z, "delayed_warmup_steps", cfg->delayed_warmup_steps));
         ADD(z, cJSON_AddNumberToObject(z, "grad_bucket_count", cfg->grad_bucket_count));
+        ADD(z, cJSON_AddNumberToObject(z, "grad_bucket_grow", cfg->grad_bucket_grow));
         ADD(z, cJSON_AddNumberToObject(z, "cpu_threads", cfg->cpu_threads));
         ADD(z, cJSON_AddStringToObject(z, "cpu_isa", cfg->cpu_isa[0] ? cfg->cpu_isa : "auto"));
         ADD(z, cJSON_AddNumberToObject(z, "numa_node", cfg->numa_node));

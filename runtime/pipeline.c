@@ -671,7 +671,10 @@ zoff_status zrt_grad_push(zoff_runtime *rt, int id, const void *dev_src, size_t 
      * gshard itself (and counts those bytes) */
     void (*landed)(void *) = rt->bk_reduce ? zrt_shard_landed_fn(rt) : land_cb;
     if (rt->bk_reduce) zrt_shard_note_push(rt, id);
-    zoff_status st = zbk_push(&rt->bk, dev_src, bytes, p->esize, s, dst, landed, p);
+    zrt_span *sp = NULL;
+    zoff_status st = zrt_trace_span_begin(rt, s, "push", &sp);
+    if (st == ZOFF_OK) st = zbk_push(&rt->bk, dev_src, bytes, p->esize, s, dst, landed, p);
+    if (st == ZOFF_OK) st = zrt_trace_span_end(rt, s, sp);
     if (st == ZOFF_OK) st = zdev_event_record(rt->dev, p->ev, s);
     if (st < 0) return zrt_break(rt, st); /* copies may be queued: their accounting is lost */
     if (!rt->bk_reduce) atomic_fetch_add(&rt->own_d2h_bytes, (uint64_t)bytes);

@@ -61,27 +61,37 @@ zoff_status zrt_layout_compute(const zoff_config *cfg, uint64_t numel, uint64_t 
             return zoff__err(ZOFF_ENOFIT, "host memory for %llu elements exceeds 2^64 bytes",
                              (unsigned long long)numel);
     l.no_offload_bytes = 16 * numel;
-    zrt_layout_device(cfg, &l, 0, 1, any_f32, numel);
+    zrt_layout_device(cfg, &l, 0, 1, any_f32, numel, 0);
     *out = l;
     return ZOFF_OK;
 }
 
-uint64_t zrt_bucket_numel(const zoff_config *cfg, uint64_t model_numel)
+uint64_t zrt_bucket_numel(const zoff_config *cfg, uint64_t model_numel, uint64_t max_push_numel)
 {
     /* never more bucket room than the whole model's gradients: a small model keeps its buckets
      * small (at most the configured size, at least 256 elements) */
     uint64_t count = (uint64_t)cfg->grad_bucket_count;
     uint64_t fair = (model_numel + count - 1) / count;
-    return ZOFF_MAX((uint64_t)256, ZOFF_MIN((uint64_t)cfg->grad_bucket_numel, fair));
+    uint64_t n = ZOFF_MAX((uint64_t)256, ZOFF_MIN((uint64_t)cfg->grad_bucket_numel, fair));
+    /* grown: a gradient pushed after the others drained (backward of the layer before it ran)
+     * finds count - 1 empty buckets plus what is left of the current one, so the producer's
+     * copies never wait for the D2H drain; a smaller ring serialises backward with PCIe for
+     * every gradient larger than the ring (docs/runtime.md "Gradient buckets"). The 64-byte
+     * alignment of each piece costs at most 64 bytes per bucket: one element per bucket more. */
+    if (cfg->grad_bucket_grow && max_push_numel > 0)
+        n = ZOFF_MAX(n, (max_push_numel + count - 2) / (count - 1) + 64);
+    return n;
 }
 
 void zrt_layout_device(const zoff_config *cfg, zrt_layout *l, uint64_t trainer_grad_bytes,
-                       int buckets, int any_f32, uint64_t model_numel)
+                       int buckets, int any_f32, uint64_t model_numel, uint64_t max_push_numel)
 {
-    l->bucket_bytes =
-        buckets ? (uint64_t)cfg->grad_bucket_count *
-                      ZOFF_ALIGN_UP(zrt_bucket_numel(cfg, model_numel) * (any_f32 ? 4u : 2u), 256u)
-                : 0;
+    l->bucket_bytes = buckets
+                          ? (uint64_t)cfg->grad_bucket_count *
+                                ZOFF_ALIGN_UP(zrt_bucket_numel(cfg, model_numel, max_push_numel) *
+                                                  (any_f32 ? 4u : 2u),
+                                              256u)
+                          : 0;
     l->gpu_bytes = l->param_bytes + trainer_grad_bytes + l->bucket_bytes;
 }
 

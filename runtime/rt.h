@@ -192,12 +192,14 @@ typedef struct zrt_layout {
 zoff_status zrt_layout_compute(const zoff_config *cfg, uint64_t numel, uint64_t param_bytes,
                                int any_f32, zrt_layout *out);
 /* Device side of the layout: `trainer_grad_bytes` of trainer-owned gradient buffers, buckets
- * when `buckets` (some parameter uses them). Sets bucket_bytes and gpu_bytes. */
+ * when `buckets` (some parameter uses them), grown for a largest pushed gradient of
+ * `max_push_numel` elements (0: not known, no growth). Sets bucket_bytes and gpu_bytes. */
 void zrt_layout_device(const zoff_config *cfg, zrt_layout *l, uint64_t trainer_grad_bytes,
-                       int buckets, int any_f32, uint64_t model_numel);
+                       int buckets, int any_f32, uint64_t model_numel, uint64_t max_push_numel);
 /* Elements per gradient bucket for a model of `model_numel` elements: the configured size, but
- * no more than the model / bucket count (at least 256). */
-uint64_t zrt_bucket_numel(const zoff_config *cfg, uint64_t model_numel);
+ * no more than the model / bucket count (at least 256); with zoff.grad_bucket_grow and a largest
+ * pushed gradient of `max_push_numel` elements, at least enough that count - 1 buckets hold it. */
+uint64_t zrt_bucket_numel(const zoff_config *cfg, uint64_t model_numel, uint64_t max_push_numel);
 /* Streaming: `streamed_bytes` of the params live in pinned host copies instead of the device,
  * whose zoff slab takes `slab_bytes`. Adjusts arena and GPU bytes of a computed layout. */
 void zrt_layout_stream(zrt_layout *l, uint64_t streamed_bytes, uint64_t slab_bytes);
@@ -366,6 +368,7 @@ struct zoff_runtime {
     uint64_t last_land_ns; /* trace: end of the previous D2H */
     zztrace *trace;
     int tr_d2h, tr_h2d, tr_grads, tr_adam, tr_nvr, tr_nvw, tr_step;
+    int tr_trainer; /* the trainer's stream: busy ops, gradient pushes, fetch waits */
 };
 
 /* Records rt's message for zoff_last_error(rt) from the thread's last error when st < 0, clears
@@ -409,6 +412,13 @@ void zrt_hparams(const zoff_runtime *rt, int g, int64_t step, float grad_scale, 
 void zrt_stats_step_begin(zoff_runtime *rt);
 void zrt_stats_step_end(zoff_runtime *rt, const zrt_update *u, uint64_t step_ns);
 zoff_status zrt_trace_open(zoff_runtime *rt);
+/* Tracing only (no-op without a trace): an event on the trainer-stream track spanning the work
+ * queued on `s` between this call and zrt_trace_span_end (host functions on `s` take the time
+ * when the stream gets there). `name` must outlive the trace (a literal). */
+typedef struct zrt_span zrt_span;
+zoff_status zrt_trace_span_begin(zoff_runtime *rt, zdev_stream *s, const char *name,
+                                 zrt_span **out);
+zoff_status zrt_trace_span_end(zoff_runtime *rt, zdev_stream *s, zrt_span *sp);
 void zrt_trace_close(zoff_runtime *rt);
 void zrt_store_io_hook(void *user, int is_write, size_t part, size_t bytes, uint64_t issue_ns,
                        uint64_t done_ns);

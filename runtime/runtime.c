@@ -501,6 +501,42 @@ out:;
     return st ? st : e;
 }
 
+/* zoff.grad_bucket_grow: the largest gradient pushed into the buckets, when the grown ring and
+ * the streaming slab leave at least a quarter of the device's free memory free (activations
+ * are allocated after finalize); else 0: the configured bucket size. */
+static uint64_t bucket_grow_numel(const zoff_runtime *rt)
+{
+    const zoff_config *c = &rt->cfg;
+    uint64_t maxn = 0;
+    for (int i = 0; i < rt->nparams; i++)
+        if (!rt->params[i].dev_grad) maxn = ZOFF_MAX(maxn, (uint64_t)rt->params[i].numel);
+    if (!c->grad_bucket_grow || rt->nbucket_params == 0 || maxn == 0) return 0;
+    zrt_layout base = rt->layout, grown = rt->layout;
+    zrt_layout_device(c, &base, 0, 1, rt->any_f32, rt->total_numel, 0);
+    zrt_layout_device(c, &grown, 0, 1, rt->any_f32, rt->total_numel, maxn);
+    if (grown.bucket_bytes <= base.bucket_bytes) return 0;
+    size_t fr = 0, tot = 0;
+    uint64_t slab = (uint64_t)rt->nslots * rt->slot_bytes;
+    char a[32], b[32], d[32];
+    if (zdev_mem_info(rt->dev, &fr, &tot) != ZOFF_OK || grown.bucket_bytes + slab > fr / 4 * 3) {
+        ZOFF_INFO(ZOFF_SUB_INIT,
+                  "gradient buckets kept at %s: grown to hold the largest gradient (%llu "
+                  "elements) they would need %s, more than 3/4 of the device's %s free with the "
+                  "streaming slab; gradients larger than the ring make backward wait for PCIe",
+                  zoff__fmt_bytes(base.bucket_bytes, a, sizeof a), (unsigned long long)maxn,
+                  zoff__fmt_bytes(grown.bucket_bytes, b, sizeof b),
+                  zoff__fmt_bytes(fr, d, sizeof d));
+        return 0;
+    }
+    ZOFF_INFO(ZOFF_SUB_INIT,
+              "gradient buckets grown from %s to %s: %d - 1 buckets hold the largest gradient "
+              "(%llu elements; zoff.grad_bucket_grow 0 keeps reduce_bucket_size)",
+              zoff__fmt_bytes(base.bucket_bytes, a, sizeof a),
+              zoff__fmt_bytes(grown.bucket_bytes, b, sizeof b), c->grad_bucket_count,
+              (unsigned long long)maxn);
+    return maxn;
+}
+
 static zoff_status finalize_impl(zoff_runtime *rt)
 {
     zoff_status st = ZOFF_OK;
@@ -530,7 +566,7 @@ static zoff_status finalize_impl(zoff_runtime *rt)
                                   &rt->layout));
     zrt_shard_layout(rt, &rt->layout);
     zrt_layout_device(c, &rt->layout, rt->trainer_grad_bytes, rt->nbucket_params > 0, rt->any_f32,
-                      rt->total_numel);
+                      rt->total_numel, bucket_grow_numel(rt));
     zrt_layout_stream(&rt->layout, rt->streamed_bytes, (uint64_t)rt->nslots * rt->slot_bytes);
     zoff_plan_report rep;
     ZOFF_CHECK(zrt_plan_report(c, &rt->layout, rt->dev, 0, 0, &rep));
@@ -951,5 +987,9 @@ ZOFF_API zoff_status zoff_stream_busy(zoff_runtime *rt, zoff_stream s, uint64_t 
 {
     zoff__clear_error();
     if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_stream_busy: rt is NULL");
-    return zrt_ret(rt, zdev_busy(rt->dev, (zdev_stream *)s, ns));
+    zrt_span *sp = NULL;
+    zoff_status st = zrt_trace_span_begin(rt, (zdev_stream *)s, "busy", &sp);
+    if (st == ZOFF_OK) st = zdev_busy(rt->dev, (zdev_stream *)s, ns);
+    if (st == ZOFF_OK) st = zrt_trace_span_end(rt, (zdev_stream *)s, sp);
+    return zrt_ret(rt, st);
 }

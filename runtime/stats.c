@@ -8,6 +8,7 @@
  * work ran per unit of iteration time (above 1: components ran concurrently).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/rt.h"
@@ -131,7 +132,47 @@ zoff_status zrt_trace_open(zoff_runtime *rt)
     rt->tr_h2d = zztrace_track(rt->trace, "stream h2d (params)");
     rt->tr_nvr = zztrace_track(rt->trace, "nvme read");
     rt->tr_nvw = zztrace_track(rt->trace, "nvme write");
+    rt->tr_trainer = zztrace_track(rt->trace, "trainer stream (busy, pushes, fetch waits)");
     return ZOFF_OK;
+}
+
+struct zrt_span {
+    zoff_runtime *rt;
+    const char *name;
+    uint64_t t0;
+};
+
+static void span_begin_cb(void *arg)
+{
+    ((zrt_span *)arg)->t0 = zoff__now_ns();
+}
+
+static void span_end_cb(void *arg)
+{
+    zrt_span *sp = arg;
+    zztrace_event(sp->rt->trace, sp->rt->tr_trainer, sp->name, sp->t0, zoff__now_ns(), NULL);
+    free(sp);
+}
+
+zoff_status zrt_trace_span_begin(zoff_runtime *rt, zdev_stream *s, const char *name, zrt_span **out)
+{
+    *out = NULL;
+    if (!rt->trace) return ZOFF_OK;
+    zrt_span *sp = calloc(1, sizeof *sp);
+    if (!sp) return ZOFF_OK; /* tracing is best effort */
+    *sp = (zrt_span){rt, name, 0};
+    if (zdev_host_fn(rt->dev, s, span_begin_cb, sp) < 0) {
+        free(sp);
+        return ZOFF_OK;
+    }
+    *out = sp;
+    return ZOFF_OK;
+}
+
+zoff_status zrt_trace_span_end(zoff_runtime *rt, zdev_stream *s, zrt_span *sp)
+{
+    if (!sp) return ZOFF_OK;
+    return zdev_host_fn(rt->dev, s, span_end_cb, sp);
 }
 
 void zrt_trace_close(zoff_runtime *rt)

@@ -432,7 +432,10 @@ static zoff_status consumer_wait(zoff_runtime *rt, int k, zoff_stream stream)
         free(w);
         return st;
     }
+    zrt_span *sp = NULL;
+    ZOFF_CHECK(zrt_trace_span_begin(rt, cs, "fetch wait", &sp));
     ZOFF_CHECK(zdev_stream_wait_event(rt->dev, cs, s->loaded));
+    ZOFF_CHECK(zrt_trace_span_end(rt, cs, sp));
     return zdev_host_fn(rt->dev, cs, wait_end, w);
 }
 

@@ -8,6 +8,10 @@
  *    large sim GPU; parameters larger than a bucket are split (bucket_flushes counts the drains);
  *    run in sync and delayed overlap, and again under ZOFF_SIM_JITTER (missing waits show);
  *  - stats: gpu_bytes_per_param = (params + buckets) / numel, device_bytes = buckets, peak;
+ *  - zoff.grad_bucket_grow (the default): the ring grows so that count - 1 buckets hold the
+ *    largest gradient, and each push fits what is free, so its buckets drain after its last
+ *    piece; the same 100 steps are bit-identical to the full-buffer reference; growth that
+ *    would leave less than a quarter of the device free keeps the configured size;
  *  - bad input leaves the runtime usable and its results unchanged: a gradient pushed twice, a
  *    wrong numel or dtype, a source buffer smaller than the parameter, a host pointer, grad_ready
  *    on a bucket parameter, grad_push on a full-buffer parameter, a parameter never pushed
@@ -36,6 +40,7 @@ static void bucket_config(zoff_config *c)
     c->optimizer.lr = 1e-3f;
     c->grad_bucket_numel = 8192; /* 16 KiB: the 70000-element param spans 9 buckets */
     c->grad_bucket_count = 3;
+    c->grad_bucket_grow = 0; /* exactly these buckets (test_bucket_grow: grown) */
     if (!strcmp(g_mode, "delayed")) {
         c->overlap = ZOFF_OVERLAP_DELAYED;
         c->delayed_warmup_steps = 3;
@@ -109,6 +114,51 @@ static void test_bucket_vs_full(void **state)
     printf("bucket: %zu params, %.3f GPU bytes/param, %llu bucket drains, peak %llu bytes\n", n,
            s.gpu_bytes_per_param, (unsigned long long)s.bucket_flushes,
            (unsigned long long)s.device_peak_bytes);
+    bk_state_free(&got);
+    bk_state_free(&ref);
+    bk_close(&m);
+}
+
+/* zoff.grad_bucket_grow: grown ring, deferred drains, bit-identical; kept when it does not fit. */
+static void test_bucket_grow(void **state)
+{
+    (void)state;
+    zoff_config c;
+    bucket_config(&c);
+    bk_model full;
+    assert_int_equal(bk_open(&full, &c, NP, k_numel, ZOFF_DTYPE_F16, 0, 5), 0);
+    train(&full, 100);
+    bk_state ref;
+    bk_state_get(&full, &ref);
+    bk_close(&full);
+
+    c.grad_bucket_grow = 1;
+    bk_model m;
+    assert_int_equal(bk_open(&m, &c, NP, k_numel, ZOFF_DTYPE_F16, 1, 5), 0);
+    zoff_stats s = ZOFF_STATS_INIT;
+    assert_int_equal(zoff_get_stats(m.rt, &s), 0);
+    /* 3 buckets of (70000 / 2 + 64) elements, 256-byte aligned: two hold the largest gradient */
+    uint64_t per = ((70000 + 1) / 2 + 64) * 2;
+    per = (per + 255) / 256 * 256;
+    assert_int_equal(s.bucket_bytes, 3 * per);
+    train(&m, 100);
+    bk_state got;
+    bk_state_get(&m, &got);
+    assert_int_equal(bk_state_diff(&ref, &got), 0);
+    assert_int_equal(zoff_get_stats(m.rt, &s), 0);
+    assert_true(s.bucket_flushes >= 100); /* at least one drain per step */
+    bk_state_free(&got);
+    bk_close(&m);
+
+    /* a device where the grown ring would leave less than a quarter free: configured size */
+    size_t w16 = total_numel() * 2;
+    c.sim_gpu_bytes = w16 + 70000 * 2 + 3 * per;
+    assert_int_equal(bk_open(&m, &c, NP, k_numel, ZOFF_DTYPE_F16, 1, 5), 0);
+    assert_int_equal(zoff_get_stats(m.rt, &s), 0);
+    assert_int_equal(s.bucket_bytes, 3 * 8192 * 2);
+    train(&m, 100);
+    bk_state_get(&m, &got);
+    assert_int_equal(bk_state_diff(&ref, &got), 0);
     bk_state_free(&got);
     bk_state_free(&ref);
     bk_close(&m);
@@ -238,6 +288,7 @@ int main(int argc, char **argv)
     if (argc > 1) g_mode = argv[1];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bucket_vs_full),
+        cmocka_unit_test(test_bucket_grow),
         cmocka_unit_test(test_bucket_bad_input),
         cmocka_unit_test(test_bucket_mixed_and_too_big),
     };

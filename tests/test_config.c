@@ -57,6 +57,9 @@ static void assert_config_equal(const zoff_config *a, const zoff_config *b)
     assert_true(a->sim_jitter_seed == b->sim_jitter_seed);
     assert_string_equal(a->trace_path, b->trace_path);
     assert_int_equal(a->min_scale_overflow_limit, b->min_scale_overflow_limit);
+    assert_int_equal(a->grad_bucket_numel, b->grad_bucket_numel);
+    assert_int_equal(a->grad_bucket_count, b->grad_bucket_count);
+    assert_int_equal(a->grad_bucket_grow, b->grad_bucket_grow);
 }
 
 static void test_defaults(void **state)

@@ -39,7 +39,7 @@ static void test_layout(void **state)
     assert_int_equal(l.gpu_bytes, n * 2 + buckets);
     assert_int_equal(l.no_offload_bytes, n * 16);
     /* full-buffer mode: trainer-owned gradients, no buckets */
-    zrt_layout_device(&c, &l, n * 2, 0, 0, n);
+    zrt_layout_device(&c, &l, n * 2, 0, 0, n, 0);
     assert_int_equal(l.gpu_bytes, n * 4);
     assert_int_equal(l.bucket_bytes, 0);
     /* accumulation adds one fp32 sum buffer on the host (two with overlap delayed) and a
