@@ -69,18 +69,6 @@ static void usage(FILE *f)
                "  much less than the 16-bit weights.\n");
 }
 
-static double now_ms(void)
-{
-    return zoff__ns_to_ms(zoff__now_ns());
-}
-
-static double cpu_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 typedef struct sb_model {
     zoff_runtime *rt;
     zoff_stream s;
@@ -181,11 +169,11 @@ static zoff_status d2d_alone(const sb_model *m, double *ms)
 /* The stand-in compute of one step, alone. */
 static zoff_status busy_alone(sb_model *m, uint64_t busy_ns, double *ms)
 {
-    double t0 = now_ms();
+    double t0 = zb_now_ms();
     for (int l = 0; l < 2 * m->layers && busy_ns; l++)
         ZOFF_CHECK(zoff_stream_busy(m->rt, m->s, busy_ns));
     ZOFF_CHECK(zoff_stream_synchronize(m->rt, m->s));
-    *ms = now_ms() - t0;
+    *ms = zb_now_ms() - t0;
     return ZOFF_OK;
 }
 
@@ -201,11 +189,11 @@ static zoff_status h2d_alone(sb_model *m, uint64_t slot, uint64_t bytes, double 
     if (!host) return zoff__err(-ENOMEM, "bench: out of memory");
     memset(host, 1, (size_t)region);
     st = zoff_device_alloc(m->rt, (size_t)slot, &dev);
-    double t0 = now_ms();
+    double t0 = zb_now_ms();
     for (uint64_t done = 0; st == ZOFF_OK && done < bytes; done += slot)
         st = zoff_device_upload(m->rt, dev, host + done % region,
                                 (size_t)ZOFF_MIN(slot, bytes - done), m->s);
-    *ms = now_ms() - t0;
+    *ms = zb_now_ms() - t0;
     if (dev) zoff_device_free(m->rt, dev);
     free(host);
     return st;
@@ -324,14 +312,14 @@ int zoff_bench_step_stream_main(int argc, char **argv)
     if (!st) st = h2d_alone(&m, s0.slot_bytes, up0, &h2d0);
     if (!st) st = zoff_get_stats(m.rt, &s0);
     for (int i = 0; i < o.steps && st == ZOFF_OK; i++) {
-        double t0 = now_ms(), c0 = cpu_ms();
+        double t0 = zb_now_ms(), c0 = zb_cpu_ms();
         st = fwd_bwd(&m, busy_ns);
-        double t1 = now_ms();
+        double t1 = zb_now_ms();
         fb += t1 - t0;
-        fb_cpu += cpu_ms() - c0;
+        fb_cpu += zb_cpu_ms() - c0;
         if (!st) st = zoff_step(m.rt, NULL, &r);
         if (!st) st = zoff_params_ready(m.rt, NULL);
-        stepms += now_ms() - t1;
+        stepms += zb_now_ms() - t1;
         adam += r.adam_ms;
     }
     if (!st) st = zoff_get_stats(m.rt, &s1);

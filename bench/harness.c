@@ -376,7 +376,12 @@ zadam_hparams zb_adam_hparams(void)
                            .grad_scale = 0.5f};
 }
 
-static double process_cpu_ms(void)
+double zb_now_ms(void)
+{
+    return zoff__ns_to_ms(zoff__now_ns());
+}
+
+double zb_cpu_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -404,12 +409,12 @@ int zb_d2d_alone(const size_t *bytes, int n, int reps, double *ms, double *cpu_m
     ZOFF_CHECK_GOTO(zdev_malloc(d, maxb, &b), st, out);
     ZOFF_CHECK_GOTO(zdev_memcpy_d2d(d, b, a, maxb, s), st, out); /* first touch, untimed */
     ZOFF_CHECK_GOTO(zdev_stream_sync(d, s), st, out);
-    double t0 = zoff__ns_to_ms(zoff__now_ns()), c0 = process_cpu_ms();
+    double t0 = zb_now_ms(), c0 = zb_cpu_ms();
     for (int j = 0; j < reps; j++)
         for (int l = 0; l < n; l++) ZOFF_CHECK_GOTO(zdev_memcpy_d2d(d, b, a, bytes[l], s), st, out);
     ZOFF_CHECK_GOTO(zdev_stream_sync(d, s), st, out);
-    *ms = zoff__ns_to_ms(zoff__now_ns()) - t0;
-    *cpu_ms = process_cpu_ms() - c0;
+    *ms = zb_now_ms() - t0;
+    *cpu_ms = zb_cpu_ms() - c0;
 out:
     if (d) {
         zdev_free(d, a);

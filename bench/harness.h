@@ -23,6 +23,11 @@ typedef struct zb_timing {
 void zb_measure(void (*fn)(void *), void *arg, int warmup, int min_runs, int max_runs,
                 double min_seconds, zb_timing *t);
 
+/* Wall-clock milliseconds (monotonic), and the CPU time of all the process's threads (the sim
+ * device's copy threads included) in milliseconds. */
+double zb_now_ms(void);
+double zb_cpu_ms(void);
+
 /* GB/s (1e9 bytes per second) of `bytes` moved in `ns`. */
 static inline double zb_gbps(double bytes, double ns)
 {
