@@ -89,19 +89,6 @@ static void usage(FILE *f)
             "  component: a balanced pipeline, the hardest case for overlap.\n");
 }
 
-static double now_ms(void)
-{
-    return zoff__ns_to_ms(zoff__now_ns());
-}
-
-/* CPU time of all threads of the process (the sim device's copy threads included). */
-static double cpu_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* One component measured alone: wall and process CPU time (ms, scaled to the whole model). */
 typedef struct bs_comp {
     double ms, cpu;
@@ -193,9 +180,9 @@ static zoff_status adam_alone(bs_slice *s, const bs_opts *o, bs_comp *out)
     bs_comp best = {INFINITY, INFINITY};
     for (int r = 0; r < 4; r++) {
         hp.step = s->step++;
-        double t0 = now_ms(), c0 = cpu_ms();
+        double t0 = zb_now_ms(), c0 = zb_cpu_ms();
         ZOFF_CHECK(zadam_step(s->ctx, &hp, &t, NULL));
-        double dt = now_ms() - t0, dc = cpu_ms() - c0;
+        double dt = zb_now_ms() - t0, dc = zb_cpu_ms() - c0;
         if (r > 0 && dt < best.ms) best = (bs_comp){dt, dc};
     }
     double k = (double)o->own_params / (double)s->n;
@@ -209,7 +196,7 @@ static void sumsq_alone(bs_slice *s, const bs_opts *o, bs_comp *out)
     bs_comp best = {INFINITY, INFINITY};
     for (int r = 0; r < 3; r++) {
         size_t nf = 0;
-        double t0 = now_ms(), c0 = cpu_ms();
+        double t0 = zb_now_ms(), c0 = zb_cpu_ms();
         volatile double x;
         switch (zadam_ctx_isa(s->ctx)) {
         case ZADAM_ISA_AVX512:
@@ -223,7 +210,7 @@ static void sumsq_alone(bs_slice *s, const bs_opts *o, bs_comp *out)
             break;
         }
         (void)x;
-        double dt = now_ms() - t0, dc = cpu_ms() - c0;
+        double dt = zb_now_ms() - t0, dc = zb_cpu_ms() - c0;
         if (dt < best.ms) best = (bs_comp){dt, dc};
     }
     double k = (double)o->params / (double)s->n;
@@ -238,10 +225,10 @@ static void accum_alone(bs_slice *s, const bs_opts *o, bs_comp *out)
     if (o->accum <= 1) return;
     bs_comp best = {INFINITY, INFINITY};
     for (int r = 0; r < 3; r++) {
-        double t0 = now_ms(), c0 = cpu_ms();
+        double t0 = zb_now_ms(), c0 = zb_cpu_ms();
         for (int j = 0; j < o->accum; j++)
             zadam_accum(zadam_ctx_isa(s->ctx), s->p, s->g, o->dtype, s->n, j == 0);
-        double dt = now_ms() - t0, dc = cpu_ms() - c0;
+        double dt = zb_now_ms() - t0, dc = zb_cpu_ms() - c0;
         if (dt < best.ms) best = (bs_comp){dt, dc};
     }
     /* the slice's master is left finite: the sums of small gradients */
@@ -269,7 +256,7 @@ static void nvme_close(bs_nvme *n)
 static zoff_status nvme_pass(bs_nvme *n, unsigned flags, bs_comp *out)
 {
     zoff_status st = ZOFF_OK;
-    double t0 = now_ms(), c0 = cpu_ms();
+    double t0 = zb_now_ms(), c0 = zb_cpu_ms();
     ZOFF_CHECK(zstore_pass_begin(n->store, NULL, n->nmeas, flags));
     for (size_t k = 0; k < n->nmeas && st == ZOFF_OK; k++) {
         zstore_part part;
@@ -281,7 +268,7 @@ static zoff_status nvme_pass(bs_nvme *n, unsigned flags, bs_comp *out)
     zoff_status e = zstore_pass_end(n->store);
     if (st == ZOFF_OK) st = e;
     double k = (double)n->swapped / (double)n->nmeas;
-    if (out) *out = (bs_comp){(now_ms() - t0) * k, (cpu_ms() - c0) * k};
+    if (out) *out = (bs_comp){(zb_now_ms() - t0) * k, (zb_cpu_ms() - c0) * k};
     return st;
 }
 
@@ -408,14 +395,14 @@ static zoff_status copies_alone(bs_model *m, int h2d, bs_comp *out)
         size_t bytes = m->numel[l] * 2;
         if (h2d) st = zoff_device_download(m->rt, m->host, m->dp[l], bytes, m->s);
         if (st) break;
-        double t0 = now_ms(), c0 = cpu_ms();
+        double t0 = zb_now_ms(), c0 = zb_cpu_ms();
         if (h2d)
             st = zoff_device_upload(m->rt, m->dp[l], m->host, bytes, m->s);
         else
             st = zoff_device_download(m->rt, m->host, m->full ? m->dg[l] : m->scratch[0], bytes,
                                       m->s);
-        total.ms += now_ms() - t0;
-        total.cpu += cpu_ms() - c0;
+        total.ms += zb_now_ms() - t0;
+        total.cpu += zb_cpu_ms() - c0;
     }
     *out = total;
     return st;
@@ -437,10 +424,10 @@ static zoff_status d2d_alone(const bs_model *m, int accum, bs_comp *out)
 
 static zoff_status busy_alone(bs_model *m, uint64_t busy_ns, int accum, bs_comp *out)
 {
-    double t0 = now_ms(), c0 = cpu_ms();
+    double t0 = zb_now_ms(), c0 = zb_cpu_ms();
     for (int l = 0; l < m->layers * accum; l++) ZOFF_CHECK(zoff_stream_busy(m->rt, m->s, busy_ns));
     ZOFF_CHECK(zoff_stream_synchronize(m->rt, m->s));
-    *out = (bs_comp){now_ms() - t0, cpu_ms() - c0};
+    *out = (bs_comp){zb_now_ms() - t0, zb_cpu_ms() - c0};
     return ZOFF_OK;
 }
 
@@ -468,12 +455,12 @@ static void crc_alone(const bs_slice *sl, uint64_t swap_bytes, bs_comp *out)
 {
     const void *buf = sl->p;
     size_t len = sl->n * sizeof(float); /* the fp32 master slice: real data, in memory */
-    double t0 = now_ms(), c0 = cpu_ms();
+    double t0 = zb_now_ms(), c0 = zb_cpu_ms();
     volatile uint32_t sink = 0;
     for (int r = 0; r < 4; r++) sink ^= zoff__crc32c(0, buf, len);
     (void)sink;
     double k = 2.0 * (double)swap_bytes / (4.0 * (double)len);
-    *out = (bs_comp){(now_ms() - t0) * k, (cpu_ms() - c0) * k};
+    *out = (bs_comp){(zb_now_ms() - t0) * k, (zb_cpu_ms() - c0) * k};
 }
 
 /* Everything but GPU busy, measured alone. */
@@ -496,32 +483,27 @@ static zoff_status measure_alone(bs_model *m, bs_slice *sl, bs_nvme *nv, const b
 
 static int parse_args(int argc, char **argv, bs_opts *o)
 {
+    const zb_step_args common = {.params = &o->params,
+                                 .layers = &o->layers,
+                                 .tier = &o->tier,
+                                 .busy_ms = &o->busy_ms,
+                                 .busy_auto = 1,
+                                 .steps = &o->steps,
+                                 .nvme_path = &o->nvme_path,
+                                 .json = &o->json,
+                                 .dtype = &o->dtype,
+                                 .pcie_gbps = &o->pcie_gbps,
+                                 .threads = &o->threads,
+                                 .partition_numel = &o->partition_numel};
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         uint64_t n = 0;
+        int taken = zb_step_arg(&i, argc, argv, &common);
+        if (taken < 0) return -1;
+        if (taken) continue;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 1;
-        } else if (zb_arg_match(&i, argc, argv, "--params", &v)) {
-            if (zoff__parse_size(v, &n) || n == 0) return -1;
-            o->params = n;
-        } else if (zb_arg_match(&i, argc, argv, "--layers", &v)) {
-            o->layers = atoi(v);
-        } else if (zb_arg_match(&i, argc, argv, "--tier", &v)) {
-            if (!strcasecmp(v, "cpu"))
-                o->tier = ZOFF_TIER_CPU;
-            else if (!strcasecmp(v, "nvme"))
-                o->tier = ZOFF_TIER_NVME;
-            else
-                return -1;
-        } else if (zb_arg_match(&i, argc, argv, "--busy-ms", &v)) {
-            o->busy_ms = !strcasecmp(v, "auto") ? -1.0 : atof(v);
-        } else if (zb_arg_match(&i, argc, argv, "--steps", &v)) {
-            o->steps = atoi(v);
-        } else if (zb_arg_match(&i, argc, argv, "--nvme-path", &v)) {
-            o->nvme_path = v;
-        } else if (zb_arg_match(&i, argc, argv, "--json", &v)) {
-            o->json = v;
         } else if (zb_arg_match(&i, argc, argv, "--overlap", &v)) {
             if (!strcasecmp(v, "sync"))
                 o->overlap = ZOFF_OVERLAP_SYNC;
@@ -531,20 +513,6 @@ static int parse_args(int argc, char **argv, bs_opts *o)
                 o->overlap = ZOFF_OVERLAP_DELAYED;
             else
                 return -1;
-        } else if (zb_arg_match(&i, argc, argv, "--dtype", &v)) {
-            if (!strcasecmp(v, "fp16"))
-                o->dtype = ZOFF_DTYPE_F16;
-            else if (!strcasecmp(v, "bf16"))
-                o->dtype = ZOFF_DTYPE_BF16;
-            else
-                return -1;
-        } else if (zb_arg_match(&i, argc, argv, "--pcie-gbps", &v)) {
-            o->pcie_gbps = atof(v);
-        } else if (zb_arg_match(&i, argc, argv, "--threads", &v)) {
-            o->threads = atoi(v);
-        } else if (zb_arg_match(&i, argc, argv, "--partition-numel", &v)) {
-            if (zoff__parse_size(v, &n) || n == 0) return -1;
-            o->partition_numel = (size_t)n;
         } else if (zb_arg_match(&i, argc, argv, "--ranks", &v)) {
             o->ranks = atoi(v);
             if (o->ranks < 1 || o->ranks > 4096) {
@@ -749,7 +717,7 @@ int zoff_bench_step_main(int argc, char **argv)
     double sum_adam = 0, sum_nvme_wait = 0, sum_wait_grads = 0;
     zoff_rank_info ri0 = ZOFF_RANK_INFO_INIT, ri1 = ZOFF_RANK_INFO_INIT;
     if (st == ZOFF_OK) st = zoff_get_rank_info(m.rt, &ri0);
-    double t0 = now_ms(), c0 = cpu_ms();
+    double t0 = zb_now_ms(), c0 = zb_cpu_ms();
     for (int i = 0; i < o.steps && st == ZOFF_OK; i++) {
         st = one_step(&m, busy_ns, o.accum, &r);
         sum_adam += r.adam_ms;
@@ -757,8 +725,8 @@ int zoff_bench_step_main(int argc, char **argv)
         sum_wait_grads += r.wait_grads_ms;
     }
     if (st == ZOFF_OK) st = zoff_stream_synchronize(m.rt, m.s);
-    double step_ms = (now_ms() - t0) / o.steps;
-    double step_cpu = (cpu_ms() - c0) / o.steps;
+    double step_ms = (zb_now_ms() - t0) / o.steps;
+    double step_cpu = (zb_cpu_ms() - c0) / o.steps;
     if (st == ZOFF_OK) st = zoff_get_rank_info(m.rt, &ri1);
     double comm_ms = (ri1.comm_ms_total - ri0.comm_ms_total) / o.steps;
     zoff_stats s;

@@ -69,18 +69,6 @@ static void usage(FILE *f)
                "  much less than the 16-bit weights.\n");
 }
 
-static double now_ms(void)
-{
-    return zoff__ns_to_ms(zoff__now_ns());
-}
-
-static double cpu_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 typedef struct sb_model {
     zoff_runtime *rt;
     zoff_stream s;
@@ -181,11 +169,11 @@ static zoff_status d2d_alone(const sb_model *m, double *ms)
 /* The stand-in compute of one step, alone. */
 static zoff_status busy_alone(sb_model *m, uint64_t busy_ns, double *ms)
 {
-    double t0 = now_ms();
+    double t0 = zb_now_ms();
     for (int l = 0; l < 2 * m->layers && busy_ns; l++)
         ZOFF_CHECK(zoff_stream_busy(m->rt, m->s, busy_ns));
     ZOFF_CHECK(zoff_stream_synchronize(m->rt, m->s));
-    *ms = now_ms() - t0;
+    *ms = zb_now_ms() - t0;
     return ZOFF_OK;
 }
 
@@ -201,11 +189,11 @@ static zoff_status h2d_alone(sb_model *m, uint64_t slot, uint64_t bytes, double 
     if (!host) return zoff__err(-ENOMEM, "bench: out of memory");
     memset(host, 1, (size_t)region);
     st = zoff_device_alloc(m->rt, (size_t)slot, &dev);
-    double t0 = now_ms();
+    double t0 = zb_now_ms();
     for (uint64_t done = 0; st == ZOFF_OK && done < bytes; done += slot)
         st = zoff_device_upload(m->rt, dev, host + done % region,
                                 (size_t)ZOFF_MIN(slot, bytes - done), m->s);
-    *ms = now_ms() - t0;
+    *ms = zb_now_ms() - t0;
     if (dev) zoff_device_free(m->rt, dev);
     free(host);
     return st;
@@ -213,53 +201,33 @@ static zoff_status h2d_alone(sb_model *m, uint64_t slot, uint64_t bytes, double 
 
 static int parse_args(int argc, char **argv, sb_opts *o)
 {
+    const zb_step_args common = {.params = &o->params,
+                                 .layers = &o->layers,
+                                 .tier = &o->tier,
+                                 .busy_ms = &o->busy_ms,
+                                 .steps = &o->steps,
+                                 .nvme_path = &o->nvme_path,
+                                 .json = &o->json,
+                                 .dtype = &o->dtype,
+                                 .pcie_gbps = &o->pcie_gbps,
+                                 .threads = &o->threads,
+                                 .partition_numel = &o->partition_numel};
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         uint64_t n = 0;
+        int taken = zb_step_arg(&i, argc, argv, &common);
+        if (taken < 0) return -1;
+        if (taken) continue;
         if (!strcmp(argv[i], "--stream")) {
             continue;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 1;
-        } else if (zb_arg_match(&i, argc, argv, "--params", &v)) {
-            if (zoff__parse_size(v, &n) || n == 0) return -1;
-            o->params = n;
-        } else if (zb_arg_match(&i, argc, argv, "--layers", &v)) {
-            o->layers = atoi(v);
-        } else if (zb_arg_match(&i, argc, argv, "--tier", &v)) {
-            if (!strcasecmp(v, "cpu"))
-                o->tier = ZOFF_TIER_CPU;
-            else if (!strcasecmp(v, "nvme"))
-                o->tier = ZOFF_TIER_NVME;
-            else
-                return -1;
-        } else if (zb_arg_match(&i, argc, argv, "--busy-ms", &v)) {
-            o->busy_ms = atof(v);
-        } else if (zb_arg_match(&i, argc, argv, "--steps", &v)) {
-            o->steps = atoi(v);
-        } else if (zb_arg_match(&i, argc, argv, "--nvme-path", &v)) {
-            o->nvme_path = v;
-        } else if (zb_arg_match(&i, argc, argv, "--json", &v)) {
-            o->json = v;
-        } else if (zb_arg_match(&i, argc, argv, "--dtype", &v)) {
-            if (!strcasecmp(v, "fp16"))
-                o->dtype = ZOFF_DTYPE_F16;
-            else if (!strcasecmp(v, "bf16"))
-                o->dtype = ZOFF_DTYPE_BF16;
-            else
-                return -1;
-        } else if (zb_arg_match(&i, argc, argv, "--pcie-gbps", &v)) {
-            o->pcie_gbps = atof(v);
-        } else if (zb_arg_match(&i, argc, argv, "--threads", &v)) {
-            o->threads = atoi(v);
         } else if (zb_arg_match(&i, argc, argv, "--prefetch-depth", &v)) {
             o->prefetch_depth = atoi(v);
         } else if (zb_arg_match(&i, argc, argv, "--gpu-mem", &v)) {
             if (zoff__parse_size(v, &n) || n == 0) return -1;
             o->gpu_bytes = n;
-        } else if (zb_arg_match(&i, argc, argv, "--partition-numel", &v)) {
-            if (zoff__parse_size(v, &n) || n == 0) return -1;
-            o->partition_numel = (size_t)n;
         } else {
             fprintf(stderr, "zoff bench step --stream: unknown argument '%s'\n", argv[i]);
             return -1;
@@ -344,14 +312,14 @@ int zoff_bench_step_stream_main(int argc, char **argv)
     if (!st) st = h2d_alone(&m, s0.slot_bytes, up0, &h2d0);
     if (!st) st = zoff_get_stats(m.rt, &s0);
     for (int i = 0; i < o.steps && st == ZOFF_OK; i++) {
-        double t0 = now_ms(), c0 = cpu_ms();
+        double t0 = zb_now_ms(), c0 = zb_cpu_ms();
         st = fwd_bwd(&m, busy_ns);
-        double t1 = now_ms();
+        double t1 = zb_now_ms();
         fb += t1 - t0;
-        fb_cpu += cpu_ms() - c0;
+        fb_cpu += zb_cpu_ms() - c0;
         if (!st) st = zoff_step(m.rt, NULL, &r);
         if (!st) st = zoff_params_ready(m.rt, NULL);
-        stepms += now_ms() - t1;
+        stepms += zb_now_ms() - t1;
         adam += r.adam_ms;
     }
     if (!st) st = zoff_get_stats(m.rt, &s1);

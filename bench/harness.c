@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -375,7 +376,12 @@ zadam_hparams zb_adam_hparams(void)
                            .grad_scale = 0.5f};
 }
 
-static double process_cpu_ms(void)
+double zb_now_ms(void)
+{
+    return zoff__ns_to_ms(zoff__now_ns());
+}
+
+double zb_cpu_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -403,12 +409,12 @@ int zb_d2d_alone(const size_t *bytes, int n, int reps, double *ms, double *cpu_m
     ZOFF_CHECK_GOTO(zdev_malloc(d, maxb, &b), st, out);
     ZOFF_CHECK_GOTO(zdev_memcpy_d2d(d, b, a, maxb, s), st, out); /* first touch, untimed */
     ZOFF_CHECK_GOTO(zdev_stream_sync(d, s), st, out);
-    double t0 = zoff__ns_to_ms(zoff__now_ns()), c0 = process_cpu_ms();
+    double t0 = zb_now_ms(), c0 = zb_cpu_ms();
     for (int j = 0; j < reps; j++)
         for (int l = 0; l < n; l++) ZOFF_CHECK_GOTO(zdev_memcpy_d2d(d, b, a, bytes[l], s), st, out);
     ZOFF_CHECK_GOTO(zdev_stream_sync(d, s), st, out);
-    *ms = zoff__ns_to_ms(zoff__now_ns()) - t0;
-    *cpu_ms = process_cpu_ms() - c0;
+    *ms = zb_now_ms() - t0;
+    *cpu_ms = zb_cpu_ms() - c0;
 out:
     if (d) {
         zdev_free(d, a);
@@ -417,4 +423,48 @@ out:
         zdev_close(d);
     }
     return st;
+}
+
+int zb_step_arg(int *i, int argc, char **argv, const zb_step_args *a)
+{
+    const char *v = NULL;
+    uint64_t n = 0;
+    if (a->params && zb_arg_match(i, argc, argv, "--params", &v)) {
+        if (zoff__parse_size(v, &n) || n == 0) return -1;
+        *a->params = n;
+    } else if (a->layers && zb_arg_match(i, argc, argv, "--layers", &v)) {
+        *a->layers = atoi(v);
+    } else if (a->tier && zb_arg_match(i, argc, argv, "--tier", &v)) {
+        if (!strcasecmp(v, "cpu"))
+            *a->tier = ZOFF_TIER_CPU;
+        else if (!strcasecmp(v, "nvme"))
+            *a->tier = ZOFF_TIER_NVME;
+        else
+            return -1;
+    } else if (a->busy_ms && zb_arg_match(i, argc, argv, "--busy-ms", &v)) {
+        *a->busy_ms = a->busy_auto && !strcasecmp(v, "auto") ? -1.0 : atof(v);
+    } else if (a->steps && zb_arg_match(i, argc, argv, "--steps", &v)) {
+        *a->steps = atoi(v);
+    } else if (a->nvme_path && zb_arg_match(i, argc, argv, "--nvme-path", &v)) {
+        *a->nvme_path = v;
+    } else if (a->json && zb_arg_match(i, argc, argv, "--json", &v)) {
+        *a->json = v;
+    } else if (a->dtype && zb_arg_match(i, argc, argv, "--dtype", &v)) {
+        if (!strcasecmp(v, "fp16"))
+            *a->dtype = ZOFF_DTYPE_F16;
+        else if (!strcasecmp(v, "bf16"))
+            *a->dtype = ZOFF_DTYPE_BF16;
+        else
+            return -1;
+    } else if (a->pcie_gbps && zb_arg_match(i, argc, argv, "--pcie-gbps", &v)) {
+        *a->pcie_gbps = atof(v);
+    } else if (a->threads && zb_arg_match(i, argc, argv, "--threads", &v)) {
+        *a->threads = atoi(v);
+    } else if (a->partition_numel && zb_arg_match(i, argc, argv, "--partition-numel", &v)) {
+        if (zoff__parse_size(v, &n) || n == 0) return -1;
+        *a->partition_numel = (size_t)n;
+    } else {
+        return 0;
+    }
+    return 1;
 }

@@ -23,6 +23,11 @@ typedef struct zb_timing {
 void zb_measure(void (*fn)(void *), void *arg, int warmup, int min_runs, int max_runs,
                 double min_seconds, zb_timing *t);
 
+/* Wall-clock milliseconds (monotonic), and the CPU time of all the process's threads (the sim
+ * device's copy threads included) in milliseconds. */
+double zb_now_ms(void);
+double zb_cpu_ms(void);
+
 /* GB/s (1e9 bytes per second) of `bytes` moved in `ns`. */
 static inline double zb_gbps(double bytes, double ns)
 {
@@ -65,6 +70,26 @@ int zb_adam_threads(int threads, const char *who);
  * Returns how many were written to isas[] (room for ZADAM_ISA_COUNT_), or -1 after printing
  * "<who>: <reason>" for an unknown or unsupported name. */
 int zb_adam_isas(const char *isa_arg, zadam_isa *isas, const char *who);
+
+/* The options `zoff bench step` and `zoff bench step --stream` share, parsed into the caller's
+ * own fields (each pointer names one; NULL: the bench does not take that option). */
+typedef struct zb_step_args {
+    uint64_t *params;        /* --params N (size suffixes; > 0) */
+    int *layers;             /* --layers N */
+    zoff_tier *tier;         /* --tier cpu|nvme */
+    double *busy_ms;         /* --busy-ms X (and "auto" = -1 when busy_auto) */
+    int busy_auto;           /* --busy-ms auto accepted */
+    int *steps;              /* --steps N */
+    const char **nvme_path;  /* --nvme-path DIR */
+    const char **json;       /* --json FILE */
+    zoff_dtype *dtype;       /* --dtype fp16|bf16 */
+    double *pcie_gbps;       /* --pcie-gbps X */
+    int *threads;            /* --threads N */
+    size_t *partition_numel; /* --partition-numel N (size suffixes; > 0) */
+} zb_step_args;
+/* argv[*i] as one of those options: 1 when taken (*i past its value), 0 when it is none of
+ * them, -1 for a bad value. */
+int zb_step_arg(int *i, int argc, char **argv, const zb_step_args *a);
 
 /* The hyperparameters the kernel benchmarks time (AdamW: lr 1e-3, betas 0.9/0.999, eps 1e-8,
  * weight decay 0.01, bias correction, step 1, gradients scaled by 0.5 so the unscale runs). */

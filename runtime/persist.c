@@ -297,8 +297,12 @@ static zoff_status write_own_slices(zoff_runtime *rt, const char *dir, const cha
         if (qfirst < 0) qfirst = q;
         for (int j = 0; j < 3; j++, np++) {
             const zckpt_tensor *t = &tensors[q * 3 + j];
-            snprintf(pieces[np].name, sizeof pieces[np].name, "%s[%llu:%llu]", t->name,
-                     (unsigned long long)lo, (unsigned long long)hi);
+            int len = snprintf(pieces[np].name, sizeof pieces[np].name, "%s[%llu:%llu]", t->name,
+                               (unsigned long long)lo, (unsigned long long)hi);
+            if (len < 0 || (size_t)len >= sizeof pieces[np].name) {
+                st = zoff__err(ZOFF_EINVAL, "zoff_save: slice name of \"%s\" too long", t->name);
+                goto out;
+            }
             pieces[np].numel = hi - lo;
             rec[4 + np * 5 + 0] = (double)(q * 3 + j);
             rec[4 + np * 5 + 1] = (double)lo;

@@ -17,6 +17,9 @@ source tree), with build/tools on PATH and ZOFF_DEVICE=sim. Attributes after `sh
                   or memory, tens of minutes). The reason is required and the block must have a
                   small runnable variant nearby or a test that covers it
 Every `sh` block is therefore run by test_docs or test_docs_slow, or excluded with its reason.
+A measured command too large for any test (docs/runtime.md: the 4 G-parameter streaming run,
+minutes and 19 GB of RSS) is written in a table, not a block, says "Not run by a test" with the
+reason, and has a small stand-in `sh slow` block next to it.
 Blocks in other languages (c, json, python, text) are not commands. A block with no info string
 is an error: say what it is (text for output, synopses and diagrams).
 

@@ -14,7 +14,9 @@ fp32 and divided by 2 (the mean of the two batch losses). The parameters must eq
 reference bit for bit after every step, and be identical on both ranks. Then a step where rank 1
 has a non-finite gradient (fp32: no loss scaling) must change nothing on either rank; a zoff
 checkpoint saved by the 2 ranks and loaded back gives the same next step as without the
-restart; and state_dict with 2 ranks must raise (not built).
+restart; and state_dict with 2 ranks must raise (not built). With grad_hooks=True (gradients
+pushed from autograd's hooks, buckets reduced during backward) and ZeRO stage 1, 10 more steps
+must again equal a single-rank reference bit for bit.
 """
 
 import os
@@ -102,6 +104,34 @@ def worker():
     if not all(torch.equal(o, others[0]) for o in others):
         print(f"rank {rank}: the ranks' parameters differ")
         bad += 1
+
+    # backward hooks (each gradient pushed as autograd produces it, so its bucket is reduced
+    # during backward), ZeRO stage 1: 10 more steps against a fresh reference
+    hm = copy.deepcopy(model)
+    href = copy.deepcopy(model)
+    hcfg = copy.deepcopy(cfg)
+    hcfg["zero_optimization"]["stage"] = 1
+    hopt = zoff.torch.AdamW(hm.parameters(), lr=1e-2, weight_decay=0.01, config=hcfg,
+                            grad_hooks=True)
+    hrcfg = copy.deepcopy(hcfg)
+    hrcfg["zoff"]["ranks"] = 1
+    hopt_ref = zoff.torch.AdamW(href.parameters(), lr=1e-2, weight_decay=0.01, config=hrcfg)
+    for t in range(40, 50):
+        x, y = batch(t, rank)
+        torch.nn.functional.mse_loss(hm(x), y).backward()
+        hopt.step()
+        per = [grads(href, t, r) for r in range(world)]
+        for k, p in enumerate(href.parameters()):
+            s = per[0][k].clone()
+            for r in range(1, world):
+                s = s + per[r][k]
+            p.grad = s / world
+        hopt_ref.step()
+        if not same(hm, href):
+            print(f"rank {rank}: hooks, step {t}: params differ from the 1-rank run")
+            bad += 1
+    hopt.close()
+    hopt_ref.close()
 
     # a non-finite gradient on rank 1 only: nothing changes on either rank
     before = [p.detach().clone() for p in model.parameters()]
