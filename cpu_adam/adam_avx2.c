@@ -290,7 +290,7 @@ ZADAM_AVX2_INLINE __m256 q8_dec8(const uint8_t *src, int which, __m256i dec)
 /* A block's decode constant from its stored absmax; returns the block kind. */
 ZADAM_AVX2_INLINE int q8_blk8(int which, const float *absmax, __m256i *dec)
 {
-    const uint32_t ab = zoff_f32_bits(*absmax);
+    const uint32_t ab = zoff_f32_bits(*absmax) & 0x7fffffffu; /* as zq8__dec */
     const int kind = zq8__blk_kind(which, ab);
     *dec = _mm256_set1_epi32(kind == ZQ8__BLK_NORMAL ? (int)(zq8__enc_sub(which, ab) << 20) : 0);
     return kind;

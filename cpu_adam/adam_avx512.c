@@ -277,7 +277,7 @@ ZADAM_AVX512_INLINE __m512 q8_dec16(const uint8_t *src, int which, __m512i dec, 
 /* A block's decode constants from its stored absmax; returns the block kind. */
 ZADAM_AVX512_INLINE int q8_blk16(int which, const float *absmax, __m512i *dec, __mmask16 *ok)
 {
-    const uint32_t ab = zoff_f32_bits(*absmax);
+    const uint32_t ab = zoff_f32_bits(*absmax) & 0x7fffffffu; /* as zq8__dec */
     const int kind = zq8__blk_kind(which, ab);
     *ok = kind == ZQ8__BLK_NORMAL ? (__mmask16)0xffff : 0;
     *dec = _mm512_set1_epi32(kind == ZQ8__BLK_NORMAL ? (int)(zq8__enc_sub(which, ab) << 20) : 0);

@@ -94,19 +94,20 @@ static inline float zadagrad__elem(const zadam__scalars *s, float graw, float p,
 
 /* ---- q8 codes: 8-bit floats under the block's power-of-two scale ----------------------------
  * A block stores its fp32 absmax a (the exact max |x|) and one byte per value. With ea = the
- * exponent field of a, the block's scale is S = 2^(ea - 126), the power of two just above a, so
- * |x| / S < 1. A magnitude code c = E << 3 | M is a float with 3 mantissa bits relative to S:
- *   exp_avg    (which 0): sign in bit 7, E in 0..15, value (1 + M/8) * 2^(E - 15) * S, mag 0 = 0;
- *   exp_avg_sq (which 1): unsigned, E in 0..31, value (1 + M/8) * 2^(E - 31) * S (code 0 is the
- *   smallest value, 2^-31 * S: v is a mean of squares, its range is the square of exp_avg's).
- * Decoding is integer: bits = (c << 20) + ((ea + 1 - Emax) << 23) (exact: the product of a
- * power of two and a normal float). Encoding rounds |x|'s fp32 bits to 3 mantissa bits, half
- * away from zero: r = ((bits(x) & 0x7fffffff) + 2^19) >> 20 (a carry moves into the exponent),
- * c = max(r - ((ea + 1 - Emax) << 3), 0), so values below 1.0625 * 2^-Emax * S flush to code 0;
- * r <= (ea + 1) << 3 gives c <= Emax << 3, so no code overflows. Special blocks: a < 2^(Emax -
- * 126) (zero, subnormal, tiny) is stored as a = 0 and decodes to zeros; a >= 2^127, inf or NaN
- * is stored as a = NaN and decodes to NaN. Every ISA performs these integer operations, so codes
- * and decoded values are bit-identical. */
+ * exponent field of a rounded to 3 mantissa bits (half away from zero, like the codes), the
+ * block's scale is S = 2^(ea - 126), the power of two above that rounded absmax, so every code
+ * is below S (E = Emax is never produced) and decoded values re-encode to the same codes. A
+ * magnitude code c = E << 3 | M is a float with 3 mantissa bits relative to S: exp_avg    (which
+ * 0): sign in bit 7, E in 0..15, value (1 + M/8) * 2^(E - 15) * S, mag 0 = 0; exp_avg_sq (which 1):
+ * unsigned, E in 0..31, value (1 + M/8) * 2^(E - 31) * S (code 0 is the smallest value, 2^-31 * S:
+ * v is a mean of squares, its range is the square of exp_avg's). Decoding is integer: bits = (c <<
+ * 20) + ((ea + 1 - Emax) << 23) (exact: the product of a power of two and a normal float). Encoding
+ * rounds |x|'s fp32 bits to 3 mantissa bits, half away from zero: r = ((bits(x) & 0x7fffffff) +
+ * 2^19) >> 20 (a carry moves into the exponent), c = max(r - ((ea + 1 - Emax) << 3), 0), so values
+ * below 1.0625 * 2^-Emax * S flush to code 0; r <= ea << 3 | 7 gives c <= Emax << 3 - 1, so no code
+ * overflows. Special blocks: a < 2^(Emax - 126) (zero, subnormal, tiny) is stored as a = 0 and
+ * decodes to zeros; a >= 2^127, inf or NaN is stored as a = NaN and decodes to NaN. Every ISA
+ * performs these integer operations, so codes and decoded values are bit-identical. */
 #define ZQ8_M_EMAX       15
 #define ZQ8_V_EMAX       31
 #define ZQ8__EMAX(w)     ((w) ? ZQ8_V_EMAX : ZQ8_M_EMAX)
@@ -134,10 +135,13 @@ static inline int zq8__blk_kind(int which, uint32_t amax_bits)
     return amax_bits < ZQ8__MIN_BITS(which) ? ZQ8__BLK_ZERO : ZQ8__BLK_NORMAL;
 }
 
-/* From the max |x| bits of a normal block: r of the value S * 2^-Emax (encode subtracts it). */
+/* From the max |x| bits of a normal block: r of the value S * 2^-Emax (encode subtracts it).
+ * ea is the exponent field of the absmax rounded like the codes ((bits + 2^19) >> 23), so the
+ * largest element's code stays below S and decoded values re-encode to the same codes (their
+ * max is that rounded absmax, which rounds to itself). */
 static inline uint32_t zq8__enc_sub(int which, uint32_t amax_bits)
 {
-    return ((amax_bits >> 23) + 1u - (uint32_t)ZQ8__EMAX(which)) << 3;
+    return (((amax_bits + 0x80000u) >> 23) + 1u - (uint32_t)ZQ8__EMAX(which)) << 3;
 }
 
 /* The absmax to store for a block with max |x| bits amax_bits (see the special blocks). */

@@ -53,10 +53,16 @@ static void test_maps(void **state)
 }
 
 /* The stated bound for one element of a normal block with absmax a (see docs/cpu_adam.md):
- * |x - dec(enc(x))| <= max(|x| / 16, 1.0625 * 2^-Emax * S), S = 2^(floor(log2 a) + 1). */
+ * |x - dec(enc(x))| <= max(|x| / 16, 1.0625 * 2^-Emax * S), S = 2^(floor(log2 round4(a)) + 1)
+ * (round4: a rounded to 4 significant bits, half away from zero, as the codes). */
+static double q8_scale(float a) /* S: the power of two above a rounded to 4 significant bits */
+{
+    return ldexp(1.0, (int)((zoff_f32_bits(a) + 0x80000u) >> 23) - 126);
+}
+
 static double q8_bound(int which, float x, float a)
 {
-    const double S = ldexp(1.0, ilogb(a) + 1);
+    const double S = q8_scale(a);
     return fmax(fabs((double)x) / 16.0, 1.0625 * ldexp(S, which ? -31 : -15));
 }
 
@@ -78,6 +84,8 @@ static void test_roundtrip(void **state)
         }
         x[5] = 0.0f;
         x[6] = -0.0f;
+        for (size_t b = 3; b < N / 256; b += 5) /* maxima that round up to a power of two */
+            x[b * 256 + 17] = (float)ldexp(0.985, ilogb(x[b * 256]) + 12);
         zstate_encode(ZSTATE_Q8, w, x, N, codes, absmax);
         zstate_decode(ZSTATE_Q8, w, codes, absmax, N, y);
         size_t bad = 0, flushed = 0;
@@ -86,7 +94,7 @@ static void test_roundtrip(void **state)
             const float a = absmax[i / 256];
             const double err = fabs((double)x[i] - (double)y[i]);
             worst = fmax(worst, err / a);
-            const double S = ldexp(1.0, ilogb(a) + 1);
+            const double S = q8_scale(a);
             if (fabs((double)x[i]) >= 1.0625 * ldexp(S, w ? -31 : -15))
                 worst_rel = fmax(worst_rel, err / fabs((double)x[i]));
             else
@@ -104,6 +112,18 @@ static void test_roundtrip(void **state)
         assert_true(worst <= 1.0 / 16.0 && worst_rel <= 1.0 / 16.0);
         assert_true(worst_rel > 0.05); /* the bound is reached: the test sees the rounding */
         assert_true(flushed > 0);
+        /* decoded values re-encode to the same values and codes (checkpoints: q8 -> fp32 -> q8), in
+         * blocks whose max rounds up to a power of two (x[256 * 3] below) */
+        uint8_t *codes2 = zt_malloc(N);
+        float absmax2[N / 256 + 1];
+        zstate_encode(ZSTATE_Q8, w, y, N, codes2, absmax2);
+        float *y2 = zt_malloc(N * sizeof *y2);
+        zstate_decode(ZSTATE_Q8, w, codes2, absmax2, N, y2);
+        assert_int_equal(memcmp(y, y2, N * sizeof *y), 0);
+        for (size_t i = 0; i < N; i++) /* a flushed negative m (0x80) comes back as 0x00: both +0 */
+            assert_true(codes2[i] == (w == 0 && codes[i] == 0x80 ? 0 : codes[i]));
+        free(y2);
+        free(codes2);
         /* every block's absmax is the exact max |x|; the max element is within the bound */
         for (size_t b = 0; b < N / 256; b++) {
             float a = 0.0f;
@@ -329,7 +349,8 @@ static void test_vs_scalar(void **state)
 
 /* q8 blocks the SIMD kernels handle apart: non-finite gradients (counted only when a new moment of
  * the block is inf/NaN), a block whose stored absmax is NaN (run by the scalar reference), a zero
- * block (decodes to zeros), a block whose new moments are tiny (stored as zero) — bit-identical to
+ * block (decodes to zeros), a negative stored absmax (read as its magnitude, as zq8__dec does), a
+ * block whose new moments are tiny (stored as zero) — bit-identical to
  * the scalar reference, with the exact non-finite count, for each optimizer and grad dtype. */
 static void test_q8_special(void **state)
 {
@@ -348,8 +369,9 @@ static void test_q8_special(void **state)
                 float *am = which ? t->v_absmax : t->m_absmax;
                 uint8_t *codes = which ? t->v_state : t->m_state;
                 if (!am) continue;
-                am[5] = NAN;  /* block 5: NaN absmax */
-                am[7] = 0.0f; /* block 7: zero block */
+                am[5] = NAN;    /* block 5: NaN absmax */
+                am[7] = 0.0f;   /* block 7: zero block */
+                am[9] = -am[9]; /* block 9: a negative absmax (never stored) reads as |absmax| */
                 memset(codes + 7 * 256, 0, 256);
             }
             kb_clone(&b, &a);
