@@ -84,27 +84,14 @@ static zoff_status drain_bucket(zbk_ring *r, zbk_bucket *b)
     b->in_use = 0;
     b->producer = NULL;
     r->flushes++;
-    return ZOFF_OK;
-}
-
-/* Bucket b is full: drained now, or (defer) after the push; either way the next piece goes to
- * the next bucket. */
-static zoff_status full_bucket(zbk_ring *r, zbk_bucket *b, int defer, int *pending, int *npending)
-{
-    if (defer)
-        pending[(*npending)++] = (int)(b - r->b);
-    else
-        ZOFF_CHECK(drain_bucket(r, b));
     r->cur = (r->cur + 1) % r->count;
     return ZOFF_OK;
 }
 
 zoff_status zbk_flush(zbk_ring *r)
 {
-    if (!zbk_active(r) || !r->b[r->cur].in_use) return ZOFF_OK;
-    ZOFF_CHECK(drain_bucket(r, &r->b[r->cur]));
-    r->cur = (r->cur + 1) % r->count;
-    return ZOFF_OK;
+    if (!zbk_active(r)) return ZOFF_OK;
+    return drain_bucket(r, &r->b[r->cur]);
 }
 
 /* Makes `producer` the stream that fills b: waits for b's last drain (first piece) or for the
@@ -141,22 +128,13 @@ zoff_status zbk_push(zbk_ring *r, const void *dev_src, size_t bytes, size_t elem
         b->segs = ns;
         b->cap_segs = cap;
     }
-    /* when the whole push fits in what is free of the ring, the buckets it fills are drained
-     * after its last piece was queued (not while the producer still copies): the producer's
-     * copies and the drain's do not run at the same time (on the sim both are memcpy calls on the
-     * same cores; on a GPU this delays each drain by the device-to-device copy of the rest of
-     * the gradient). A larger push drains each bucket as soon as it is full. */
-    size_t cur_start = ZOFF_ALIGN_UP(r->b[r->cur].fill, (size_t)ZBK_ALIGN);
-    size_t cur_room = cur_start < r->bytes ? (r->bytes - cur_start) / elem_bytes * elem_bytes : 0;
-    int defer = cur_room + (size_t)(r->count - 1) * (r->bytes / elem_bytes * elem_bytes) >= bytes;
-    int pending[64], npending = 0;
     size_t done = 0;
     while (done < bytes) {
         zbk_bucket *b = &r->b[r->cur];
         size_t start = ZOFF_ALIGN_UP(b->fill, (size_t)ZBK_ALIGN);
         size_t room = start < r->bytes ? (r->bytes - start) / elem_bytes * elem_bytes : 0;
         if (room == 0) {
-            ZOFF_CHECK(full_bucket(r, b, defer, pending, &npending));
+            ZOFF_CHECK(drain_bucket(r, b));
             continue;
         }
         size_t n = ZOFF_MIN(room, bytes - done);
@@ -174,9 +152,8 @@ zoff_status zbk_push(zbk_ring *r, const void *dev_src, size_t bytes, size_t elem
         b->fill = start + n;
         done += n;
         if (ZOFF_ALIGN_UP(b->fill, (size_t)ZBK_ALIGN) + elem_bytes > r->bytes)
-            ZOFF_CHECK(full_bucket(r, b, defer, pending, &npending));
+            ZOFF_CHECK(drain_bucket(r, b));
     }
-    for (int i = 0; i < npending; i++) ZOFF_CHECK(drain_bucket(r, &r->b[pending[i]]));
     r->pushed_bytes += bytes;
     return ZOFF_OK;
 }

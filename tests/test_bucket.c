@@ -9,9 +9,8 @@
  *    run in sync and delayed overlap, and again under ZOFF_SIM_JITTER (missing waits show);
  *  - stats: gpu_bytes_per_param = (params + buckets) / numel, device_bytes = buckets, peak;
  *  - zoff.grad_bucket_grow (the default): the ring grows so that count - 1 buckets hold the
- *    largest gradient, and each push fits what is free, so its buckets drain after its last
- *    piece; the same 100 steps are bit-identical to the full-buffer reference; growth that
- *    would leave less than a quarter of the device free keeps the configured size;
+ *    largest gradient; the same 100 steps are bit-identical to the full-buffer reference; growth
+ *    that would leave less than a quarter of the device free keeps the configured size;
  *  - bad input leaves the runtime usable and its results unchanged: a gradient pushed twice, a
  *    wrong numel or dtype, a source buffer smaller than the parameter, a host pointer, grad_ready
  *    on a bucket parameter, grad_push on a full-buffer parameter, a parameter never pushed
@@ -119,7 +118,7 @@ static void test_bucket_vs_full(void **state)
     bk_close(&m);
 }
 
-/* zoff.grad_bucket_grow: grown ring, deferred drains, bit-identical; kept when it does not fit. */
+/* zoff.grad_bucket_grow: grown ring, bit-identical; the configured size when it does not fit. */
 static void test_bucket_grow(void **state)
 {
     (void)state;
