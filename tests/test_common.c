@@ -86,6 +86,19 @@ static void test_crc32c(void **state)
     uint32_t whole = zoff__crc32c(0, buf, sizeof buf);
     uint32_t part = zoff__crc32c(zoff__crc32c(0, buf, 1000), buf + 1000, sizeof buf - 1000);
     assert_int_equal(whole, part);
+    /* the three-chain path (buffers of 3 x 8 KiB and more): lengths around its block edges,
+     * unaligned starts, a non-zero starting crc */
+    size_t big = 3 * 3 * 8192 + 4099;
+    uint8_t *b = malloc(big);
+    assert_non_null(b);
+    zt_fill_bytes(&r, b, big);
+    size_t lens[] = {3 * 8192 - 1,      3 * 8192,     3 * 8192 + 1, 3 * 8192 + 7,
+                     2 * 3 * 8192 + 13, 3 * 3 * 8192, big - 9};
+    for (size_t off = 0; off < 9; off += 3)
+        for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++)
+            assert_int_equal(zoff__crc32c(0x1234567u, b + off, lens[k]),
+                             zoff__crc32c_sw(0x1234567u, b + off, lens[k]));
+    free(b);
 }
 
 /* Reference rounding through double: exact for fp16 (every fp32 is exact in double, and the
