@@ -3,10 +3,13 @@
  * sim device, against the critical-path lower bound measured in the same run.
  *
  * The trainer: L layers of N/L parameters; each micro-batch queues, per layer in reverse order, a
- * busy op of --busy-ms on its stream (stand-in backward compute) and hands the layer's gradient
- * over: by default with zoff_grad_push from one of two scratch device buffers (zoff's gradient
- * buckets; --grads full: a trainer-owned gradient buffer per layer and zoff_grad_ready); then
- * zoff_step, and zoff_params_ready on its stream. --accum K: K micro-batches per optimizer step
+ * busy op of --busy-ms on its compute stream (stand-in backward compute) and hands the layer's
+ * gradient over: by default with zoff_grad_push from one of two scratch device buffers (zoff's
+ * gradient buckets), issued on a copy stream of the trainer's own so that the copy into the
+ * buckets overlaps the next layer's backward, as DeepSpeed's overlap_comm copies on a side
+ * stream (--push inline: on the compute stream, after the busy op; --grads full: a
+ * trainer-owned gradient buffer per layer and zoff_grad_ready); then zoff_step, and
+ * zoff_params_ready on its stream. --accum K: K micro-batches per optimizer step
  * (gradient accumulation; the stand-in GPU time of a step is K backward passes). Real CPU Adam,
  * real NVMe for the nvme tier, sim copies throttled to --pcie-gbps per direction.
  *
@@ -18,8 +21,11 @@
  * NVMe (the store's own read/write-back pass over up to 4 partitions with no compute, scaled to
  * the swapped partitions), and with buckets the device-to-device copies of every gradient into
  * zoff's buckets that the trainer's stream runs (a sim device of its own, the same layer sizes:
- * on the sim a host memcpy in the stream's worker, on a GPU an HBM copy): that stream's work is
- * busy + those copies, which is the GPU component of the lower bound. Per-step figures count K
+ * on the sim a host memcpy in the stream's worker, on a GPU an HBM copy). With --push inline the
+ * compute stream's work is busy + those copies, one component of the lower bound; from a copy
+ * stream (the default) busy and the copies are two components, each on its own stream (the sim
+ * runs them on different threads; on a GPU the copies would share the SMs and HBM with the
+ * backward kernels, which the sim does not model). Per-step figures count K
  * micro-batches of busy time, D2H and accumulation and one update. Lower bound = the largest;
  * overlap efficiency = lower bound / measured step time. Each component's process CPU time is
  * taken too: with the sim device the copies are memcpy calls on the same cores as Adam, so the
@@ -67,6 +73,7 @@ typedef struct bs_opts {
     double link_gbps;    /* modeled GPU-GPU link bandwidth for the collectives (GB/s) */
     int accum;           /* micro-batches per step */
     int full_grads;      /* 1: trainer-owned gradient buffers (zoff_grad_ready) */
+    int push_inline;     /* --push inline: pushes on the compute stream (default: a copy stream) */
     size_t bucket_numel; /* 0: default */
     int bucket_count;    /* 0: default */
 } bs_opts;
@@ -83,10 +90,14 @@ static void usage(FILE *f)
             "                       [--json FILE] [--ranks N (under mpirun -np N)]\n"
             "                       [--link-gbps G (100)]\n"
             "                       [--accum K (1)] [--grads buckets|full]\n"
+            "                       [--push copy-stream|inline]\n"
             "                       [--bucket-numel N] [--bucket-count C]\n"
             "       zoff bench step --stream ... (streamed weights; --stream --help)\n"
             "  --busy-ms auto (default) makes the stand-in GPU as busy as the slowest other\n"
-            "  component: a balanced pipeline, the hardest case for overlap.\n");
+            "  component: a balanced pipeline, the hardest case for overlap.\n"
+            "  --push copy-stream (default): the trainer pushes each gradient from a copy stream\n"
+            "  of its own, so the copies into the buckets overlap the next layer's backward (two\n"
+            "  scratch buffers, zoff_stream_wait_stream both ways); inline: on the compute stream.\n");
 }
 
 /* One component measured alone: wall and process CPU time (ms, scaled to the whole model). */
@@ -313,6 +324,7 @@ fail:
 typedef struct bs_model {
     zoff_runtime *rt;
     zoff_stream s;
+    zoff_stream cs; /* bucket mode, --push copy-stream: the trainer's copy stream */
     int layers;
     size_t *numel;
     void **dp, **dg;
@@ -328,6 +340,7 @@ static zoff_status model_open(bs_model *m, const bs_opts *o, const zoff_config *
     zoff_status st = ZOFF_OK;
     ZOFF_CHECK(zoff_create(c, &m->rt));
     ZOFF_CHECK(zoff_stream_create(m->rt, &m->s));
+    if (!o->full_grads && !o->push_inline) ZOFF_CHECK(zoff_stream_create(m->rt, &m->cs));
     int L = o->layers;
     m->layers = L;
     m->numel = calloc((size_t)L, sizeof *m->numel);
@@ -375,6 +388,7 @@ static void model_close(bs_model *m)
         for (int i = 0; i < 2; i++)
             if (m->scratch[i]) zoff_device_free(m->rt, m->scratch[i]);
         if (m->s) zoff_stream_destroy(m->rt, m->s);
+        if (m->cs) zoff_stream_destroy(m->rt, m->cs);
     }
     zoff_destroy(m->rt);
     free(m->numel);
@@ -431,17 +445,27 @@ static zoff_status busy_alone(bs_model *m, uint64_t busy_ns, int accum, bs_comp 
     return ZOFF_OK;
 }
 
-/* One optimizer step: `accum` micro-batches; *r is the result of the last (the update). */
+/* One optimizer step: `accum` micro-batches; *r is the result of the last (the update).
+ * Copy stream: layer l's backward writes scratch[l & 1]; the compute stream then waits for the
+ * copies queued so far (the push of layer l + 1 at the latest: it read scratch[(l + 1) & 1],
+ * which layer l - 1's backward rewrites), and the copy stream waits for layer l's backward before
+ * its push. So layer l's copy runs while layer l - 1's backward does. */
 static zoff_status one_step(bs_model *m, uint64_t busy_ns, int accum, zoff_step_result *r)
 {
     for (int j = 0; j < accum; j++) {
         for (int l = m->layers - 1; l >= 0; l--) {
             ZOFF_CHECK(zoff_stream_busy(m->rt, m->s, busy_ns));
-            if (m->full)
+            if (m->full) {
                 ZOFF_CHECK(zoff_grad_ready(m->rt, m->id[l], m->s));
-            else
+            } else if (m->cs) {
+                ZOFF_CHECK(zoff_stream_wait_stream(m->rt, m->s, m->cs));
+                ZOFF_CHECK(zoff_stream_wait_stream(m->rt, m->cs, m->s));
+                ZOFF_CHECK(zoff_grad_push(m->rt, m->id[l], m->scratch[l & 1], m->numel[l], m->dtype,
+                                          m->cs));
+            } else {
                 ZOFF_CHECK(zoff_grad_push(m->rt, m->id[l], m->scratch[l & 1], m->numel[l], m->dtype,
                                           m->s));
+            }
         }
         ZOFF_CHECK(zoff_step(m->rt, NULL, r));
         ZOFF_CHECK(zoff_params_ready(m->rt, m->s));
@@ -538,6 +562,13 @@ static int parse_args(int argc, char **argv, bs_opts *o)
                 o->full_grads = 0;
             else if (!strcasecmp(v, "full"))
                 o->full_grads = 1;
+            else
+                return -1;
+        } else if (zb_arg_match(&i, argc, argv, "--push", &v)) {
+            if (!strcasecmp(v, "copy-stream"))
+                o->push_inline = 0;
+            else if (!strcasecmp(v, "inline"))
+                o->push_inline = 1;
             else
                 return -1;
         } else if (zb_arg_match(&i, argc, argv, "--bucket-numel", &v)) {
@@ -666,7 +697,9 @@ int zoff_bench_step_main(int argc, char **argv)
             o.tier == ZOFF_TIER_CPU ? "cpu" : "nvme",
             o.tier == ZOFF_TIER_NVME ? (o.crc ? " (crc32c on)" : " (crc32c off)") : "",
             overlap_name(o.overlap), zoff_dtype_name(o.dtype), o.accum,
-            o.full_grads ? "full (trainer-owned, zoff_grad_ready)" : "buckets (zoff_grad_push)",
+            o.full_grads    ? "full (trainer-owned, zoff_grad_ready)"
+            : o.push_inline ? "buckets (zoff_grad_push on the compute stream)"
+                            : "buckets (zoff_grad_push from a copy stream)",
             o.pcie_gbps, getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(unset)");
     if (o.ranks > 1)
         fprintf(con,
@@ -749,7 +782,9 @@ int zoff_bench_step_main(int argc, char **argv)
     const struct {
         const char *name;
         double ms;
-    } cand[] = {{"gpu busy + d2d", a.busy.ms + a.d2d.ms},
+    } cand[] = {{o.full_grads || o.push_inline ? "gpu busy + d2d" : "gpu busy", /* see header */
+                 o.full_grads || o.push_inline ? a.busy.ms + a.d2d.ms : a.busy.ms},
+                {"d2d (copy stream)", o.full_grads || o.push_inline ? 0.0 : a.d2d.ms},
                 {"d2h", a.d2h.ms},
                 {"h2d", a.h2d.ms},
                 {"adam", a.adam.ms},
@@ -790,8 +825,9 @@ int zoff_bench_step_main(int argc, char **argv)
                   o.accum, o.layers, busy_layer_ms, disturbed(a0.busy, a1.busy, d, sizeof d));
     if (!o.full_grads)
         zb_table_rowf(
-            t, "d2d alone|%.1f|%.1f|%d x %s into the buckets (trainer stream; sim: memcpy)%s",
-            a.d2d.ms, a.d2d.cpu, o.accum, zoff__fmt_bytes(o.params * 2, b1, sizeof b1),
+            t, "d2d alone|%.1f|%.1f|%d x %s into the buckets (%s; sim: memcpy)%s", a.d2d.ms,
+            a.d2d.cpu, o.accum, zoff__fmt_bytes(o.params * 2, b1, sizeof b1),
+            o.push_inline ? "trainer's compute stream" : "trainer's copy stream",
             disturbed(a0.d2d, a1.d2d, d, sizeof d));
     zb_table_rowf(t, "d2h alone|%.1f|%.1f|%d x %s of grads%s", a.d2h.ms, a.d2h.cpu, o.accum,
                   zoff__fmt_bytes(o.params * 2, b1, sizeof b1),

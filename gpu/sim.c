@@ -13,7 +13,13 @@
  *  - Copies H2D and D2H go through one copy engine per direction shared by all streams, throttled
  *    to sim_pcie_gbps (concurrent copies of one direction share the bandwidth; the two directions
  *    overlap). D2D copies and kernels run at host speed in the worker.
- *  - busy(ns) sleeps in the worker (stand-in GPU compute); host_fn runs in stream order.
+ *  - busy(ns) sleeps in the worker (stand-in GPU compute); host_fn runs in stream order. A GPU
+ *    runs a stream's queued kernels back to back, but a sleeping worker wakes late when the host's
+ *    cores are busy (milliseconds under load). So while a stream stays busy (each op queued before
+ *    the previous one ended, no blocking wait in between), the time a busy op overslept is a debt
+ *    that the stream's next busy op pays by ending that much earlier: on average a busy op lasts
+ *    its ns, as a kernel would. A stream that goes idle, blocks on an event or sleeps a jitter
+ *    delay starts again with no debt.
  *  - Jitter (sim_jitter_seed != 0): before every op a worker sleeps a random 0..1 ms half of the
  *    time, so work that lacks a wait shows up as a wrong result in tests.
  *  - Copies and kernels check that their device side lies inside a live allocation (what CUDA
@@ -62,6 +68,7 @@ typedef struct sim_op {
     zoff_dtype dtype;   /* kernels */
     float value;        /* SCALE: alpha; FILL: value */
     uint64_t ns;        /* BUSY */
+    uint64_t enq_ns;    /* when it was queued */
     void (*fn)(void *); /* HOST_FN */
     void *arg;
     sim_marker *marker; /* MARK, WAIT */
@@ -77,7 +84,9 @@ struct zdev_stream {
     sim_op *head, *tail;
     uint64_t submitted, completed;
     int stop;
-    uint64_t rng; /* jitter state, used by the worker only */
+    uint64_t rng;      /* jitter state, used by the worker only */
+    uint64_t debt_ns;  /* busy time overslept on this busy stream (worker only; see the header) */
+    uint64_t last_end; /* when the worker finished its previous op (worker only) */
     struct zdev_stream *next;
 };
 
@@ -110,12 +119,14 @@ static uint64_t splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-static void jitter(struct zdev_stream *s)
+/* Returns 1 when it slept. */
+static int jitter(struct zdev_stream *s)
 {
-    if (!s->dev->base.cfg.sim_jitter_seed) return;
+    if (!s->dev->base.cfg.sim_jitter_seed) return 0;
     double u = (double)(splitmix64(&s->rng) >> 11) * 0x1.0p-53; /* [0, 1) */
-    if (u < 0.5) return;
+    if (u < 0.5) return 0;
     zoff__sleep_ns((uint64_t)((u - 0.5) * 2.0 * (double)SIM_JITTER_MAX_NS));
+    return 1;
 }
 
 /* ---- markers ----------------------------------------------------------------------------------
@@ -164,7 +175,17 @@ static void run_copy(sim_dev *sd, const sim_op *op)
     zdev__account_copy(&sd->base, op->dir, op->bytes, end - start);
 }
 
-static void run_op(sim_dev *sd, const sim_op *op)
+/* A busy op on stream s: sleeps ns less the stream's debt, then books what it overslept. */
+static void run_busy(struct zdev_stream *s, uint64_t ns)
+{
+    const uint64_t pay = ZOFF_MIN(s->debt_ns, ns);
+    const uint64_t deadline = zoff__now_ns() + (ns - pay);
+    sleep_until(deadline);
+    const uint64_t end = zoff__now_ns();
+    s->debt_ns = s->debt_ns - pay + (end > deadline ? end - deadline : 0);
+}
+
+static void run_op(sim_dev *sd, struct zdev_stream *s, const sim_op *op)
 {
     switch (op->kind) {
     case OP_COPY:
@@ -188,12 +209,13 @@ static void run_op(sim_dev *sd, const sim_op *op)
         for (size_t i = 0; i < op->n; i++) zdev_elem_fill(op->dst, op->dtype, i, op->value);
         break;
     case OP_BUSY:
-        zoff__sleep_ns(op->ns);
+        run_busy(s, op->ns);
         break;
     case OP_MARK: /* completes in the worker's bookkeeping below */
         break;
     case OP_WAIT:
         pthread_mutex_lock(&sd->mu);
+        if (!op->marker->done) s->debt_ns = 0; /* blocked: the stream's schedule restarts */
         while (!op->marker->done) pthread_cond_wait(&sd->done_cv, &sd->mu);
         pthread_mutex_unlock(&sd->mu);
         break;
@@ -213,8 +235,10 @@ static void *worker_main(void *arg)
         if (!s->head) s->tail = NULL;
         pthread_mutex_unlock(&sd->mu);
 
-        jitter(s);
-        run_op(sd, op);
+        if (op->enq_ns > s->last_end) s->debt_ns = 0; /* the stream was idle */
+        if (jitter(s)) s->debt_ns = 0;
+        run_op(sd, s, op);
+        s->last_end = zoff__now_ns();
 
         pthread_mutex_lock(&sd->mu);
         if (op->kind == OP_MARK) op->marker->done = 1;
@@ -241,6 +265,7 @@ static struct zdev_stream *stream_locked(sim_dev *sd, zdev_stream *h)
 static void enqueue_locked(struct zdev_stream *s, sim_op *op)
 {
     op->next = NULL;
+    op->enq_ns = zoff__now_ns();
     if (s->tail)
         s->tail->next = op;
     else

@@ -885,6 +885,13 @@ ZOFF_API int zoff_device_host_accessible(const zoff_runtime *rt);
 ZOFF_API zoff_status zoff_stream_create(zoff_runtime *rt, zoff_stream *out);
 ZOFF_API void zoff_stream_destroy(zoff_runtime *rt, zoff_stream s);
 ZOFF_API zoff_status zoff_stream_synchronize(zoff_runtime *rt, zoff_stream s);
+/* Work queued on `waiter` after this call runs after the work queued on `signaler` so far (an
+ * event recorded on signaler and waited on by waiter, as cudaEventRecord + cudaStreamWaitEvent);
+ * no host wait. NULL is the default stream; waiter == signaler does nothing. A trainer uses it
+ * to push gradients from a copy stream of its own while its compute stream goes on
+ * (docs/runtime.md, "Pushing from a copy stream"). */
+ZOFF_API zoff_status zoff_stream_wait_stream(zoff_runtime *rt, zoff_stream waiter,
+                                             zoff_stream signaler);
 /* Queues `ns` nanoseconds of stand-in "GPU compute" on `s` (sim: a sleep in stream order;
  * CUDA: a spin kernel). For benchmarks and tests of overlap. */
 ZOFF_API zoff_status zoff_stream_busy(zoff_runtime *rt, zoff_stream s, uint64_t ns);

@@ -983,6 +983,21 @@ ZOFF_API zoff_status zoff_stream_synchronize(zoff_runtime *rt, zoff_stream s)
     return zrt_ret(rt, zdev_stream_sync(rt->dev, (zdev_stream *)s));
 }
 
+ZOFF_API zoff_status zoff_stream_wait_stream(zoff_runtime *rt, zoff_stream waiter,
+                                             zoff_stream signaler)
+{
+    zoff__clear_error();
+    if (!rt) return zoff__err(ZOFF_EINVAL, "zoff_stream_wait_stream: rt is NULL");
+    if (waiter == signaler) return ZOFF_OK;
+    /* the wait holds its own reference to the capture: the event can go at once */
+    zdev_event *ev = NULL;
+    zoff_status st = zdev_event_create(rt->dev, &ev);
+    if (st == ZOFF_OK) st = zdev_event_record(rt->dev, ev, (zdev_stream *)signaler);
+    if (st == ZOFF_OK) st = zdev_stream_wait_event(rt->dev, (zdev_stream *)waiter, ev);
+    if (ev) zdev_event_destroy(rt->dev, ev);
+    return zrt_ret(rt, st);
+}
+
 ZOFF_API zoff_status zoff_stream_busy(zoff_runtime *rt, zoff_stream s, uint64_t ns)
 {
     zoff__clear_error();

@@ -11,6 +11,9 @@
  *  - zoff.grad_bucket_grow (the default): the ring grows so that count - 1 buckets hold the
  *    largest gradient; the same 100 steps are bit-identical to the full-buffer reference; growth
  *    that would leave less than a quarter of the device free keeps the configured size;
+ *  - pushes from the trainer's copy stream (two scratch buffers, zoff_stream_wait_stream both
+ *    ways, the copies overlapping the next param's backward): 100 steps bit-identical to the
+ *    full-buffer reference; zoff_stream_wait_stream's own checks;
  *  - bad input leaves the runtime usable and its results unchanged: a gradient pushed twice, a
  *    wrong numel or dtype, a source buffer smaller than the parameter, a host pointer, grad_ready
  *    on a bucket parameter, grad_push on a full-buffer parameter, a parameter never pushed
@@ -163,6 +166,34 @@ static void test_bucket_grow(void **state)
     bk_close(&m);
 }
 
+/* Pushes from a copy stream: bit-identical to the full-buffer reference (the jitter variants
+ * fail when either wait is left out). */
+static void test_bucket_copy_stream(void **state)
+{
+    (void)state;
+    zoff_config c;
+    bucket_config(&c);
+    bk_model full;
+    assert_int_equal(bk_open(&full, &c, NP, k_numel, ZOFF_DTYPE_F16, BK_FULL, 5), 0);
+    train(&full, 100);
+    bk_state ref;
+    bk_state_get(&full, &ref);
+    bk_close(&full);
+
+    bk_model m;
+    assert_int_equal(bk_open(&m, &c, NP, k_numel, ZOFF_DTYPE_F16, BK_COPY_STREAM, 5), 0);
+    assert_int_equal(zoff_stream_wait_stream(NULL, m.s, m.cs), ZOFF_EINVAL);
+    assert_int_equal(zoff_stream_wait_stream(m.rt, m.s, m.s), 0); /* nothing to do */
+    assert_int_equal(zoff_stream_wait_stream(m.rt, NULL, m.s), 0); /* the default stream */
+    train(&m, 100);
+    bk_state got;
+    bk_state_get(&m, &got);
+    assert_int_equal(bk_state_diff(&ref, &got), 0);
+    bk_state_free(&got);
+    bk_state_free(&ref);
+    bk_close(&m);
+}
+
 /* Bad input, then the same training as a clean run: nothing was lost or changed. */
 static void test_bucket_bad_input(void **state)
 {
@@ -288,6 +319,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bucket_vs_full),
         cmocka_unit_test(test_bucket_grow),
+        cmocka_unit_test(test_bucket_copy_stream),
         cmocka_unit_test(test_bucket_bad_input),
         cmocka_unit_test(test_bucket_mixed_and_too_big),
     };

@@ -7,6 +7,10 @@
  * overwrites it with the next gradient. A zoff copy that is not ordered on the producer stream
  * reads the wrong gradient (ZOFF_SIM_JITTER variants make that likely). In full-buffer mode each
  * parameter has its own dev_grad and zoff_grad_ready (the round-1 path, the reference).
+ * BK_COPY_STREAM (bucket mode with a copy stream): two scratch buffers, alternating per param;
+ * each gradient is pushed from the trainer's copy stream while the compute stream goes on with
+ * the next param (zoff_stream_wait_stream both ways, docs/runtime.md "Pushing from a copy
+ * stream"); a missing wait lets a copy read a half-written or already rewritten buffer.
  */
 #ifndef ZOFF_TEST_BUCKET_UTIL_H
 #define ZOFF_TEST_BUCKET_UTIL_H
@@ -20,17 +24,22 @@
 #include "zt.h"
 
 #define BK_MAXP 8
+#define BK_FULL        0 /* bk_open `bucket`: trainer-owned full gradient buffers */
+#define BK_BUCKETS     1 /* pushes on the compute stream, one scratch buffer */
+#define BK_COPY_STREAM 2 /* pushes from a copy stream, two scratch buffers */
 
 typedef struct bk_model {
     zoff_runtime *rt;
     zoff_stream s;
+    zoff_stream cs; /* BK_COPY_STREAM: the trainer's copy stream */
     int np;
     size_t numel[BK_MAXP];
     zoff_dtype dt;
     size_t es;
     int bucket;
     void *dparam[BK_MAXP], *dgrad[BK_MAXP];
-    void *scratch;        /* bucket mode: the trainer's one gradient buffer */
+    void *scratch;        /* bucket mode: the trainer's gradient buffer */
+    void *scratch2;       /* BK_COPY_STREAM: the second one (odd params) */
     void *hgrad[BK_MAXP]; /* host source of this micro-batch's gradient copy */
     int id[BK_MAXP];
 } bk_model;
@@ -71,6 +80,11 @@ static inline zoff_status bk_open(bk_model *m, const zoff_config *c, int np, con
         st = zoff_device_alloc(m->rt, maxn * m->es, &m->scratch);
         if (st) return st;
     }
+    if (bucket == BK_COPY_STREAM) {
+        st = zoff_device_alloc(m->rt, maxn * m->es, &m->scratch2);
+        if (!st) st = zoff_stream_create(m->rt, &m->cs);
+        if (st) return st;
+    }
     return zoff_finalize(m->rt);
 }
 
@@ -78,6 +92,7 @@ static inline void bk_close(bk_model *m)
 {
     for (int i = 0; i < m->np; i++) free(m->hgrad[i]);
     if (m->rt && m->s) zoff_stream_destroy(m->rt, m->s);
+    if (m->rt && m->cs) zoff_stream_destroy(m->rt, m->cs);
     zoff_destroy(m->rt);
     memset(m, 0, sizeof *m);
 }
@@ -116,12 +131,19 @@ static inline zoff_status bk_backward(bk_model *m, int step, int micro, float sc
         free(g);
         zoff_status st = ZOFF_OK;
         if (busy_ns) st = zoff_stream_busy(m->rt, m->s, busy_ns);
-        void *dst = m->bucket ? m->scratch : m->dgrad[i];
+        void *dst = !m->bucket ? m->dgrad[i] : m->cs && (i & 1) ? m->scratch2 : m->scratch;
         if (!st) st = zdev_memcpy_h2d(dev, dst, m->hgrad[i], n * m->es, (zdev_stream *)m->s);
-        if (!st && m->bucket)
+        if (!st && m->cs) {
+            /* the compute stream rewrites this buffer for param i - 2 only after the copies
+             * queued so far (param i + 1's at the latest); the copy of i follows its write */
+            st = zoff_stream_wait_stream(m->rt, m->s, m->cs);
+            if (!st) st = zoff_stream_wait_stream(m->rt, m->cs, m->s);
+            if (!st) st = zoff_grad_push(m->rt, m->id[i], dst, n, m->dt, m->cs);
+        } else if (!st && m->bucket) {
             st = zoff_grad_push(m->rt, m->id[i], m->scratch, n, m->dt, m->s);
-        else if (!st)
+        } else if (!st) {
             st = zoff_grad_ready(m->rt, m->id[i], m->s);
+        }
         if (st) return st;
     }
     return ZOFF_OK;
