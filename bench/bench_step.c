@@ -779,12 +779,13 @@ int zoff_bench_step_main(int argc, char **argv)
         comp_mean(a0.busy, a1.busy), comp_mean(a0.d2h, a1.d2h),     comp_mean(a0.h2d, a1.h2d),
         comp_mean(a0.adam, a1.adam), comp_mean(a0.sumsq, a1.sumsq), comp_mean(a0.nvme, a1.nvme),
         comp_mean(a0.crc, a1.crc),   comp_mean(a0.accum, a1.accum), comp_mean(a0.d2d, a1.d2d)};
+    const int inline_d2d = !o.full_grads && o.push_inline; /* copies on the compute stream */
     const struct {
         const char *name;
         double ms;
-    } cand[] = {{o.full_grads || o.push_inline ? "gpu busy + d2d" : "gpu busy", /* see header */
-                 o.full_grads || o.push_inline ? a.busy.ms + a.d2d.ms : a.busy.ms},
-                {"d2d (copy stream)", o.full_grads || o.push_inline ? 0.0 : a.d2d.ms},
+    } cand[] = {{inline_d2d ? "gpu busy + d2d" : "gpu busy", /* see the header */
+                 inline_d2d ? a.busy.ms + a.d2d.ms : a.busy.ms},
+                {"d2d (copy stream)", inline_d2d || o.full_grads ? 0.0 : a.d2d.ms},
                 {"d2h", a.d2h.ms},
                 {"h2d", a.h2d.ms},
                 {"adam", a.adam.ms},
