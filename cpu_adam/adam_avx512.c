@@ -218,41 +218,43 @@ double sumsq_avx512(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite
  * absmax is taken (integer max of |x| bits, any order gives the same), then encoded with the
  * integer rounding of zq8__enc. The last, partial block goes through the scalar reference. */
 
-/* r = (bits(x) + 2^19) >> 20 of 32 buffered values as 16-bit lanes: |x| rounded to 3 mantissa
- * bits, the sign in bit 11 (zq8__enc). The high halves of the fp32 patterns are gathered with one
- * word permute; adding 2^19 to the pattern adds 8 to its high half (no carry from the low half),
- * and the sum fits 16 bits for finite x. */
-ZADAM_AVX512_INLINE __m512i q8_round32(const float *buf, __m512i hi)
+/* The high 16 bits of 32 buffered fp32 patterns as 16-bit lanes (one word permute): |x|'s
+ * exponent and top 7 mantissa bits, the sign in bit 15. */
+ZADAM_AVX512_INLINE __m512i q8_hi32(const float *buf, __m512i hi)
 {
-    const __m512i w = _mm512_permutex2var_epi16(_mm512_load_si512((const void *)buf), hi,
-                                                _mm512_load_si512((const void *)(buf + 16)));
-    return _mm512_srli_epi16(_mm512_add_epi16(w, _mm512_set1_epi16(8)), 4);
+    return _mm512_permutex2var_epi16(_mm512_load_si512((const void *)buf), hi,
+                                     _mm512_load_si512((const void *)(buf + 16)));
 }
 
-/* Encodes one normal block from buf into codes (zq8__enc with subtrahend sub). Per 32 values the
- * subtraction saturates at 0 (subs_epu16) and exp_avg's sign moves from bit 11 to bit 7; two
- * 16-bit vectors are narrowed to bytes and one qword permute undoes the pack's 128-bit lane
- * interleave. */
+/* Encodes one normal block from buf into codes (zq8__enc with subtrahend sub). zq8__enc's
+ * max(r - sub, 0) with r = (bits + 2^19) >> 20 is, on the high half h = bits >> 16 (adding 2^19
+ * adds 8 to h with no carry from the low half), max(((h + 8) >> 4) - sub, 0) =
+ * subs(h, 16 sub - 8) >> 4: subtracting a multiple of 16 commutes with the shift, and the
+ * saturation at 0 covers exactly h + 8 < 16 sub (normal blocks have sub >= 16, and 16 sub - 8
+ * fits 16 bits). exp_avg's sign moves from bit 15 to bit 7; two 16-bit vectors are narrowed to
+ * bytes and one qword permute undoes the pack's 128-bit lane interleave. */
 ZADAM_AVX512_INLINE void q8_block_out16(const float *buf, uint32_t sub, uint8_t *codes, int which)
 {
-    const __m512i vsub = _mm512_set1_epi16((short)sub);
+    const __m512i vsub = _mm512_set1_epi16((short)(16 * sub - 8));
     const __m512i hi =
         _mm512_setr_epi32(0x00030001, 0x00070005, 0x000b0009, 0x000f000d, 0x00130011, 0x00170015,
                           0x001b0019, 0x001f001d, 0x00230021, 0x00270025, 0x002b0029, 0x002f002d,
                           0x00330031, 0x00370035, 0x003b0039, 0x003f003d);
     const __m512i perm = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
     for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 64) {
-        __m512i w0 = q8_round32(buf + k, hi);
-        __m512i w1 = q8_round32(buf + k + 32, hi);
+        __m512i w0 = q8_hi32(buf + k, hi);
+        __m512i w1 = q8_hi32(buf + k + 32, hi);
         if (!which) {
-            const __m512i mag = _mm512_set1_epi16(0x7ff), sgn = _mm512_set1_epi16(0x80);
-            w0 = _mm512_ternarylogic_epi32(_mm512_subs_epu16(_mm512_and_si512(w0, mag), vsub),
-                                           _mm512_srli_epi16(w0, 4), sgn, 0xf8);
-            w1 = _mm512_ternarylogic_epi32(_mm512_subs_epu16(_mm512_and_si512(w1, mag), vsub),
-                                           _mm512_srli_epi16(w1, 4), sgn, 0xf8);
+            const __m512i mag = _mm512_set1_epi16(0x7fff), sgn = _mm512_set1_epi16(0x80);
+            w0 = _mm512_ternarylogic_epi32(
+                _mm512_srli_epi16(_mm512_subs_epu16(_mm512_and_si512(w0, mag), vsub), 4),
+                _mm512_srli_epi16(w0, 8), sgn, 0xf8);
+            w1 = _mm512_ternarylogic_epi32(
+                _mm512_srli_epi16(_mm512_subs_epu16(_mm512_and_si512(w1, mag), vsub), 4),
+                _mm512_srli_epi16(w1, 8), sgn, 0xf8);
         } else {
-            w0 = _mm512_subs_epu16(w0, vsub);
-            w1 = _mm512_subs_epu16(w1, vsub);
+            w0 = _mm512_srli_epi16(_mm512_subs_epu16(w0, vsub), 4);
+            w1 = _mm512_srli_epi16(_mm512_subs_epu16(w1, vsub), 4);
         }
         _mm512_storeu_si512(codes + k, _mm512_permutexvar_epi64(perm, _mm512_packus_epi16(w0, w1)));
     }
@@ -333,6 +335,7 @@ ZADAM_AVX512_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor 
     const __m512 l2 = _mm512_set1_ps(s->l2_wd), decay = _mm512_set1_ps(s->decay);
     const __m512 ibc2 = _mm512_set1_ps(s->inv_sqrt_bc2), eps = _mm512_set1_ps(s->eps);
     const __m512 step = _mm512_set1_ps(s->step_size);
+    const __m512 cq1 = _mm512_set1_ps(s->cq1), cq2 = _mm512_set1_ps(s->cq2);
     const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
     const __m512i signbit = _mm512_set1_epi32((int)0x80000000u);
     const int apply_l2 = s->apply_l2, apply_decay = s->apply_decay;
@@ -371,7 +374,13 @@ ZADAM_AVX512_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor 
             __m512 m = zero, v = zero;
             if (has_m) m = load_state16(t, fmt, 0, i, mdec, mok);
             if (has_v) v = load_state16(t, fmt, 1, i, vdec, vok);
-            if (optim == ZOPT_ADAM) {
+            if (optim == ZOPT_ADAM && fmt != ZSTATE_FP32 && !apply_l2) { /* zadam__elem_cq */
+                m = _mm512_fmadd_ps(b1, m, _mm512_mul_ps(cq1, graw));
+                v = _mm512_fmadd_ps(b2, v, _mm512_mul_ps(_mm512_mul_ps(cq2, graw), graw));
+                if (apply_decay) p = _mm512_mul_ps(p, decay);
+                const __m512 denom = _mm512_fmadd_ps(_mm512_sqrt_ps(v), ibc2, eps);
+                p = _mm512_fnmadd_ps(step, _mm512_div_ps(m, denom), p);
+            } else if (optim == ZOPT_ADAM) {
                 if (apply_l2) g = _mm512_add_ps(g, _mm512_mul_ps(l2, p));
                 m = _mm512_add_ps(_mm512_mul_ps(b1, m), _mm512_mul_ps(omb1, g));
                 v = _mm512_add_ps(_mm512_mul_ps(b2, v), _mm512_mul_ps(_mm512_mul_ps(omb2, g), g));

@@ -28,6 +28,8 @@ void zadam__scalars_init(const zadam_hparams *hp, zadam__scalars *s)
     s->inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
     s->eps = hp->eps;
     s->step_size = (float)(lr / bc1);
+    s->cq1 = (float)((1.0 - b1) * (double)hp->grad_scale);
+    s->cq2 = (float)((1.0 - b2) * (double)hp->grad_scale * (double)hp->grad_scale);
     s->nt_out = 0;
     s->optim = hp->optim;
     if (hp->optim == ZOPT_LION) {

@@ -97,8 +97,11 @@ size_t zopt__step_block(const zadam__scalars *s, const zadam_tensor *t, size_t b
         case ZOPT_ADAGRAD:
             p = zadagrad__elem(s, g, p, &v);
             break;
-        default:
-            p = zadam__elem(s, g, p, &m, &v);
+        default: /* fp32 moments or an L2 term: the round-1 order */
+            if (t->state_fmt != ZSTATE_FP32 && !s->apply_l2)
+                p = zadam__elem_cq(s, g, p, &m, &v);
+            else
+                p = zadam__elem(s, g, p, &m, &v);
             break;
         }
         t->param[i] = p;
