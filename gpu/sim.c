@@ -14,12 +14,14 @@
  *    to sim_pcie_gbps (concurrent copies of one direction share the bandwidth; the two directions
  *    overlap). D2D copies and kernels run at host speed in the worker.
  *  - busy(ns) sleeps in the worker (stand-in GPU compute); host_fn runs in stream order. A GPU
- *    runs a stream's queued kernels back to back, but a sleeping worker wakes late when the host's
- *    cores are busy (milliseconds under load). So while a stream stays busy (each op queued before
- *    the previous one ended, no blocking wait in between), the time a busy op overslept is a debt
- *    that the stream's next busy op pays by ending that much earlier: on average a busy op lasts
- *    its ns, as a kernel would. A stream that goes idle, blocks on an event or sleeps a jitter
- *    delay starts again with no debt.
+ *    runs a stream's queued kernels back to back, but a sleeping worker wakes late, and loses the
+ *    CPU between ops, when the host's cores are busy (milliseconds under load). So while a stream
+ *    stays busy (each op queued before the previous one ended, no blocking wait in between) it
+ *    keeps a schedule: each op starts, on paper, where the previous one ended on paper (a busy op
+ *    after ns, any other op after its real duration), and a busy op sleeps until its paper end.
+ *    Lateness is made up by the next busy ops; a run of ops never ends before the sum of their
+ *    times. A stream that goes idle, blocks on an event or sleeps a jitter delay starts a new
+ *    schedule at the current time.
  *  - Jitter (sim_jitter_seed != 0): before every op a worker sleeps a random 0..1 ms half of the
  *    time, so work that lacks a wait shows up as a wrong result in tests.
  *  - Copies and kernels check that their device side lies inside a live allocation (what CUDA
@@ -85,7 +87,7 @@ struct zdev_stream {
     uint64_t submitted, completed;
     int stop;
     uint64_t rng;      /* jitter state, used by the worker only */
-    uint64_t debt_ns;  /* busy time overslept on this busy stream (worker only; see the header) */
+    uint64_t vclock;   /* where the previous op ended on the schedule; 0: none (worker only) */
     uint64_t last_end; /* when the worker finished its previous op (worker only) */
     struct zdev_stream *next;
 };
@@ -175,14 +177,12 @@ static void run_copy(sim_dev *sd, const sim_op *op)
     zdev__account_copy(&sd->base, op->dir, op->bytes, end - start);
 }
 
-/* A busy op on stream s: sleeps ns less the stream's debt, then books what it overslept. */
+/* A busy op on stream s, which starts at s->vclock on the schedule: sleeps until ns later. */
 static void run_busy(struct zdev_stream *s, uint64_t ns)
 {
-    const uint64_t pay = ZOFF_MIN(s->debt_ns, ns);
-    const uint64_t deadline = zoff__now_ns() + (ns - pay);
-    sleep_until(deadline);
-    const uint64_t end = zoff__now_ns();
-    s->debt_ns = s->debt_ns - pay + (end > deadline ? end - deadline : 0);
+    const uint64_t end = s->vclock + ns;
+    sleep_until(end);
+    s->vclock = end;
 }
 
 static void run_op(sim_dev *sd, struct zdev_stream *s, const sim_op *op)
@@ -215,7 +215,7 @@ static void run_op(sim_dev *sd, struct zdev_stream *s, const sim_op *op)
         break;
     case OP_WAIT:
         pthread_mutex_lock(&sd->mu);
-        if (!op->marker->done) s->debt_ns = 0; /* blocked: the stream's schedule restarts */
+        if (!op->marker->done) s->vclock = 0; /* blocked: the stream's schedule restarts */
         while (!op->marker->done) pthread_cond_wait(&sd->done_cv, &sd->mu);
         pthread_mutex_unlock(&sd->mu);
         break;
@@ -235,10 +235,14 @@ static void *worker_main(void *arg)
         if (!s->head) s->tail = NULL;
         pthread_mutex_unlock(&sd->mu);
 
-        if (op->enq_ns > s->last_end) s->debt_ns = 0; /* the stream was idle */
-        if (jitter(s)) s->debt_ns = 0;
+        if (op->enq_ns > s->last_end) s->vclock = 0; /* the stream was idle */
+        if (jitter(s)) s->vclock = 0;
+        const uint64_t t0 = zoff__now_ns();
+        const uint64_t v0 = s->vclock ? s->vclock : t0; /* <= t0: paper ends never pass real ones */
+        s->vclock = v0;
         run_op(sd, s, op);
         s->last_end = zoff__now_ns();
+        if (op->kind != OP_BUSY && s->vclock) s->vclock = v0 + (s->last_end - t0);
 
         pthread_mutex_lock(&sd->mu);
         if (op->kind == OP_MARK) op->marker->done = 1;

@@ -282,11 +282,12 @@ static void test_busy_and_default_stream(void **state)
 }
 
 /* ---- busy ops keep a busy stream's schedule (sim) -------------------------------------------
- * Back to back, N busy ops never end before N x ns (a late wake is paid back, never more), and
- * the whole run overshoots N x ns by about one late wake, not N of them: best of 3 tries within
- * 2 ms, quiet and with hog threads on every core (without the payback 30 sleeps of 4 ms overshoot
- * by 2.3-3.9 ms on this machine: timer slack and wake latency add up). An idle stream starts
- * again without credit: a busy op queued after the stream drained takes its full time. */
+ * Back to back, N busy ops never end before N x ns (lateness is made up, never more), and the
+ * whole run overshoots N x ns by about one late wake, not N of them: best of 3 tries within
+ * 2 ms, quiet and with hog threads on every core (without the schedule 30 sleeps of 4 ms
+ * overshoot by 2.3-3.9 ms on this machine: timer slack, wake latency and the worker's time
+ * between ops add up). An idle stream starts again without credit: a busy op queued after the
+ * stream drained takes its full time. */
 #define BUSY_N  30
 #define BUSY_NS (4 * MS)
 
