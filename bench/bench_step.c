@@ -80,24 +80,25 @@ typedef struct bs_opts {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: zoff bench step [--params N (256M)] [--layers L (24)] [--tier cpu|nvme]\n"
-            "                       [--busy-ms MS per layer | auto] [--steps S (5)]\n"
-            "                       [--nvme-path DIR (/var/tmp)] [--overlap sync|eager|delayed]\n"
-            "                       [--dtype fp16|bf16] [--pcie-gbps G (25)] [--threads T]\n"
-            "                       [--partition-numel N] [--ratio R] [--crc 0|1 (1)]\n"
-            "                       [--state fp32|bf16|q8] [--optim adam|lion|adagrad]\n"
-            "                       [--json FILE] [--ranks N (under mpirun -np N)]\n"
-            "                       [--link-gbps G (100)]\n"
-            "                       [--accum K (1)] [--grads buckets|full]\n"
-            "                       [--push copy-stream|inline]\n"
-            "                       [--bucket-numel N] [--bucket-count C]\n"
-            "       zoff bench step --stream ... (streamed weights; --stream --help)\n"
-            "  --busy-ms auto (default) makes the stand-in GPU as busy as the slowest other\n"
-            "  component: a balanced pipeline, the hardest case for overlap.\n"
-            "  --push copy-stream (default): the trainer pushes each gradient from a copy stream\n"
-            "  of its own, so the copies into the buckets overlap the next layer's backward (two\n"
-            "  scratch buffers, zoff_stream_wait_stream both ways); inline: on the compute stream.\n");
+    fprintf(
+        f,
+        "usage: zoff bench step [--params N (256M)] [--layers L (24)] [--tier cpu|nvme]\n"
+        "                       [--busy-ms MS per layer | auto] [--steps S (5)]\n"
+        "                       [--nvme-path DIR (/var/tmp)] [--overlap sync|eager|delayed]\n"
+        "                       [--dtype fp16|bf16] [--pcie-gbps G (25)] [--threads T]\n"
+        "                       [--partition-numel N] [--ratio R] [--crc 0|1 (1)]\n"
+        "                       [--state fp32|bf16|q8] [--optim adam|lion|adagrad]\n"
+        "                       [--json FILE] [--ranks N (under mpirun -np N)]\n"
+        "                       [--link-gbps G (100)]\n"
+        "                       [--accum K (1)] [--grads buckets|full]\n"
+        "                       [--push copy-stream|inline]\n"
+        "                       [--bucket-numel N] [--bucket-count C]\n"
+        "       zoff bench step --stream ... (streamed weights; --stream --help)\n"
+        "  --busy-ms auto (default) makes the stand-in GPU as busy as the slowest other\n"
+        "  component: a balanced pipeline, the hardest case for overlap.\n"
+        "  --push copy-stream (default): the trainer pushes each gradient from a copy stream\n"
+        "  of its own, so the copies into the buckets overlap the next layer's backward (two\n"
+        "  scratch buffers, zoff_stream_wait_stream both ways); inline: on the compute stream.\n");
 }
 
 /* One component measured alone: wall and process CPU time (ms, scaled to the whole model). */
@@ -825,11 +826,10 @@ int zoff_bench_step_main(int argc, char **argv)
     zb_table_rowf(t, "gpu busy alone|%.1f|%.1f|%d x %d layers x %.2f ms%s", a.busy.ms, a.busy.cpu,
                   o.accum, o.layers, busy_layer_ms, disturbed(a0.busy, a1.busy, d, sizeof d));
     if (!o.full_grads)
-        zb_table_rowf(
-            t, "d2d alone|%.1f|%.1f|%d x %s into the buckets (%s; sim: memcpy)%s", a.d2d.ms,
-            a.d2d.cpu, o.accum, zoff__fmt_bytes(o.params * 2, b1, sizeof b1),
-            o.push_inline ? "trainer's compute stream" : "trainer's copy stream",
-            disturbed(a0.d2d, a1.d2d, d, sizeof d));
+        zb_table_rowf(t, "d2d alone|%.1f|%.1f|%d x %s into the buckets (%s; sim: memcpy)%s",
+                      a.d2d.ms, a.d2d.cpu, o.accum, zoff__fmt_bytes(o.params * 2, b1, sizeof b1),
+                      o.push_inline ? "trainer's compute stream" : "trainer's copy stream",
+                      disturbed(a0.d2d, a1.d2d, d, sizeof d));
     zb_table_rowf(t, "d2h alone|%.1f|%.1f|%d x %s of grads%s", a.d2h.ms, a.d2h.cpu, o.accum,
                   zoff__fmt_bytes(o.params * 2, b1, sizeof b1),
                   disturbed(a0.d2h, a1.d2h, d, sizeof d));

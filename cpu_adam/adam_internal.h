@@ -33,7 +33,7 @@ typedef struct zadam__scalars {
     float inv_sqrt_bc2; /* 1 / sqrt(1 - beta2^step) */
     float eps;          /* added to sqrt(v) * inv_sqrt_bc2 */
     float step_size;    /* lr / (1 - beta1^step) */
-    float cq1, cq2;     /* compact-state Adam: (1 - beta1) * grad_scale, (1 - beta2) * grad_scale^2 */
+    float cq1, cq2; /* compact-state Adam: (1 - beta1) * grad_scale, (1 - beta2) * grad_scale^2 */
     int apply_l2, apply_decay;
     int nt_out; /* SIMD kernels: non-temporal stores for the 16-bit/fp32 copy when aligned */
     int optim;  /* zopt_kind. Lion: step_size = lr, decay = 1 - lr*wd. Adagrad: step_size = clr
@@ -76,8 +76,7 @@ static inline float zadam__elem(const zadam__scalars *s, float graw, float p, fl
  * per element in the SIMD kernels, which is what lets the q8 step run at memory speed. fmaf is
  * correctly rounded (C99), as are the SIMD FMAs: every variant gives the same bits. The fp32
  * state keeps zadam__elem (the round-1 kernels, compared with torch.optim.Adam). */
-static inline float zadam__elem_cq(const zadam__scalars *s, float graw, float p, float *m,
-                                   float *v)
+static inline float zadam__elem_cq(const zadam__scalars *s, float graw, float p, float *m, float *v)
 {
     const float mv = fmaf(s->beta1, *m, s->cq1 * graw);
     const float vv = fmaf(s->beta2, *v, (s->cq2 * graw) * graw);

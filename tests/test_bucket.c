@@ -183,7 +183,7 @@ static void test_bucket_copy_stream(void **state)
     bk_model m;
     assert_int_equal(bk_open(&m, &c, NP, k_numel, ZOFF_DTYPE_F16, BK_COPY_STREAM, 5), 0);
     assert_int_equal(zoff_stream_wait_stream(NULL, m.s, m.cs), ZOFF_EINVAL);
-    assert_int_equal(zoff_stream_wait_stream(m.rt, m.s, m.s), 0); /* nothing to do */
+    assert_int_equal(zoff_stream_wait_stream(m.rt, m.s, m.s), 0);  /* nothing to do */
     assert_int_equal(zoff_stream_wait_stream(m.rt, NULL, m.s), 0); /* the default stream */
     train(&m, 100);
     bk_state got;
@@ -317,10 +317,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1) g_mode = argv[1];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bucket_vs_full),
-        cmocka_unit_test(test_bucket_grow),
-        cmocka_unit_test(test_bucket_copy_stream),
-        cmocka_unit_test(test_bucket_bad_input),
+        cmocka_unit_test(test_bucket_vs_full),           cmocka_unit_test(test_bucket_grow),
+        cmocka_unit_test(test_bucket_copy_stream),       cmocka_unit_test(test_bucket_bad_input),
         cmocka_unit_test(test_bucket_mixed_and_too_big),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

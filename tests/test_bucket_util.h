@@ -23,7 +23,7 @@
 #include "test_runtime_util.h"
 #include "zt.h"
 
-#define BK_MAXP 8
+#define BK_MAXP        8
 #define BK_FULL        0 /* bk_open `bucket`: trainer-owned full gradient buffers */
 #define BK_BUCKETS     1 /* pushes on the compute stream, one scratch buffer */
 #define BK_COPY_STREAM 2 /* pushes from a copy stream, two scratch buffers */
