@@ -72,6 +72,16 @@ static void train(bk_model *m, int steps)
     }
 }
 
+/* The reference state: 100 steps with trainer-owned full gradient buffers (seed 5) under c. */
+static void full_reference(const zoff_config *c, bk_state *ref)
+{
+    bk_model full;
+    assert_int_equal(bk_open(&full, c, NP, k_numel, ZOFF_DTYPE_F16, BK_FULL, 5), 0);
+    train(&full, 100);
+    bk_state_get(&full, ref);
+    bk_close(&full);
+}
+
 static void test_bucket_vs_full(void **state)
 {
     (void)state;
@@ -81,12 +91,8 @@ static void test_bucket_vs_full(void **state)
 
     /* the reference: trainer-owned full gradient buffers on a large sim GPU */
     bucket_config(&c);
-    bk_model full;
-    assert_int_equal(bk_open(&full, &c, NP, k_numel, ZOFF_DTYPE_F16, 0, 5), 0);
-    train(&full, 100);
     bk_state ref;
-    bk_state_get(&full, &ref);
-    bk_close(&full);
+    full_reference(&c, &ref);
 
     /* a GPU where weights + full grads do not fit, weights + buckets + one scratch buffer do */
     size_t small = w16 + w16 / 2 + 8 * 4096;
@@ -127,12 +133,8 @@ static void test_bucket_grow(void **state)
     (void)state;
     zoff_config c;
     bucket_config(&c);
-    bk_model full;
-    assert_int_equal(bk_open(&full, &c, NP, k_numel, ZOFF_DTYPE_F16, 0, 5), 0);
-    train(&full, 100);
     bk_state ref;
-    bk_state_get(&full, &ref);
-    bk_close(&full);
+    full_reference(&c, &ref);
 
     c.grad_bucket_grow = 1;
     bk_model m;
@@ -173,12 +175,8 @@ static void test_bucket_copy_stream(void **state)
     (void)state;
     zoff_config c;
     bucket_config(&c);
-    bk_model full;
-    assert_int_equal(bk_open(&full, &c, NP, k_numel, ZOFF_DTYPE_F16, BK_FULL, 5), 0);
-    train(&full, 100);
     bk_state ref;
-    bk_state_get(&full, &ref);
-    bk_close(&full);
+    full_reference(&c, &ref);
 
     bk_model m;
     assert_int_equal(bk_open(&m, &c, NP, k_numel, ZOFF_DTYPE_F16, BK_COPY_STREAM, 5), 0);
