@@ -336,6 +336,7 @@ ZADAM_AVX2_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor *t
     const __m256 ibc2 = _mm256_set1_ps(s->inv_sqrt_bc2), eps = _mm256_set1_ps(s->eps);
     const __m256 step = _mm256_set1_ps(s->step_size);
     const __m256 cq1 = _mm256_set1_ps(s->cq1), cq2 = _mm256_set1_ps(s->cq2);
+    const __m256 cqa = _mm256_set1_ps(s->cq_da), cqb = _mm256_set1_ps(s->cq_db);
     const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
     const __m256 signbit = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
     const int apply_l2 = s->apply_l2, apply_decay = s->apply_decay;
@@ -379,9 +380,8 @@ ZADAM_AVX2_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor *t
             if (optim == ZOPT_ADAM && fmt != ZSTATE_FP32 && !apply_l2) { /* zadam__elem_cq */
                 m = _mm256_fmadd_ps(b1, m, _mm256_mul_ps(cq1, graw));
                 v = _mm256_fmadd_ps(b2, v, _mm256_mul_ps(_mm256_mul_ps(cq2, graw), graw));
-                if (apply_decay) p = _mm256_mul_ps(p, decay);
-                const __m256 denom = _mm256_fmadd_ps(_mm256_sqrt_ps(v), ibc2, eps);
-                p = _mm256_fnmadd_ps(step, _mm256_div_ps(m, denom), p);
+                const __m256 den = _mm256_fmadd_ps(_mm256_sqrt_ps(v), cqa, cqb);
+                p = _mm256_fmadd_ps(p, decay, _mm256_div_ps(m, den));
             } else if (optim == ZOPT_ADAM) {
                 if (apply_l2) g = _mm256_add_ps(g, _mm256_mul_ps(l2, p));
                 m = _mm256_add_ps(_mm256_mul_ps(b1, m), _mm256_mul_ps(omb1, g));

@@ -214,16 +214,23 @@ double sumsq_avx512(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite
 
 /* ---- the generic step: Adam / Lion / Adagrad over fp32, bf16 or q8 moments -------------------
  * Whole q8 blocks (ZSTATE_Q8_BLOCK elements) at a time: the moments are decoded (code bits shifted
- * into an fp32 pattern, times the block's absmax), updated, kept in an L1 buffer while the block's
- * absmax is taken (integer max of |x| bits, any order gives the same), then encoded with the
- * integer rounding of zq8__enc. The last, partial block goes through the scalar reference. */
+ * into an fp32 pattern, times the block's absmax), updated, and their high 16 bits (all that
+ * encoding reads) kept in an L1 buffer while the block's absmax is taken (integer max of |x| bits,
+ * any order gives the same); the codes are encoded with the integer rounding of zq8__enc.
+ * Encoding is deferred by one block: block b's codes are written after block b + 1's update, when
+ * b's absmax has long been reduced, so the encode never waits on that reduction and the loads of
+ * the next block keep streaming (out of cache this is worth ~6%; see zopt__prefetch_block for the
+ * rest of the memory side). The last, partial block goes through the scalar reference. */
 
-/* The high 16 bits of 32 buffered fp32 patterns as 16-bit lanes (one word permute): |x|'s
- * exponent and top 7 mantissa bits, the sign in bit 15. */
-ZADAM_AVX512_INLINE __m512i q8_hi32(const float *buf, __m512i hi)
+/* The high 16 bits of 32 fp32 patterns (a: lanes 0-15, b: 16-31) as 16-bit lanes (one word
+ * permute): |x|'s exponent and top 7 mantissa bits, the sign in bit 15. */
+ZADAM_AVX512_INLINE __m512i q8_hi32(__m512 a, __m512 b)
 {
-    return _mm512_permutex2var_epi16(_mm512_load_si512((const void *)buf), hi,
-                                     _mm512_load_si512((const void *)(buf + 16)));
+    const __m512i hi =
+        _mm512_setr_epi32(0x00030001, 0x00070005, 0x000b0009, 0x000f000d, 0x00130011, 0x00170015,
+                          0x001b0019, 0x001f001d, 0x00230021, 0x00270025, 0x002b0029, 0x002f002d,
+                          0x00330031, 0x00370035, 0x003b0039, 0x003f003d);
+    return _mm512_permutex2var_epi16(_mm512_castps_si512(a), hi, _mm512_castps_si512(b));
 }
 
 /* Encodes one normal block from buf into codes (zq8__enc with subtrahend sub). zq8__enc's
@@ -233,17 +240,14 @@ ZADAM_AVX512_INLINE __m512i q8_hi32(const float *buf, __m512i hi)
  * saturation at 0 covers exactly h + 8 < 16 sub (normal blocks have sub >= 16, and 16 sub - 8
  * fits 16 bits). exp_avg's sign moves from bit 15 to bit 7; two 16-bit vectors are narrowed to
  * bytes and one qword permute undoes the pack's 128-bit lane interleave. */
-ZADAM_AVX512_INLINE void q8_block_out16(const float *buf, uint32_t sub, uint8_t *codes, int which)
+ZADAM_AVX512_INLINE void q8_block_out16(const uint16_t *buf, uint32_t sub, uint8_t *codes,
+                                        int which)
 {
     const __m512i vsub = _mm512_set1_epi16((short)(16 * sub - 8));
-    const __m512i hi =
-        _mm512_setr_epi32(0x00030001, 0x00070005, 0x000b0009, 0x000f000d, 0x00130011, 0x00170015,
-                          0x001b0019, 0x001f001d, 0x00230021, 0x00270025, 0x002b0029, 0x002f002d,
-                          0x00330031, 0x00370035, 0x003b0039, 0x003f003d);
     const __m512i perm = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
     for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 64) {
-        __m512i w0 = q8_hi32(buf + k, hi);
-        __m512i w1 = q8_hi32(buf + k + 32, hi);
+        __m512i w0 = _mm512_load_si512((const void *)(buf + k));
+        __m512i w1 = _mm512_load_si512((const void *)(buf + k + 32));
         if (!which) {
             const __m512i mag = _mm512_set1_epi16(0x7fff), sgn = _mm512_set1_epi16(0x80);
             w0 = _mm512_ternarylogic_epi32(
@@ -286,8 +290,8 @@ ZADAM_AVX512_INLINE int q8_blk16(int which, const float *absmax, __m512i *dec, _
     return kind;
 }
 
-/* Stores a block's absmax and codes from the buffered values and their max |x| bits. */
-ZADAM_AVX512_INLINE void q8_store_block16(int which, const float *buf, uint32_t amax,
+/* Stores a block's absmax and codes from the buffered high halves and the max |x| bits. */
+ZADAM_AVX512_INLINE void q8_store_block16(int which, const uint16_t *buf, uint32_t amax,
                                           uint8_t *codes, float *absmax)
 {
     *absmax = zq8__absmax_store(which, amax);
@@ -297,60 +301,211 @@ ZADAM_AVX512_INLINE void q8_store_block16(int which, const float *buf, uint32_t 
         memset(codes, 0, ZSTATE_Q8_BLOCK);
 }
 
-ZADAM_AVX512_INLINE __m512 load_state16(const zadam_tensor *t, int fmt, int which, size_t i,
-                                        __m512i dec, __mmask16 ok)
+/* A q8 block kept for its deferred encode: start element, max |x| bits of each moment, and the
+ * high halves of its new moments. */
+typedef struct q8_pending16 {
+    size_t b0;
+    uint32_t ma, va;
+    uint16_t mh[ZSTATE_Q8_BLOCK] __attribute__((aligned(64)));
+    uint16_t vh[ZSTATE_Q8_BLOCK] __attribute__((aligned(64)));
+} q8_pending16;
+
+/* Writes a pending block's codes and absmax; returns its non-finite gradient count. A non-finite
+ * gradient makes every kept moment non-finite (1 - beta > 0), so the block's gradients are counted
+ * only when a new moment is inf or NaN. */
+ZADAM_AVX512_INLINE size_t q8_finish16(const zadam_tensor *t, zoff_dtype gdt, int has_m, int has_v,
+                                       const q8_pending16 *q)
+{
+    size_t bad = 0;
+    if (ZOFF_MAX(q->ma & 0x7fffffffu, q->va & 0x7fffffffu) >= 0x7f800000u)
+        for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k++)
+            bad += (size_t)zadam__nonfinite(zadam__grad_at(t->grad, gdt, q->b0 + k));
+    const size_t blk = q->b0 / ZSTATE_Q8_BLOCK;
+    if (has_m) q8_store_block16(0, q->mh, q->ma, (uint8_t *)t->m_state + q->b0, &t->m_absmax[blk]);
+    if (has_v) q8_store_block16(1, q->vh, q->va, (uint8_t *)t->v_state + q->b0, &t->v_absmax[blk]);
+    return bad;
+}
+
+/* The generic step's streams and constants, hoisted out of the loops: vector stores may alias
+ * anything, so fields read through the tensor would be reloaded after every store. */
+typedef struct opt16 {
+    const void *grad;
+    float *param;
+    float *m32, *v32; /* fp32 moments */
+    void *mst, *vst;  /* bf16 moments or q8 codes */
+    void *out;        /* the 16-bit (or fp32) copy */
+    __m512 gs, b1, omb1, b2, omb2, l2, decay, ibc2, eps, step, cq1, cq2, cqa, cqb;
+} opt16;
+
+ZADAM_AVX512_INLINE __m512 load_state16(const opt16 *c, int fmt, int which, size_t i, __m512i dec,
+                                        __mmask16 ok)
 {
     if (fmt == ZSTATE_BF16) {
-        const __m256i h = _mm256_loadu_si256(
-            (const __m256i *)((const uint16_t *)(which ? t->v_state : t->m_state) + i));
+        const __m256i h =
+            _mm256_loadu_si256((const __m256i *)((const uint16_t *)(which ? c->vst : c->mst) + i));
         return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     }
     if (fmt == ZSTATE_Q8)
-        return q8_dec16((const uint8_t *)(which ? t->v_state : t->m_state) + i, which, dec, ok);
-    return _mm512_loadu_ps((which ? t->exp_avg_sq : t->exp_avg) + i);
+        return q8_dec16((const uint8_t *)(which ? c->vst : c->mst) + i, which, dec, ok);
+    return _mm512_loadu_ps((which ? c->v32 : c->m32) + i);
 }
 
-ZADAM_AVX512_INLINE void store_state16(const zadam_tensor *t, int fmt, int which, size_t i,
-                                       __m512 x, float *buf, __m512i *amax)
+/* Stores 16 new moments of an fp32 or bf16 state. */
+ZADAM_AVX512_INLINE void store_state16(const opt16 *c, int fmt, int which, size_t i, __m512 x)
 {
-    if (fmt == ZSTATE_BF16) {
-        _mm256_storeu_si256((__m256i *)((uint16_t *)(which ? t->v_state : t->m_state) + i),
+    if (fmt == ZSTATE_BF16)
+        _mm256_storeu_si256((__m256i *)((uint16_t *)(which ? c->vst : c->mst) + i),
                             _mm512_cvtepi32_epi16(bf16_round16(x)));
-    } else if (fmt == ZSTATE_Q8) { /* exp_avg_sq is never negative nor -0: no abs needed */
-        _mm512_store_ps(buf, x);
-        *amax = _mm512_max_epu32(
-            *amax, which ? _mm512_castps_si512(x)
-                         : _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff)));
-    } else {
-        _mm512_storeu_ps((which ? t->exp_avg_sq : t->exp_avg) + i, x);
+    else
+        _mm512_storeu_ps((which ? c->v32 : c->m32) + i, x);
+}
+
+/* q8: keeps the high halves of 32 new moments (a, b) at buf and folds their |x| bits into amax
+ * (exp_avg_sq is never negative nor -0: no abs needed). An integer max, not vrangeps: that one
+ * drops a NaN operand, and a NaN moment must make its block a NaN block. */
+ZADAM_AVX512_INLINE void q8_keep32(int which, __m512 a, __m512 b, uint16_t *buf, __m512i *amax)
+{
+    _mm512_store_si512((void *)buf, q8_hi32(a, b));
+    __m512i ia = _mm512_castps_si512(a), ib = _mm512_castps_si512(b);
+    if (!which) {
+        ia = _mm512_and_si512(ia, _mm512_set1_epi32(0x7fffffff));
+        ib = _mm512_and_si512(ib, _mm512_set1_epi32(0x7fffffff));
     }
+    *amax = _mm512_max_epu32(*amax, _mm512_max_epu32(ia, ib));
+}
+
+/* The update of the 16 elements at i: stores the master, its non-temporal 16-bit (or fp32) copy
+ * when okind is not OUT_NONE, and fp32/bf16 moments; returns the new moments in *mo, *vo. l2 is
+ * the compile-time apply_l2. The decoupled decay multiplies unconditionally: c->decay is 1.0 when
+ * it is off, and p * 1.0 == p for every p (a signalling NaN comes out quiet either way, since the
+ * next operation quiets it), so this matches the scalar reference's `if (apply_decay)`. */
+ZADAM_AVX512_INLINE void opt_vec16(const opt16 *c, size_t i, zoff_dtype gdt, int optim, int fmt,
+                                   int l2, int okind, __m512i mdec, __mmask16 mok, __m512i vdec,
+                                   __mmask16 vok, __m512 *mo, __m512 *vo, size_t *nonfinite)
+{
+    const int has_m = optim != ZOPT_ADAGRAD, has_v = optim != ZOPT_LION;
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512 graw = load_grad16(c->grad, gdt, i);
+    if (fmt != ZSTATE_Q8) *nonfinite += nonfinite16(graw); /* q8: counted per block */
+    __m512 g = _mm512_mul_ps(graw, c->gs);
+    __m512 p = _mm512_loadu_ps(c->param + i);
+    __m512 m = zero, v = zero;
+    if (has_m) m = load_state16(c, fmt, 0, i, mdec, mok);
+    if (has_v) v = load_state16(c, fmt, 1, i, vdec, vok);
+    if (optim == ZOPT_ADAM && fmt != ZSTATE_FP32 && !l2) { /* zadam__elem_cq */
+        m = _mm512_fmadd_ps(c->b1, m, _mm512_mul_ps(c->cq1, graw));
+        v = _mm512_fmadd_ps(c->b2, v, _mm512_mul_ps(_mm512_mul_ps(c->cq2, graw), graw));
+        const __m512 den = _mm512_fmadd_ps(_mm512_sqrt_ps(v), c->cqa, c->cqb);
+        p = _mm512_fmadd_ps(p, c->decay, _mm512_div_ps(m, den));
+    } else if (optim == ZOPT_ADAM) {
+        if (l2) g = _mm512_add_ps(g, _mm512_mul_ps(c->l2, p));
+        m = _mm512_add_ps(_mm512_mul_ps(c->b1, m), _mm512_mul_ps(c->omb1, g));
+        v = _mm512_add_ps(_mm512_mul_ps(c->b2, v), _mm512_mul_ps(_mm512_mul_ps(c->omb2, g), g));
+        p = _mm512_mul_ps(p, c->decay);
+        const __m512 denom = _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(v), c->ibc2), c->eps);
+        p = _mm512_sub_ps(p, _mm512_mul_ps(c->step, _mm512_div_ps(m, denom)));
+    } else if (optim == ZOPT_LION) {
+        const __m512 cc = _mm512_add_ps(_mm512_mul_ps(c->b1, m), _mm512_mul_ps(c->omb1, g));
+        p = _mm512_mul_ps(p, c->decay);
+        const __mmask16 nz = _mm512_cmp_ps_mask(cc, zero, _CMP_NEQ_OQ);
+        const __m512 sgn = _mm512_castsi512_ps(
+            _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(cc),
+                                             _mm512_set1_epi32((int)0x80000000u)),
+                            _mm512_castps_si512(_mm512_set1_ps(1.0f))));
+        const __m512 u = _mm512_mask_blend_ps(nz, cc, sgn);
+        p = _mm512_sub_ps(p, _mm512_mul_ps(c->step, u));
+        m = _mm512_add_ps(_mm512_mul_ps(c->b2, m), _mm512_mul_ps(c->omb2, g));
+    } else {
+        if (l2) g = _mm512_add_ps(g, _mm512_mul_ps(c->l2, p));
+        v = _mm512_add_ps(v, _mm512_mul_ps(g, g));
+        const __m512 den = _mm512_add_ps(_mm512_sqrt_ps(v), c->eps);
+        p = _mm512_sub_ps(p, _mm512_mul_ps(c->step, _mm512_div_ps(g, den)));
+    }
+    _mm512_storeu_ps(c->param + i, p);
+    if (okind != OUT_NONE) store_out16(c->out, okind, i, p, 1);
+    if (fmt != ZSTATE_Q8) {
+        if (has_m) store_state16(c, fmt, 0, i, m);
+        if (has_v) store_state16(c, fmt, 1, i, v);
+    }
+    *mo = m;
+    *vo = v;
+}
+
+/* One whole block from b0 with every choice a compile-time constant (no branch in the loop);
+ * q8: its moments' high halves and absmax bits go to *pd for the deferred encode. Returns the
+ * non-finite gradient count (fp32/bf16 moments; q8 counts at the encode). */
+ZADAM_AVX512_INLINE size_t opt_block16(const opt16 *c, size_t b0, zoff_dtype gdt, int optim,
+                                       int fmt, int l2, int okind, __m512i mdec, __mmask16 mok,
+                                       __m512i vdec, __mmask16 vok, q8_pending16 *pd)
+{
+    const int has_m = optim != ZOPT_ADAGRAD, has_v = optim != ZOPT_LION;
+    __m512i mmax = _mm512_setzero_si512(), vmax = _mm512_setzero_si512();
+    size_t bad = 0;
+    for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 32) {
+        __m512 m0, v0, m1, v1;
+        opt_vec16(c, b0 + k, gdt, optim, fmt, l2, okind, mdec, mok, vdec, vok, &m0, &v0, &bad);
+        opt_vec16(c, b0 + k + 16, gdt, optim, fmt, l2, okind, mdec, mok, vdec, vok, &m1, &v1,
+                  &bad);
+        if (fmt == ZSTATE_Q8) {
+            if (has_m) q8_keep32(0, m0, m1, pd->mh + k, &mmax);
+            if (has_v) q8_keep32(1, v0, v1, pd->vh + k, &vmax);
+        }
+    }
+    if (fmt == ZSTATE_Q8) {
+        pd->b0 = b0;
+        pd->ma = has_m ? _mm512_reduce_max_epu32(mmax) : 0;
+        pd->va = has_v ? _mm512_reduce_max_epu32(vmax) : 0;
+    }
+    return bad;
+}
+
+/* The 16-bit (or fp32) copy of one block's new masters with ordinary stores: a second pass over
+ * the block in L1 (the update loop writes non-temporal copies itself; out of cache, bunching the
+ * streaming stores at the block end cost ~4%). */
+static ZADAM_AVX512 void out_block16(void *out, int kind, const float *param, size_t b0)
+{
+    for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 16)
+        store_out16(out, kind, b0 + k, _mm512_loadu_ps(param + b0 + k), 0);
 }
 
 ZADAM_AVX512_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor *t, zoff_dtype gdt,
                                     int optim, int fmt)
 {
-    const __m512 gs = _mm512_set1_ps(s->grad_scale);
-    const __m512 b1 = _mm512_set1_ps(s->beta1), omb1 = _mm512_set1_ps(s->one_minus_beta1);
-    const __m512 b2 = _mm512_set1_ps(s->beta2), omb2 = _mm512_set1_ps(s->one_minus_beta2);
-    const __m512 l2 = _mm512_set1_ps(s->l2_wd), decay = _mm512_set1_ps(s->decay);
-    const __m512 ibc2 = _mm512_set1_ps(s->inv_sqrt_bc2), eps = _mm512_set1_ps(s->eps);
-    const __m512 step = _mm512_set1_ps(s->step_size);
-    const __m512 cq1 = _mm512_set1_ps(s->cq1), cq2 = _mm512_set1_ps(s->cq2);
-    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
-    const __m512i signbit = _mm512_set1_epi32((int)0x80000000u);
-    const int apply_l2 = s->apply_l2, apply_decay = s->apply_decay;
+    const opt16 c = {.grad = t->grad,
+                     .param = t->param,
+                     .m32 = t->exp_avg,
+                     .v32 = t->exp_avg_sq,
+                     .mst = t->m_state,
+                     .vst = t->v_state,
+                     .out = t->param_out,
+                     .gs = _mm512_set1_ps(s->grad_scale),
+                     .b1 = _mm512_set1_ps(s->beta1),
+                     .omb1 = _mm512_set1_ps(s->one_minus_beta1),
+                     .b2 = _mm512_set1_ps(s->beta2),
+                     .omb2 = _mm512_set1_ps(s->one_minus_beta2),
+                     .l2 = _mm512_set1_ps(s->l2_wd),
+                     .decay = _mm512_set1_ps(s->decay),
+                     .ibc2 = _mm512_set1_ps(s->inv_sqrt_bc2),
+                     .eps = _mm512_set1_ps(s->eps),
+                     .step = _mm512_set1_ps(s->step_size),
+                     .cq1 = _mm512_set1_ps(s->cq1),
+                     .cq2 = _mm512_set1_ps(s->cq2),
+                     .cqa = _mm512_set1_ps(s->cq_da),
+                     .cqb = _mm512_set1_ps(s->cq_db)};
+    const int apply_l2 = s->apply_l2 && optim != ZOPT_LION;
     const int has_m = optim != ZOPT_ADAGRAD, has_v = optim != ZOPT_LION;
+    void *out = t->param_out;
     int out_kind = OUT_NONE;
-    if (t->param_out)
+    if (out)
         out_kind = t->out_dtype == ZOFF_DTYPE_F16    ? OUT_F16
                    : t->out_dtype == ZOFF_DTYPE_BF16 ? OUT_BF16
                                                      : OUT_F32;
-    const int nt = out_kind != OUT_NONE && s->nt_out &&
-                   ZOFF_IS_ALIGNED(t->param_out, out_kind == OUT_F32 ? 64 : 32);
-    float *restrict param = t->param;
+    const int nt =
+        out_kind != OUT_NONE && s->nt_out && ZOFF_IS_ALIGNED(out, out_kind == OUT_F32 ? 64 : 32);
+    const int inline_out = nt ? out_kind : OUT_NONE; /* ordinary stores: a pass per block */
     const size_t nfull = t->n / ZSTATE_Q8_BLOCK * ZSTATE_Q8_BLOCK;
-    float mb[ZSTATE_Q8_BLOCK] __attribute__((aligned(64)));
-    float vb[ZSTATE_Q8_BLOCK] __attribute__((aligned(64)));
+    q8_pending16 pend[2]; /* q8: the block being updated and the one waiting for its encode */
+    int cur = 0, waiting = 0;
     size_t nonfinite = 0;
     for (size_t b0 = 0; b0 < nfull; b0 += ZSTATE_Q8_BLOCK) {
         const size_t blk = b0 / ZSTATE_Q8_BLOCK;
@@ -364,61 +519,33 @@ ZADAM_AVX512_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor 
                 continue;
             }
         }
-        __m512i mmax = _mm512_setzero_si512(), vmax = _mm512_setzero_si512();
-        for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 16) {
-            const size_t i = b0 + k;
-            const __m512 graw = load_grad16(t->grad, gdt, i);
-            if (fmt != ZSTATE_Q8) nonfinite += nonfinite16(graw); /* q8: counted below */
-            __m512 g = _mm512_mul_ps(graw, gs);
-            __m512 p = _mm512_loadu_ps(param + i);
-            __m512 m = zero, v = zero;
-            if (has_m) m = load_state16(t, fmt, 0, i, mdec, mok);
-            if (has_v) v = load_state16(t, fmt, 1, i, vdec, vok);
-            if (optim == ZOPT_ADAM && fmt != ZSTATE_FP32 && !apply_l2) { /* zadam__elem_cq */
-                m = _mm512_fmadd_ps(b1, m, _mm512_mul_ps(cq1, graw));
-                v = _mm512_fmadd_ps(b2, v, _mm512_mul_ps(_mm512_mul_ps(cq2, graw), graw));
-                if (apply_decay) p = _mm512_mul_ps(p, decay);
-                const __m512 denom = _mm512_fmadd_ps(_mm512_sqrt_ps(v), ibc2, eps);
-                p = _mm512_fnmadd_ps(step, _mm512_div_ps(m, denom), p);
-            } else if (optim == ZOPT_ADAM) {
-                if (apply_l2) g = _mm512_add_ps(g, _mm512_mul_ps(l2, p));
-                m = _mm512_add_ps(_mm512_mul_ps(b1, m), _mm512_mul_ps(omb1, g));
-                v = _mm512_add_ps(_mm512_mul_ps(b2, v), _mm512_mul_ps(_mm512_mul_ps(omb2, g), g));
-                if (apply_decay) p = _mm512_mul_ps(p, decay);
-                const __m512 denom = _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(v), ibc2), eps);
-                p = _mm512_sub_ps(p, _mm512_mul_ps(step, _mm512_div_ps(m, denom)));
-            } else if (optim == ZOPT_LION) {
-                const __m512 c = _mm512_add_ps(_mm512_mul_ps(b1, m), _mm512_mul_ps(omb1, g));
-                if (apply_decay) p = _mm512_mul_ps(p, decay);
-                const __mmask16 nz = _mm512_cmp_ps_mask(c, zero, _CMP_NEQ_OQ);
-                const __m512 sgn = _mm512_castsi512_ps(_mm512_or_si512(
-                    _mm512_and_si512(_mm512_castps_si512(c), signbit), _mm512_castps_si512(one)));
-                const __m512 u = _mm512_mask_blend_ps(nz, c, sgn);
-                p = _mm512_sub_ps(p, _mm512_mul_ps(step, u));
-                m = _mm512_add_ps(_mm512_mul_ps(b2, m), _mm512_mul_ps(omb2, g));
-            } else {
-                if (apply_l2) g = _mm512_add_ps(g, _mm512_mul_ps(l2, p));
-                v = _mm512_add_ps(v, _mm512_mul_ps(g, g));
-                const __m512 den = _mm512_add_ps(_mm512_sqrt_ps(v), eps);
-                p = _mm512_sub_ps(p, _mm512_mul_ps(step, _mm512_div_ps(g, den)));
-            }
-            _mm512_storeu_ps(param + i, p);
-            store_out16(t->param_out, out_kind, i, p, nt);
-            if (has_m) store_state16(t, fmt, 0, i, m, mb + k, &mmax);
-            if (has_v) store_state16(t, fmt, 1, i, v, vb + k, &vmax);
+#define ZOPT_BLOCK16(lc, ok)                                                                       \
+    opt_block16(&c, b0, gdt, optim, fmt, lc, ok, mdec, mok, vdec, vok, &pend[cur])
+#define ZOPT_BLOCK16_L2(ok) (apply_l2 ? ZOPT_BLOCK16(1, ok) : ZOPT_BLOCK16(0, ok))
+        switch (inline_out) {
+        case OUT_F16:
+            nonfinite += ZOPT_BLOCK16_L2(OUT_F16);
+            break;
+        case OUT_BF16:
+            nonfinite += ZOPT_BLOCK16_L2(OUT_BF16);
+            break;
+        case OUT_F32:
+            nonfinite += ZOPT_BLOCK16_L2(OUT_F32);
+            break;
+        default:
+            nonfinite += ZOPT_BLOCK16_L2(OUT_NONE);
+            if (out_kind != OUT_NONE) out_block16(out, out_kind, c.param, b0);
+            break;
         }
+#undef ZOPT_BLOCK16_L2
+#undef ZOPT_BLOCK16
         if (fmt == ZSTATE_Q8) {
-            const uint32_t ma = has_m ? _mm512_reduce_max_epu32(mmax) : 0;
-            const uint32_t va = has_v ? _mm512_reduce_max_epu32(vmax) : 0;
-            /* a non-finite gradient makes every kept moment non-finite (1 - beta > 0), so the
-             * block's gradients are counted only when a new moment is inf or NaN */
-            if (ZOFF_MAX(ma & 0x7fffffffu, va & 0x7fffffffu) >= 0x7f800000u)
-                for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k++)
-                    nonfinite += (size_t)zadam__nonfinite(zadam__grad_at(t->grad, gdt, b0 + k));
-            if (has_m) q8_store_block16(0, mb, ma, (uint8_t *)t->m_state + b0, &t->m_absmax[blk]);
-            if (has_v) q8_store_block16(1, vb, va, (uint8_t *)t->v_state + b0, &t->v_absmax[blk]);
+            if (waiting) nonfinite += q8_finish16(t, gdt, has_m, has_v, &pend[cur ^ 1]);
+            waiting = 1;
+            cur ^= 1;
         }
     }
+    if (waiting) nonfinite += q8_finish16(t, gdt, has_m, has_v, &pend[cur ^ 1]);
     if (nt) _mm_sfence(); /* order the streaming stores before whoever reads the copy */
     return nonfinite + zopt__step_tail(s, t, nfull);
 }

@@ -34,6 +34,9 @@ typedef struct zadam__scalars {
     float eps;          /* added to sqrt(v) * inv_sqrt_bc2 */
     float step_size;    /* lr / (1 - beta1^step) */
     float cq1, cq2; /* compact-state Adam: (1 - beta1) * grad_scale, (1 - beta2) * grad_scale^2 */
+    float cq_da, cq_db; /* compact-state Adam: the negated denominator over step_size,
+                           -inv_sqrt_bc2 / step_size and -eps / step_size; -0 and -inf when
+                           step_size is 0 or a quotient overflows (the update term is +-0) */
     int apply_l2, apply_decay;
     int nt_out; /* SIMD kernels: non-temporal stores for the 16-bit/fp32 copy when aligned */
     int optim;  /* zopt_kind. Lion: step_size = lr, decay = 1 - lr*wd. Adagrad: step_size = clr
@@ -68,21 +71,25 @@ static inline float zadam__elem(const zadam__scalars *s, float graw, float p, fl
 /* Adam over compact moments (bf16 or q8 state, no L2 term), in the order every variant follows:
  *   m     = fma(beta1, m, cq1 * graw);            cq1 = (1 - beta1) * grad_scale
  *   v     = fma(beta2, v, (cq2 * graw) * graw);   cq2 = (1 - beta2) * grad_scale^2
- *   [AdamW: p = p * decay]
- *   denom = fma(sqrt(v), inv_sqrt_bc2, eps);
- *   p     = fma(-step_size, m / denom, p);
- * The same update as zadam__elem with the grad scale folded into the constants (each computed
- * in double, rounded once) and four multiply-adds fused: fewer roundings, about 14% less compute
- * per element in the SIMD kernels, which is what lets the q8 step run at memory speed. fmaf is
- * correctly rounded (C99), as are the SIMD FMAs: every variant gives the same bits. The fp32
- * state keeps zadam__elem (the round-1 kernels, compared with torch.optim.Adam). */
+ *   nden  = fma(sqrt(v), cq_da, cq_db);           cq_da = -inv_sqrt_bc2 / step_size,
+ *                                                  cq_db = -eps / step_size
+ *   p     = fma(p, decay, m / nden);              decay = 1 without AdamW decay
+ * This is zadam__elem with the grad scale folded into the moment constants, the step size into
+ * the denominator's (each computed in double, rounded once), and five multiply-adds fused: fewer
+ * roundings and fewer vector operations per element in the SIMD kernels, which is what lets the q8
+ * step run near memory speed. The decay multiply rides in the last FMA (p * 1 + q == p + q
+ * exactly), and the denominator is negated in its constants rather than by an operation, so a NaN
+ * moment reaches p with its own sign in every variant. A zero step size (lr = 0) gives cq_da = -0,
+ * cq_db = -inf: m / -inf = -+0 and p comes out as p * decay, as the unfused form gives (an inf v
+ * then gives NaN, as any non-finite moment does). fmaf is correctly rounded (C99), as are the
+ * SIMD FMAs: every variant gives the same bits. The fp32 state keeps zadam__elem (the round-1
+ * kernels, compared with torch.optim.Adam). */
 static inline float zadam__elem_cq(const zadam__scalars *s, float graw, float p, float *m, float *v)
 {
     const float mv = fmaf(s->beta1, *m, s->cq1 * graw);
     const float vv = fmaf(s->beta2, *v, (s->cq2 * graw) * graw);
-    if (s->apply_decay) p = p * s->decay;
-    const float denom = fmaf(sqrtf(vv), s->inv_sqrt_bc2, s->eps);
-    p = fmaf(-s->step_size, mv / denom, p);
+    const float nden = fmaf(sqrtf(vv), s->cq_da, s->cq_db);
+    p = fmaf(p, s->decay, mv / nden);
     *m = mv;
     *v = vv;
     return p;

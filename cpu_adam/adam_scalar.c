@@ -30,6 +30,13 @@ void zadam__scalars_init(const zadam_hparams *hp, zadam__scalars *s)
     s->step_size = (float)(lr / bc1);
     s->cq1 = (float)((1.0 - b1) * (double)hp->grad_scale);
     s->cq2 = (float)((1.0 - b2) * (double)hp->grad_scale * (double)hp->grad_scale);
+    const double step = lr / bc1;
+    s->cq_da = step > 0.0 ? (float)(-1.0 / sqrt(bc2) / step) : -0.0f;
+    s->cq_db = step > 0.0 ? (float)(-(double)hp->eps / step) : -INFINITY;
+    if (!isfinite(s->cq_da) || !isfinite(s->cq_db)) {
+        s->cq_da = -0.0f;
+        s->cq_db = -INFINITY;
+    }
     s->nt_out = 0;
     s->optim = hp->optim;
     if (hp->optim == ZOPT_LION) {
