@@ -216,28 +216,31 @@ double sumsq_avx2(const void *grad, zoff_dtype dt, size_t n, size_t *nonfinite)
 }
 
 /* ---- the generic step: Adam / Lion / Adagrad over fp32, bf16 or q8 moments -------------------
- * The AVX-512 structure (adam_avx512.c) with 8 lanes: whole q8 blocks, moments decoded by shifting
- * the code bits into an fp32 pattern (times absmax), updated, kept in an L1 buffer for the block's
- * absmax, then encoded with the integer rounding of zq8__enc; the last, partial block through
- * the scalar reference. */
+ * The AVX-512 structure (adam_avx512.c) with 8 lanes: whole blocks through a loop with every
+ * choice a compile-time constant, q8 moments decoded by shifting the code bits into an fp32
+ * pattern (times absmax), updated, their rounded high bits r = (bits + 2^19) >> 20 kept in an L1
+ * buffer (16 bits each) while the block's absmax is taken, and the codes written one block later
+ * (deferred encode, as in the AVX-512 kernel); the last, partial block through the scalar
+ * reference. */
 
-/* r = (bits(x) + 2^19) >> 20 of 8 buffered values (see q8_round16 in adam_avx512.c). */
-ZADAM_AVX2_INLINE __m256i q8_round8(const float *buf)
+/* r = (bits(x) + 2^19) >> 20 of 8 values: |x|'s exponent and top 3 mantissa bits rounded half
+ * away from zero (a carry moves into the exponent), the sign in bit 11. */
+ZADAM_AVX2_INLINE __m256i q8_round8(__m256 x)
 {
-    return _mm256_srli_epi32(_mm256_add_epi32(_mm256_load_si256((const __m256i *)(const void *)buf),
-                                              _mm256_set1_epi32(0x80000)),
+    return _mm256_srli_epi32(_mm256_add_epi32(_mm256_castps_si256(x), _mm256_set1_epi32(0x80000)),
                              20);
 }
 
-/* Encodes one normal block (see q8_block_out16 in adam_avx512.c): 16-bit saturating subtract,
- * two packs, one dword permute. */
-ZADAM_AVX2_INLINE void q8_block_out8(const float *buf, uint32_t sub, uint8_t *codes, int which)
+/* Encodes one normal block (see q8_block_out16 in adam_avx512.c) from the buffered r values
+ * (packed as the update loop stored them: 16-bit lanes in packus_epi32 order): 16-bit saturating
+ * subtract, one pack, one dword permute undoing both packs' lane interleave. */
+ZADAM_AVX2_INLINE void q8_block_out8(const uint16_t *buf, uint32_t sub, uint8_t *codes, int which)
 {
     const __m256i vsub = _mm256_set1_epi16((short)sub);
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 32) {
-        __m256i w0 = _mm256_packus_epi32(q8_round8(buf + k), q8_round8(buf + k + 8));
-        __m256i w1 = _mm256_packus_epi32(q8_round8(buf + k + 16), q8_round8(buf + k + 24));
+        __m256i w0 = _mm256_load_si256((const __m256i *)(const void *)(buf + k));
+        __m256i w1 = _mm256_load_si256((const __m256i *)(const void *)(buf + k + 16));
         if (!which) {
             const __m256i mag = _mm256_set1_epi16(0x7ff), sgn = _mm256_set1_epi16(0x80);
             w0 = _mm256_or_si256(_mm256_subs_epu16(_mm256_and_si256(w0, mag), vsub),
@@ -261,15 +264,38 @@ ZADAM_AVX2_INLINE uint32_t reduce_max_u32x8(__m256i a)
     return (uint32_t)_mm_cvtsi128_si32(m);
 }
 
-/* Stores a block's absmax and codes from the buffered values and their max |x| bits. */
-ZADAM_AVX2_INLINE void q8_store_block8(int which, const float *buf, uint32_t amax, uint8_t *codes,
-                                       float *absmax)
+/* Stores a block's absmax and codes from the buffered r values and the max |x| bits. */
+ZADAM_AVX2_INLINE void q8_store_block8(int which, const uint16_t *buf, uint32_t amax,
+                                       uint8_t *codes, float *absmax)
 {
     *absmax = zq8__absmax_store(which, amax);
     if (zq8__blk_kind(which, amax) == ZQ8__BLK_NORMAL)
         q8_block_out8(buf, zq8__enc_sub(which, amax), codes, which);
     else
         memset(codes, 0, ZSTATE_Q8_BLOCK);
+}
+
+/* A q8 block kept for its deferred encode (see q8_pending16 in adam_avx512.c). */
+typedef struct q8_pending8 {
+    size_t b0;
+    uint32_t ma, va;
+    uint16_t mh[ZSTATE_Q8_BLOCK] __attribute__((aligned(32)));
+    uint16_t vh[ZSTATE_Q8_BLOCK] __attribute__((aligned(32)));
+} q8_pending8;
+
+/* Writes a pending block's codes and absmax; returns its non-finite gradient count (counted only
+ * when a new moment is inf or NaN: a non-finite gradient makes every kept moment non-finite). */
+ZADAM_AVX2_INLINE size_t q8_finish8(const zadam_tensor *t, zoff_dtype gdt, int has_m, int has_v,
+                                    const q8_pending8 *q)
+{
+    size_t bad = 0;
+    if (ZOFF_MAX(q->ma & 0x7fffffffu, q->va & 0x7fffffffu) >= 0x7f800000u)
+        for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k++)
+            bad += (size_t)zadam__nonfinite(zadam__grad_at(t->grad, gdt, q->b0 + k));
+    const size_t blk = q->b0 / ZSTATE_Q8_BLOCK;
+    if (has_m) q8_store_block8(0, q->mh, q->ma, (uint8_t *)t->m_state + q->b0, &t->m_absmax[blk]);
+    if (has_v) q8_store_block8(1, q->vh, q->va, (uint8_t *)t->v_state + q->b0, &t->v_absmax[blk]);
+    return bad;
 }
 
 /* Decodes 8 codes at src (zq8__dec) of a normal block: dec = (ea + 1 - Emax) << 23. */
@@ -296,62 +322,175 @@ ZADAM_AVX2_INLINE int q8_blk8(int which, const float *absmax, __m256i *dec)
     return kind;
 }
 
-ZADAM_AVX2_INLINE __m256 load_state8(const zadam_tensor *t, int fmt, int which, size_t i,
-                                     __m256i dec, int ok)
+/* The generic step's streams and constants, hoisted out of the loops (see opt16). */
+typedef struct opt8 {
+    const void *grad;
+    float *param;
+    float *m32, *v32; /* fp32 moments */
+    void *mst, *vst;  /* bf16 moments or q8 codes */
+    void *out;        /* the 16-bit (or fp32) copy */
+    __m256 gs, b1, omb1, b2, omb2, l2, decay, ibc2, eps, step, cq1, cq2, cqa, cqb;
+} opt8;
+
+ZADAM_AVX2_INLINE __m256 load_state8(const opt8 *c, int fmt, int which, size_t i, __m256i dec,
+                                     int ok)
 {
     if (fmt == ZSTATE_BF16) {
-        const __m128i h = _mm_loadu_si128(
-            (const __m128i *)((const uint16_t *)(which ? t->v_state : t->m_state) + i));
+        const __m128i h =
+            _mm_loadu_si128((const __m128i *)((const uint16_t *)(which ? c->vst : c->mst) + i));
         return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     }
     if (fmt == ZSTATE_Q8)
-        return ok ? q8_dec8((const uint8_t *)(which ? t->v_state : t->m_state) + i, which, dec)
+        return ok ? q8_dec8((const uint8_t *)(which ? c->vst : c->mst) + i, which, dec)
                   : _mm256_setzero_ps(); /* a zero block */
-    return _mm256_loadu_ps((which ? t->exp_avg_sq : t->exp_avg) + i);
+    return _mm256_loadu_ps((which ? c->v32 : c->m32) + i);
 }
 
-ZADAM_AVX2_INLINE void store_state8(const zadam_tensor *t, int fmt, int which, size_t i, __m256 x,
-                                    float *buf, __m256i *amax)
+/* Stores 8 new moments of an fp32 or bf16 state. */
+ZADAM_AVX2_INLINE void store_state8(const opt8 *c, int fmt, int which, size_t i, __m256 x)
 {
-    if (fmt == ZSTATE_BF16) {
-        _mm_storeu_si128((__m128i *)((uint16_t *)(which ? t->v_state : t->m_state) + i),
-                         bf16_round8(x));
-    } else if (fmt == ZSTATE_Q8) { /* exp_avg_sq is never negative nor -0: no abs needed */
-        _mm256_store_ps(buf, x);
-        *amax = _mm256_max_epu32(
-            *amax, which ? _mm256_castps_si256(x)
-                         : _mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7fffffff)));
-    } else {
-        _mm256_storeu_ps((which ? t->exp_avg_sq : t->exp_avg) + i, x);
+    if (fmt == ZSTATE_BF16)
+        _mm_storeu_si128((__m128i *)((uint16_t *)(which ? c->vst : c->mst) + i), bf16_round8(x));
+    else
+        _mm256_storeu_ps((which ? c->v32 : c->m32) + i, x);
+}
+
+/* q8: keeps the r values of 16 new moments (a, b) at buf and folds their |x| bits into amax
+ * (exp_avg_sq is never negative nor -0: no abs needed). */
+ZADAM_AVX2_INLINE void q8_keep16(int which, __m256 a, __m256 b, uint16_t *buf, __m256i *amax)
+{
+    _mm256_store_si256((__m256i *)(void *)buf, _mm256_packus_epi32(q8_round8(a), q8_round8(b)));
+    __m256i ia = _mm256_castps_si256(a), ib = _mm256_castps_si256(b);
+    if (!which) {
+        ia = _mm256_and_si256(ia, _mm256_set1_epi32(0x7fffffff));
+        ib = _mm256_and_si256(ib, _mm256_set1_epi32(0x7fffffff));
     }
+    *amax = _mm256_max_epu32(*amax, _mm256_max_epu32(ia, ib));
+}
+
+/* The update of the 8 elements at i (see opt_vec16 in adam_avx512.c: l2 and okind are
+ * compile-time, the decay multiplies unconditionally). */
+ZADAM_AVX2_INLINE void opt_vec8(const opt8 *c, size_t i, zoff_dtype gdt, int optim, int fmt, int l2,
+                                int okind, __m256i mdec, int mok, __m256i vdec, int vok, __m256 *mo,
+                                __m256 *vo, size_t *nonfinite)
+{
+    const int has_m = optim != ZOPT_ADAGRAD, has_v = optim != ZOPT_LION;
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256 graw = load_grad8(c->grad, gdt, i);
+    if (fmt != ZSTATE_Q8) *nonfinite += nonfinite8(graw); /* q8: counted per block */
+    __m256 g = _mm256_mul_ps(graw, c->gs);
+    __m256 p = _mm256_loadu_ps(c->param + i);
+    __m256 m = zero, v = zero;
+    if (has_m) m = load_state8(c, fmt, 0, i, mdec, mok);
+    if (has_v) v = load_state8(c, fmt, 1, i, vdec, vok);
+    if (optim == ZOPT_ADAM && fmt != ZSTATE_FP32 && !l2) { /* zadam__elem_cq */
+        m = _mm256_fmadd_ps(c->b1, m, _mm256_mul_ps(c->cq1, graw));
+        v = _mm256_fmadd_ps(c->b2, v, _mm256_mul_ps(_mm256_mul_ps(c->cq2, graw), graw));
+        const __m256 den = _mm256_fmadd_ps(_mm256_sqrt_ps(v), c->cqa, c->cqb);
+        p = _mm256_fmadd_ps(p, c->decay, _mm256_div_ps(m, den));
+    } else if (optim == ZOPT_ADAM) {
+        if (l2) g = _mm256_add_ps(g, _mm256_mul_ps(c->l2, p));
+        m = _mm256_add_ps(_mm256_mul_ps(c->b1, m), _mm256_mul_ps(c->omb1, g));
+        v = _mm256_add_ps(_mm256_mul_ps(c->b2, v), _mm256_mul_ps(_mm256_mul_ps(c->omb2, g), g));
+        p = _mm256_mul_ps(p, c->decay);
+        const __m256 denom = _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(v), c->ibc2), c->eps);
+        p = _mm256_sub_ps(p, _mm256_mul_ps(c->step, _mm256_div_ps(m, denom)));
+    } else if (optim == ZOPT_LION) {
+        const __m256 cc = _mm256_add_ps(_mm256_mul_ps(c->b1, m), _mm256_mul_ps(c->omb1, g));
+        p = _mm256_mul_ps(p, c->decay);
+        const __m256 nz = _mm256_cmp_ps(cc, zero, _CMP_NEQ_OQ);
+        const __m256 sgn =
+            _mm256_or_ps(_mm256_and_ps(cc, _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u))),
+                         _mm256_set1_ps(1.0f));
+        const __m256 u = _mm256_blendv_ps(cc, sgn, nz);
+        p = _mm256_sub_ps(p, _mm256_mul_ps(c->step, u));
+        m = _mm256_add_ps(_mm256_mul_ps(c->b2, m), _mm256_mul_ps(c->omb2, g));
+    } else {
+        if (l2) g = _mm256_add_ps(g, _mm256_mul_ps(c->l2, p));
+        v = _mm256_add_ps(v, _mm256_mul_ps(g, g));
+        const __m256 den = _mm256_add_ps(_mm256_sqrt_ps(v), c->eps);
+        p = _mm256_sub_ps(p, _mm256_mul_ps(c->step, _mm256_div_ps(g, den)));
+    }
+    _mm256_storeu_ps(c->param + i, p);
+    if (okind != OUT_NONE) store_out8(c->out, okind, i, p, 1);
+    if (fmt != ZSTATE_Q8) {
+        if (has_m) store_state8(c, fmt, 0, i, m);
+        if (has_v) store_state8(c, fmt, 1, i, v);
+    }
+    *mo = m;
+    *vo = v;
+}
+
+/* One whole block from b0 with every choice a compile-time constant (see opt_block16). */
+ZADAM_AVX2_INLINE size_t opt_block8(const opt8 *c, size_t b0, zoff_dtype gdt, int optim, int fmt,
+                                    int l2, int okind, __m256i mdec, int mok, __m256i vdec,
+                                    int vok, q8_pending8 *pd)
+{
+    const int has_m = optim != ZOPT_ADAGRAD, has_v = optim != ZOPT_LION;
+    __m256i mmax = _mm256_setzero_si256(), vmax = _mm256_setzero_si256();
+    size_t bad = 0;
+    for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 16) {
+        __m256 m0, v0, m1, v1;
+        opt_vec8(c, b0 + k, gdt, optim, fmt, l2, okind, mdec, mok, vdec, vok, &m0, &v0, &bad);
+        opt_vec8(c, b0 + k + 8, gdt, optim, fmt, l2, okind, mdec, mok, vdec, vok, &m1, &v1, &bad);
+        if (fmt == ZSTATE_Q8) {
+            if (has_m) q8_keep16(0, m0, m1, pd->mh + k, &mmax);
+            if (has_v) q8_keep16(1, v0, v1, pd->vh + k, &vmax);
+        }
+    }
+    if (fmt == ZSTATE_Q8) {
+        pd->b0 = b0;
+        pd->ma = has_m ? reduce_max_u32x8(mmax) : 0;
+        pd->va = has_v ? reduce_max_u32x8(vmax) : 0;
+    }
+    return bad;
+}
+
+/* The copy of one block's new masters with ordinary stores (see out_block16). */
+static ZADAM_AVX2 void out_block8(void *out, int kind, const float *param, size_t b0)
+{
+    for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 8)
+        store_out8(out, kind, b0 + k, _mm256_loadu_ps(param + b0 + k), 0);
 }
 
 ZADAM_AVX2_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor *t, zoff_dtype gdt,
                                   int optim, int fmt)
 {
-    const __m256 gs = _mm256_set1_ps(s->grad_scale);
-    const __m256 b1 = _mm256_set1_ps(s->beta1), omb1 = _mm256_set1_ps(s->one_minus_beta1);
-    const __m256 b2 = _mm256_set1_ps(s->beta2), omb2 = _mm256_set1_ps(s->one_minus_beta2);
-    const __m256 l2 = _mm256_set1_ps(s->l2_wd), decay = _mm256_set1_ps(s->decay);
-    const __m256 ibc2 = _mm256_set1_ps(s->inv_sqrt_bc2), eps = _mm256_set1_ps(s->eps);
-    const __m256 step = _mm256_set1_ps(s->step_size);
-    const __m256 cq1 = _mm256_set1_ps(s->cq1), cq2 = _mm256_set1_ps(s->cq2);
-    const __m256 cqa = _mm256_set1_ps(s->cq_da), cqb = _mm256_set1_ps(s->cq_db);
-    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-    const __m256 signbit = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
-    const int apply_l2 = s->apply_l2, apply_decay = s->apply_decay;
+    const opt8 c = {.grad = t->grad,
+                    .param = t->param,
+                    .m32 = t->exp_avg,
+                    .v32 = t->exp_avg_sq,
+                    .mst = t->m_state,
+                    .vst = t->v_state,
+                    .out = t->param_out,
+                    .gs = _mm256_set1_ps(s->grad_scale),
+                    .b1 = _mm256_set1_ps(s->beta1),
+                    .omb1 = _mm256_set1_ps(s->one_minus_beta1),
+                    .b2 = _mm256_set1_ps(s->beta2),
+                    .omb2 = _mm256_set1_ps(s->one_minus_beta2),
+                    .l2 = _mm256_set1_ps(s->l2_wd),
+                    .decay = _mm256_set1_ps(s->decay),
+                    .ibc2 = _mm256_set1_ps(s->inv_sqrt_bc2),
+                    .eps = _mm256_set1_ps(s->eps),
+                    .step = _mm256_set1_ps(s->step_size),
+                    .cq1 = _mm256_set1_ps(s->cq1),
+                    .cq2 = _mm256_set1_ps(s->cq2),
+                    .cqa = _mm256_set1_ps(s->cq_da),
+                    .cqb = _mm256_set1_ps(s->cq_db)};
+    const int apply_l2 = s->apply_l2 && optim != ZOPT_LION;
     const int has_m = optim != ZOPT_ADAGRAD, has_v = optim != ZOPT_LION;
+    void *out = t->param_out;
     int out_kind = OUT_NONE;
-    if (t->param_out)
+    if (out)
         out_kind = t->out_dtype == ZOFF_DTYPE_F16    ? OUT_F16
                    : t->out_dtype == ZOFF_DTYPE_BF16 ? OUT_BF16
                                                      : OUT_F32;
-    const int nt = out_kind != OUT_NONE && s->nt_out &&
-                   ZOFF_IS_ALIGNED(t->param_out, out_kind == OUT_F32 ? 32 : 16);
-    float *restrict param = t->param;
+    const int nt =
+        out_kind != OUT_NONE && s->nt_out && ZOFF_IS_ALIGNED(out, out_kind == OUT_F32 ? 32 : 16);
+    const int inline_out = nt ? out_kind : OUT_NONE; /* ordinary stores: a pass per block */
     const size_t nfull = t->n / ZSTATE_Q8_BLOCK * ZSTATE_Q8_BLOCK;
-    float mb[ZSTATE_Q8_BLOCK] __attribute__((aligned(32)));
-    float vb[ZSTATE_Q8_BLOCK] __attribute__((aligned(32)));
+    q8_pending8 pend[2]; /* q8: the block being updated and the one waiting for its encode */
+    int cur = 0, waiting = 0;
     size_t nonfinite = 0;
     for (size_t b0 = 0; b0 < nfull; b0 += ZSTATE_Q8_BLOCK) {
         const size_t blk = b0 / ZSTATE_Q8_BLOCK;
@@ -367,59 +506,33 @@ ZADAM_AVX2_INLINE size_t opt_body(const zadam__scalars *s, const zadam_tensor *t
             mok = mk == ZQ8__BLK_NORMAL;
             vok = vk == ZQ8__BLK_NORMAL;
         }
-        __m256i mmax = _mm256_setzero_si256(), vmax = _mm256_setzero_si256();
-        for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 8) {
-            const size_t i = b0 + k;
-            const __m256 graw = load_grad8(t->grad, gdt, i);
-            if (fmt != ZSTATE_Q8) nonfinite += nonfinite8(graw); /* q8: counted below */
-            __m256 g = _mm256_mul_ps(graw, gs);
-            __m256 p = _mm256_loadu_ps(param + i);
-            __m256 m = zero, v = zero;
-            if (has_m) m = load_state8(t, fmt, 0, i, mdec, mok);
-            if (has_v) v = load_state8(t, fmt, 1, i, vdec, vok);
-            if (optim == ZOPT_ADAM && fmt != ZSTATE_FP32 && !apply_l2) { /* zadam__elem_cq */
-                m = _mm256_fmadd_ps(b1, m, _mm256_mul_ps(cq1, graw));
-                v = _mm256_fmadd_ps(b2, v, _mm256_mul_ps(_mm256_mul_ps(cq2, graw), graw));
-                const __m256 den = _mm256_fmadd_ps(_mm256_sqrt_ps(v), cqa, cqb);
-                p = _mm256_fmadd_ps(p, decay, _mm256_div_ps(m, den));
-            } else if (optim == ZOPT_ADAM) {
-                if (apply_l2) g = _mm256_add_ps(g, _mm256_mul_ps(l2, p));
-                m = _mm256_add_ps(_mm256_mul_ps(b1, m), _mm256_mul_ps(omb1, g));
-                v = _mm256_add_ps(_mm256_mul_ps(b2, v), _mm256_mul_ps(_mm256_mul_ps(omb2, g), g));
-                if (apply_decay) p = _mm256_mul_ps(p, decay);
-                const __m256 denom = _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(v), ibc2), eps);
-                p = _mm256_sub_ps(p, _mm256_mul_ps(step, _mm256_div_ps(m, denom)));
-            } else if (optim == ZOPT_LION) {
-                const __m256 c = _mm256_add_ps(_mm256_mul_ps(b1, m), _mm256_mul_ps(omb1, g));
-                if (apply_decay) p = _mm256_mul_ps(p, decay);
-                const __m256 nz = _mm256_cmp_ps(c, zero, _CMP_NEQ_OQ);
-                const __m256 sgn = _mm256_or_ps(_mm256_and_ps(c, signbit), one);
-                const __m256 u = _mm256_blendv_ps(c, sgn, nz);
-                p = _mm256_sub_ps(p, _mm256_mul_ps(step, u));
-                m = _mm256_add_ps(_mm256_mul_ps(b2, m), _mm256_mul_ps(omb2, g));
-            } else {
-                if (apply_l2) g = _mm256_add_ps(g, _mm256_mul_ps(l2, p));
-                v = _mm256_add_ps(v, _mm256_mul_ps(g, g));
-                const __m256 den = _mm256_add_ps(_mm256_sqrt_ps(v), eps);
-                p = _mm256_sub_ps(p, _mm256_mul_ps(step, _mm256_div_ps(g, den)));
-            }
-            _mm256_storeu_ps(param + i, p);
-            store_out8(t->param_out, out_kind, i, p, nt);
-            if (has_m) store_state8(t, fmt, 0, i, m, mb + k, &mmax);
-            if (has_v) store_state8(t, fmt, 1, i, v, vb + k, &vmax);
+#define ZOPT_BLOCK8(lc, ok)                                                                        \
+    opt_block8(&c, b0, gdt, optim, fmt, lc, ok, mdec, mok, vdec, vok, &pend[cur])
+#define ZOPT_BLOCK8_L2(ok) (apply_l2 ? ZOPT_BLOCK8(1, ok) : ZOPT_BLOCK8(0, ok))
+        switch (inline_out) {
+        case OUT_F16:
+            nonfinite += ZOPT_BLOCK8_L2(OUT_F16);
+            break;
+        case OUT_BF16:
+            nonfinite += ZOPT_BLOCK8_L2(OUT_BF16);
+            break;
+        case OUT_F32:
+            nonfinite += ZOPT_BLOCK8_L2(OUT_F32);
+            break;
+        default:
+            nonfinite += ZOPT_BLOCK8_L2(OUT_NONE);
+            if (out_kind != OUT_NONE) out_block8(out, out_kind, c.param, b0);
+            break;
         }
+#undef ZOPT_BLOCK8_L2
+#undef ZOPT_BLOCK8
         if (fmt == ZSTATE_Q8) {
-            const uint32_t ma = has_m ? reduce_max_u32x8(mmax) : 0;
-            const uint32_t va = has_v ? reduce_max_u32x8(vmax) : 0;
-            /* a non-finite gradient makes every kept moment non-finite (1 - beta > 0), so the
-             * block's gradients are counted only when a new moment is inf or NaN */
-            if (ZOFF_MAX(ma & 0x7fffffffu, va & 0x7fffffffu) >= 0x7f800000u)
-                for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k++)
-                    nonfinite += (size_t)zadam__nonfinite(zadam__grad_at(t->grad, gdt, b0 + k));
-            if (has_m) q8_store_block8(0, mb, ma, (uint8_t *)t->m_state + b0, &t->m_absmax[blk]);
-            if (has_v) q8_store_block8(1, vb, va, (uint8_t *)t->v_state + b0, &t->v_absmax[blk]);
+            if (waiting) nonfinite += q8_finish8(t, gdt, has_m, has_v, &pend[cur ^ 1]);
+            waiting = 1;
+            cur ^= 1;
         }
     }
+    if (waiting) nonfinite += q8_finish8(t, gdt, has_m, has_v, &pend[cur ^ 1]);
     if (nt) _mm_sfence(); /* order the streaming stores before whoever reads the copy */
     return nonfinite + zopt__step_tail(s, t, nfull);
 }
