@@ -199,7 +199,7 @@ static void kb_init(kbuf *b, size_t n, zopt_kind k, zstate_fmt f, zoff_dtype gdt
     b->odt = odt;
     b->has_out = has_out;
     b->grad = zt_malloc(n * zoff_dtype_size(gdt) + 64);
-    b->out = zt_malloc(n * 4 + 64);
+    if (posix_memalign(&b->out, 64, n * 4 + 64) != 0) abort(); /* aligned: streaming stores */
     b->state_bytes = zstate_bytes(k, f, n);
     if (posix_memalign(&b->state, 64, b->state_bytes + 64) != 0) abort();
     memset(b->state, 0, b->state_bytes);
@@ -243,7 +243,7 @@ static void kb_clone(kbuf *dst, const kbuf *a)
     *dst = *a;
     dst->grad = zt_malloc(a->n * zoff_dtype_size(a->gdt) + 64);
     memcpy(dst->grad, a->grad, a->n * zoff_dtype_size(a->gdt));
-    dst->out = zt_malloc(a->n * 4 + 64);
+    if (posix_memalign(&dst->out, 64, a->n * 4 + 64) != 0) abort();
     memcpy(dst->out, a->out, a->n * 4 + 64);
     if (posix_memalign(&dst->state, 64, a->state_bytes + 64) != 0) abort();
     memcpy(dst->state, a->state, a->state_bytes);
@@ -446,6 +446,105 @@ static void test_threads(void **state)
             kb_free(&ref);
             kb_free(&a);
         }
+}
+
+/* The copy written with streaming stores (zadam_config.nt_out = 1): the SIMD kernels then write it
+ * from the update loop, one specialised loop per output dtype; with the copy misaligned by one
+ * element they fall back to ordinary stores in a pass per block. Both must equal the scalar
+ * reference bit for bit, for every optimizer, moment format, grad and copy dtype, 1 and 2
+ * threads (the q8 encode of a tile's last block is deferred to the tile's end). */
+static void test_nt_out(void **state)
+{
+    (void)state;
+    static const zoff_dtype gdts[] = {ZOFF_DTYPE_F32, ZOFF_DTYPE_F16, ZOFF_DTYPE_BF16};
+    static const zoff_dtype odts[] = {ZOFF_DTYPE_F16, ZOFF_DTYPE_BF16, ZOFF_DTYPE_F32};
+    zt_rng r;
+    zt_rng_seed(&r, 4242);
+    const size_t n = 2 * 16384 + 777;
+    size_t cases = 0;
+    for (int k = 0; k < ZOPT_KIND_COUNT_; k++)
+        for (int f = 0; f < ZSTATE_FMT_COUNT_; f++)
+            for (int oi = 0; oi < 3; oi++)
+                for (int mis = 0; mis < 2; mis++) {
+                    const zoff_dtype gdt = gdts[(size_t)(k + f + oi) % 3];
+                    kbuf a;
+                    kb_init(&a, n, (zopt_kind)k, (zstate_fmt)f, gdt, 1, odts[oi], &r);
+                    if (mis) a.t.param_out = (char *)a.out + zoff_dtype_size(odts[oi]);
+                    kb_grads(&a, &r, 1.0f);
+                    for (int th = 1; th <= 2; th++) {
+                        kbuf ref, b;
+                        kb_clone(&ref, &a);
+                        kb_clone(&b, &a);
+                        if (mis) {
+                            ref.t.param_out = (char *)ref.out + zoff_dtype_size(odts[oi]);
+                            b.t.param_out = (char *)b.out + zoff_dtype_size(odts[oi]);
+                        }
+                        const int variant = (k + oi + mis) % 3;
+                        zadam_hparams hp = hp_for((zopt_kind)k, variant, 3);
+                        const size_t nf_ref = zopt_step_scalar(&hp, &ref.t);
+                        zadam_config cfg = {
+                            .isa = zadam_isa_name(g_isa), .threads = th, .nt_out = 1};
+                        zadam_ctx *ctx = NULL;
+                        assert_int_equal(zadam_create(&cfg, &ctx), 0);
+                        size_t nf = SIZE_MAX;
+                        assert_int_equal(zadam_step(ctx, &hp, &b.t, &nf), 0);
+                        zadam_destroy(ctx);
+                        assert_int_equal(nf, nf_ref);
+                        const size_t d = first_diff(ref.state, b.state, ref.state_bytes);
+                        const size_t o = first_diff(ref.out, b.out, n * 4 + 64);
+                        if (d != SIZE_MAX || o != SIZE_MAX) {
+                            fprintf(stderr,
+                                    "%s/%s out %s misaligned %d threads %d: state byte %zd, out "
+                                    "byte %zd differ\n",
+                                    zopt_kind_name((zopt_kind)k), zstate_fmt_name((zstate_fmt)f),
+                                    zoff_dtype_name(odts[oi]), mis, th, (ssize_t)d, (ssize_t)o);
+                            fail();
+                        }
+                        kb_free(&ref);
+                        kb_free(&b);
+                        cases++;
+                    }
+                    kb_free(&a);
+                }
+    printf("%zu streaming-store cases bit-identical to the scalar reference (%s)\n", cases,
+           zadam_isa_name(g_isa));
+}
+
+/* lr = 0 (a warm-up's first step) with AdamW decay configured: compact-state Adam folds the step
+ * size into its denominator (zadam__elem_cq), so a zero step takes the -0 / -inf constants; the
+ * parameters must come out unchanged (== each old value; the update is +-0 and no decay applies
+ * at lr 0, as in torch), the moments still advance, and every ISA gives the scalar's bits. */
+static void test_zero_lr(void **state)
+{
+    (void)state;
+    zt_rng r;
+    zt_rng_seed(&r, 99);
+    const size_t n = 4099;
+    for (int f = 1; f < ZSTATE_FMT_COUNT_; f++) {
+        kbuf a, b;
+        kb_init(&a, n, ZOPT_ADAM, (zstate_fmt)f, ZOFF_DTYPE_F16, 1, ZOFF_DTYPE_F16, &r);
+        kb_grads(&a, &r, 1.0f);
+        kb_clone(&b, &a);
+        float *p0 = zt_malloc(n * sizeof(float));
+        memcpy(p0, a.t.param, n * sizeof(float));
+        uint8_t *st0 = zt_malloc(a.state_bytes);
+        memcpy(st0, a.state, a.state_bytes);
+        zadam_hparams hp = hp_for(ZOPT_ADAM, 1, 2);
+        hp.lr = 0.0f;
+        assert_int_equal(zopt_step_scalar(&hp, &a.t), 0);
+        assert_int_equal(g_opt(&hp, &b.t), 0);
+        for (size_t i = 0; i < n; i++) assert_true(a.t.param[i] == p0[i]);
+        assert_int_equal(first_diff(a.state, b.state, a.state_bytes), SIZE_MAX);
+        assert_int_equal(first_diff(a.out, b.out, n * 2), SIZE_MAX);
+        /* the moments moved (the state bytes past the masters changed) */
+        assert_true(first_diff((const uint8_t *)a.state + n * sizeof(float),
+                               st0 + n * sizeof(float), a.state_bytes - n * sizeof(float)) !=
+                    SIZE_MAX);
+        free(st0);
+        free(p0);
+        kb_free(&a);
+        kb_free(&b);
+    }
 }
 
 /* ---- references from the papers
@@ -708,6 +807,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_api),       cmocka_unit_test(test_maps),
         cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_q8_special),
         cmocka_unit_test(test_vs_scalar), cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_nt_out),    cmocka_unit_test(test_zero_lr),
         cmocka_unit_test(test_lion_ref),  cmocka_unit_test(test_adagrad_ref),
         cmocka_unit_test(test_quadratic),
     };
