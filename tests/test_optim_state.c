@@ -14,6 +14,8 @@
  *    state bytes, absmax bits) for Adam / Lion / Adagrad x fp32 / bf16 / q8 x every grad dtype and
  *    output, sizes 0..70001 incl. partial blocks, over several steps; the fp32 Adam generic kernel
  *    equals the dedicated Adam kernel; 1 vs 2 threads and several tile sizes are bit-identical;
+ *  - the copy written with streaming stores (nt_out, aligned and misaligned) bit-identical too;
+ *  - compact Adam with lr = 0 (the step size folded into the denominator) leaves p unchanged;
  *  - Lion against a float64 reference written from Chen et al. 2023 (Algorithm 2) and Adagrad
  *    against a float64 reference of torch.optim.Adagrad (lr_decay, weight_decay, eps,
  *    initial_accumulator_value), 30 steps, within fp32 rounding tolerance;
