@@ -399,9 +399,9 @@ ZADAM_AVX2_INLINE void opt_vec8(const opt8 *c, size_t i, zoff_dtype gdt, int opt
         const __m256 cc = _mm256_add_ps(_mm256_mul_ps(c->b1, m), _mm256_mul_ps(c->omb1, g));
         p = _mm256_mul_ps(p, c->decay);
         const __m256 nz = _mm256_cmp_ps(cc, zero, _CMP_NEQ_OQ);
-        const __m256 sgn =
-            _mm256_or_ps(_mm256_and_ps(cc, _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u))),
-                         _mm256_set1_ps(1.0f));
+        const __m256 sgn = _mm256_or_ps(
+            _mm256_and_ps(cc, _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u))),
+            _mm256_set1_ps(1.0f));
         const __m256 u = _mm256_blendv_ps(cc, sgn, nz);
         p = _mm256_sub_ps(p, _mm256_mul_ps(c->step, u));
         m = _mm256_add_ps(_mm256_mul_ps(c->b2, m), _mm256_mul_ps(c->omb2, g));
@@ -423,8 +423,8 @@ ZADAM_AVX2_INLINE void opt_vec8(const opt8 *c, size_t i, zoff_dtype gdt, int opt
 
 /* One whole block from b0 with every choice a compile-time constant (see opt_block16). */
 ZADAM_AVX2_INLINE size_t opt_block8(const opt8 *c, size_t b0, zoff_dtype gdt, int optim, int fmt,
-                                    int l2, int okind, __m256i mdec, int mok, __m256i vdec,
-                                    int vok, q8_pending8 *pd)
+                                    int l2, int okind, __m256i mdec, int mok, __m256i vdec, int vok,
+                                    q8_pending8 *pd)
 {
     const int has_m = optim != ZOPT_ADAGRAD, has_v = optim != ZOPT_LION;
     __m256i mmax = _mm256_setzero_si256(), vmax = _mm256_setzero_si256();

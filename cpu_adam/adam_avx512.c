@@ -408,10 +408,9 @@ ZADAM_AVX512_INLINE void opt_vec16(const opt16 *c, size_t i, zoff_dtype gdt, int
         const __m512 cc = _mm512_add_ps(_mm512_mul_ps(c->b1, m), _mm512_mul_ps(c->omb1, g));
         p = _mm512_mul_ps(p, c->decay);
         const __mmask16 nz = _mm512_cmp_ps_mask(cc, zero, _CMP_NEQ_OQ);
-        const __m512 sgn = _mm512_castsi512_ps(
-            _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(cc),
-                                             _mm512_set1_epi32((int)0x80000000u)),
-                            _mm512_castps_si512(_mm512_set1_ps(1.0f))));
+        const __m512 sgn = _mm512_castsi512_ps(_mm512_or_si512(
+            _mm512_and_si512(_mm512_castps_si512(cc), _mm512_set1_epi32((int)0x80000000u)),
+            _mm512_castps_si512(_mm512_set1_ps(1.0f))));
         const __m512 u = _mm512_mask_blend_ps(nz, cc, sgn);
         p = _mm512_sub_ps(p, _mm512_mul_ps(c->step, u));
         m = _mm512_add_ps(_mm512_mul_ps(c->b2, m), _mm512_mul_ps(c->omb2, g));
@@ -444,8 +443,7 @@ ZADAM_AVX512_INLINE size_t opt_block16(const opt16 *c, size_t b0, zoff_dtype gdt
     for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k += 32) {
         __m512 m0, v0, m1, v1;
         opt_vec16(c, b0 + k, gdt, optim, fmt, l2, okind, mdec, mok, vdec, vok, &m0, &v0, &bad);
-        opt_vec16(c, b0 + k + 16, gdt, optim, fmt, l2, okind, mdec, mok, vdec, vok, &m1, &v1,
-                  &bad);
+        opt_vec16(c, b0 + k + 16, gdt, optim, fmt, l2, okind, mdec, mok, vdec, vok, &m1, &v1, &bad);
         if (fmt == ZSTATE_Q8) {
             if (has_m) q8_keep32(0, m0, m1, pd->mh + k, &mmax);
             if (has_v) q8_keep32(1, v0, v1, pd->vh + k, &vmax);

@@ -540,8 +540,8 @@ static void test_zero_lr(void **state)
         assert_int_equal(first_diff(a.out, b.out, n * 2), SIZE_MAX);
         /* the moments moved (the state bytes past the masters changed) */
         assert_true(first_diff((const uint8_t *)a.state + n * sizeof(float),
-                               st0 + n * sizeof(float), a.state_bytes - n * sizeof(float)) !=
-                    SIZE_MAX);
+                               st0 + n * sizeof(float),
+                               a.state_bytes - n * sizeof(float)) != SIZE_MAX);
         free(st0);
         free(p0);
         kb_free(&a);
