@@ -283,15 +283,12 @@ typedef struct q8_pending8 {
     uint16_t vh[ZSTATE_Q8_BLOCK] __attribute__((aligned(32)));
 } q8_pending8;
 
-/* Writes a pending block's codes and absmax; returns its non-finite gradient count (counted only
- * when a new moment is inf or NaN: a non-finite gradient makes every kept moment non-finite). */
+/* Writes a pending block's codes and absmax; returns its non-finite gradient count
+ * (zq8__block_nonfinite). */
 ZADAM_AVX2_INLINE size_t q8_finish8(const zadam_tensor *t, zoff_dtype gdt, int has_m, int has_v,
                                     const q8_pending8 *q)
 {
-    size_t bad = 0;
-    if (ZOFF_MAX(q->ma & 0x7fffffffu, q->va & 0x7fffffffu) >= 0x7f800000u)
-        for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k++)
-            bad += (size_t)zadam__nonfinite(zadam__grad_at(t->grad, gdt, q->b0 + k));
+    const size_t bad = zq8__block_nonfinite(t, gdt, q->b0, q->ma, q->va);
     const size_t blk = q->b0 / ZSTATE_Q8_BLOCK;
     if (has_m) q8_store_block8(0, q->mh, q->ma, (uint8_t *)t->m_state + q->b0, &t->m_absmax[blk]);
     if (has_v) q8_store_block8(1, q->vh, q->va, (uint8_t *)t->v_state + q->b0, &t->v_absmax[blk]);

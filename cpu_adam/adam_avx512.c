@@ -310,16 +310,12 @@ typedef struct q8_pending16 {
     uint16_t vh[ZSTATE_Q8_BLOCK] __attribute__((aligned(64)));
 } q8_pending16;
 
-/* Writes a pending block's codes and absmax; returns its non-finite gradient count. A non-finite
- * gradient makes every kept moment non-finite (1 - beta > 0), so the block's gradients are counted
- * only when a new moment is inf or NaN. */
+/* Writes a pending block's codes and absmax; returns its non-finite gradient count
+ * (zq8__block_nonfinite). */
 ZADAM_AVX512_INLINE size_t q8_finish16(const zadam_tensor *t, zoff_dtype gdt, int has_m, int has_v,
                                        const q8_pending16 *q)
 {
-    size_t bad = 0;
-    if (ZOFF_MAX(q->ma & 0x7fffffffu, q->va & 0x7fffffffu) >= 0x7f800000u)
-        for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k++)
-            bad += (size_t)zadam__nonfinite(zadam__grad_at(t->grad, gdt, q->b0 + k));
+    const size_t bad = zq8__block_nonfinite(t, gdt, q->b0, q->ma, q->va);
     const size_t blk = q->b0 / ZSTATE_Q8_BLOCK;
     if (has_m) q8_store_block16(0, q->mh, q->ma, (uint8_t *)t->m_state + q->b0, &t->m_absmax[blk]);
     if (has_v) q8_store_block16(1, q->vh, q->va, (uint8_t *)t->v_state + q->b0, &t->v_absmax[blk]);

@@ -254,6 +254,20 @@ static inline int zadam__nonfinite(float x)
     return (zoff_f32_bits(x) & 0x7f800000u) == 0x7f800000u;
 }
 
+/* The non-finite gradient count of the q8 block at b0 from the max |x| bits of its new moments
+ * (ma, va; 0 for a moment the optimizer lacks): a non-finite gradient makes every kept moment
+ * non-finite (1 - beta > 0), so the block's gradients are counted only when one of those is inf
+ * or NaN. The SIMD kernels' per-block count. */
+static inline size_t zq8__block_nonfinite(const zadam_tensor *t, zoff_dtype gdt, size_t b0,
+                                          uint32_t ma, uint32_t va)
+{
+    size_t bad = 0;
+    if (((ma & 0x7fffffffu) >= 0x7f800000u) || ((va & 0x7fffffffu) >= 0x7f800000u))
+        for (size_t k = 0; k < ZSTATE_Q8_BLOCK; k++)
+            bad += (size_t)zadam__nonfinite(zadam__grad_at(t->grad, gdt, b0 + k));
+    return bad;
+}
+
 /* Elements [from, n) of t through the scalar reference (the SIMD kernels' tails). Returns the
  * non-finite gradient count of that range. */
 size_t zadam__step_tail(const zadam__scalars *s, const zadam_tensor *t, size_t from);
