@@ -25,13 +25,14 @@ void zadam__scalars_init(const zadam_hparams *hp, zadam__scalars *s)
     s->l2_wd = s->apply_l2 ? hp->weight_decay : 0.0f;
     s->apply_decay = hp->adamw && hp->weight_decay != 0.0f && hp->lr != 0.0f;
     s->decay = s->apply_decay ? (float)(1.0 - lr * wd) : 1.0f;
-    s->inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    const double ibc2 = 1.0 / sqrt(bc2);
+    s->inv_sqrt_bc2 = (float)ibc2;
     s->eps = hp->eps;
-    s->step_size = (float)(lr / bc1);
+    const double step = lr / bc1;
+    s->step_size = (float)step;
     s->cq1 = (float)((1.0 - b1) * (double)hp->grad_scale);
     s->cq2 = (float)((1.0 - b2) * (double)hp->grad_scale * (double)hp->grad_scale);
-    const double step = lr / bc1;
-    s->cq_da = step > 0.0 ? (float)(-1.0 / sqrt(bc2) / step) : -0.0f;
+    s->cq_da = step > 0.0 ? (float)(-ibc2 / step) : -0.0f;
     s->cq_db = step > 0.0 ? (float)(-(double)hp->eps / step) : -INFINITY;
     if (!isfinite(s->cq_da) || !isfinite(s->cq_db)) {
         s->cq_da = -0.0f;
